@@ -1,0 +1,24 @@
+//! Every action a policy can ask of the core: the one closed list that Lua functions (and, later,
+//! WASM imports) translate into. The core executes them in `engine.rs`.
+//!
+//! To add an action: add a variant here, execute it in `Engine::execute`, and expose it to Lua in
+//! `policy/lua.rs` (one function in the register list).
+
+use std::path::PathBuf;
+
+use crate::event::{SessionId, Source};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Put `to` on air. `live` takes effect on the next keyframe of the current publisher;
+    /// `fallback` takes effect on the next output frame. With `media`, the fallback media is
+    /// replaced first (an image or video path; a bad path falls back to the slate and is logged).
+    Switch {
+        to: Source,
+        media: Option<PathBuf>,
+        reason: String,
+    },
+    /// Refuse a publish. Only meaningful while handling that session's `publish` event; the
+    /// publisher receives `NetStream.Publish.BadName` with `reason` and the connection is closed.
+    RejectPublish { session: SessionId, reason: String },
+}

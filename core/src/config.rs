@@ -1,0 +1,426 @@
+//! onair's configuration: `onair.toml` layered with `ONAIR_…` environment variables.
+//!
+//! Environment variables use `__` between table and key, so `fallback.stall_timeout_ms` is
+//! `ONAIR_FALLBACK__STALL_TIMEOUT_MS=500`, and `ingest.keys` is a comma-separated list
+//! (`ONAIR_INGEST__KEYS=key-a,key-b`). Every validation error names the key it is about.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The smallest stall timeout we accept, in milliseconds. Below it a healthy publisher's normal
+/// jitter (network, encoder, keyframe bursts) would be taken for a stall.
+pub const MIN_STALL_TIMEOUT_MS: u64 = 300;
+
+/// x264 presets, fastest first, as x264 names them.
+pub const X264_PRESETS: &[&str] = &[
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+];
+
+/// The whole configuration. Every section has a default, so an empty file is a valid config.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub fallback: FallbackConfig,
+    #[serde(default)]
+    pub output: OutputConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub scripts: ScriptsConfig,
+    /// Platforms to stream to, as `[[destination]]` tables.
+    #[serde(default, rename = "destination")]
+    pub destinations: Vec<DestinationConfig>,
+}
+
+/// `[ingest]`: where publishers (OBS) connect.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// TCP address of the RTMP server. Default `0.0.0.0:1935`, RTMP's registered port.
+    pub rtmp_listen: SocketAddr,
+    /// The RTMP application publishers use: OBS's Server is `rtmp://HOST:PORT/<app>`. Default `live`.
+    pub app: String,
+    /// Accepted stream keys. Empty means any key is accepted (a warning is logged at start-up).
+    pub keys: Vec<String>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            rtmp_listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            app: "live".into(),
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// `[fallback]`: what the output shows while no live feed is on air.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FallbackConfig {
+    /// An image (PNG, JPEG) or a video file (looped, with its audio). Absent → the built-in slate.
+    /// A relative path is relative to the working directory.
+    pub media: Option<PathBuf>,
+    /// How long, in milliseconds, a publisher may send no media while its connection stays open
+    /// before it counts as stalled. Minimum 300.
+    pub stall_timeout_ms: u64,
+    /// The slate's headline.
+    pub slate_text: String,
+    /// The channel name shown under the slate's headline.
+    pub channel_name: String,
+}
+
+impl Default for FallbackConfig {
+    fn default() -> Self {
+        Self {
+            media: None,
+            stall_timeout_ms: 1000,
+            slate_text: "We'll be right back".into(),
+            channel_name: "onair".into(),
+        }
+    }
+}
+
+/// `[output]`: the one encode that every destination receives.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Output width in pixels (even). Default 1280.
+    pub width: u32,
+    /// Output height in pixels (even). Default 720.
+    pub height: u32,
+    /// Output frame rate in frames per second, constant. Default 30.
+    pub fps: u32,
+    /// Video bitrate in kbit/s, CBR. Default 3000 (inside Twitch's 6000 kbit/s ceiling for 720p30).
+    pub video_bitrate_kbps: u32,
+    /// AAC-LC audio bitrate in kbit/s. Default 160 (Twitch recommends up to 160).
+    pub audio_bitrate_kbps: u32,
+    /// Keyframe interval in seconds. Default 2 (Twitch and YouTube require 2 s).
+    pub keyframe_interval_s: u32,
+    /// x264 preset, one of [`X264_PRESETS`]. Default `veryfast`.
+    pub x264_preset: String,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            video_bitrate_kbps: 3000,
+            audio_bitrate_kbps: 160,
+            keyframe_interval_s: 2,
+            x264_preset: "veryfast".into(),
+        }
+    }
+}
+
+/// `[http]`: the API and the preview.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// TCP address of the HTTP server. Default `127.0.0.1:8080` (local only).
+    pub listen: SocketAddr,
+    /// Serve the output as HTTP-FLV at `/preview.flv`. Default true.
+    pub preview: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            preview: true,
+        }
+    }
+}
+
+/// `[scripts]`: the Lua policy.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScriptsConfig {
+    /// Folder of Lua scripts; `failover.lua` in it holds the switching policy. Default `scripts`.
+    pub dir: PathBuf,
+}
+
+impl Default for ScriptsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("scripts"),
+        }
+    }
+}
+
+/// One `[[destination]]`: a platform endpoint that receives the output.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// A short unique name, used in logs, events and the API (`twitch`, `youtube`).
+    pub name: String,
+    /// `rtmp://` or `rtmps://` URL with the stream key included, as the platform shows it,
+    /// e.g. `rtmp://live.twitch.tv/app/live_123_abc`.
+    pub url: String,
+    /// Whether onair connects to it. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A configuration that could not be loaded or is not valid. The message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {file}: {message}")]
+    Load { file: String, message: String },
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// Where a configuration came from, for messages.
+pub fn source_name(path: Option<&Path>) -> String {
+    match path {
+        Some(p) => p.display().to_string(),
+        None => "built-in defaults".into(),
+    }
+}
+
+impl Config {
+    /// Loads `path` (when given and present) under the built-in defaults, then applies `ONAIR_…`
+    /// environment variables, then validates.
+    ///
+    /// Errors: [`ConfigError::Load`] for unreadable TOML or a value of the wrong type (the message
+    /// names the key), [`ConfigError::Invalid`] for a value out of range.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let file = source_name(path);
+        let mut builder = config::Config::builder();
+        if let Some(p) = path {
+            builder = builder.add_source(
+                config::File::from(p)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("ONAIR")
+                .prefix_separator("_")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("ingest.keys")
+                .try_parsing(true),
+        );
+        let built = builder.build().map_err(|e| ConfigError::Load {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        let cfg: Config = built.try_deserialize().map_err(|e| ConfigError::Load {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        cfg.validate(&file)?;
+        Ok(cfg)
+    }
+
+    /// Checks ranges and cross-field rules. `file` is used in the messages only.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| {
+            Err(ConfigError::Invalid {
+                file: file.into(),
+                key: key.into(),
+                message,
+            })
+        };
+        let f = &self.fallback;
+        if f.stall_timeout_ms < MIN_STALL_TIMEOUT_MS {
+            return bad(
+                "fallback.stall_timeout_ms",
+                format!(
+                    "{} is below the minimum {MIN_STALL_TIMEOUT_MS}",
+                    f.stall_timeout_ms
+                ),
+            );
+        }
+        let o = &self.output;
+        for (key, v, lo, hi) in [
+            ("output.width", o.width, 16, 3840),
+            ("output.height", o.height, 16, 2160),
+            ("output.fps", o.fps, 1, 120),
+            (
+                "output.video_bitrate_kbps",
+                o.video_bitrate_kbps,
+                100,
+                50_000,
+            ),
+            ("output.audio_bitrate_kbps", o.audio_bitrate_kbps, 32, 512),
+            ("output.keyframe_interval_s", o.keyframe_interval_s, 1, 10),
+        ] {
+            if v < lo || v > hi {
+                return bad(key, format!("{v} is outside {lo}..={hi}"));
+            }
+        }
+        for (key, v) in [("output.width", o.width), ("output.height", o.height)] {
+            if v % 2 != 0 {
+                return bad(key, format!("{v} must be even for 4:2:0 video"));
+            }
+        }
+        if !X264_PRESETS.contains(&o.x264_preset.as_str()) {
+            return bad(
+                "output.x264_preset",
+                format!(
+                    "{:?} is not one of {}",
+                    o.x264_preset,
+                    X264_PRESETS.join(", ")
+                ),
+            );
+        }
+        if self.ingest.app.is_empty() || self.ingest.app.contains('/') {
+            return bad(
+                "ingest.app",
+                format!("{:?} must be one non-empty path segment", self.ingest.app),
+            );
+        }
+        for (i, k) in self.ingest.keys.iter().enumerate() {
+            if k.is_empty() || k.contains('/') || k.chars().any(char::is_whitespace) {
+                return bad(
+                    &format!("ingest.keys[{i}]"),
+                    "a stream key must be non-empty, without '/' or spaces".into(),
+                );
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, d) in self.destinations.iter().enumerate() {
+            let key = format!("destination[{i}]");
+            if d.name.is_empty() || d.name == "preview" {
+                return bad(
+                    &format!("{key}.name"),
+                    format!("{:?} is empty or reserved", d.name),
+                );
+            }
+            if !names.insert(d.name.as_str()) {
+                return bad(
+                    &format!("{key}.name"),
+                    format!("{:?} is used by two destinations", d.name),
+                );
+            }
+            if !(d.url.starts_with("rtmp://") || d.url.starts_with("rtmps://")) {
+                return bad(
+                    &format!("{key}.url"),
+                    format!(
+                        "{} must start with rtmp:// or rtmps://",
+                        crate::redact::url(&d.url)
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("onair.toml");
+        std::fs::write(&p, toml).expect("write");
+        Config::load(Some(&p))
+    }
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let c = load_str("").expect("valid");
+        assert_eq!(c.ingest.rtmp_listen.port(), 1935);
+        assert_eq!(c.fallback.stall_timeout_ms, 1000);
+        assert_eq!(c.output.keyframe_interval_s, 2);
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.destinations.is_empty());
+    }
+
+    #[test]
+    fn contract_keys_parse() {
+        let c = load_str(
+            r#"
+[ingest]
+rtmp_listen = "127.0.0.1:19350"
+keys = ["my-secret-key"]
+[fallback]
+media = "media/brb.png"
+stall_timeout_ms = 500
+[output]
+width = 640
+height = 360
+fps = 25
+video_bitrate_kbps = 1200
+audio_bitrate_kbps = 128
+keyframe_interval_s = 2
+x264_preset = "ultrafast"
+[http]
+listen = "127.0.0.1:18080"
+[scripts]
+dir = "s"
+[[destination]]
+name = "twitch"
+url = "rtmp://live.twitch.tv/app/live_123_abc"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(c.ingest.keys, vec!["my-secret-key"]);
+        assert_eq!(
+            c.fallback.media.as_deref(),
+            Some(Path::new("media/brb.png"))
+        );
+        assert_eq!(c.output.fps, 25);
+        assert_eq!(c.destinations[0].name, "twitch");
+        assert!(c.destinations[0].enabled);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load_str("[fallback]\nstall_timeout_ms = 50\n").expect_err("too small");
+        assert!(
+            e.to_string()
+                .contains("fallback.stall_timeout_ms: 50 is below the minimum 300"),
+            "{e}"
+        );
+        let e = load_str("[output]\nwidth = 641\n").expect_err("odd");
+        assert!(e.to_string().contains("output.width"), "{e}");
+        let e = load_str("[output]\nx264_preset = \"turbo\"\n").expect_err("preset");
+        assert!(e.to_string().contains("output.x264_preset"), "{e}");
+        let e = load_str("[output]\nfps = \"fast\"\n").expect_err("type");
+        assert!(e.to_string().contains("fps"), "{e}");
+        let e = load_str("[outptu]\nfps = 30\n").expect_err("unknown table");
+        assert!(e.to_string().contains("outptu"), "{e}");
+    }
+
+    #[test]
+    fn destination_urls_are_checked_and_redacted_in_errors() {
+        let e = load_str("[[destination]]\nname = \"x\"\nurl = \"http://h/app/live_123456789\"\n")
+            .expect_err("scheme");
+        let msg = e.to_string();
+        assert!(msg.contains("destination[0].url"), "{msg}");
+        assert!(!msg.contains("live_123456789"), "key leaked: {msg}");
+        let e = load_str(
+            "[[destination]]\nname = \"x\"\nurl = \"rtmp://a/b/c\"\n[[destination]]\nname = \"x\"\nurl = \"rtmp://a/b/d\"\n",
+        )
+        .expect_err("dup");
+        assert!(e.to_string().contains("destination[1].name"), "{e}");
+    }
+}

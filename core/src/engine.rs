@@ -1,0 +1,216 @@
+//! The engine: the one loop where events meet the policy and actions are executed.
+//!
+//! Media events arrive on one channel; each is logged, published to observers, and handed to the
+//! policy; the actions that come back are executed here, in [`Engine::execute`]. A publish waits
+//! for the policy's verdict before the publisher is answered.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::action::Action;
+use crate::event::{Event, Source};
+use crate::media::fallback::Fallback;
+use crate::media::ingest::{Ingest, PublishRequest, SessionStatus};
+use crate::media::output::{DestinationStatus, Outputs};
+use crate::media::program::Program;
+use crate::policy::Policy;
+
+/// Counters for `/api/status`.
+#[derive(Default)]
+pub struct Counters {
+    pub switches: AtomicU64,
+    pub stalls: AtomicU64,
+    pub publishes: AtomicU64,
+    pub rejected_by_policy: AtomicU64,
+}
+
+/// Everything the HTTP API reads.
+pub struct Core {
+    pub program: Arc<Program>,
+    pub ingest: Arc<Ingest>,
+    pub outputs: Outputs,
+    pub fallback: Fallback,
+    pub policy: Policy,
+    pub counters: Counters,
+    pub started: Instant,
+    /// Every event, as observers (SSE, tests) see it.
+    pub events: broadcast::Sender<Event>,
+    pub preview_viewers: AtomicU64,
+}
+
+/// `GET /api/status`.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// `live` or `fallback`.
+    pub on_air: Source,
+    /// The live session on air, when `on_air` is `live`.
+    pub on_air_session: Option<u64>,
+    /// Seconds since the last switch.
+    pub on_air_for_s: f64,
+    /// What the fallback shows: `slate`, `image PATH` or `video PATH`.
+    pub fallback: String,
+    pub policy: PolicyStatus,
+    pub sessions: Vec<SessionStatus>,
+    pub destinations: Vec<DestinationStatus>,
+    pub counters: CounterStatus,
+    pub uptime_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PolicyStatus {
+    /// The script in use, or null when the built-in default runs.
+    pub script: Option<String>,
+    pub load_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CounterStatus {
+    pub publishes: u64,
+    pub refused_connections: u64,
+    pub rejected_by_policy: u64,
+    pub stalls: u64,
+    pub switches: u64,
+    pub preview_viewers: u64,
+}
+
+impl Core {
+    pub fn status(&self) -> Status {
+        let (on_air, on_air_session, on_air_for_s) = self.program.on_air();
+        let c = &self.counters;
+        Status {
+            on_air,
+            on_air_session,
+            on_air_for_s,
+            fallback: self.fallback.describe(),
+            policy: PolicyStatus {
+                script: self.policy.script.as_ref().map(|p| p.display().to_string()),
+                load_error: self.policy.load_error.clone(),
+            },
+            sessions: self.ingest.sessions(),
+            destinations: self.outputs.status(),
+            counters: CounterStatus {
+                publishes: c.publishes.load(Ordering::Relaxed),
+                refused_connections: self.ingest.refused.load(Ordering::Relaxed),
+                rejected_by_policy: c.rejected_by_policy.load(Ordering::Relaxed),
+                stalls: c.stalls.load(Ordering::Relaxed),
+                switches: c.switches.load(Ordering::Relaxed),
+                preview_viewers: self.preview_viewers.load(Ordering::Relaxed),
+            },
+            uptime_s: self.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+pub struct Engine {
+    core: Arc<Core>,
+}
+
+impl Engine {
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
+    /// Runs until both channels close.
+    pub async fn run(
+        self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        mut publishes: mpsc::UnboundedReceiver<PublishRequest>,
+    ) {
+        loop {
+            tokio::select! {
+                Some(ev) = events.recv() => self.on_event(ev).await,
+                Some(req) = publishes.recv() => self.on_publish(req).await,
+                else => break,
+            }
+        }
+    }
+
+    fn observe(&self, ev: &Event) {
+        let c = &self.core.counters;
+        match ev {
+            Event::Switched(_) => c.switches.fetch_add(1, Ordering::Relaxed),
+            Event::Stall(_) => c.stalls.fetch_add(1, Ordering::Relaxed),
+            Event::Publish(_) => c.publishes.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        let _ = self.core.events.send(ev.clone());
+    }
+
+    async fn on_event(&self, ev: Event) {
+        self.observe(&ev);
+        let actions = self.core.policy.decide(ev.clone()).await;
+        for a in actions {
+            self.execute(a, &ev);
+        }
+    }
+
+    async fn on_publish(&self, req: PublishRequest) {
+        let ev = Event::Publish(req.event.clone());
+        let session = req.event.session;
+        self.observe(&ev);
+        let actions = self.core.policy.decide(ev.clone()).await;
+        let rejection = actions.iter().find_map(|a| match a {
+            Action::RejectPublish { session: s, reason } if *s == session => Some(reason.clone()),
+            _ => None,
+        });
+        if let Some(reason) = rejection {
+            self.core
+                .counters
+                .rejected_by_policy
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(session, %reason, "publish rejected by policy; its other actions are dropped");
+            let _ = req.reply.send(Err(reason));
+            return;
+        }
+        if req.reply.send(Ok(())).is_err() {
+            return; // the publisher went away meanwhile
+        }
+        for a in actions {
+            self.execute(a, &ev);
+        }
+    }
+
+    /// Executes one action. `cause` is the event whose handler asked for it.
+    pub fn execute(&self, action: Action, cause: &Event) {
+        let core = &self.core;
+        match action {
+            Action::Switch { to, media, reason } => {
+                if let Some(path) = media {
+                    // loading media blocks: keep the runtime's other tasks running meanwhile
+                    match tokio::task::block_in_place(|| core.fallback.set_media(Some(&path))) {
+                        Ok(what) => tracing::info!(fallback = %what, "fallback media set"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "fallback media unusable: showing the slate instead")
+                        }
+                    }
+                }
+                match to {
+                    Source::Fallback => core.program.cut_to_fallback(reason),
+                    Source::Live => {
+                        let target = cause
+                            .session()
+                            .filter(|s| core.ingest.is_publishing(*s))
+                            .or_else(|| core.ingest.newest_healthy());
+                        match target {
+                            Some(session) => core.program.arm_live(session, reason),
+                            None => {
+                                tracing::warn!(%reason, "switch to live ignored: nobody is publishing")
+                            }
+                        }
+                    }
+                }
+            }
+            Action::RejectPublish { session, .. } => {
+                tracing::warn!(
+                    session,
+                    event = cause.name(),
+                    "reject ignored: it only applies while handling that session's publish"
+                );
+            }
+        }
+    }
+}

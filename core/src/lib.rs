@@ -1,0 +1,11 @@
+//! onair keeps a live stream on air: RTMP ingest, a fallback when the feed drops or stalls, one
+//! persistent connection per platform, and policy in Lua.
+
+pub mod action;
+pub mod config;
+pub mod engine;
+pub mod event;
+pub mod http;
+pub mod media;
+pub mod policy;
+pub mod redact;

@@ -1,0 +1,291 @@
+//! `onair run` and `onair check`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use gst::prelude::*;
+use tokio::net::TcpListener;
+
+use onair::config::{self, Config};
+use onair::engine::{Core, Counters, Engine};
+use onair::media::fallback::{self, Fallback, MediaKind};
+use onair::media::fanout::FanOut;
+use onair::media::ingest::Ingest;
+use onair::media::output::Outputs;
+use onair::media::program::Program;
+use onair::policy::{FAILOVER_SCRIPT, Policy, lua::LuaHost};
+use onair::{media, redact};
+
+#[derive(Parser)]
+#[command(
+    name = "onair",
+    version,
+    about = "Keeps a live stream on air: RTMP in, fallback on drop or stall, one persistent connection per platform."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay.
+    Run {
+        /// Config file. Default ./onair.toml; without it, the built-in defaults.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the config, the policy script and the fallback media, and print what would run.
+    Check {
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// The config file to read: the one given, else `./onair.toml` if present, else none.
+fn config_path(given: Option<PathBuf>) -> Option<PathBuf> {
+    given.or_else(|| {
+        let default = PathBuf::from("onair.toml");
+        default.exists().then_some(default)
+    })
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(config_path(config)),
+        Command::Check { config } => check(config_path(config)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    let cfg = Config::load(path)?;
+    if cfg.ingest.keys.is_empty() {
+        tracing::warn!("ingest.keys is empty: any stream key is accepted");
+    }
+    Ok(cfg)
+}
+
+fn init_media() -> anyhow::Result<()> {
+    media::init()?;
+    let missing = media::missing_elements();
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|(f, h)| format!("{f} ({h})")).collect();
+        bail!("GStreamer elements missing: {}", list.join(", "));
+    }
+    Ok(())
+}
+
+/// What OBS asks for, in its own words.
+fn obs_settings(cfg: &Config) -> String {
+    let addr = cfg.ingest.rtmp_listen;
+    let host = if addr.ip().is_unspecified() {
+        "<this machine's address>".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let key = match cfg.ingest.keys.first() {
+        Some(k) => format!("one of ingest.keys ({})", redact::key(k)),
+        None => "any (ingest.keys is empty)".into(),
+    };
+    format!(
+        "OBS → Settings → Stream: Service \"Custom...\", Server \"rtmp://{host}:{}/{}\", Stream Key {key}",
+        addr.port(),
+        cfg.ingest.app
+    )
+}
+
+fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let cfg = load_config(path.as_deref())?;
+    println!("config: {} OK", config::source_name(path.as_deref()));
+    init_media()?;
+    println!("media: all GStreamer elements present");
+    let script = cfg.scripts.dir.join(FAILOVER_SCRIPT);
+    LuaHost::load(&script).with_context(|| format!("loading script {}", script.display()))?;
+    println!("policy: {} loads", script.display());
+    let fb = match &cfg.fallback.media {
+        None => "slate".to_string(),
+        Some(p) => match fallback::probe(p)? {
+            MediaKind::Image => format!("image {}", p.display()),
+            MediaKind::Video {
+                has_audio,
+                duration_ms,
+            } => format!(
+                "video {} ({:.1} s loop, {})",
+                p.display(),
+                duration_ms as f64 / 1000.0,
+                if has_audio { "with audio" } else { "silent" }
+            ),
+        },
+    };
+    let o = &cfg.output;
+    println!("would run:");
+    println!(
+        "  ingest: rtmp on {} app {:?}, {} key(s)",
+        cfg.ingest.rtmp_listen,
+        cfg.ingest.app,
+        cfg.ingest.keys.len()
+    );
+    println!("  {}", obs_settings(&cfg));
+    println!(
+        "  fallback: {fb}, stall timeout {} ms",
+        cfg.fallback.stall_timeout_ms
+    );
+    println!(
+        "  output: {}x{}@{} H.264 High CBR {} kbit/s, keyframe every {} s, x264 {}; AAC-LC 48 kHz stereo {} kbit/s",
+        o.width,
+        o.height,
+        o.fps,
+        o.video_bitrate_kbps,
+        o.keyframe_interval_s,
+        o.x264_preset,
+        o.audio_bitrate_kbps
+    );
+    if cfg.http.preview {
+        println!("  preview: http://{}/preview.flv", cfg.http.listen);
+    }
+    println!("  api: http://{}/api/status", cfg.http.listen);
+    for d in &cfg.destinations {
+        println!(
+            "  destination {}: {}{}",
+            d.name,
+            redact::url(&d.url),
+            if d.enabled { "" } else { " (disabled)" }
+        );
+    }
+    Ok(())
+}
+
+fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let cfg = load_config(path.as_deref())?;
+    init_media()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(serve(cfg))
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (publish_tx, publish_rx) = tokio::sync::mpsc::unbounded_channel();
+    let fanout = Arc::new(FanOut::new());
+
+    // Bind first: a busy port is a clear error before anything goes on air.
+    let rtmp = TcpListener::bind(cfg.ingest.rtmp_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "ingest.rtmp_listen: cannot listen on {}",
+                cfg.ingest.rtmp_listen
+            )
+        })?;
+    let http = TcpListener::bind(cfg.http.listen)
+        .await
+        .with_context(|| format!("http.listen: cannot listen on {}", cfg.http.listen))?;
+
+    let program = Program::build(&cfg.output, fanout.clone(), events_tx.clone())?;
+    let fallback = Fallback::start(program.clone(), &cfg.fallback)?;
+    program
+        .pipeline()
+        .set_state(gst::State::Playing)
+        .context("starting the program pipeline")?;
+    watch_bus(program.pipeline());
+
+    let policy = Policy::start(&cfg.scripts.dir);
+    let ingest = Ingest::new(&cfg, program.clone(), events_tx.clone(), publish_tx);
+    let outputs = Outputs::start(&cfg.destinations, fanout.clone(), events_tx.clone());
+    let (bus_tx, _) = tokio::sync::broadcast::channel(256);
+    let core = Arc::new(Core {
+        program: program.clone(),
+        ingest: ingest.clone(),
+        outputs,
+        fallback,
+        policy,
+        counters: Counters::default(),
+        started: Instant::now(),
+        events: bus_tx,
+        preview_viewers: AtomicU64::new(0),
+    });
+
+    tokio::spawn(ingest.serve(rtmp));
+    let routes = onair::http::routes(core.clone(), fanout, cfg.http.preview);
+    tokio::spawn(warp::serve(routes).incoming(http).run());
+    let engine = tokio::spawn(Engine::new(core.clone()).run(events_rx, publish_rx));
+
+    tracing::info!(listen = %cfg.ingest.rtmp_listen, "rtmp ingest ready");
+    tracing::info!("{}", obs_settings(&cfg));
+    if cfg.http.preview {
+        tracing::info!(
+            "preview: http://{}/preview.flv (ffplay, VLC, mpv)",
+            cfg.http.listen
+        );
+    }
+    tracing::info!("status: http://{}/api/status", cfg.http.listen);
+
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+        _ = terminate() => tracing::info!("terminated: stopping"),
+        _ = engine => tracing::error!("engine stopped"),
+    }
+    let _ = program.pipeline().set_state(gst::State::Null);
+    Ok(())
+}
+
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Logs the program pipeline's errors and warnings. An error there is logged, never fatal:
+/// destinations stay connected.
+fn watch_bus(pipeline: &gst::Pipeline) {
+    let Some(bus) = pipeline.bus() else { return };
+    std::thread::Builder::new()
+        .name("program-bus".into())
+        .spawn(move || {
+            for msg in bus.iter_timed(gst::ClockTime::NONE) {
+                match msg.view() {
+                    gst::MessageView::Error(e) => tracing::error!(
+                        source = ?e.src().map(|s| s.path_string()),
+                        error = %e.error(),
+                        debug = ?e.debug(),
+                        "program pipeline error"
+                    ),
+                    gst::MessageView::Warning(w) => tracing::warn!(
+                        source = ?w.src().map(|s| s.path_string()),
+                        warning = %w.error(),
+                        debug = ?w.debug(),
+                        "program pipeline warning"
+                    ),
+                    _ => {}
+                }
+            }
+        })
+        .ok();
+}

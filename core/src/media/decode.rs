@@ -1,0 +1,269 @@
+//! One decode pipeline per publish session:
+//! `appsrc (FLV) ! flvdemux ! {h264parse ! avdec_h264 | aacparse ! avdec_aac} ! convert/scale ! appsink`.
+//! Decoded frames are put on the program's running time and handed to [`Program`].
+//!
+//! Rebase: when the session's first tag arrives, the program's running time is taken once, and
+//! every tag timestamp is counted from that tag. Audio and video share that one offset, so lip
+//! sync is the publisher's. The offset is taken again only on a large drift (over
+//! [`RESYNC_DRIFT_MS`] either way, as after a SIGSTOPped publisher resumes with a burst).
+//!
+//! The appsinks are `sync=false async=false`: the session pipeline runs as fast as data arrives,
+//! and a publisher without audio still reaches PLAYING. Nothing here ever reaches the program as
+//! EOS: when the session ends its pipeline is set to NULL.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gst::prelude::*;
+
+use super::program::Program;
+use super::{MediaError, flv, make};
+use crate::event::SessionId;
+
+/// Drift between a tag's rebased timestamp and the program's running time that triggers a new
+/// offset, in ms.
+pub const RESYNC_DRIFT_MS: i64 = 1000;
+
+/// Rebase state: the first tag's timestamp and the running time (ns) it maps to.
+struct Rebase {
+    first_ts_ms: Option<u32>,
+    /// Program running time, in ns, of rebased tag time 0.
+    offset_ns: Arc<AtomicU64>,
+}
+
+pub struct LiveDecoder {
+    session: SessionId,
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+    program: Arc<Program>,
+    rebase: Rebase,
+}
+
+impl LiveDecoder {
+    /// Builds and starts the decode pipeline for `session`.
+    pub fn start(session: SessionId, program: Arc<Program>) -> Result<Self, MediaError> {
+        let pipeline = gst::Pipeline::with_name(&format!("session-{session}"));
+        let src = make("appsrc", "flv")?
+            .downcast::<gst_app::AppSrc>()
+            .map_err(|_| MediaError::Build("appsrc is not an AppSrc".into()))?;
+        src.set_caps(Some(&gst::Caps::builder("video/x-flv").build()));
+        src.set_format(gst::Format::Bytes);
+        src.set_property("max-bytes", 32u64 << 20);
+        let demux = make("flvdemux", "demux")?;
+        pipeline
+            .add_many([src.upcast_ref(), &demux])
+            .map_err(|e| MediaError::Build(e.to_string()))?;
+        src.link(&demux)
+            .map_err(|e| MediaError::Build(format!("appsrc → flvdemux: {e}")))?;
+
+        let offset_ns = Arc::new(AtomicU64::new(0));
+        let format = *program.format();
+        let weak_pipeline = pipeline.downgrade();
+        let prog = program.clone();
+        let offset = offset_ns.clone();
+        demux.connect_pad_added(move |_, pad| {
+            let Some(pipeline) = weak_pipeline.upgrade() else {
+                return;
+            };
+            let result = match pad.name().as_str() {
+                "video" => link_branch(
+                    &pipeline,
+                    pad,
+                    Kind::Video,
+                    &format,
+                    session,
+                    &prog,
+                    &offset,
+                ),
+                "audio" => link_branch(
+                    &pipeline,
+                    pad,
+                    Kind::Audio,
+                    &format,
+                    session,
+                    &prog,
+                    &offset,
+                ),
+                other => {
+                    tracing::debug!(session, pad = other, "ignoring flvdemux pad");
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                tracing::error!(session, error = %e, "session decode branch failed");
+            }
+        });
+
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| MediaError::Start {
+                what: format!("session {session} decoder"),
+                message: e.to_string(),
+            })?;
+        src.push_buffer(gst::Buffer::from_slice(flv::stream_header()))
+            .map_err(|e| MediaError::Start {
+                what: format!("session {session} decoder"),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            session,
+            pipeline,
+            src,
+            program,
+            rebase: Rebase {
+                first_ts_ms: None,
+                offset_ns,
+            },
+        })
+    }
+
+    /// Feeds one RTMP audio or video message. Never blocks.
+    ///
+    /// `ts_ms` is the message's RTMP timestamp (DTS) in milliseconds.
+    pub fn push(&mut self, tag_type: u8, ts_ms: u32, body: &[u8]) {
+        let now = self
+            .program
+            .running_time()
+            .unwrap_or(gst::ClockTime::ZERO)
+            .nseconds();
+        let first = *self.rebase.first_ts_ms.get_or_insert_with(|| {
+            self.rebase.offset_ns.store(now, Ordering::Relaxed);
+            ts_ms
+        });
+        let rel_ms = ts_ms.wrapping_sub(first);
+        let expected =
+            self.rebase.offset_ns.load(Ordering::Relaxed) + u64::from(rel_ms) * 1_000_000;
+        let drift_ms = (now as i64 - expected as i64) / 1_000_000;
+        if drift_ms.abs() > RESYNC_DRIFT_MS {
+            let new_offset = now.saturating_sub(u64::from(rel_ms) * 1_000_000);
+            self.rebase.offset_ns.store(new_offset, Ordering::Relaxed);
+            tracing::info!(
+                session = self.session,
+                drift_ms,
+                "publisher timestamps drifted: re-synced to running time"
+            );
+        }
+        let tag = flv::tag(tag_type, rel_ms, body);
+        let _ = self.src.push_buffer(gst::Buffer::from_mut_slice(tag));
+    }
+
+    /// The first error the decode pipeline reported, if any.
+    pub fn take_error(&self) -> Option<String> {
+        let bus = self.pipeline.bus()?;
+        while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            if let gst::MessageView::Error(e) = msg.view() {
+                return Some(format!("{} ({})", e.error(), e.debug().unwrap_or_default()));
+            }
+        }
+        None
+    }
+}
+
+impl Drop for LiveDecoder {
+    fn drop(&mut self) {
+        self.program.session_ended(self.session);
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Video,
+    Audio,
+}
+
+fn link_branch(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    kind: Kind,
+    format: &super::OutputFormat,
+    session: SessionId,
+    program: &Arc<Program>,
+    offset: &Arc<AtomicU64>,
+) -> Result<(), MediaError> {
+    let p = match kind {
+        Kind::Video => "v",
+        Kind::Audio => "a",
+    };
+    let queue = make("queue", &format!("{p}_queue"))?;
+    let elements: Vec<gst::Element> = match kind {
+        Kind::Video => {
+            let dec = make("avdec_h264", "vdec")?;
+            dec.set_property("output-corrupt", false);
+            let caps = make("capsfilter", "vcaps")?;
+            caps.set_property("caps", format.video_caps_any_rate());
+            vec![
+                queue,
+                make("h264parse", "vparse")?,
+                dec,
+                make("videoconvert", "vconvert")?,
+                make("videoscale", "vscale")?,
+                caps,
+            ]
+        }
+        Kind::Audio => {
+            let caps = make("capsfilter", "acaps")?;
+            caps.set_property("caps", format.audio_caps());
+            vec![
+                queue,
+                make("aacparse", "aparse")?,
+                make("avdec_aac", "adec")?,
+                make("audioconvert", "aconvert")?,
+                make("audioresample", "aresample")?,
+                caps,
+            ]
+        }
+    };
+    let sink = make("appsink", &format!("{p}_sink"))?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| MediaError::Build("appsink is not an AppSink".into()))?;
+    sink.set_sync(false);
+    sink.set_async(false);
+    let program = program.clone();
+    let offset = offset.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
+                let (Some(buffer), Some(segment)) = (sample.buffer_owned(), sample.segment())
+                else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let Some(segment) = segment.downcast_ref::<gst::ClockTime>() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let Some(rt) = buffer.pts().and_then(|pts| segment.to_running_time(pts)) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let mut buffer = buffer;
+                {
+                    let b = buffer.make_mut();
+                    b.set_pts(rt + gst::ClockTime::from_nseconds(offset.load(Ordering::Relaxed)));
+                    b.set_dts(gst::ClockTime::NONE);
+                }
+                match kind {
+                    Kind::Video => program.push_live_video(session, buffer),
+                    Kind::Audio => program.push_live_audio(session, buffer),
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let mut all: Vec<&gst::Element> = elements.iter().collect();
+    all.push(sink.upcast_ref());
+    pipeline
+        .add_many(all.iter().copied())
+        .map_err(|e| MediaError::Build(e.to_string()))?;
+    gst::Element::link_many(all.iter().copied())
+        .map_err(|e| MediaError::Build(format!("{kind:?} decode branch: {e}")))?;
+    for e in &all {
+        e.sync_state_with_parent()
+            .map_err(|e| MediaError::Build(format!("{kind:?} decode branch: {e}")))?;
+    }
+    let sinkpad = elements[0]
+        .static_pad("sink")
+        .ok_or_else(|| MediaError::Build("queue without sink pad".into()))?;
+    pad.link(&sinkpad)
+        .map_err(|e| MediaError::Build(format!("flvdemux {kind:?} pad: {e}")))?;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! One encode, many consumers. Every destination and every preview viewer gets its own bounded
+//! queue. Pushing never blocks the program's streaming thread: a consumer whose queue is full
+//! loses buffers and then waits for the next video keyframe, so a dead or slow platform costs
+//! only itself. A new consumer starts with the FLV stream headers (FLV header, onMetaData, AVC
+//! and AAC sequence headers) and then data from a video keyframe.
+
+use std::sync::Mutex;
+
+use tokio::sync::mpsc;
+
+use super::flv;
+
+/// Per-consumer queue length, in FLV tags. At 30 fps plus AAC (about 77 tags/s) this is ~6 s.
+pub const QUEUE_TAGS: usize = 512;
+
+struct Consumer {
+    id: u64,
+    name: String,
+    tx: mpsc::Sender<gst::Buffer>,
+    waiting_keyframe: bool,
+    dropped: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    caps: Option<gst::Caps>,
+    headers: Vec<gst::Buffer>,
+    consumers: Vec<Consumer>,
+    next_id: u64,
+}
+
+/// A subscription: the caps (with `streamheader`), the header buffers to send first, then the
+/// stream from a keyframe on `rx`.
+pub struct Subscription {
+    pub id: u64,
+    pub caps: Option<gst::Caps>,
+    pub headers: Vec<gst::Buffer>,
+    pub rx: mpsc::Receiver<gst::Buffer>,
+}
+
+#[derive(Default)]
+pub struct FanOut {
+    inner: Mutex<Inner>,
+}
+
+impl FanOut {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Called on the program's streaming thread for every muxed buffer. Never blocks.
+    pub fn push_sample(&self, sample: &gst::Sample) {
+        let Some(buffer) = sample.buffer_owned() else {
+            return;
+        };
+        let mut inner = self.lock();
+        if let Some(caps) = sample.caps()
+            && inner.caps.as_ref().is_none_or(|c| c.as_ref() != caps)
+        {
+            inner.headers = stream_headers(caps);
+            inner.caps = Some(caps.to_owned());
+        }
+        if buffer.flags().contains(gst::BufferFlags::HEADER) {
+            return; // already in the caps' streamheader
+        }
+        let keyframe = buffer
+            .map_readable()
+            .map(|m| flv::is_video_keyframe_tag(m.as_slice()))
+            .unwrap_or(false);
+        inner.consumers.retain_mut(|c| {
+            if c.waiting_keyframe {
+                if !keyframe {
+                    return true;
+                }
+                c.waiting_keyframe = false;
+            }
+            match c.tx.try_send(buffer.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    c.dropped += 1;
+                    c.waiting_keyframe = true;
+                    tracing::warn!(consumer = %c.name, dropped = c.dropped,
+                        "output queue full: dropping until the next keyframe");
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+
+    /// Adds a consumer. `name` is for logs.
+    pub fn subscribe(&self, name: &str) -> Subscription {
+        let (tx, rx) = mpsc::channel(QUEUE_TAGS);
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = inner.next_id;
+        inner.consumers.push(Consumer {
+            id,
+            name: name.into(),
+            tx,
+            waiting_keyframe: true,
+            dropped: 0,
+        });
+        Subscription {
+            id,
+            caps: inner.caps.clone(),
+            headers: inner.headers.clone(),
+            rx,
+        }
+    }
+
+    pub fn unsubscribe(&self, id: u64) {
+        self.lock().consumers.retain(|c| c.id != id);
+    }
+
+    /// Whether the program has produced its stream headers yet.
+    pub fn has_headers(&self) -> bool {
+        !self.lock().headers.is_empty()
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.lock().consumers.len()
+    }
+}
+
+/// The `streamheader` buffers that `flvmux streamable=true` puts in its caps.
+fn stream_headers(caps: &gst::CapsRef) -> Vec<gst::Buffer> {
+    let Some(s) = caps.structure(0) else {
+        return Vec::new();
+    };
+    let Ok(arr) = s.get::<gst::ArrayRef>("streamheader") else {
+        return Vec::new();
+    };
+    arr.iter()
+        .filter_map(|v| v.get::<gst::Buffer>().ok())
+        .collect()
+}

@@ -1,0 +1,110 @@
+//! The few FLV facts the core needs: building tags from RTMP messages for the per-session
+//! demuxer, recognising video keyframes in the muxed output, and naming codecs for errors.
+//! Layout per the FLV specification v10.1, annex E.
+
+/// FLV tag types.
+pub const TAG_AUDIO: u8 = 8;
+pub const TAG_VIDEO: u8 = 9;
+
+/// The 13 bytes that open an FLV stream: signature, version 1, audio+video flags, header size 9,
+/// then PreviousTagSize0 = 0.
+pub fn stream_header() -> [u8; 13] {
+    [b'F', b'L', b'V', 1, 0x05, 0, 0, 0, 9, 0, 0, 0, 0]
+}
+
+/// One FLV tag (11-byte header, body, 4-byte PreviousTagSize) for an RTMP audio or video message
+/// body. `ts_ms` is the tag timestamp in milliseconds (32 bits: 24 low + 8 extended).
+pub fn tag(tag_type: u8, ts_ms: u32, body: &[u8]) -> Vec<u8> {
+    let len = body.len() as u32;
+    let mut out = Vec::with_capacity(11 + body.len() + 4);
+    out.push(tag_type);
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+    out.extend_from_slice(&(ts_ms & 0x00ff_ffff).to_be_bytes()[1..]);
+    out.push((ts_ms >> 24) as u8);
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(body);
+    out.extend_from_slice(&(11 + len).to_be_bytes());
+    out
+}
+
+/// True when `data` is a whole FLV video tag holding a keyframe (frame type 1).
+pub fn is_video_keyframe_tag(data: &[u8]) -> bool {
+    data.len() > 11 && data[0] == TAG_VIDEO && data[11] >> 4 == 1
+}
+
+/// A codec in an RTMP message that onair cannot ingest, named for the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("unsupported video codec {0}: onair ingests H.264 (OBS: Encoder x264 or NVENC H.264)")]
+    Video(String),
+    #[error("unsupported audio codec {0}: onair ingests AAC (OBS: Audio Encoder AAC)")]
+    Audio(String),
+}
+
+/// Checks the first byte(s) of an RTMP video message body: H.264 (AVC, codec id 7) only.
+/// Enhanced RTMP (the 0x80 flag, a FourCC follows) is refused unless it is `avc1`.
+pub fn check_video_codec(body: &[u8]) -> Result<(), CodecError> {
+    let Some(&b0) = body.first() else {
+        return Ok(()); // empty messages carry nothing to check
+    };
+    if b0 & 0x80 != 0 {
+        let fourcc = body
+            .get(1..5)
+            .map(|f| String::from_utf8_lossy(f).into_owned());
+        return match fourcc.as_deref() {
+            Some("avc1") => Ok(()),
+            Some(f) => Err(CodecError::Video(format!("'{f}' (enhanced RTMP)"))),
+            None => Err(CodecError::Video("(truncated enhanced RTMP header)".into())),
+        };
+    }
+    match b0 & 0x0f {
+        7 => Ok(()),
+        2 => Err(CodecError::Video("Sorenson H.263".into())),
+        4 | 5 => Err(CodecError::Video("VP6".into())),
+        12 => Err(CodecError::Video("HEVC".into())),
+        id => Err(CodecError::Video(format!("id {id}"))),
+    }
+}
+
+/// Checks the first byte of an RTMP audio message body: AAC (sound format 10) only.
+pub fn check_audio_codec(body: &[u8]) -> Result<(), CodecError> {
+    let Some(&b0) = body.first() else {
+        return Ok(());
+    };
+    match b0 >> 4 {
+        10 => Ok(()),
+        2 => Err(CodecError::Audio("MP3".into())),
+        11 => Err(CodecError::Audio("Speex".into())),
+        id => Err(CodecError::Audio(format!("id {id}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_layout_matches_the_spec() {
+        let t = tag(TAG_VIDEO, 0x0102_0304, &[0x17, 0, 0, 0, 0]);
+        assert_eq!(t[0], 9);
+        assert_eq!(&t[1..4], &[0, 0, 5]); // data size
+        assert_eq!(&t[4..7], &[0x02, 0x03, 0x04]); // low 24 bits
+        assert_eq!(t[7], 0x01); // extended
+        assert_eq!(&t[t.len() - 4..], &16u32.to_be_bytes());
+        assert!(is_video_keyframe_tag(&t));
+        assert!(!is_video_keyframe_tag(&tag(TAG_VIDEO, 0, &[0x27, 1])));
+        assert!(!is_video_keyframe_tag(&tag(TAG_AUDIO, 0, &[0xaf, 1])));
+    }
+
+    #[test]
+    fn codecs_are_named() {
+        assert!(check_video_codec(&[0x17, 0]).is_ok());
+        assert!(check_audio_codec(&[0xaf, 0]).is_ok());
+        let e = check_video_codec(&[0x1c, 0]).expect_err("hevc");
+        assert!(e.to_string().contains("HEVC"));
+        let e = check_video_codec(&[0x90, b'h', b'v', b'c', b'1']).expect_err("ex hevc");
+        assert!(e.to_string().contains("hvc1"));
+        let e = check_audio_codec(&[0x2f]).expect_err("mp3");
+        assert!(e.to_string().contains("MP3"));
+    }
+}

@@ -1,0 +1,615 @@
+//! The RTMP ingest server. Handshake and chunk/message parsing are rml_rtmp's; this module owns
+//! the sockets, the refusals and the session lifecycle.
+//!
+//! Each TCP connection is one task. It refuses, with one log line each and without touching
+//! anything else: bytes that are not an RTMP handshake, a handshake that stalls or is cut short,
+//! a wrong application name, an unknown stream key, a key that is already publishing, a codec
+//! other than H.264/AAC, and a publish the policy rejects. An accepted publish feeds a
+//! [`LiveDecoder`]; the session reports `stall` when no media arrives for the stall timeout while
+//! the socket stays open, `resume` when media comes back, and `unpublish` when it ends.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
+};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use super::decode::LiveDecoder;
+use super::flv;
+use super::program::{EventSink, Program};
+use crate::event::{Event, Publish, Resume, SessionId, Stall, Unpublish};
+
+/// How long a client may take to complete the RTMP handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may stay open without publishing.
+pub const IDLE_BEFORE_PUBLISH: Duration = Duration::from_secs(15);
+/// A stalled publisher silent this long is disconnected (OBS reconnects by itself).
+pub const STALLED_DISCONNECT: Duration = Duration::from_secs(30);
+
+/// A publish that passed the mechanical checks and awaits the policy's verdict.
+pub struct PublishRequest {
+    pub event: Publish,
+    /// `Err(reason)` rejects the publish.
+    pub reply: oneshot::Sender<Result<(), String>>,
+}
+
+/// A live publish session, for `/api/status` and for choosing the live source.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionStatus {
+    pub session: SessionId,
+    pub key: String,
+    pub addr: String,
+    /// Seconds since the publish was accepted.
+    pub publishing_s: f64,
+    pub stalled: bool,
+    /// Bytes received on the connection.
+    pub bytes_in: u64,
+    /// Incoming bitrate over the last second, kbit/s.
+    pub kbps: u64,
+    pub on_air: bool,
+    #[serde(skip)]
+    started: Option<Instant>,
+    #[serde(skip)]
+    raw_key: String,
+}
+
+/// Shared state of the ingest server.
+pub struct Ingest {
+    app: String,
+    keys: Vec<String>,
+    stall_timeout: Duration,
+    program: Arc<Program>,
+    events: EventSink,
+    publishes: tokio::sync::mpsc::UnboundedSender<PublishRequest>,
+    sessions: Mutex<HashMap<SessionId, SessionStatus>>,
+    next_session: AtomicU64,
+    /// Counters for `/api/status`.
+    pub refused: AtomicU64,
+    pub accepted: AtomicU64,
+}
+
+impl Ingest {
+    pub fn new(
+        cfg: &crate::config::Config,
+        program: Arc<Program>,
+        events: EventSink,
+        publishes: tokio::sync::mpsc::UnboundedSender<PublishRequest>,
+    ) -> Arc<Ingest> {
+        Arc::new(Ingest {
+            app: cfg.ingest.app.clone(),
+            keys: cfg.ingest.keys.clone(),
+            stall_timeout: Duration::from_millis(cfg.fallback.stall_timeout_ms),
+            program,
+            events,
+            publishes,
+            sessions: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
+            refused: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+        })
+    }
+
+    /// Accepts connections on `listener` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, addr)) => {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.connection(stream, addr).await });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "rtmp accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, SessionStatus>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every publishing session, oldest first.
+    pub fn sessions(&self) -> Vec<SessionStatus> {
+        let mut v: Vec<SessionStatus> = self
+            .lock()
+            .values()
+            .cloned()
+            .map(|mut s| {
+                s.publishing_s = s.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                s.on_air = self.program.is_program(s.session);
+                s
+            })
+            .collect();
+        v.sort_by_key(|s| s.session);
+        v
+    }
+
+    /// The newest publishing session that is not stalled: the default live source.
+    pub fn newest_healthy(&self) -> Option<SessionId> {
+        self.lock()
+            .values()
+            .filter(|s| !s.stalled)
+            .map(|s| s.session)
+            .max()
+    }
+
+    /// Whether `session` is publishing.
+    pub fn is_publishing(&self, session: SessionId) -> bool {
+        self.lock().contains_key(&session)
+    }
+
+    fn refuse(&self, addr: SocketAddr, why: std::fmt::Arguments<'_>) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(client = %addr, "rtmp connection refused: {why}");
+    }
+
+    async fn connection(self: Arc<Self>, mut stream: TcpStream, addr: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let leftover = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream)).await {
+            Ok(Ok(rest)) => rest,
+            Ok(Err(e)) => return self.refuse(addr, format_args!("{e}")),
+            Err(_) => {
+                return self.refuse(
+                    addr,
+                    format_args!(
+                        "handshake not completed within {} s",
+                        HANDSHAKE_TIMEOUT.as_secs()
+                    ),
+                );
+            }
+        };
+        let mut conn = Conn {
+            ingest: self.clone(),
+            stream,
+            addr,
+            session: None,
+        };
+        let end = conn.run(leftover).await;
+        conn.finish(end);
+    }
+}
+
+/// Runs the server side of the RTMP handshake. Returns bytes received after it.
+async fn handshake(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
+    let mut hs = Handshake::new(PeerType::Server);
+    let mut buf = vec![0u8; 4096];
+    let mut total = 0usize;
+    loop {
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("handshake read failed: {e}"))?;
+        if n == 0 {
+            return Err(format!(
+                "connection closed during the handshake after {total} bytes (truncated handshake)"
+            ));
+        }
+        if total == 0 && buf[0] != 3 {
+            return Err(format!(
+                "not an RTMP client: first byte 0x{:02x}, expected RTMP version 3 \
+                 (is this HTTP or TLS sent to the RTMP port?)",
+                buf[0]
+            ));
+        }
+        total += n;
+        match hs.process_bytes(&buf[..n]) {
+            Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
+                write(stream, &response_bytes).await?;
+            }
+            Ok(HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            }) => {
+                write(stream, &response_bytes).await?;
+                return Ok(remaining_bytes);
+            }
+            Err(e) => return Err(format!("invalid RTMP handshake: {e:?}")),
+        }
+    }
+}
+
+async fn write(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), String> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    stream
+        .write_all(bytes)
+        .await
+        .map_err(|e| format!("write failed: {e}"))
+}
+
+/// A publishing session's own state.
+struct Active {
+    id: SessionId,
+    key: String,
+    raw_key: String,
+    decoder: LiveDecoder,
+    last_media: Instant,
+    stalled_since: Option<Instant>,
+    checked_video: bool,
+    checked_audio: bool,
+    bytes_window: (Instant, u64),
+}
+
+struct Conn {
+    ingest: Arc<Ingest>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    session: Option<Active>,
+}
+
+/// Why a connection ended.
+enum End {
+    Refused(String),
+    Closed(&'static str),
+    Error(String),
+}
+
+impl Conn {
+    async fn send(
+        &mut self,
+        results: Vec<ServerSessionResult>,
+        rtmp: &mut ServerSession,
+    ) -> Result<(), End> {
+        let mut queue = std::collections::VecDeque::from(results);
+        while let Some(r) = queue.pop_front() {
+            match r {
+                ServerSessionResult::OutboundResponse(packet) => {
+                    write(&mut self.stream, &packet.bytes)
+                        .await
+                        .map_err(End::Error)?;
+                }
+                ServerSessionResult::RaisedEvent(ev) => match self.on_event(ev, rtmp).await {
+                    Ok(more) => queue.extend(more),
+                    Err((last_words, end)) => {
+                        // tell the client why (NetConnection/NetStream status), then close
+                        for r in last_words {
+                            if let ServerSessionResult::OutboundResponse(p) = r {
+                                let _ = write(&mut self.stream, &p.bytes).await;
+                            }
+                        }
+                        return Err(end);
+                    }
+                },
+                ServerSessionResult::UnhandleableMessageReceived(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(&mut self, leftover: Vec<u8>) -> End {
+        let (mut rtmp, initial) = match ServerSession::new(ServerSessionConfig::new()) {
+            Ok(x) => x,
+            Err(e) => return End::Error(format!("rtmp session: {e:?}")),
+        };
+        if let Err(end) = self.send(initial, &mut rtmp).await {
+            return end;
+        }
+        let mut pending = leftover;
+        let mut buf = vec![0u8; 64 * 1024];
+        let opened = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            if !pending.is_empty() {
+                let input = std::mem::take(&mut pending);
+                match rtmp.handle_input(&input) {
+                    Ok(results) => {
+                        if let Err(end) = self.send(results, &mut rtmp).await {
+                            return end;
+                        }
+                    }
+                    Err(e) => return End::Error(format!("invalid RTMP data: {e:?}")),
+                }
+                if let Some(err) = self.session.as_ref().and_then(|s| s.decoder.take_error()) {
+                    return End::Error(format!("decode failed: {err}"));
+                }
+            }
+            tokio::select! {
+                read = self.stream.read(&mut buf) => match read {
+                    Ok(0) => return End::Closed("disconnected"),
+                    Ok(n) => {
+                        pending.extend_from_slice(&buf[..n]);
+                        if let Some(s) = self.session.as_mut() {
+                            s.bytes_window.1 += n as u64;
+                            let id = s.id;
+                            if let Some(st) = self.ingest.lock().get_mut(&id) {
+                                st.bytes_in += n as u64;
+                            }
+                        }
+                    }
+                    Err(e) => return End::Error(format!("read failed: {e}")),
+                },
+                _ = tick.tick() => {
+                    if let Some(end) = self.check_timers(opened) {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stall detection, the kbit/s figure and idle limits.
+    fn check_timers(&mut self, opened: Instant) -> Option<End> {
+        let ingest = self.ingest.clone();
+        let Some(s) = self.session.as_mut() else {
+            return (opened.elapsed() > IDLE_BEFORE_PUBLISH).then_some(End::Refused(format!(
+                "no publish within {} s of connecting",
+                IDLE_BEFORE_PUBLISH.as_secs()
+            )));
+        };
+        let window = s.bytes_window.0.elapsed();
+        if window >= Duration::from_secs(1) {
+            let kbps = s.bytes_window.1 * 8 / window.as_millis().max(1) as u64;
+            s.bytes_window = (Instant::now(), 0);
+            if let Some(st) = ingest.lock().get_mut(&s.id) {
+                st.kbps = kbps;
+            }
+        }
+        let silent = s.last_media.elapsed();
+        if s.stalled_since.is_none() && silent >= ingest.stall_timeout {
+            s.stalled_since = Some(Instant::now());
+            if let Some(st) = ingest.lock().get_mut(&s.id) {
+                st.stalled = true;
+            }
+            tracing::warn!(session = s.id, key = %s.key, silent_ms = silent.as_millis() as u64, "publisher stalled");
+            let _ = ingest.events.send(Event::Stall(Stall {
+                session: s.id,
+                key: s.key.clone(),
+                silent_ms: silent.as_millis() as u64,
+                on_air: ingest.program.is_program(s.id),
+            }));
+        }
+        (silent > STALLED_DISCONNECT).then_some(End::Closed("timeout"))
+    }
+
+    fn media(&mut self, tag_type: u8, ts: u32, data: &[u8]) -> Result<(), End> {
+        let ingest = self.ingest.clone();
+        let Some(s) = self.session.as_mut() else {
+            return Ok(());
+        };
+        let check = if tag_type == flv::TAG_VIDEO && !s.checked_video {
+            s.checked_video = true;
+            flv::check_video_codec(data)
+        } else if tag_type == flv::TAG_AUDIO && !s.checked_audio {
+            s.checked_audio = true;
+            flv::check_audio_codec(data)
+        } else {
+            Ok(())
+        };
+        check.map_err(|e| End::Refused(e.to_string()))?;
+        s.last_media = Instant::now();
+        if let Some(since) = s.stalled_since.take() {
+            let stalled_ms =
+                since.elapsed().as_millis() as u64 + ingest.stall_timeout.as_millis() as u64;
+            if let Some(st) = ingest.lock().get_mut(&s.id) {
+                st.stalled = false;
+            }
+            tracing::info!(session = s.id, key = %s.key, stalled_ms, "publisher resumed");
+            let _ = ingest.events.send(Event::Resume(Resume {
+                session: s.id,
+                key: s.key.clone(),
+                stalled_ms,
+                on_air: ingest.program.is_program(s.id),
+            }));
+        }
+        s.decoder.push(tag_type, ts, data);
+        Ok(())
+    }
+
+    /// Handles one RTMP event. `Err` ends the connection after sending the packets it carries.
+    async fn on_event(
+        &mut self,
+        ev: ServerSessionEvent,
+        rtmp: &mut ServerSession,
+    ) -> Result<Vec<ServerSessionResult>, (Vec<ServerSessionResult>, End)> {
+        let rtmp_err = |e: rml_rtmp::sessions::ServerSessionError| {
+            (Vec::new(), End::Error(format!("rtmp: {e:?}")))
+        };
+        let end = |e: End| (Vec::new(), e);
+        match ev {
+            ServerSessionEvent::ConnectionRequested {
+                request_id,
+                app_name,
+            } => {
+                if app_name != self.ingest.app {
+                    let results = rtmp
+                        .reject_request(
+                            request_id,
+                            "NetConnection.Connect.Rejected",
+                            "unknown application",
+                        )
+                        .map_err(rtmp_err)?;
+                    return Err((
+                        results,
+                        End::Refused(format!(
+                            "wrong application {app_name:?}: the OBS Server must end in /{}",
+                            self.ingest.app
+                        )),
+                    ));
+                }
+                rtmp.accept_request(request_id).map_err(rtmp_err)
+            }
+            ServerSessionEvent::PublishStreamRequested {
+                request_id,
+                stream_key,
+                ..
+            } => {
+                if self.session.is_some() {
+                    return Err(end(End::Refused(
+                        "a second publish on one connection".into(),
+                    )));
+                }
+                match self.admit(&stream_key).await {
+                    Ok(active) => {
+                        self.session = Some(active);
+                        rtmp.accept_request(request_id).map_err(rtmp_err)
+                    }
+                    Err(why) => {
+                        let results = rtmp
+                            .reject_request(request_id, "NetStream.Publish.BadName", &why)
+                            .map_err(rtmp_err)?;
+                        Err((results, End::Refused(why)))
+                    }
+                }
+            }
+            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
+                let results = rtmp
+                    .reject_request(
+                        request_id,
+                        "NetStream.Play.Failed",
+                        "playback is not served over RTMP",
+                    )
+                    .map_err(rtmp_err)?;
+                Err((
+                    results,
+                    End::Refused(
+                        "RTMP playback is not served here; watch the output at /preview.flv".into(),
+                    ),
+                ))
+            }
+            ServerSessionEvent::VideoDataReceived {
+                data, timestamp, ..
+            } => {
+                self.media(flv::TAG_VIDEO, timestamp.value, &data)
+                    .map_err(end)?;
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::AudioDataReceived {
+                data, timestamp, ..
+            } => {
+                self.media(flv::TAG_AUDIO, timestamp.value, &data)
+                    .map_err(end)?;
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::PublishStreamFinished { .. } => {
+                Err(end(End::Closed("unpublished")))
+            }
+            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
+                if let Some(s) = &self.session {
+                    tracing::info!(session = s.id, encoder = ?metadata.encoder, width = ?metadata.video_width,
+                        height = ?metadata.video_height, fps = ?metadata.video_frame_rate,
+                        video_kbps = ?metadata.video_bitrate_kbps, audio_kbps = ?metadata.audio_bitrate_kbps,
+                        "publisher metadata");
+                }
+                Ok(Vec::new())
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Checks a publish: the stream key, duplicates, then the policy. Registers the session.
+    async fn admit(&mut self, stream_key: &str) -> Result<Active, String> {
+        let ingest = self.ingest.clone();
+        let key = crate::redact::key(stream_key);
+        if !ingest.keys.is_empty() && !ingest.keys.iter().any(|k| k == stream_key) {
+            return Err(format!(
+                "unknown stream key {key}: check OBS Settings → Stream → Stream Key"
+            ));
+        }
+        let id = ingest.next_session.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut sessions = ingest.lock();
+            if let Some(other) = sessions.values().find(|s| s.raw_key == stream_key) {
+                return Err(format!(
+                    "stream key {key} is already publishing (session {}); the first publisher keeps streaming",
+                    other.session
+                ));
+            }
+            sessions.insert(
+                id,
+                SessionStatus {
+                    session: id,
+                    key: key.clone(),
+                    addr: self.addr.to_string(),
+                    publishing_s: 0.0,
+                    stalled: false,
+                    bytes_in: 0,
+                    kbps: 0,
+                    on_air: false,
+                    started: Some(Instant::now()),
+                    raw_key: stream_key.to_string(),
+                },
+            );
+        }
+        let unregister = |why: String| {
+            ingest.lock().remove(&id);
+            why
+        };
+        let (reply, verdict) = oneshot::channel();
+        let request = PublishRequest {
+            event: Publish {
+                session: id,
+                key: key.clone(),
+                addr: self.addr.to_string(),
+            },
+            reply,
+        };
+        if ingest.publishes.send(request).is_err() {
+            return Err(unregister("onair is shutting down".into()));
+        }
+        match verdict.await {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => return Err(unregister(format!("rejected by policy: {reason}"))),
+            Err(_) => return Err(unregister("policy did not answer".into())),
+        }
+        let decoder = LiveDecoder::start(id, ingest.program.clone())
+            .map_err(|e| unregister(format!("cannot start decoding: {e}")))?;
+        ingest.accepted.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(session = id, key = %key, client = %self.addr, "publish accepted");
+        Ok(Active {
+            id,
+            key,
+            raw_key: stream_key.to_string(),
+            decoder,
+            last_media: Instant::now(),
+            stalled_since: None,
+            checked_video: false,
+            checked_audio: false,
+            bytes_window: (Instant::now(), 0),
+        })
+    }
+
+    fn finish(&mut self, end: End) {
+        let ingest = self.ingest.clone();
+        let Some(s) = self.session.take() else {
+            match end {
+                End::Refused(why) => ingest.refuse(self.addr, format_args!("{why}")),
+                End::Error(e) => ingest.refuse(self.addr, format_args!("{e}")),
+                End::Closed(why) => {
+                    tracing::debug!(client = %self.addr, why, "rtmp connection closed before publishing")
+                }
+            }
+            return;
+        };
+        let reason = match end {
+            End::Refused(why) => {
+                ingest.refused.fetch_add(1, Ordering::Relaxed);
+                format!("error: {why}")
+            }
+            End::Error(e) => format!("error: {e}"),
+            End::Closed(why) => why.to_string(),
+        };
+        let on_air = ingest.program.is_program(s.id);
+        ingest.lock().remove(&s.id);
+        let _ = &s.raw_key;
+        tracing::info!(session = s.id, key = %s.key, client = %self.addr, %reason, "unpublish");
+        let (id, key) = (s.id, s.key.clone());
+        drop(s); // stops the decoder and releases the live input
+        let _ = ingest.events.send(Event::Unpublish(Unpublish {
+            session: id,
+            key,
+            reason,
+            on_air,
+        }));
+    }
+}

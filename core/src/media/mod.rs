@@ -1,0 +1,163 @@
+//! The media core: ingest → decode → switch → encode → mux → fan-out. It knows nothing of Lua
+//! or HTTP: it emits [`crate::event::Event`]s and is driven by the engine's actions.
+//!
+//! - `ingest`: the RTMP server and publish sessions
+//! - `decode`: one decode pipeline per publish session, rebased onto the program's running time
+//! - `fallback`: the fallback media (image, looping video, slate) fed into the switch
+//! - `program`: switch → encode → mux, the long-lived pipeline
+//! - `fanout`: one encode to every consumer, each behind its own leaky queue
+//! - `output`: destinations (RTMP/RTMPS), each its own pipeline, reconnecting with backoff
+
+pub mod decode;
+pub mod fallback;
+pub mod fanout;
+pub mod flv;
+pub mod ingest;
+pub mod output;
+pub mod program;
+
+use crate::config::OutputConfig;
+
+/// A media graph that could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("GStreamer element {factory} is missing: {hint}")]
+    MissingElement { factory: String, hint: &'static str },
+    #[error("building the media graph: {0}")]
+    Build(String),
+    #[error("starting {what}: {message}")]
+    Start { what: String, message: String },
+    #[error("fallback media {path}: {message}")]
+    FallbackMedia { path: String, message: String },
+}
+
+/// Initialises GStreamer once.
+pub fn init() -> Result<(), MediaError> {
+    gst::init().map_err(|e| MediaError::Start {
+        what: "GStreamer".into(),
+        message: e.to_string(),
+    })
+}
+
+/// Which Debian package holds an element, for the error message.
+fn package_hint(factory: &str) -> &'static str {
+    match factory {
+        "x264enc" | "rtmp2sink" => {
+            "install gstreamer1.0-plugins-ugly / -bad (tools/setup-debian.sh)"
+        }
+        "avenc_aac" | "avdec_h264" | "avdec_aac" => {
+            "install gstreamer1.0-libav (tools/setup-debian.sh)"
+        }
+        "textoverlay" => "install gstreamer1.0-x (tools/setup-debian.sh)",
+        "flvmux" | "flvdemux" | "imagefreeze" | "pngdec" | "jpegdec" => {
+            "install gstreamer1.0-plugins-good (tools/setup-debian.sh)"
+        }
+        _ => "install the packages in tools/setup-debian.sh",
+    }
+}
+
+/// Makes one element, with an error that says which package provides it.
+pub fn make(factory: &str, name: &str) -> Result<gst::Element, MediaError> {
+    gst::ElementFactory::make(factory)
+        .name(name)
+        .build()
+        .map_err(|_| MediaError::MissingElement {
+            factory: factory.into(),
+            hint: package_hint(factory),
+        })
+}
+
+/// Every element the program needs, checked by `onair check` and at start-up.
+pub const REQUIRED_ELEMENTS: &[&str] = &[
+    "appsrc",
+    "appsink",
+    "compositor",
+    "audiomixer",
+    "audiotestsrc",
+    "videotestsrc",
+    "textoverlay",
+    "x264enc",
+    "avenc_aac",
+    "flvmux",
+    "flvdemux",
+    "h264parse",
+    "aacparse",
+    "avdec_h264",
+    "avdec_aac",
+    "rtmp2sink",
+    "uridecodebin",
+    "videoconvert",
+    "videoscale",
+    "videorate",
+    "audioconvert",
+    "audioresample",
+];
+
+/// Returns the factories in [`REQUIRED_ELEMENTS`] that are not installed.
+pub fn missing_elements() -> Vec<(&'static str, &'static str)> {
+    REQUIRED_ELEMENTS
+        .iter()
+        .filter(|f| gst::ElementFactory::find(f).is_none())
+        .map(|f| (*f, package_hint(f)))
+        .collect()
+}
+
+/// The raw formats inside the program: what the switch mixes and the encoders take.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputFormat {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+/// Audio inside the program: 48 kHz stereo, 32-bit float. AAC-LC at 48 kHz is what every
+/// platform's ingest accepts.
+pub const AUDIO_RATE: u32 = 48_000;
+pub const AUDIO_CHANNELS: u32 = 2;
+
+impl From<&OutputConfig> for OutputFormat {
+    fn from(o: &OutputConfig) -> Self {
+        Self {
+            width: o.width,
+            height: o.height,
+            fps: o.fps,
+        }
+    }
+}
+
+impl OutputFormat {
+    /// 8-bit 4:2:0 (I420), square pixels, constant frame rate.
+    pub fn video_caps(&self) -> gst::Caps {
+        gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("width", self.width as i32)
+            .field("height", self.height as i32)
+            .field("framerate", gst::Fraction::new(self.fps as i32, 1))
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+            .build()
+    }
+
+    /// Like [`Self::video_caps`], without a frame rate (for stills and live decode).
+    pub fn video_caps_any_rate(&self) -> gst::Caps {
+        gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("width", self.width as i32)
+            .field("height", self.height as i32)
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+            .build()
+    }
+
+    pub fn audio_caps(&self) -> gst::Caps {
+        gst::Caps::builder("audio/x-raw")
+            .field("format", "F32LE")
+            .field("rate", AUDIO_RATE as i32)
+            .field("channels", AUDIO_CHANNELS as i32)
+            .field("layout", "interleaved")
+            .build()
+    }
+
+    /// One frame period.
+    pub fn frame_duration(&self) -> gst::ClockTime {
+        gst::ClockTime::from_nseconds(1_000_000_000 / u64::from(self.fps.max(1)))
+    }
+}

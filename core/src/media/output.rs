@@ -1,0 +1,296 @@
+//! Destinations: each platform gets its own small pipeline, `appsrc ! rtmp2sink`, fed from the
+//! [`FanOut`]. A failing destination cannot stall the program or its siblings: its errors stay on
+//! its own bus. rtmp2sink (GStreamer 1.22) does not reconnect, so on an error the pipeline is torn
+//! down and rebuilt after a capped exponential backoff: 1 s, 2 s, 4 s … 30 s. A connection that
+//! stayed up for [`STABLE_AFTER`] resets the backoff.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use gst::prelude::*;
+use serde::Serialize;
+
+use super::fanout::FanOut;
+use super::program::EventSink;
+use super::{MediaError, make};
+use crate::config::DestinationConfig;
+use crate::event::{DestinationDown, DestinationRetry, DestinationUp, Event};
+
+/// First and largest reconnect delays.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A connection up this long counts as healthy: the next failure retries after [`BACKOFF_MIN`].
+pub const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// Delay before attempt `attempt` (2, 3, …): 1 s doubled per failed attempt, capped at 30 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let exp = attempt.saturating_sub(2).min(16);
+    (BACKOFF_MIN * 2u32.pow(exp)).min(BACKOFF_MAX)
+}
+
+/// A destination's state, for `/api/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationStatus {
+    pub name: String,
+    /// URL with the stream key redacted.
+    pub url: String,
+    /// `connecting`, `up`, `retrying` or `disabled`.
+    pub state: &'static str,
+    /// Seconds the current connection has been up.
+    pub uptime_s: Option<f64>,
+    /// Connection attempts so far.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// Bytes handed to this destination's current connection.
+    pub bytes_sent: u64,
+}
+
+struct Tracked {
+    status: DestinationStatus,
+    up_since: Option<Instant>,
+}
+
+/// All destinations, with their status.
+#[derive(Clone, Default)]
+pub struct Outputs {
+    tracked: Arc<Mutex<Vec<Tracked>>>,
+}
+
+impl Outputs {
+    /// Starts one task per enabled destination on the current tokio runtime.
+    pub fn start(dests: &[DestinationConfig], fanout: Arc<FanOut>, events: EventSink) -> Outputs {
+        let outputs = Outputs::default();
+        for (i, d) in dests.iter().enumerate() {
+            lock(&outputs.tracked).push(Tracked {
+                status: DestinationStatus {
+                    name: d.name.clone(),
+                    url: crate::redact::url(&d.url),
+                    state: if d.enabled { "connecting" } else { "disabled" },
+                    uptime_s: None,
+                    attempts: 0,
+                    last_error: None,
+                    bytes_sent: 0,
+                },
+                up_since: None,
+            });
+            if d.enabled {
+                let o = outputs.clone();
+                let fanout = fanout.clone();
+                let events = events.clone();
+                let d = d.clone();
+                tokio::spawn(async move { o.run(i, d, fanout, events).await });
+            }
+        }
+        outputs
+    }
+
+    pub fn status(&self) -> Vec<DestinationStatus> {
+        lock(&self.tracked)
+            .iter()
+            .map(|t| {
+                let mut s = t.status.clone();
+                s.uptime_s = t.up_since.map(|u| u.elapsed().as_secs_f64());
+                s
+            })
+            .collect()
+    }
+
+    fn update(&self, i: usize, f: impl FnOnce(&mut Tracked)) {
+        if let Some(t) = lock(&self.tracked).get_mut(i) {
+            f(t);
+        }
+    }
+
+    async fn run(&self, i: usize, d: DestinationConfig, fanout: Arc<FanOut>, events: EventSink) {
+        let url = crate::redact::url(&d.url);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.update(i, |t| {
+                t.status.attempts = attempt;
+                t.status.state = "connecting";
+                t.status.bytes_sent = 0;
+            });
+            tracing::info!(destination = %d.name, url = %url, attempt, "connecting");
+            let started = Instant::now();
+            let error = match self.connection(i, &d, &fanout, &events, attempt).await {
+                Ok(()) => "connection closed".to_string(),
+                Err(e) => e,
+            };
+            let was_up = lock(&self.tracked)
+                .get(i)
+                .is_some_and(|t| t.up_since.is_some());
+            self.update(i, |t| {
+                t.up_since = None;
+                t.status.state = "retrying";
+                t.status.last_error = Some(error.clone());
+            });
+            tracing::warn!(destination = %d.name, url = %url, error = %error, "destination down");
+            let _ = events.send(Event::DestinationDown(DestinationDown {
+                name: d.name.clone(),
+                error,
+            }));
+            if was_up && started.elapsed() >= STABLE_AFTER {
+                attempt = 1;
+            }
+            let delay = backoff(attempt + 1);
+            tracing::info!(destination = %d.name, delay_ms = delay.as_millis() as u64, "retrying");
+            let _ = events.send(Event::DestinationRetry(DestinationRetry {
+                name: d.name.clone(),
+                attempt: attempt + 1,
+                delay_ms: delay.as_millis() as u64,
+            }));
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One connection, from build to failure. Returns the error that ended it.
+    async fn connection(
+        &self,
+        i: usize,
+        d: &DestinationConfig,
+        fanout: &FanOut,
+        events: &EventSink,
+        attempt: u32,
+    ) -> Result<(), String> {
+        // Wait for the program's stream headers: a connection must start with them.
+        while !fanout.has_headers() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let sub = fanout.subscribe(&d.name);
+        let sub_id = sub.id;
+        let result = self.stream(i, d, sub, events, attempt).await;
+        fanout.unsubscribe(sub_id);
+        result
+    }
+
+    async fn stream(
+        &self,
+        i: usize,
+        d: &DestinationConfig,
+        mut sub: super::fanout::Subscription,
+        events: &EventSink,
+        attempt: u32,
+    ) -> Result<(), String> {
+        let conn =
+            Connection::build(&d.name, &d.url, sub.caps.as_ref()).map_err(|e| e.to_string())?;
+        let mut bus = conn
+            .pipeline
+            .bus()
+            .ok_or("pipeline without bus")?
+            .stream_filtered(&[gst::MessageType::Error, gst::MessageType::Eos]);
+        conn.pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| format!("starting rtmp2sink: {e}"))?;
+        for h in sub.headers.drain(..) {
+            conn.src.push_buffer(h).map_err(|e| e.to_string())?;
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut up = false;
+        loop {
+            tokio::select! {
+                msg = bus.next() => {
+                    let Some(msg) = msg else { return Err("bus closed".into()) };
+                    return Err(match msg.view() {
+                        gst::MessageView::Error(e) => e.error().to_string(),
+                        _ => "end of stream".into(),
+                    });
+                }
+                buf = sub.rx.recv() => {
+                    let Some(buf) = buf else { return Ok(()) };
+                    let size = buf.size() as u64;
+                    if conn.src.current_level_bytes() > MAX_QUEUED_BYTES {
+                        return Err("platform not accepting data (send queue full)".into());
+                    }
+                    conn.src.push_buffer(buf).map_err(|e| format!("push: {e}"))?;
+                    self.update(i, |t| t.status.bytes_sent += size);
+                }
+                _ = tick.tick() => {
+                    if !up && conn.connected() {
+                        up = true;
+                        self.update(i, |t| {
+                            t.status.state = "up";
+                            t.up_since = Some(Instant::now());
+                            t.status.last_error = None;
+                        });
+                        tracing::info!(destination = %d.name, attempt, "destination up");
+                        let _ = events.send(Event::DestinationUp(DestinationUp {
+                            name: d.name.clone(),
+                            url: crate::redact::url(&d.url),
+                            attempt,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Bytes queued in a destination's appsrc beyond which it counts as stuck (~10 s at 6 Mbit/s).
+const MAX_QUEUED_BYTES: u64 = 8 << 20;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One destination connection's pipeline.
+struct Connection {
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+    sink: gst::Element,
+}
+
+impl Connection {
+    fn build(name: &str, url: &str, caps: Option<&gst::Caps>) -> Result<Self, MediaError> {
+        let pipeline = gst::Pipeline::with_name(&format!("destination-{name}"));
+        let src = make("appsrc", "flv")?
+            .downcast::<gst_app::AppSrc>()
+            .map_err(|_| MediaError::Build("appsrc".into()))?;
+        src.set_caps(caps);
+        src.set_format(gst::Format::Time);
+        src.set_is_live(true);
+        let sink = make("rtmp2sink", "rtmp")?;
+        sink.set_property("location", url);
+        // 4 KiB chunks, as OBS and ffmpeg send: fewer chunk headers than RTMP's default 128 B.
+        sink.set_property("chunk-size", 4096u32);
+        sink.set_property("sync", false);
+        sink.set_property("async", false);
+        pipeline
+            .add_many([src.upcast_ref(), &sink])
+            .map_err(|e| MediaError::Build(e.to_string()))?;
+        src.link(&sink)
+            .map_err(|e| MediaError::Build(format!("appsrc → rtmp2sink: {e}")))?;
+        Ok(Self {
+            pipeline,
+            src,
+            sink,
+        })
+    }
+
+    /// Whether the RTMP connection is established and has sent data.
+    fn connected(&self) -> bool {
+        // The server has answered (connect and publish) and media has gone out.
+        let stats = self.sink.property::<gst::Structure>("stats");
+        let total = |f: &str| stats.get::<u64>(f).unwrap_or(0);
+        total("in-bytes-total") > 0 && total("out-bytes-total") > 0
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_and_caps_at_thirty() {
+        let secs: Vec<u64> = (2..=9).map(|a| backoff(a).as_secs()).collect();
+        assert_eq!(secs, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(backoff(1000), BACKOFF_MAX);
+    }
+}

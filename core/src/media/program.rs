@@ -1,0 +1,451 @@
+//! The program graph: switch → encode → mux, one long-lived live pipeline.
+//!
+//! ```text
+//! appsrc fallback_video ─┐
+//! appsrc live_video ─────┴─ compositor ─ I420 ─ x264enc ─ High ─┐
+//! audiotestsrc silence ──┐                                        ├─ flvmux ─ appsink → FanOut
+//! appsrc fallback_audio ─┤                                        │
+//! appsrc live_audio ─────┴─ audiomixer ─ F32 48k ─ avenc_aac ─────┘
+//! ```
+//!
+//! Why a compositor and a mixer instead of `fallbackswitch`: both are live aggregators that
+//! produce one output frame per frame period on the pipeline clock, whatever their inputs do. The
+//! output therefore has a constant frame rate and a continuous audio timeline by construction,
+//! with no SEGMENT event per switch, no timeline hole to fill with `videorate`, and no EOS that
+//! could reach the muxer. The cut is a controlled pad property (alpha, volume) with a control
+//! point at an exact running time: going live cuts on the publisher's keyframe PTS, falling back
+//! cuts right after the last live frame. A silent source keeps the mixer's timeline full, so a
+//! publisher without audio gets silence.
+//!
+//! Lock order: `ProgramState` is the only lock here; the GStreamer calls made under it
+//! (control points, `push_buffer`) take no lock of ours.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use gst::prelude::*;
+use gst_controller::prelude::*;
+
+use super::fanout::FanOut;
+use super::{MediaError, OutputFormat, make};
+use crate::config::OutputConfig;
+use crate::event::{Event, SessionId, Source, Switched};
+
+/// How long the compositor and mixer wait for a late input before producing a frame without it.
+/// Decoded live frames arrive late by the decode time plus network jitter; 200 ms covers both for
+/// a healthy publisher and is the constant latency the cut adds.
+pub const MIX_LATENCY_MS: u64 = 200;
+
+/// How long flvmux waits for the later of audio and video, in ms.
+pub const MUX_LATENCY_MS: u64 = 100;
+
+/// Receives the events the media layer emits.
+pub type EventSink = tokio::sync::mpsc::UnboundedSender<Event>;
+
+/// What is on air and what is pending. Guarded by `Program::state`.
+struct ProgramState {
+    on_air: Source,
+    /// The session whose frames feed the live input (on air, or waiting for its keyframe).
+    program: Option<SessionId>,
+    /// A switch to live waiting for the program session's next keyframe, with its reason.
+    pending_live: Option<String>,
+    /// End (PTS + duration) of the last live video and audio buffers pushed.
+    last_video_end: Option<gst::ClockTime>,
+    last_audio_end: Option<gst::ClockTime>,
+    since: Instant,
+}
+
+/// One controlled property: a step control source bound to a pad property.
+struct Control {
+    cs: gst_controller::InterpolationControlSource,
+}
+
+impl Control {
+    fn bind(pad: &gst::Pad, property: &str, initial: f64) -> Result<Self, MediaError> {
+        let cs = gst_controller::InterpolationControlSource::new();
+        cs.set_mode(gst_controller::InterpolationMode::None);
+        let binding = gst_controller::DirectControlBinding::new_absolute(pad, property, &cs);
+        pad.add_control_binding(&binding)
+            .map_err(|e| MediaError::Build(format!("controlling {property}: {e}")))?;
+        cs.set(gst::ClockTime::ZERO, initial);
+        Ok(Self { cs })
+    }
+
+    /// From running time `at` on, the property takes `value`; before it, `before`.
+    fn step(&self, before: f64, at: gst::ClockTime, value: f64) {
+        self.cs.unset_all();
+        self.cs.set(gst::ClockTime::ZERO, before);
+        self.cs.set(at, value);
+    }
+}
+
+/// The four controlled properties that make the cut, set together.
+struct Cut {
+    live_alpha: Control,
+    fallback_alpha: Control,
+    live_volume: Control,
+    fallback_volume: Control,
+}
+
+impl Cut {
+    fn to(&self, to: Source, at: gst::ClockTime) {
+        let live = if to == Source::Live { 1.0 } else { 0.0 };
+        let fallback = 1.0 - live;
+        self.live_alpha.step(fallback, at, live);
+        self.live_volume.step(fallback, at, live);
+        self.fallback_alpha.step(live, at, fallback);
+        self.fallback_volume.step(live, at, fallback);
+    }
+}
+
+pub struct Program {
+    pipeline: gst::Pipeline,
+    live_video: gst_app::AppSrc,
+    live_audio: gst_app::AppSrc,
+    fallback_video: gst_app::AppSrc,
+    fallback_audio: gst_app::AppSrc,
+    cut: Cut,
+    state: Mutex<ProgramState>,
+    events: EventSink,
+    format: OutputFormat,
+}
+
+fn appsrc(name: &str, caps: &gst::Caps, max_buffers: u64) -> Result<gst_app::AppSrc, MediaError> {
+    let src = make("appsrc", name)?
+        .downcast::<gst_app::AppSrc>()
+        .map_err(|_| MediaError::Build("appsrc is not an AppSrc".into()))?;
+    src.set_caps(Some(caps));
+    src.set_format(gst::Format::Time);
+    src.set_is_live(true);
+    src.set_property("max-buffers", max_buffers);
+    src.set_property("max-bytes", 0u64);
+    src.set_property("max-time", 0u64);
+    src.set_property_from_str("leaky-type", "downstream");
+    // A live source must report a latency window; appsrc's default maximum of 0 makes the
+    // aggregators refuse to configure latency. These sources can hold buffers for seconds.
+    src.set_property("min-latency", 0i64);
+    src.set_property("max-latency", 5_000_000_000i64);
+    Ok(src)
+}
+
+impl Program {
+    /// Builds the graph (not started). The appsink hands every muxed FLV buffer to `fanout`.
+    pub fn build(
+        out: &OutputConfig,
+        fanout: Arc<FanOut>,
+        events: EventSink,
+    ) -> Result<Arc<Program>, MediaError> {
+        let format = OutputFormat::from(out);
+        let pipeline = gst::Pipeline::with_name("program");
+        let latency = gst::ClockTime::from_mseconds(MIX_LATENCY_MS);
+        let vcaps = format.video_caps();
+        let acaps = format.audio_caps();
+
+        // switch: video
+        let fallback_video = appsrc("fallback_video", &vcaps, 4)?;
+        let live_video = appsrc("live_video", &vcaps, 60)?;
+        let mix = make("compositor", "mix")?;
+        mix.set_property_from_str("background", "black");
+        mix.set_property("latency", latency.nseconds());
+        let mix_caps = make("capsfilter", "mix_caps")?;
+        mix_caps.set_property("caps", &vcaps);
+
+        // encode: video (x264, 8-bit 4:2:0 High, CBR, fixed GOP)
+        let venc_q = make("queue", "venc_queue")?;
+        let x264 = make("x264enc", "x264")?;
+        x264.set_property("bitrate", out.video_bitrate_kbps);
+        x264.set_property_from_str("speed-preset", &out.x264_preset);
+        x264.set_property_from_str("tune", "zerolatency");
+        x264.set_property("key-int-max", out.fps * out.keyframe_interval_s);
+        // VBV of one second at the target rate: the CBR buffer platforms expect.
+        x264.set_property("vbv-buf-capacity", 1000u32);
+        // A keyframe exactly every keyframe_interval_s: no extra keyframes on scene cuts (every
+        // switch is one), which platforms flag as an irregular GOP.
+        let keyint = out.fps * out.keyframe_interval_s;
+        x264.set_property(
+            "option-string",
+            format!("scenecut=0:min-keyint={keyint}:nal-hrd=cbr:force-cfr=1"),
+        );
+        let h264_caps = make("capsfilter", "h264_caps")?;
+        h264_caps.set_property(
+            "caps",
+            gst::Caps::builder("video/x-h264")
+                .field("profile", "high")
+                .field("stream-format", "avc")
+                .field("alignment", "au")
+                .build(),
+        );
+        let vmux_q = make("queue", "vmux_queue")?;
+
+        // switch: audio
+        let silence = make("audiotestsrc", "silence")?;
+        silence.set_property_from_str("wave", "silence");
+        silence.set_property("is-live", true);
+        silence.set_property("samplesperbuffer", 960i32); // 20 ms at 48 kHz
+        let silence_caps = make("capsfilter", "silence_caps")?;
+        silence_caps.set_property("caps", &acaps);
+        let fallback_audio = appsrc("fallback_audio", &acaps, 50)?;
+        let live_audio = appsrc("live_audio", &acaps, 200)?;
+        let amix = make("audiomixer", "amix")?;
+        amix.set_property("latency", latency.nseconds());
+        let amix_caps = make("capsfilter", "amix_caps")?;
+        amix_caps.set_property("caps", &acaps);
+
+        // encode: audio (AAC-LC 48 kHz stereo)
+        let aconv = make("audioconvert", "aenc_convert")?;
+        let aenc = make("avenc_aac", "aac")?;
+        aenc.set_property("bitrate", (out.audio_bitrate_kbps * 1000) as i32);
+        let amux_q = make("queue", "amux_queue")?;
+
+        // mux
+        let mux = make("flvmux", "mux")?;
+        mux.set_property("streamable", true);
+        // The AAC encoder holds ~2 frames (43 ms) before its first output; without a wait the live
+        // muxer writes video first and clamps the late audio to the video's timestamps.
+        mux.set_property(
+            "latency",
+            gst::ClockTime::from_mseconds(MUX_LATENCY_MS).nseconds(),
+        );
+        let sink = make("appsink", "out")?
+            .downcast::<gst_app::AppSink>()
+            .map_err(|_| MediaError::Build("appsink is not an AppSink".into()))?;
+        sink.set_sync(false);
+        sink.set_async(false);
+        sink.set_max_buffers(200);
+        sink.set_drop(true);
+
+        pipeline
+            .add_many([
+                fallback_video.upcast_ref(),
+                live_video.upcast_ref(),
+                &mix,
+                &mix_caps,
+                &venc_q,
+                &x264,
+                &h264_caps,
+                &vmux_q,
+                &silence,
+                &silence_caps,
+                fallback_audio.upcast_ref(),
+                live_audio.upcast_ref(),
+                &amix,
+                &amix_caps,
+                &aconv,
+                &aenc,
+                &amux_q,
+                &mux,
+                sink.upcast_ref(),
+            ])
+            .map_err(|e| MediaError::Build(e.to_string()))?;
+
+        let link = |a: &gst::Element, b: &gst::Element| {
+            a.link(b)
+                .map_err(|e| MediaError::Build(format!("linking {} → {}: {e}", a.name(), b.name())))
+        };
+        let request = |agg: &gst::Element, src: &gst::Element| -> Result<gst::Pad, MediaError> {
+            let pad = agg
+                .request_pad_simple("sink_%u")
+                .ok_or_else(|| MediaError::Build(format!("no sink pad on {}", agg.name())))?;
+            let srcpad = src
+                .static_pad("src")
+                .ok_or_else(|| MediaError::Build(format!("no src pad on {}", src.name())))?;
+            srcpad.link(&pad).map_err(|e| {
+                MediaError::Build(format!("linking {} → {}: {e}", src.name(), agg.name()))
+            })?;
+            Ok(pad)
+        };
+
+        let fallback_vpad = request(&mix, fallback_video.upcast_ref())?;
+        fallback_vpad.set_property("zorder", 0u32);
+        let live_vpad = request(&mix, live_video.upcast_ref())?;
+        live_vpad.set_property("zorder", 1u32);
+        link(&mix, &mix_caps)?;
+        link(&mix_caps, &venc_q)?;
+        link(&venc_q, &x264)?;
+        link(&x264, &h264_caps)?;
+        link(&h264_caps, &vmux_q)?;
+        link(&vmux_q, &mux)?;
+
+        link(&silence, &silence_caps)?;
+        request(&amix, &silence_caps)?;
+        let fallback_apad = request(&amix, fallback_audio.upcast_ref())?;
+        let live_apad = request(&amix, live_audio.upcast_ref())?;
+        link(&amix, &amix_caps)?;
+        link(&amix_caps, &aconv)?;
+        link(&aconv, &aenc)?;
+        link(&aenc, &amux_q)?;
+        link(&amux_q, &mux)?;
+        link(&mux, sink.upcast_ref())?;
+
+        // Off air at start: the fallback shows.
+        let cut = Cut {
+            live_alpha: Control::bind(&live_vpad, "alpha", 0.0)?,
+            fallback_alpha: Control::bind(&fallback_vpad, "alpha", 1.0)?,
+            live_volume: Control::bind(&live_apad, "volume", 0.0)?,
+            fallback_volume: Control::bind(&fallback_apad, "volume", 1.0)?,
+        };
+
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
+                    fanout.push_sample(&sample);
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+
+        Ok(Arc::new(Program {
+            pipeline,
+            live_video,
+            live_audio,
+            fallback_video,
+            fallback_audio,
+            cut,
+            state: Mutex::new(ProgramState {
+                on_air: Source::Fallback,
+                program: None,
+                pending_live: None,
+                last_video_end: None,
+                last_audio_end: None,
+                since: Instant::now(),
+            }),
+            events,
+            format,
+        }))
+    }
+
+    pub fn pipeline(&self) -> &gst::Pipeline {
+        &self.pipeline
+    }
+
+    pub fn format(&self) -> &OutputFormat {
+        &self.format
+    }
+
+    /// The appsrcs the fallback feeder pushes into: (video, audio).
+    pub fn fallback_inputs(&self) -> (gst_app::AppSrc, gst_app::AppSrc) {
+        (self.fallback_video.clone(), self.fallback_audio.clone())
+    }
+
+    /// The program pipeline's running time now, or `None` before it runs.
+    pub fn running_time(&self) -> Option<gst::ClockTime> {
+        self.pipeline.current_running_time()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProgramState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// (source on air, live session on air, seconds since the last cut)
+    pub fn on_air(&self) -> (Source, Option<SessionId>, f64) {
+        let st = self.lock();
+        let session = if st.on_air == Source::Live {
+            st.program
+        } else {
+            None
+        };
+        (st.on_air, session, st.since.elapsed().as_secs_f64())
+    }
+
+    /// Whether `session` feeds the live input (on air or waiting for its keyframe).
+    pub fn is_program(&self, session: SessionId) -> bool {
+        self.lock().program == Some(session)
+    }
+
+    fn cut(&self, st: &mut ProgramState, to: Source, at: gst::ClockTime, reason: String) {
+        self.cut.to(to, at);
+        let from = st.on_air;
+        st.on_air = to;
+        st.since = Instant::now();
+        let session = if to == Source::Live { st.program } else { None };
+        tracing::info!(from = from.as_str(), to = to.as_str(), session, %reason, "switched");
+        let _ = self.events.send(Event::Switched(Switched {
+            from,
+            to,
+            reason,
+            session,
+        }));
+    }
+
+    /// Puts `session` on air from its next keyframe. A no-op when it already is.
+    pub fn arm_live(&self, session: SessionId, reason: String) {
+        let mut st = self.lock();
+        if st.on_air == Source::Live && st.program == Some(session) {
+            return;
+        }
+        if st.program != Some(session) {
+            st.last_video_end = None;
+            st.last_audio_end = None;
+        }
+        st.program = Some(session);
+        st.pending_live = Some(reason);
+    }
+
+    /// Cuts to the fallback right after the last live frame (or now, when nothing live was
+    /// pushed). A no-op when the fallback is already on air; cancels a pending switch to live.
+    pub fn cut_to_fallback(&self, reason: String) {
+        let mut st = self.lock();
+        st.pending_live = None;
+        if st.on_air == Source::Fallback {
+            return;
+        }
+        let now = self.running_time().unwrap_or(gst::ClockTime::ZERO);
+        let at = st.last_video_end.map_or(now, |end| end.min(now));
+        self.cut(&mut st, Source::Fallback, at, reason);
+    }
+
+    /// A session ended: it no longer feeds the live input. Switching is the policy's business.
+    pub fn session_ended(&self, session: SessionId) {
+        let mut st = self.lock();
+        if st.program == Some(session) {
+            st.program = None;
+            st.pending_live = None;
+        }
+    }
+
+    /// A decoded live video frame of `session`, PTS already on the program's running time.
+    /// Frames of other sessions, and frames that would go backwards, are dropped.
+    pub fn push_live_video(&self, session: SessionId, buffer: gst::Buffer) {
+        let Some(pts) = buffer.pts() else { return };
+        let end = pts + buffer.duration().unwrap_or(self.format.frame_duration());
+        {
+            let mut st = self.lock();
+            if st.program != Some(session) {
+                return;
+            }
+            if st
+                .last_video_end
+                .is_some_and(|last| pts + self.format.frame_duration() <= last)
+            {
+                return;
+            }
+            st.last_video_end = Some(end);
+            let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+            if keyframe && let Some(reason) = st.pending_live.take() {
+                self.cut(&mut st, Source::Live, pts, reason);
+            }
+        }
+        let _ = self.live_video.push_buffer(buffer);
+    }
+
+    /// A decoded live audio buffer of `session`, on the program's running time.
+    pub fn push_live_audio(&self, session: SessionId, buffer: gst::Buffer) {
+        let Some(pts) = buffer.pts() else { return };
+        {
+            let mut st = self.lock();
+            if st.program != Some(session) {
+                return;
+            }
+            // a few ms of overlap are rounding, not a step back
+            if st
+                .last_audio_end
+                .is_some_and(|last| pts + gst::ClockTime::from_mseconds(5) < last)
+            {
+                return;
+            }
+            st.last_audio_end = Some(pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO));
+        }
+        let _ = self.live_audio.push_buffer(buffer);
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything onair needs to build and test on a fresh Debian 12 machine.
+# Idempotent: safe to run again. Needs root (or sudo) for apt.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+PKGS=(
+  pkg-config build-essential
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+  gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-x
+  ffmpeg nginx-light libnginx-mod-rtmp curl python3 fonts-dejavu-core glib-networking
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+# the packaged nginx starts a system instance on :80; tests run their own private nginx instead
+$SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
