@@ -55,6 +55,9 @@ pub struct SessionStatus {
     pub bytes_in: u64,
     /// Incoming bitrate over the last second, kbit/s.
     pub kbps: u64,
+    /// Wall time elapsed minus video timestamp time elapsed since the first video message, in
+    /// ms. Stays near 0 for a healthy publisher; grows when tag timestamps run slow or fast.
+    pub timestamp_drift_ms: i64,
     pub on_air: bool,
     #[serde(skip)]
     started: Option<Instant>,
@@ -239,6 +242,8 @@ struct Active {
     checked_video: bool,
     checked_audio: bool,
     bytes_window: (Instant, u64),
+    /// Arrival and timestamp (ms) of the first video message, and the latest video timestamp.
+    video_clock: Option<(Instant, u32, u32)>,
 }
 
 struct Conn {
@@ -351,8 +356,12 @@ impl Conn {
         if window >= Duration::from_secs(1) {
             let kbps = s.bytes_window.1 * 8 / window.as_millis().max(1) as u64;
             s.bytes_window = (Instant::now(), 0);
+            let drift = s.video_clock.map_or(0, |(t0, ts0, ts)| {
+                t0.elapsed().as_millis() as i64 - i64::from(ts.wrapping_sub(ts0))
+            });
             if let Some(st) = ingest.lock().get_mut(&s.id) {
                 st.kbps = kbps;
+                st.timestamp_drift_ms = drift;
             }
         }
         let silent = s.last_media.elapsed();
@@ -388,6 +397,12 @@ impl Conn {
         };
         check.map_err(|e| End::Refused(e.to_string()))?;
         s.last_media = Instant::now();
+        if tag_type == flv::TAG_VIDEO {
+            match &mut s.video_clock {
+                Some((_, _, last)) => *last = ts,
+                None => s.video_clock = Some((Instant::now(), ts, ts)),
+            }
+        }
         if let Some(since) = s.stalled_since.take() {
             let stalled_ms =
                 since.elapsed().as_millis() as u64 + ingest.stall_timeout.as_millis() as u64;
@@ -535,6 +550,7 @@ impl Conn {
                     stalled: false,
                     bytes_in: 0,
                     kbps: 0,
+                    timestamp_drift_ms: 0,
                     on_air: false,
                     started: Some(Instant::now()),
                     raw_key: stream_key.to_string(),
@@ -576,6 +592,7 @@ impl Conn {
             checked_video: false,
             checked_audio: false,
             bytes_window: (Instant::now(), 0),
+            video_clock: None,
         })
     }
 

@@ -1,0 +1,559 @@
+//! End-to-end: ffmpeg publishes as OBS would, nginx-rtmp is the platform, ffmpeg/ffprobe watch
+//! what arrived. Tests run one at a time (two cores are shared).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const SWITCH: Duration = Duration::from_secs(10);
+
+/// Destination TOML for `app` on `nginx`.
+fn destination(name: &str, nginx: &Nginx, app: &str) -> String {
+    format!(
+        "[[destination]]\nname = \"{name}\"\nurl = \"{}\"\n",
+        nginx.url(app, "out")
+    )
+}
+
+/// The connection ages (ms) of onair's publish on `app` must show one connection, never re-opened,
+/// that is at least as old as `since`.
+fn assert_one_connection_since(nginx: &Nginx, app: &str, since: Instant) {
+    let pubs = nginx.publishers(app);
+    assert_eq!(pubs.len(), 1, "publish sessions on {app}: {pubs:?}");
+    let age_ms = since.elapsed().as_millis() as u64;
+    assert!(
+        pubs[0] + 500 >= age_ms,
+        "the output connection on {app} was re-opened: {} ms old, test ran {age_ms} ms",
+        pubs[0]
+    );
+}
+
+#[test]
+fn relay_survives_publisher_faults_on_one_output_connection() {
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let onair = Onair::start(&format!(
+        "[fallback]\nstall_timeout_ms = 500\n{}",
+        destination("platform", &nginx, "app")
+    ));
+
+    // The fallback reaches the platform within 2 s of start-up, nobody publishing.
+    assert!(
+        wait_until(Duration::from_secs(2), || !nginx
+            .publishers("app")
+            .is_empty()),
+        "no output reached nginx within 2 s of start-up:\n{}",
+        onair.log_text()
+    );
+    let connected = Instant::now();
+    let viewer = Viewer::start(&nginx.url("app", "out"));
+    assert!(
+        viewer.wait_for(connected, SWITCH, |f| !f.is_red()),
+        "no fallback frames at the viewer"
+    );
+
+    // publish → live
+    let t = Instant::now();
+    let mut p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(
+        viewer.wait_for(t, SWITCH, Frame::is_red),
+        "publish did not go live"
+    );
+    assert!(!onair.log_lines(&["switched", "to=\"live\""]).is_empty());
+
+    // a second publisher on the same key is rejected; the first keeps streaming
+    let mut second = Publisher::start(&onair.publish_url("test-key-123"), "blue");
+    assert_eq!(
+        second.wait_exit(SWITCH),
+        Some(false),
+        "second publisher was not refused"
+    );
+    assert!(
+        onair.wait_log("is already publishing", SWITCH),
+        "no log line for the duplicate publish"
+    );
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        viewer
+            .frames()
+            .iter()
+            .filter(|f| f.at >= t)
+            .all(Frame::is_red),
+        "the duplicate publish disturbed the live feed"
+    );
+
+    // kill -9 → fallback
+    let t = Instant::now();
+    p.kill9();
+    assert!(
+        viewer.wait_for(t, SWITCH, |f| !f.is_red()),
+        "kill did not fall back"
+    );
+    assert!(onair.wait_log("reason=disconnected", SWITCH) || onair.wait_log("unpublish", SWITCH));
+
+    // publish again → live; kill -STOP → fallback after the stall timeout
+    let t = Instant::now();
+    let p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(
+        viewer.wait_for(t, SWITCH, Frame::is_red),
+        "re-publish did not go live"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let t = Instant::now();
+    p.stop();
+    assert!(
+        viewer.wait_for(t, SWITCH, |f| !f.is_red()),
+        "stall did not fall back"
+    );
+    assert!(onair.wait_log("publisher stalled", SWITCH));
+    let stall_lines = onair.log_lines(&["switched", "to=\"fallback\"", "stall of session"]);
+    assert!(
+        !stall_lines.is_empty(),
+        "the switch log line does not say why"
+    );
+    drop(p);
+
+    // publish again → live
+    let t = Instant::now();
+    let _p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(
+        viewer.wait_for(t, SWITCH, Frame::is_red),
+        "third publish did not go live"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Through it all: one publish session from onair at nginx, never re-opened, and a
+    // continuous output timeline (generous bounds: behaviour, not speed).
+    assert_one_connection_since(&nginx, "app", connected);
+    let (vmax, vback) = viewer.video_pts_gaps();
+    let (amax, aback) = viewer.audio_pts_gaps();
+    assert_eq!(vback, 0, "video PTS went backwards");
+    assert_eq!(aback, 0, "audio PTS went backwards");
+    assert!(vmax < 250.0, "video timeline hole of {vmax} ms");
+    assert!(amax < 250.0, "audio timeline hole of {amax} ms");
+    assert!(viewer.max_arrival_gap_ms() < 2000.0, "delivery paused");
+
+    let status = onair.status();
+    assert_eq!(status["on_air"], "live");
+    assert_eq!(status["destinations"][0]["state"], "up");
+    assert_eq!(status["destinations"][0]["attempts"], 1);
+    // stream keys never appear in the API or the log
+    assert!(!status.to_string().contains("test-key-123"));
+    assert!(!onair.log_text().contains("test-key-123"));
+}
+
+#[test]
+fn destination_rejoins_after_the_platform_restarts_without_disturbing_another() {
+    let _serial = serial();
+    let mut platform_a = Nginx::start();
+    let platform_b = Nginx::start();
+    let onair = Onair::start(&format!(
+        "{}{}",
+        destination("a", &platform_a, "app"),
+        destination("b", &platform_b, "app2")
+    ));
+    assert!(wait_until(SWITCH, || platform_b.publishers("app2").len() == 1));
+    let b_connected = Instant::now();
+    let viewer_b = Viewer::start(&platform_b.url("app2", "out"));
+    assert!(
+        viewer_b.wait_for(b_connected, SWITCH, |_| true),
+        "no frames on b"
+    );
+    let _p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(viewer_b.wait_for(b_connected, SWITCH, Frame::is_red));
+
+    platform_a.stop();
+    assert!(
+        onair.wait_log("destination down destination=a", SWITCH),
+        "destination a did not notice its platform stopping"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    platform_a.restart();
+    assert!(
+        wait_until(Duration::from_secs(40), || platform_a
+            .publishers("app")
+            .len()
+            == 1),
+        "onair did not re-join platform a:\n{}",
+        onair.log_text()
+    );
+    assert!(onair.wait_log("destination up destination=a attempt=", SWITCH));
+    assert!(!onair.log_lines(&["retrying", "delay_ms="]).is_empty());
+
+    // b never noticed
+    std::thread::sleep(Duration::from_secs(1));
+    assert_one_connection_since(&platform_b, "app2", b_connected);
+    let gap = viewer_b.max_arrival_gap_ms();
+    assert!(
+        gap < 1000.0,
+        "destination b paused {gap} ms while a was down"
+    );
+    let (vmax, vback) = viewer_b.video_pts_gaps();
+    assert!(
+        vmax < 250.0 && vback == 0,
+        "b's timeline: max step {vmax} ms, {vback} backwards"
+    );
+    let st = onair.status();
+    let a = &st["destinations"][0];
+    assert_eq!(a["state"], "up", "{st}");
+    assert!(a["attempts"].as_u64().unwrap_or(0) >= 2, "{st}");
+}
+
+#[test]
+fn bad_input_is_refused_with_a_reason_and_the_stream_keeps_going() {
+    use std::io::{Read, Write};
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let onair = Onair::start(&destination("platform", &nginx, "app"));
+    assert!(wait_until(SWITCH, || nginx.publishers("app").len() == 1));
+    let connected = Instant::now();
+    let viewer = Viewer::start(&nginx.url("app", "out"));
+    let _p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(viewer.wait_for(connected, SWITCH, Frame::is_red));
+
+    // garbage bytes: an HTTP request on the RTMP port
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", onair.rtmp_port)).expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink); // returns once onair closes it
+    assert!(
+        onair.wait_log("not an RTMP client", SWITCH),
+        "garbage not reported"
+    );
+
+    // a truncated handshake: C0 and half of C1, then close
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", onair.rtmp_port)).expect("connect");
+    let mut c0c1 = vec![3u8];
+    c0c1.extend(std::iter::repeat_n(0u8, 700));
+    s.write_all(&c0c1).expect("write");
+    drop(s);
+    assert!(
+        onair.wait_log("truncated handshake", SWITCH),
+        "truncated handshake not reported"
+    );
+
+    // a wrong stream key, and a wrong application
+    let mut wrong = Publisher::start(&onair.publish_url("not-the-key"), "blue");
+    assert_eq!(
+        wrong.wait_exit(SWITCH),
+        Some(false),
+        "wrong key was accepted"
+    );
+    assert!(
+        onair.wait_log("unknown stream key", SWITCH),
+        "wrong key not reported"
+    );
+    let mut wrong_app = Publisher::start(
+        &format!("rtmp://127.0.0.1:{}/nope/test-key-123", onair.rtmp_port),
+        "blue",
+    );
+    assert_eq!(wrong_app.wait_exit(SWITCH), Some(false));
+    assert!(
+        onair.wait_log("wrong application \\\"nope\\\"", SWITCH)
+            || onair.wait_log("wrong application", SWITCH)
+    );
+
+    // none of it touched the stream
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let after: Vec<Frame> = viewer.frames().into_iter().filter(|f| f.at >= t).collect();
+    assert!(
+        after.len() > 10 && after.iter().all(Frame::is_red),
+        "live feed disturbed"
+    );
+    assert_one_connection_since(&nginx, "app", connected);
+    assert!(
+        onair.status()["counters"]["refused_connections"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 4
+    );
+    // the wrong key is not logged in full either
+    assert!(!onair.log_text().contains("not-the-key"));
+}
+
+#[test]
+fn output_is_h264_high_420_8bit_with_2s_gop_and_aac_lc_48k_stereo() {
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let onair = Onair::start(&destination("platform", &nginx, "app"));
+    assert!(wait_until(SWITCH, || nginx.publishers("app").len() == 1));
+    let _p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    let info = ffprobe_json(
+        &nginx.url("app", "out"),
+        &[
+            "-show_streams",
+            "-show_packets",
+            "-read_intervals",
+            "%+9",
+            "-show_entries",
+            "stream=codec_name,profile,pix_fmt,bits_per_raw_sample,sample_rate,channels,codec_type:packet=codec_type,pts_time,flags",
+        ],
+    );
+    let streams = info["streams"].as_array().expect("streams");
+    let v = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .expect("video stream");
+    let a = streams
+        .iter()
+        .find(|s| s["codec_type"] == "audio")
+        .expect("audio stream");
+    assert_eq!(v["codec_name"], "h264");
+    assert_eq!(v["profile"], "High");
+    assert_eq!(v["pix_fmt"], "yuv420p");
+    assert_eq!(v["bits_per_raw_sample"], "8");
+    assert_eq!(a["codec_name"], "aac");
+    assert_eq!(a["profile"], "LC");
+    assert_eq!(a["sample_rate"], "48000");
+    assert_eq!(a["channels"], 2);
+    let keyframes: Vec<f64> = info["packets"]
+        .as_array()
+        .expect("packets")
+        .iter()
+        .filter(|p| {
+            p["codec_type"] == "video" && p["flags"].as_str().unwrap_or("").starts_with('K')
+        })
+        .filter_map(|p| p["pts_time"].as_str().and_then(|t| t.parse().ok()))
+        .collect();
+    assert!(keyframes.len() >= 3, "keyframes: {keyframes:?}");
+    for w in keyframes.windows(2) {
+        let d = w[1] - w[0];
+        assert!(
+            (d - 2.0).abs() < 0.05,
+            "keyframe interval {d} s, want 2 s: {keyframes:?}"
+        );
+    }
+}
+
+#[test]
+fn publisher_timestamps_track_wall_time() {
+    // Regression for RTMP type-3 chunk timestamps (scuffle-rtmp 0.2.3 ran ffmpeg's video at
+    // ~0.7x): after 8 s of publishing, tag time and wall time agree.
+    let _serial = serial();
+    let onair = Onair::start("");
+    let _p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(onair.wait_log("publish accepted", SWITCH));
+    std::thread::sleep(Duration::from_secs(8));
+    let st = onair.status();
+    let drift = st["sessions"][0]["timestamp_drift_ms"]
+        .as_i64()
+        .expect("drift");
+    assert!(
+        drift.abs() < 600,
+        "video timestamps drifted {drift} ms from wall time in 8 s: {st}"
+    );
+    assert!(onair.log_lines(&["timestamps drifted"]).is_empty());
+}
+
+#[test]
+fn fallback_media_image_video_loop_and_missing_file() {
+    let _serial = serial();
+    let nginx = Nginx::start();
+    // an image: green, 4:3, so it is letterboxed
+    let onair = Onair::start_with(
+        &format!(
+            "[fallback]\nmedia = \"green.png\"\n{}",
+            destination("p", &nginx, "app")
+        ),
+        |dir| {
+            make_media(
+                &dir.join("green.png"),
+                &[
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "color=c=green:s=320x240",
+                    "-frames:v",
+                    "1",
+                ],
+            )
+        },
+    );
+    assert!(wait_until(SWITCH, || nginx.publishers("app").len() == 1));
+    let viewer = Viewer::start(&nginx.url("app", "out"));
+    assert!(
+        viewer.wait_for(Instant::now(), SWITCH, Frame::is_green),
+        "image fallback not shown"
+    );
+    assert_eq!(onair.status()["fallback"], "image green.png");
+    drop(viewer);
+    drop(onair);
+
+    // a 2 s clip with audio, looped: blue picture, and a continuous timeline across loops
+    let onair = Onair::start_with(
+        &format!(
+            "[fallback]\nmedia = \"clip.mp4\"\n{}",
+            destination("p", &nginx, "app2")
+        ),
+        |dir| {
+            make_media(
+                &dir.join("clip.mp4"),
+                &[
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "color=c=blue:s=320x180:r=25:d=2",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "sine=f=880:sample_rate=44100:d=2",
+                    "-c:v",
+                    "libx264",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-c:a",
+                    "aac",
+                    "-shortest",
+                ],
+            )
+        },
+    );
+    assert!(wait_until(SWITCH, || nginx.publishers("app2").len() == 1));
+    let t = Instant::now();
+    let viewer = Viewer::start(&nginx.url("app2", "out"));
+    assert!(
+        viewer.wait_for(t, SWITCH, Frame::is_blue),
+        "video fallback not shown"
+    );
+    std::thread::sleep(Duration::from_secs(7)); // several loops
+    let frames: Vec<Frame> = viewer.frames();
+    assert!(
+        frames.iter().filter(|f| f.is_blue()).count() > 100,
+        "loop stopped"
+    );
+    let (vmax, vback) = viewer.video_pts_gaps();
+    let (amax, aback) = viewer.audio_pts_gaps();
+    assert!(
+        vmax < 250.0 && vback == 0,
+        "video across loops: {vmax} ms, {vback} backwards"
+    );
+    assert!(
+        amax < 250.0 && aback == 0,
+        "audio across loops: {amax} ms, {aback} backwards"
+    );
+    assert_eq!(viewer.max_arrival_gap_ms() < 1000.0, true);
+    drop(viewer);
+    drop(onair);
+
+    // a missing file: the slate, and the error logged once
+    let onair = Onair::start(&format!("[fallback]\nmedia = \"nope.png\"\n"));
+    assert!(onair.wait_log("fallback media unusable", SWITCH));
+    assert_eq!(onair.log_lines(&["fallback media unusable"]).len(), 1);
+    assert_eq!(onair.status()["fallback"], "slate");
+}
+
+#[test]
+fn broken_policy_script_falls_back_to_the_builtin_default() {
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let onair = Onair::start_with(
+        &format!(
+            "[scripts]\ndir = \"s\"\n{}",
+            destination("p", &nginx, "app")
+        ),
+        |dir| {
+            std::fs::create_dir_all(dir.join("s")).expect("mkdir");
+            std::fs::write(
+                dir.join("s/failover.lua"),
+                "onair.on('publish', function(ev)\n  onair.switch(\n",
+            )
+            .expect("write");
+        },
+    );
+    assert!(
+        onair.wait_log("failover.lua:", SWITCH),
+        "load error without file:line"
+    );
+    assert!(onair.status()["policy"]["load_error"].is_string());
+    assert!(wait_until(SWITCH, || nginx.publishers("app").len() == 1));
+    let viewer = Viewer::start(&nginx.url("app", "out"));
+    let t = Instant::now();
+    let _p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(
+        viewer.wait_for(t, SWITCH, Frame::is_red),
+        "built-in default did not go live"
+    );
+    assert!(!onair.log_lines(&["built-in policy"]).is_empty());
+}
+
+#[test]
+fn publisher_without_audio_gets_silence_and_preview_serves_flv() {
+    let _serial = serial();
+    let onair = Onair::start("");
+    let _p = Publisher::start_args(&onair.publish_url("test-key-123"), "red", false);
+    assert!(
+        onair.wait_log("switched", SWITCH),
+        "video-only publish did not go live"
+    );
+    let t = Instant::now();
+    let viewer = Viewer::start(&format!("http://127.0.0.1:{}/preview.flv", onair.http_port));
+    assert!(
+        viewer.wait_for(t, SWITCH, Frame::is_red),
+        "preview shows no live picture"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (amax, aback) = viewer.audio_pts_gaps();
+    assert!(
+        viewer.audio.lock().expect("lock").len() > 50,
+        "no audio on the output"
+    );
+    assert!(
+        amax < 250.0 && aback == 0,
+        "audio timeline {amax} ms / {aback} backwards"
+    );
+    assert_eq!(onair.status()["counters"]["preview_viewers"], 1);
+}
+
+#[test]
+fn check_validates_and_names_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[fallback]\nstall_timeout_ms = 50\n").expect("write");
+    let out = std::process::Command::new(onair_bin())
+        .args(["check", "-c"])
+        .arg(&bad)
+        .output()
+        .expect("run check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fallback.stall_timeout_ms: 50 is below the minimum 300"),
+        "{err}"
+    );
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "[scripts]\ndir = \"{}\"\n[[destination]]\nname = \"twitch\"\nurl = \"rtmp://live.twitch.tv/app/live_123456_abcdef\"\n",
+            repo_root().join("scripts").display()
+        ),
+    )
+    .expect("write");
+    let out = std::process::Command::new(onair_bin())
+        .args(["check", "-c"])
+        .arg(&good)
+        .output()
+        .expect("run check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("destination twitch: rtmp://live.twitch.tv/app/live…cdef"),
+        "{text}"
+    );
+    assert!(!text.contains("live_123456_abcdef"));
+    assert!(
+        text.contains("rtmp://<this machine's address>:1935/live"),
+        "{text}"
+    );
+}

@@ -1,0 +1,569 @@
+//! Real parts for end-to-end tests: nginx-rtmp as the platform, ffmpeg as OBS and as the viewer,
+//! the onair binary under test. Every process is killed when its handle drops.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// E2E tests share 2 cores: run them one at a time.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+fn wait_port(port: u16, timeout: Duration) -> bool {
+    wait_until(timeout, || TcpStream::connect(("127.0.0.1", port)).is_ok())
+}
+
+/// A minimal HTTP/1.0 GET: (status code, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
+
+/// nginx with the RTMP module, on free loopback ports, apps `app` and `app2`.
+pub struct Nginx {
+    pub rtmp_port: u16,
+    pub http_port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Nginx {
+    pub fn start() -> Nginx {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut n = Nginx {
+            rtmp_port: free_port(),
+            http_port: free_port(),
+            dir,
+            child: None,
+        };
+        n.spawn();
+        n
+    }
+
+    fn spawn(&mut self) {
+        let d = self.dir.path();
+        std::fs::create_dir_all(d.join("logs")).expect("logs dir");
+        let module = ["/usr/lib/nginx/modules/ngx_rtmp_module.so"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("libnginx-mod-rtmp is installed (tools/setup-debian.sh)");
+        let conf = format!(
+            r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log info;
+load_module {module};
+events {{ worker_connections 128; }}
+rtmp {{
+  server {{
+    listen 127.0.0.1:{rtmp};
+    application app {{ live on; }}
+    application app2 {{ live on; }}
+  }}
+}}
+http {{
+  access_log off;
+  client_body_temp_path {d}/tmp;
+  proxy_temp_path {d}/tmp;
+  fastcgi_temp_path {d}/tmp;
+  uwsgi_temp_path {d}/tmp;
+  scgi_temp_path {d}/tmp;
+  server {{
+    listen 127.0.0.1:{http};
+    location /stat {{ rtmp_stat all; }}
+  }}
+}}
+"#,
+            d = d.display(),
+            rtmp = self.rtmp_port,
+            http = self.http_port,
+        );
+        std::fs::write(d.join("nginx.conf"), conf).expect("write nginx.conf");
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(d)
+            .arg("-c")
+            .arg(d.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (nginx-light) is installed");
+        self.child = Some(child);
+        assert!(
+            wait_port(self.rtmp_port, Duration::from_secs(10)),
+            "nginx did not listen"
+        );
+    }
+
+    pub fn url(&self, app: &str, stream: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{app}/{stream}", self.rtmp_port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Publishing clients of `app` (from `/stat`): each one's connection age in ms.
+    pub fn publishers(&self, app: &str) -> Vec<u64> {
+        let Some((_, xml)) = http_get(self.http_port, "/stat") else {
+            return Vec::new();
+        };
+        let Some(start) = xml.find(&format!("<name>{app}</name>")) else {
+            return Vec::new();
+        };
+        let section = &xml[start..];
+        let section = &section[..section.find("</application>").unwrap_or(section.len())];
+        section
+            .split("<client>")
+            .skip(1)
+            .filter(|c| c.contains("<publishing/>"))
+            .filter_map(|c| {
+                let t = c.split("<time>").nth(1)?.split("</time>").next()?;
+                t.parse().ok()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The onair binary under test, with its log captured.
+pub struct Onair {
+    pub dir: tempfile::TempDir,
+    pub rtmp_port: u16,
+    pub http_port: u16,
+    pub log: PathBuf,
+    child: Child,
+    pub ready_at: Instant,
+}
+
+pub fn onair_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_onair")
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+impl Onair {
+    /// Starts onair with `extra` TOML appended to a config that sets free ports, the test key
+    /// `test-key-123`, 640x360 output and the repo's scripts. Waits until it is ready.
+    pub fn start(extra: &str) -> Onair {
+        Self::start_with(extra, |_| {})
+    }
+
+    /// Like [`Self::start`]; `prepare` may put files in the config's directory first.
+    pub fn start_with(extra: &str, prepare: impl FnOnce(&Path)) -> Onair {
+        let dir = tempfile::tempdir().expect("tempdir");
+        prepare(dir.path());
+        let rtmp_port = free_port();
+        let http_port = free_port();
+        let scripts = if extra.contains("[scripts]") {
+            String::new()
+        } else {
+            format!(
+                "[scripts]\ndir = \"{}\"\n",
+                repo_root().join("scripts").display()
+            )
+        };
+        let mut cfg = format!(
+            "[ingest]\nrtmp_listen = \"127.0.0.1:{rtmp_port}\"\nkeys = [\"test-key-123\"]\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n{scripts}"
+        );
+        if !extra.contains("[output]") {
+            cfg.push_str("[output]\nwidth = 640\nheight = 360\nvideo_bitrate_kbps = 800\n");
+        }
+        cfg.push_str(extra);
+        let path = dir.path().join("onair.toml");
+        std::fs::write(&path, cfg).expect("write config");
+        let log = dir.path().join("onair.log");
+        let child = Command::new(onair_bin())
+            .args(["run", "-c"])
+            .arg(&path)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn onair");
+        let mut o = Onair {
+            dir,
+            rtmp_port,
+            http_port,
+            log,
+            child,
+            ready_at: Instant::now(),
+        };
+        assert!(
+            o.wait_log("rtmp ingest ready", Duration::from_secs(60)),
+            "onair did not start:\n{}",
+            o.log_text()
+        );
+        o.ready_at = Instant::now();
+        o
+    }
+
+    pub fn publish_url(&self, key: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{key}", self.rtmp_port)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.log_text().contains(needle))
+    }
+
+    /// Lines of the log containing all of `needles`.
+    pub fn log_lines(&self, needles: &[&str]) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let (code, body) = http_get(self.http_port, "/api/status").expect("status answers");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("status is JSON")
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Onair {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- onair log ---\n{}", self.log_text());
+        }
+    }
+}
+
+/// ffmpeg publishing a solid colour with a 440 Hz tone, as OBS would (H.264 + AAC, 1 s GOP).
+pub struct Publisher {
+    child: Child,
+}
+
+impl Publisher {
+    pub fn start(url: &str, color: &str) -> Publisher {
+        Self::start_args(url, color, true)
+    }
+
+    pub fn start_args(url: &str, color: &str, audio: bool) -> Publisher {
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!("color=c={color}:s=640x360:r=30"));
+        if audio {
+            cmd.args(["-f", "lavfi", "-i", "sine=f=440:sample_rate=48000"]);
+        }
+        cmd.args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "30",
+            "-pix_fmt",
+            "yuv420p",
+        ]);
+        if audio {
+            cmd.args(["-c:a", "aac", "-b:a", "96k"]);
+        }
+        cmd.args(["-f", "flv"]).arg(url);
+        let child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ffmpeg is installed");
+        Publisher { child }
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status();
+    }
+
+    /// SIGKILL: the TCP connection closes without an unpublish.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGSTOP: the connection stays open, silent.
+    pub fn stop(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn cont(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Waits for ffmpeg to exit by itself: `Some(success)`, or `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<bool> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st.success());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(e) = self.child.stderr.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.cont();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One decoded video frame seen by the viewer.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame {
+    pub at: Instant,
+    pub pts: f64,
+    /// Mean Y, U, V of the frame.
+    pub yuv: (u32, u32, u32),
+}
+
+impl Frame {
+    pub fn is_red(&self) -> bool {
+        self.yuv.2 > 200 && self.yuv.1 < 120
+    }
+    /// Green (U≈91, V≈81), also when letterboxed with black bars.
+    pub fn is_green(&self) -> bool {
+        self.yuv.1 < 115 && self.yuv.2 < 110
+    }
+    pub fn is_blue(&self) -> bool {
+        self.yuv.1 > 200 && self.yuv.2 < 140
+    }
+}
+
+/// ffmpeg reading a stream and logging every frame (video: mean colour; audio: pts).
+pub struct Viewer {
+    child: Child,
+    pub video: Arc<Mutex<Vec<Frame>>>,
+    pub audio: Arc<Mutex<Vec<(Instant, f64)>>>,
+}
+
+impl Viewer {
+    pub fn start(url: &str) -> Viewer {
+        let mut child = Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-nostats",
+                "-loglevel",
+                "info",
+                "-fflags",
+                "nobuffer",
+                "-rw_timeout",
+                "15000000",
+                "-i",
+            ])
+            .arg(url)
+            .args([
+                "-filter_complex",
+                "[0:v]scale=16:16,showinfo[v];[0:a]ashowinfo[a]",
+                "-map",
+                "[v]",
+                "-map",
+                "[a]",
+                "-f",
+                "null",
+                "-",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ffmpeg is installed");
+        let video: Arc<Mutex<Vec<Frame>>> = Arc::default();
+        let audio: Arc<Mutex<Vec<(Instant, f64)>>> = Arc::default();
+        let stderr = child.stderr.take().expect("piped");
+        let (v, a) = (video.clone(), audio.clone());
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let now = Instant::now();
+                let pts = line
+                    .split("pts_time:")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|p| p.parse::<f64>().ok());
+                let Some(pts) = pts else { continue };
+                if line.contains("Parsed_showinfo") {
+                    let mean = line.split("mean:[").nth(1).and_then(|r| {
+                        let nums: Vec<u32> = r
+                            .split(']')
+                            .next()?
+                            .split_whitespace()
+                            .filter_map(|n| n.parse().ok())
+                            .collect();
+                        (nums.len() >= 3).then(|| (nums[0], nums[1], nums[2]))
+                    });
+                    if let Some(yuv) = mean {
+                        v.lock().expect("lock").push(Frame { at: now, pts, yuv });
+                    }
+                } else if line.contains("Parsed_ashowinfo") {
+                    a.lock().expect("lock").push((now, pts));
+                }
+            }
+        });
+        Viewer {
+            child,
+            video,
+            audio,
+        }
+    }
+
+    pub fn frames(&self) -> Vec<Frame> {
+        self.video.lock().expect("lock").clone()
+    }
+
+    /// Waits for a frame arriving after `since` that satisfies `want`.
+    pub fn wait_for(
+        &self,
+        since: Instant,
+        timeout: Duration,
+        want: impl Fn(&Frame) -> bool,
+    ) -> bool {
+        wait_until(timeout, || {
+            self.video
+                .lock()
+                .expect("lock")
+                .iter()
+                .rev()
+                .take_while(|f| f.at >= since)
+                .any(&want)
+        })
+    }
+
+    /// Largest video PTS step in ms, and the number of steps that went backwards.
+    pub fn video_pts_gaps(&self) -> (f64, usize) {
+        gaps(self.frames().iter().map(|f| f.pts))
+    }
+
+    pub fn audio_pts_gaps(&self) -> (f64, usize) {
+        gaps(self.audio.lock().expect("lock").iter().map(|a| a.1))
+    }
+
+    /// Largest wait between two video frames arriving, in ms.
+    pub fn max_arrival_gap_ms(&self) -> f64 {
+        let f = self.frames();
+        f.windows(2)
+            .map(|w| (w[1].at - w[0].at).as_secs_f64() * 1000.0)
+            .fold(0.0, f64::max)
+    }
+}
+
+fn gaps(pts: impl Iterator<Item = f64>) -> (f64, usize) {
+    let v: Vec<f64> = pts.collect();
+    let steps: Vec<f64> = v.windows(2).map(|w| w[1] - w[0]).collect();
+    let max = steps.iter().copied().fold(0.0, f64::max) * 1000.0;
+    (max, steps.iter().filter(|d| **d <= 0.0).count())
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs ffprobe on `url` for about `seconds`, returning its JSON.
+pub fn ffprobe_json(url: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("ffprobe is installed");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ffprobe output is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Makes a media file with ffmpeg from lavfi inputs.
+pub fn make_media(path: &Path, args: &[&str]) {
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .arg(path)
+        .status()
+        .expect("ffmpeg");
+    assert!(st.success(), "making {}", path.display());
+}
