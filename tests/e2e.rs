@@ -437,12 +437,15 @@ fn fallback_media_image_video_loop_and_missing_file() {
         amax < 250.0 && aback == 0,
         "audio across loops: {amax} ms, {aback} backwards"
     );
-    assert_eq!(viewer.max_arrival_gap_ms() < 1000.0, true);
+    assert!(
+        viewer.max_arrival_gap_ms() < 1000.0,
+        "delivery paused across loops"
+    );
     drop(viewer);
     drop(onair);
 
     // a missing file: the slate, and the error logged once
-    let onair = Onair::start(&format!("[fallback]\nmedia = \"nope.png\"\n"));
+    let onair = Onair::start("[fallback]\nmedia = \"nope.png\"\n");
     assert!(onair.wait_log("fallback media unusable", SWITCH));
     assert_eq!(onair.log_lines(&["fallback media unusable"]).len(), 1);
     assert_eq!(onair.status()["fallback"], "slate");

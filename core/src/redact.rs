@@ -34,10 +34,10 @@ pub fn url(u: &str) -> String {
     let mut out = format!("{scheme}://{host}");
     if let Some(p) = path {
         let mut segs: Vec<String> = p.split('/').map(str::to_string).collect();
-        if segs.len() >= 2 {
-            if let Some(last) = segs.last_mut() {
-                *last = key(last);
-            }
+        if segs.len() >= 2
+            && let Some(last) = segs.last_mut()
+        {
+            *last = key(last);
         }
         out.push('/');
         out.push_str(&segs.join("/"));

@@ -14,7 +14,7 @@
 //! loops. Frames that are already late are skipped, so a busy machine catches up instead of
 //! drifting.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
@@ -246,7 +246,6 @@ fn render_still(
 
 fn scale_chain(
     pipeline: &gst::Pipeline,
-    format: &OutputFormat,
     caps: gst::Caps,
     tag: &str,
 ) -> Result<(gst::Element, gst_app::AppSink), MediaError> {
@@ -255,7 +254,6 @@ fn scale_chain(
     scale.set_property("add-borders", true);
     let filter = make("capsfilter", &format!("{tag}_caps"))?;
     filter.set_property("caps", caps);
-    let _ = format;
     let sink = make("appsink", &format!("{tag}_sink"))?
         .downcast::<gst_app::AppSink>()
         .map_err(|_| MediaError::Build("appsink".into()))?;
@@ -287,7 +285,7 @@ fn load_image(path: &Path, format: &OutputFormat) -> Result<Source, MediaError> 
     pipeline
         .add(&dec)
         .map_err(|e| MediaError::Build(e.to_string()))?;
-    let (head, sink) = scale_chain(&pipeline, format, format.video_caps_any_rate(), "v")?;
+    let (head, sink) = scale_chain(&pipeline, format.video_caps_any_rate(), "v")?;
     link_decoded(&pipeline, &dec, Some(head), None);
     let frame = render_still(&pipeline, &sink, &path.display().to_string())?;
     Ok(Source::Still { frame })
@@ -323,20 +321,21 @@ fn load_slate(
         t.set_property("color", color);
         t.set_property("shaded-background", false);
         t.set_property("draw-shadow", false);
+        t.set_property("draw-outline", false);
         t.set_property_from_str("halignment", "center");
         t.set_property_from_str("valignment", "position");
         t.set_property("ypos", ypos);
         Ok(t)
     };
     let h = format.height;
-    let title = text("title", headline, (h / 18).max(8), 0xffff_ffff, 0.42)?;
-    let name = text("channel", channel, (h / 36).max(6), 0xff9a_a4b8, 0.58)?;
+    let title = text("title", headline, (h / 24).max(8), 0xffff_ffff, 0.43)?;
+    let name = text("channel", channel, (h / 44).max(6), 0xff9a_a4b8, 0.56)?;
     pipeline
         .add_many([&bg, &bg_caps, &title, &name])
         .map_err(|e| MediaError::Build(e.to_string()))?;
     gst::Element::link_many([&bg, &bg_caps, &title, &name])
         .map_err(|e| MediaError::Build(e.to_string()))?;
-    let (head, sink) = scale_chain(&pipeline, format, format.video_caps_any_rate(), "v")?;
+    let (head, sink) = scale_chain(&pipeline, format.video_caps_any_rate(), "v")?;
     name.link(&head)
         .map_err(|e| MediaError::Build(e.to_string()))?;
     let frame = render_still(&pipeline, &sink, "slate")?;
@@ -409,7 +408,7 @@ fn load_clip(path: &Path, format: &OutputFormat, has_audio: bool) -> Result<Sour
     pipeline
         .add(&rate)
         .map_err(|e| MediaError::Build(e.to_string()))?;
-    let (vhead, video) = scale_chain(&pipeline, format, format.video_caps(), "v")?;
+    let (vhead, video) = scale_chain(&pipeline, format.video_caps(), "v")?;
     // reorder: convert ! scale are inside scale_chain; put videorate in front of it
     rate.link(&vhead)
         .map_err(|e| MediaError::Build(e.to_string()))?;
@@ -607,9 +606,4 @@ fn feed_audio(shared: &Shared) {
             thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-/// Paths in `fallback.media` are resolved against the working directory.
-pub fn resolve(path: &Path) -> PathBuf {
-    path.to_path_buf()
 }
