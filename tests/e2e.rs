@@ -114,6 +114,20 @@ fn relay_survives_publisher_faults_on_one_output_connection() {
         !stall_lines.is_empty(),
         "the switch log line does not say why"
     );
+
+    // SIGCONT → resume → live again, cut on one of its keyframes
+    let t = Instant::now();
+    p.cont();
+    assert!(onair.wait_log("publisher resumed", SWITCH), "no resume");
+    assert!(
+        viewer.wait_for(t, SWITCH, Frame::is_red),
+        "resume did not go live"
+    );
+    assert!(
+        !onair
+            .log_lines(&["switched", "to=\"live\"", "resume of session"])
+            .is_empty()
+    );
     drop(p);
 
     // publish again → live
@@ -257,6 +271,20 @@ fn bad_input_is_refused_with_a_reason_and_the_stream_keeps_going() {
         onair.wait_log("wrong application \\\"nope\\\"", SWITCH)
             || onair.wait_log("wrong application", SWITCH)
     );
+
+    // a codec onair cannot ingest (MP3 audio)
+    let mut mp3 = Publisher::start_codec(
+        &onair.publish_url("test-key-456"),
+        "blue",
+        true,
+        "libmp3lame",
+    );
+    assert!(
+        onair.wait_log("unsupported audio codec MP3", SWITCH),
+        "MP3 not reported"
+    );
+    let _ = mp3.wait_exit(SWITCH);
+    drop(mp3);
 
     // none of it touched the stream
     let t = Instant::now();
@@ -555,6 +583,20 @@ fn check_validates_and_names_the_key() {
         "{text}"
     );
     assert!(!text.contains("live_123456_abcdef"));
+
+    // environment variables layer over the file and are validated the same way
+    let out = std::process::Command::new(onair_bin())
+        .args(["check", "-c"])
+        .arg(&good)
+        .env("ONAIR_FALLBACK__STALL_TIMEOUT_MS", "120")
+        .output()
+        .expect("run check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fallback.stall_timeout_ms: 120 is below the minimum 300"),
+        "{err}"
+    );
     assert!(
         text.contains("rtmp://<this machine's address>:1935/live"),
         "{text}"

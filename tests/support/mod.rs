@@ -212,7 +212,7 @@ impl Onair {
             )
         };
         let mut cfg = format!(
-            "[ingest]\nrtmp_listen = \"127.0.0.1:{rtmp_port}\"\nkeys = [\"test-key-123\"]\n\
+            "[ingest]\nrtmp_listen = \"127.0.0.1:{rtmp_port}\"\nkeys = [\"test-key-123\", \"test-key-456\"]\n\
              [http]\nlisten = \"127.0.0.1:{http_port}\"\n{scripts}"
         );
         if !extra.contains("[output]") {
@@ -301,6 +301,11 @@ impl Publisher {
     }
 
     pub fn start_args(url: &str, color: &str, audio: bool) -> Publisher {
+        Self::start_codec(url, color, audio, "aac")
+    }
+
+    /// Like [`Self::start_args`] with another audio codec (an ffmpeg encoder name).
+    pub fn start_codec(url: &str, color: &str, audio: bool, acodec: &str) -> Publisher {
         let mut cmd = Command::new("ffmpeg");
         cmd.args([
             "-hide_banner",
@@ -328,7 +333,7 @@ impl Publisher {
             "yuv420p",
         ]);
         if audio {
-            cmd.args(["-c:a", "aac", "-b:a", "96k"]);
+            cmd.args(["-c:a", acodec, "-b:a", "96k"]);
         }
         cmd.args(["-f", "flv"]).arg(url);
         let child = cmd
@@ -343,6 +348,7 @@ impl Publisher {
     fn signal(&self, sig: &str) {
         let _ = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
     }
 

@@ -11,8 +11,9 @@
 //! and a publisher without audio still reaches PLAYING. Nothing here ever reaches the program as
 //! EOS: when the session ends its pipeline is set to NULL.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
 
@@ -23,6 +24,14 @@ use crate::event::SessionId;
 /// Drift between a tag's rebased timestamp and the program's running time that triggers a new
 /// offset, in ms.
 pub const RESYNC_DRIFT_MS: i64 = 1000;
+
+/// PTS (ms, session time) of the keyframes sent to the decoder and not yet decoded. Decoders do
+/// not flag their output, so the video appsink marks a frame as a keyframe by matching its PTS
+/// here; every other frame gets `DELTA_UNIT`. The program cuts to live only on a keyframe.
+type Keyframes = Arc<Mutex<VecDeque<i64>>>;
+
+/// Keyframes remembered at most (a few GOPs).
+const KEYFRAMES_KEPT: usize = 16;
 
 /// Rebase state: the first tag's timestamp and the running time (ns) it maps to.
 struct Rebase {
@@ -37,6 +46,7 @@ pub struct LiveDecoder {
     src: gst_app::AppSrc,
     program: Arc<Program>,
     rebase: Rebase,
+    keyframes: Keyframes,
 }
 
 impl LiveDecoder {
@@ -57,6 +67,8 @@ impl LiveDecoder {
             .map_err(|e| MediaError::Build(format!("appsrc → flvdemux: {e}")))?;
 
         let offset_ns = Arc::new(AtomicU64::new(0));
+        let keyframes: Keyframes = Arc::default();
+        let kf = keyframes.clone();
         let format = *program.format();
         let weak_pipeline = pipeline.downgrade();
         let prog = program.clone();
@@ -66,24 +78,22 @@ impl LiveDecoder {
                 return;
             };
             let result = match pad.name().as_str() {
-                "video" => link_branch(
-                    &pipeline,
-                    pad,
-                    Kind::Video,
-                    &format,
-                    session,
-                    &prog,
-                    &offset,
-                ),
-                "audio" => link_branch(
-                    &pipeline,
-                    pad,
-                    Kind::Audio,
-                    &format,
-                    session,
-                    &prog,
-                    &offset,
-                ),
+                name @ ("video" | "audio") => {
+                    let kind = if name == "video" {
+                        Kind::Video
+                    } else {
+                        Kind::Audio
+                    };
+                    let branch = Branch {
+                        kind,
+                        format: &format,
+                        session,
+                        program: &prog,
+                        offset: &offset,
+                        keyframes: &kf,
+                    };
+                    link_branch(&pipeline, pad, &branch)
+                }
                 other => {
                     tracing::debug!(session, pad = other, "ignoring flvdemux pad");
                     Ok(())
@@ -114,6 +124,7 @@ impl LiveDecoder {
                 first_ts_ms: None,
                 offset_ns,
             },
+            keyframes,
         })
     }
 
@@ -142,6 +153,15 @@ impl LiveDecoder {
                 drift_ms,
                 "publisher timestamps drifted: re-synced to running time"
             );
+        }
+        if tag_type == flv::TAG_VIDEO
+            && let Some(cts) = flv::avc_keyframe_cts(body)
+        {
+            let mut kf = self.keyframes.lock().unwrap_or_else(|p| p.into_inner());
+            if kf.len() == KEYFRAMES_KEPT {
+                kf.pop_front();
+            }
+            kf.push_back(i64::from(rel_ms) + i64::from(cts));
         }
         let tag = flv::tag(tag_type, rel_ms, body);
         let _ = self.src.push_buffer(gst::Buffer::from_mut_slice(tag));
@@ -172,15 +192,29 @@ enum Kind {
     Audio,
 }
 
+/// What one decode branch needs to hand its frames to the program.
+struct Branch<'a> {
+    kind: Kind,
+    format: &'a super::OutputFormat,
+    session: SessionId,
+    program: &'a Arc<Program>,
+    offset: &'a Arc<AtomicU64>,
+    keyframes: &'a Keyframes,
+}
+
 fn link_branch(
     pipeline: &gst::Pipeline,
     pad: &gst::Pad,
-    kind: Kind,
-    format: &super::OutputFormat,
-    session: SessionId,
-    program: &Arc<Program>,
-    offset: &Arc<AtomicU64>,
+    branch: &Branch<'_>,
 ) -> Result<(), MediaError> {
+    let Branch {
+        kind,
+        format,
+        session,
+        program,
+        offset,
+        keyframes,
+    } = *branch;
     let p = match kind {
         Kind::Video => "v",
         Kind::Audio => "a",
@@ -221,6 +255,7 @@ fn link_branch(
     sink.set_async(false);
     let program = program.clone();
     let offset = offset.clone();
+    let keyframes = keyframes.clone();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -238,6 +273,19 @@ fn link_branch(
                 let mut buffer = buffer;
                 {
                     let b = buffer.make_mut();
+                    if let Kind::Video = kind {
+                        let ms = rt.mseconds() as i64;
+                        let mut kf = keyframes.lock().unwrap_or_else(|p| p.into_inner());
+                        while kf.front().is_some_and(|k| *k < ms) {
+                            kf.pop_front(); // not decoded (dropped) or already passed
+                        }
+                        if kf.front() == Some(&ms) {
+                            kf.pop_front();
+                            b.unset_flags(gst::BufferFlags::DELTA_UNIT);
+                        } else {
+                            b.set_flags(gst::BufferFlags::DELTA_UNIT);
+                        }
+                    }
                     b.set_pts(rt + gst::ClockTime::from_nseconds(offset.load(Ordering::Relaxed)));
                     b.set_dts(gst::ClockTime::NONE);
                 }

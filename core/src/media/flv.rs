@@ -32,6 +32,18 @@ pub fn is_video_keyframe_tag(data: &[u8]) -> bool {
     data.len() > 11 && data[0] == TAG_VIDEO && data[11] >> 4 == 1
 }
 
+/// For an RTMP video message body holding an H.264 keyframe (frame type 1, AVC NALU packet), the
+/// frame's composition time offset in ms (PTS = DTS + offset). `None` for anything else,
+/// including sequence headers.
+pub fn avc_keyframe_cts(body: &[u8]) -> Option<i32> {
+    if body.len() < 5 || body[0] != 0x17 || body[1] != 1 {
+        return None;
+    }
+    let raw = (u32::from(body[2]) << 16) | (u32::from(body[3]) << 8) | u32::from(body[4]);
+    // 24-bit signed
+    Some(((raw << 8) as i32) >> 8)
+}
+
 /// A codec in an RTMP message that onair cannot ingest, named for the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
@@ -94,6 +106,18 @@ mod tests {
         assert!(is_video_keyframe_tag(&t));
         assert!(!is_video_keyframe_tag(&tag(TAG_VIDEO, 0, &[0x27, 1])));
         assert!(!is_video_keyframe_tag(&tag(TAG_AUDIO, 0, &[0xaf, 1])));
+    }
+
+    #[test]
+    fn keyframes_and_their_composition_offset() {
+        assert_eq!(avc_keyframe_cts(&[0x17, 1, 0, 0, 66, 0xaa]), Some(66));
+        assert_eq!(avc_keyframe_cts(&[0x17, 1, 0xff, 0xff, 0xfe]), Some(-2));
+        assert_eq!(
+            avc_keyframe_cts(&[0x17, 0, 0, 0, 0]),
+            None,
+            "sequence header"
+        );
+        assert_eq!(avc_keyframe_cts(&[0x27, 1, 0, 0, 0]), None, "inter frame");
     }
 
     #[test]

@@ -188,10 +188,9 @@ async fn handshake(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
     let mut buf = vec![0u8; 4096];
     let mut total = 0usize;
     loop {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("handshake read failed: {e}"))?;
+        let n = stream.read(&mut buf).await.map_err(|e| {
+            format!("connection lost during the handshake after {total} bytes ({e}): truncated handshake")
+        })?;
         if n == 0 {
             return Err(format!(
                 "connection closed during the handshake after {total} bytes (truncated handshake)"
@@ -207,7 +206,9 @@ async fn handshake(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
         total += n;
         match hs.process_bytes(&buf[..n]) {
             Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
-                write(stream, &response_bytes).await?;
+                write(stream, &response_bytes).await.map_err(|e| {
+                    format!("{e} after {total} bytes of handshake: truncated handshake")
+                })?;
             }
             Ok(HandshakeProcessResult::Completed {
                 response_bytes,

@@ -45,10 +45,12 @@ pub type EventSink = tokio::sync::mpsc::UnboundedSender<Event>;
 /// What is on air and what is pending. Guarded by `Program::state`.
 struct ProgramState {
     on_air: Source,
-    /// The session whose frames feed the live input (on air, or waiting for its keyframe).
+    /// The session whose frames feed the live input (on air when `on_air` is live).
     program: Option<SessionId>,
-    /// A switch to live waiting for the program session's next keyframe, with its reason.
-    pending_live: Option<String>,
+    /// A switch to live waiting for this session's next keyframe, with its reason. Until the cut,
+    /// `program` keeps feeding the live input: a newcomer that never delivers cannot black out
+    /// the session on air.
+    pending_live: Option<(SessionId, String)>,
     /// End (PTS + duration) of the last live video and audio buffers pushed.
     last_video_end: Option<gst::ClockTime>,
     last_audio_end: Option<gst::ClockTime>,
@@ -348,7 +350,8 @@ impl Program {
         (st.on_air, session, st.since.elapsed().as_secs_f64())
     }
 
-    /// Whether `session` feeds the live input (on air or waiting for its keyframe).
+    /// Whether `session` feeds the live input (on air, or held for a return after a stall).
+    /// A session waiting for its first cut is not.
     pub fn is_program(&self, session: SessionId) -> bool {
         self.lock().program == Some(session)
     }
@@ -372,14 +375,10 @@ impl Program {
     pub fn arm_live(&self, session: SessionId, reason: String) {
         let mut st = self.lock();
         if st.on_air == Source::Live && st.program == Some(session) {
+            st.pending_live = None;
             return;
         }
-        if st.program != Some(session) {
-            st.last_video_end = None;
-            st.last_audio_end = None;
-        }
-        st.program = Some(session);
-        st.pending_live = Some(reason);
+        st.pending_live = Some((session, reason));
     }
 
     /// Cuts to the fallback right after the last live frame (or now, when nothing live was
@@ -400,18 +399,33 @@ impl Program {
         let mut st = self.lock();
         if st.program == Some(session) {
             st.program = None;
+        }
+        if st.pending_live.as_ref().is_some_and(|(s, _)| *s == session) {
             st.pending_live = None;
         }
     }
 
     /// A decoded live video frame of `session`, PTS already on the program's running time.
-    /// Frames of other sessions, and frames that would go backwards, are dropped.
+    /// The frame of a pending session that is a keyframe makes the cut; frames of sessions that
+    /// do not feed the live input, and frames that would go backwards, are dropped.
     pub fn push_live_video(&self, session: SessionId, buffer: gst::Buffer) {
         let Some(pts) = buffer.pts() else { return };
         let end = pts + buffer.duration().unwrap_or(self.format.frame_duration());
         {
             let mut st = self.lock();
-            if st.program != Some(session) {
+            let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+            let cuts_here =
+                keyframe && st.pending_live.as_ref().is_some_and(|(s, _)| *s == session);
+            if cuts_here {
+                if st.program != Some(session) {
+                    st.program = Some(session);
+                    st.last_video_end = None;
+                    st.last_audio_end = None;
+                }
+                if let Some((_, reason)) = st.pending_live.take() {
+                    self.cut(&mut st, Source::Live, pts, reason);
+                }
+            } else if st.program != Some(session) {
                 return;
             }
             if st
@@ -421,10 +435,6 @@ impl Program {
                 return;
             }
             st.last_video_end = Some(end);
-            let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-            if keyframe && let Some(reason) = st.pending_live.take() {
-                self.cut(&mut st, Source::Live, pts, reason);
-            }
         }
         let _ = self.live_video.push_buffer(buffer);
     }
