@@ -501,7 +501,17 @@ fn broken_policy_script_falls_back_to_the_builtin_default() {
         onair.wait_log("failover.lua:", SWITCH),
         "load error without file:line"
     );
-    assert!(onair.status()["policy"]["load_error"].is_string());
+    let st = onair.status();
+    let script = &st["scripts"][0];
+    assert_eq!(script["name"], "failover.lua", "{st}");
+    assert_eq!(script["loaded"], false, "{st}");
+    assert!(
+        script["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("failover.lua:"),
+        "{st}"
+    );
     assert!(wait_until(SWITCH, || nginx.publishers("app").len() == 1));
     let viewer = Viewer::start(&nginx.url("app", "out"));
     let t = Instant::now();

@@ -21,4 +21,16 @@ pub enum Action {
     /// Refuse a publish. Only meaningful while handling that session's `publish` event; the
     /// publisher receives `NetStream.Publish.BadName` with `reason` and the connection is closed.
     RejectPublish { session: SessionId, reason: String },
+    /// Disconnect a publisher. Its session ends with an `unpublish` whose reason is `kicked`.
+    Kick { session: SessionId, reason: String },
+    /// Replace the fallback media without switching (`None`: the slate).
+    SetFallback { media: Option<PathBuf> },
+    /// Add a destination at run time (not written back to the config file).
+    DestinationAdd { name: String, url: String },
+    /// Disconnect and forget a destination.
+    DestinationRemove { name: String },
+    /// Connect a disabled destination.
+    DestinationEnable { name: String },
+    /// Disconnect a destination but keep it listed.
+    DestinationDisable { name: String },
 }

@@ -136,6 +136,9 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Serve the output as HTTP-FLV at `/preview.flv`. Default true.
     pub preview: bool,
+    /// Bearer token for `/api/*` and script routes declared with `{auth=true}`. Unset: those
+    /// are open (keep `listen` on loopback then; a warning is logged otherwise).
+    pub admin_token: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -143,6 +146,7 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             preview: true,
+            admin_token: None,
         }
     }
 }
@@ -151,14 +155,24 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScriptsConfig {
-    /// Folder of Lua scripts; `failover.lua` in it holds the switching policy. Default `scripts`.
+    /// Folder of Lua scripts: every top-level `*.lua` is loaded in name order and reloaded on
+    /// save; `failover.lua` holds the switching policy. Default `scripts`.
     pub dir: PathBuf,
+    /// JSON file behind `onair.store`. Default `onair-store.json` (working directory).
+    pub store: PathBuf,
+    /// Memory each script may use, in MiB. Default 64.
+    pub memory_limit_mib: u32,
+    /// Wall time one handler call may run, in milliseconds. Default 100.
+    pub time_limit_ms: u64,
 }
 
 impl Default for ScriptsConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("scripts"),
+            store: PathBuf::from("onair-store.json"),
+            memory_limit_mib: 64,
+            time_limit_ms: 100,
         }
     }
 }
@@ -289,6 +303,27 @@ impl Config {
                     X264_PRESETS.join(", ")
                 ),
             );
+        }
+        let sc = &self.scripts;
+        if !(1..=4096).contains(&sc.memory_limit_mib) {
+            return bad(
+                "scripts.memory_limit_mib",
+                format!("{} is outside 1..=4096", sc.memory_limit_mib),
+            );
+        }
+        if !(10..=10_000).contains(&sc.time_limit_ms) {
+            return bad(
+                "scripts.time_limit_ms",
+                format!("{} is outside 10..=10000", sc.time_limit_ms),
+            );
+        }
+        if self
+            .http
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.len() < 16)
+        {
+            return bad("http.admin_token", "must be at least 16 characters".into());
         }
         if self.ingest.app.is_empty() || self.ingest.app.contains('/') {
             return bad(

@@ -40,6 +40,8 @@ pub struct Core {
     /// Every event, as observers (SSE, tests) see it.
     pub events: broadcast::Sender<Event>,
     pub preview_viewers: AtomicU64,
+    /// Actions from the built-in API, executed by the engine.
+    pub commands: mpsc::UnboundedSender<Vec<Action>>,
 }
 
 /// `GET /api/status`.
@@ -53,18 +55,12 @@ pub struct Status {
     pub on_air_for_s: f64,
     /// What the fallback shows: `slate`, `image PATH` or `video PATH`.
     pub fallback: String,
-    pub policy: PolicyStatus,
+    /// Every script with its generation and last error (see `GET /api/scripts`).
+    pub scripts: Vec<crate::policy::host::ScriptInfo>,
     pub sessions: Vec<SessionStatus>,
     pub destinations: Vec<DestinationStatus>,
     pub counters: CounterStatus,
     pub uptime_s: f64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct PolicyStatus {
-    /// The script in use, or null when the built-in default runs.
-    pub script: Option<String>,
-    pub load_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -86,10 +82,7 @@ impl Core {
             on_air_session,
             on_air_for_s,
             fallback: self.fallback.describe(),
-            policy: PolicyStatus {
-                script: self.policy.script.as_ref().map(|p| p.display().to_string()),
-                load_error: self.policy.load_error.clone(),
-            },
+            scripts: self.policy.scripts(),
             sessions: self.ingest.sessions(),
             destinations: self.outputs.status(),
             counters: CounterStatus {
@@ -114,16 +107,23 @@ impl Engine {
         Self { core }
     }
 
-    /// Runs until both channels close.
+    /// Runs until every channel closes. `commands` carries actions that no event caused:
+    /// script timers, HTTP callbacks and routes, and the built-in API.
     pub async fn run(
         self,
         mut events: mpsc::UnboundedReceiver<Event>,
         mut publishes: mpsc::UnboundedReceiver<PublishRequest>,
+        mut commands: mpsc::UnboundedReceiver<Vec<Action>>,
     ) {
         loop {
             tokio::select! {
                 Some(ev) = events.recv() => self.on_event(ev).await,
                 Some(req) = publishes.recv() => self.on_publish(req).await,
+                Some(actions) = commands.recv() => {
+                    for a in actions {
+                        self.execute(a, None);
+                    }
+                }
                 else => break,
             }
         }
@@ -144,7 +144,7 @@ impl Engine {
         self.observe(&ev);
         let actions = self.core.policy.decide(ev.clone()).await;
         for a in actions {
-            self.execute(a, &ev);
+            self.execute(a, Some(&ev));
         }
     }
 
@@ -170,12 +170,12 @@ impl Engine {
             return; // the publisher went away meanwhile
         }
         for a in actions {
-            self.execute(a, &ev);
+            self.execute(a, Some(&ev));
         }
     }
 
-    /// Executes one action. `cause` is the event whose handler asked for it.
-    pub fn execute(&self, action: Action, cause: &Event) {
+    /// Executes one action. `cause` is the event whose handler asked for it, if any.
+    pub fn execute(&self, action: Action, cause: Option<&Event>) {
         let core = &self.core;
         match action {
             Action::Switch { to, media, reason } => {
@@ -192,7 +192,7 @@ impl Engine {
                     Source::Fallback => core.program.cut_to_fallback(reason),
                     Source::Live => {
                         let target = cause
-                            .session()
+                            .and_then(Event::session)
                             .filter(|s| core.ingest.is_publishing(*s))
                             .or_else(|| core.ingest.newest_healthy());
                         match target {
@@ -207,10 +207,48 @@ impl Engine {
             Action::RejectPublish { session, .. } => {
                 tracing::warn!(
                     session,
-                    event = cause.name(),
+                    event = cause.map(Event::name),
                     "reject ignored: it only applies while handling that session's publish"
                 );
             }
+            Action::Kick { session, reason } => {
+                if core.ingest.kick(session) {
+                    tracing::info!(session, %reason, "kicking publisher");
+                } else {
+                    tracing::warn!(session, "kick ignored: no such session");
+                }
+            }
+            Action::SetFallback { media } => {
+                match tokio::task::block_in_place(|| core.fallback.set_media(media.as_deref())) {
+                    Ok(what) => tracing::info!(fallback = %what, "fallback media set"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "fallback media unusable: showing the slate instead")
+                    }
+                }
+            }
+            Action::DestinationAdd { name, url } => {
+                let cfg = crate::config::DestinationConfig {
+                    name: name.clone(),
+                    url,
+                    enabled: true,
+                };
+                if let Err(e) = core.outputs.add(cfg) {
+                    tracing::warn!(destination = %name, error = %e, "destination not added");
+                }
+            }
+            Action::DestinationRemove { name } => log_err(&name, core.outputs.remove(&name)),
+            Action::DestinationEnable { name } => {
+                log_err(&name, core.outputs.set_enabled(&name, true))
+            }
+            Action::DestinationDisable { name } => {
+                log_err(&name, core.outputs.set_enabled(&name, false))
+            }
         }
+    }
+}
+
+fn log_err(name: &str, r: Result<(), String>) {
+    if let Err(e) = r {
+        tracing::warn!(destination = %name, error = %e, "destination action ignored");
     }
 }

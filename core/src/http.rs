@@ -1,31 +1,166 @@
-//! The HTTP server (warp): `GET /preview.flv` (the output as HTTP-FLV) and `GET /api/status`.
+//! The HTTP server (warp).
+//!
+//! Built-in: `GET /preview.flv` (the output as HTTP-FLV), `GET /api/status`, `POST /api/switch`,
+//! `GET /api/scripts`, `GET /api/events` (Server-Sent Events). Everything else goes to one
+//! catch-all that looks the request up in the scripts' route table, which the policy host swaps
+//! on every reload. `/api/*` and script routes declared with `{auth=true}` need
+//! `Authorization: Bearer <http.admin_token>` when a token is configured.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use serde::Deserialize;
 use warp::Filter;
 use warp::http::{StatusCode, header};
 
+use crate::action::Action;
+use crate::config::HttpConfig;
 use crate::engine::Core;
+use crate::event::Source;
 use crate::media::fanout::FanOut;
+use crate::policy::RouteRequest;
+
+fn json_response(status: StatusCode, v: &serde_json::Value) -> warp::reply::Response {
+    let mut r = warp::reply::Response::new(v.to_string().into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, msg: &str) -> warp::reply::Response {
+    json_response(status, &serde_json::json!({ "error": msg }))
+}
+
+/// Whether a request may use an admin endpoint.
+fn authorized(token: Option<&str>, auth_header: Option<&str>) -> bool {
+    match token {
+        None => true,
+        Some(t) => auth_header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|given| constant_time_eq(given.as_bytes(), t.as_bytes())),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Deserialize)]
+struct SwitchBody {
+    source: String,
+    media: Option<String>,
+}
 
 /// All routes.
 pub fn routes(
     core: Arc<Core>,
     fanout: Arc<FanOut>,
-    preview: bool,
-) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
-    let c = core.clone();
+    cfg: &HttpConfig,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + use<> {
+    let token: Arc<Option<String>> = Arc::new(cfg.admin_token.clone());
+    let preview = cfg.preview;
+    let with_core = {
+        let core = core.clone();
+        warp::any().map(move || core.clone())
+    };
+    let admin = {
+        let token = token.clone();
+        warp::header::optional::<String>("authorization").and_then(move |h: Option<String>| {
+            let ok = authorized(token.as_deref(), h.as_deref());
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(warp::reject::custom(Unauthorized))
+                }
+            }
+        })
+    };
+
     let status = warp::path!("api" / "status")
         .and(warp::get())
-        .map(move || warp::reply::json(&c.status()));
-    let c = core.clone();
+        .and(admin.clone())
+        .and(with_core.clone())
+        .map(|(), c: Arc<Core>| {
+            json_response(
+                StatusCode::OK,
+                &serde_json::to_value(c.status()).unwrap_or_default(),
+            )
+        });
+
+    let switch = warp::path!("api" / "switch")
+        .and(warp::post())
+        .and(admin.clone())
+        .and(with_core.clone())
+        .and(warp::body::bytes())
+        .map(|(), c: Arc<Core>, body: Bytes| {
+            let req: SwitchBody = match serde_json::from_slice(&body) {
+                Ok(r) => r,
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("expected {{\"source\": \"live\"|\"fallback\"}}: {e}"),
+                    );
+                }
+            };
+            let to: Source = match req.source.parse() {
+                Ok(s) => s,
+                Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+            };
+            let action = Action::Switch {
+                to,
+                media: req.media.map(Into::into),
+                reason: "POST /api/switch".into(),
+            };
+            if c.commands.send(vec![action]).is_err() {
+                return error(StatusCode::SERVICE_UNAVAILABLE, "engine stopped");
+            }
+            json_response(StatusCode::ACCEPTED, &serde_json::json!({ "source": to }))
+        });
+
+    let scripts = warp::path!("api" / "scripts")
+        .and(warp::get())
+        .and(admin.clone())
+        .and(with_core.clone())
+        .map(|(), c: Arc<Core>| {
+            json_response(StatusCode::OK, &serde_json::json!(c.policy.scripts()))
+        });
+
+    let events = warp::path!("api" / "events")
+        .and(warp::get())
+        .and(admin.clone())
+        .and(with_core.clone())
+        .map(|(), c: Arc<Core>| {
+            let rx = c.events.subscribe();
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(ev) => {
+                            let data = serde_json::to_string(&ev).unwrap_or_default();
+                            let sse = warp::sse::Event::default().event(ev.name()).data(data);
+                            return Some((Ok::<_, Infallible>(sse), rx));
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            });
+            warp::reply::Reply::into_response(warp::sse::reply(
+                warp::sse::keep_alive().stream(stream),
+            ))
+        });
+
     let preview_route = warp::path!("preview.flv")
         .and(warp::get())
-        .and_then(move || {
-            let (c, f) = (c.clone(), fanout.clone());
+        .and(with_core.clone())
+        .and_then(move |c: Arc<Core>| {
+            let f = fanout.clone();
             async move {
                 if !preview {
                     return Err(warp::reject::not_found());
@@ -33,21 +168,167 @@ pub fn routes(
                 Ok::<_, warp::Rejection>(preview_stream(c, f))
             }
         });
+
+    let script_routes = warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::bytes())
+        .and(with_core)
+        .and_then(
+            move |method: warp::http::Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers: warp::http::HeaderMap,
+                  body: Bytes,
+                  c: Arc<Core>| {
+                let token = token.clone();
+                async move {
+                    Ok::<_, Infallible>(
+                        script_route(
+                            c,
+                            token.as_deref(),
+                            method,
+                            path.as_str(),
+                            &query,
+                            &headers,
+                            body,
+                        )
+                        .await,
+                    )
+                }
+            },
+        );
+
     status
+        .or(switch)
+        .unify()
+        .or(scripts)
+        .unify()
+        .or(events)
+        .unify()
         .or(preview_route)
+        .unify()
+        .or(script_routes)
+        .unify()
         .recover(|rej: warp::Rejection| async move {
-            let (code, msg) = if rej.is_not_found() {
-                (StatusCode::NOT_FOUND, "not found")
+            let r = if rej.find::<Unauthorized>().is_some() {
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    "missing or wrong bearer token (http.admin_token)",
+                )
+            } else if rej.is_not_found() {
+                error(StatusCode::NOT_FOUND, "not found")
             } else if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
-                (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            } else if rej.find::<warp::reject::PayloadTooLarge>().is_some() {
+                error(StatusCode::PAYLOAD_TOO_LARGE, "body too large")
             } else {
-                (StatusCode::BAD_REQUEST, "bad request")
+                error(StatusCode::BAD_REQUEST, "bad request")
             };
-            Ok::<_, Infallible>(warp::reply::with_status(
-                warp::reply::json(&serde_json::json!({ "error": msg })),
-                code,
-            ))
+            Ok::<_, Infallible>(r)
         })
+        .unify()
+}
+
+#[derive(Debug)]
+struct Unauthorized;
+impl warp::reject::Reject for Unauthorized {}
+
+/// `a=1&b=x%20y` → {a: "1", b: "x y"}.
+fn parse_query(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn script_route(
+    core: Arc<Core>,
+    token: Option<&str>,
+    method: warp::http::Method,
+    path: &str,
+    query: &str,
+    headers: &warp::http::HeaderMap,
+    body: Bytes,
+) -> warp::reply::Response {
+    let found = {
+        let table = core.policy.routes.read().unwrap_or_else(|p| p.into_inner());
+        table
+            .find(method.as_str(), path)
+            .map(|(r, params)| (r.script.clone(), r.index, r.auth, params))
+    };
+    let Some((script, index, auth, params)) = found else {
+        return error(StatusCode::NOT_FOUND, "not found");
+    };
+    let auth_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if auth && !authorized(token, auth_header) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (http.admin_token)",
+        );
+    }
+    let req = RouteRequest {
+        method: method.to_string(),
+        path: path.to_string(),
+        params,
+        query: parse_query(query),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.as_str().to_string(), v.to_string()))
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    match core.policy.route(script, index, req).await {
+        Some(r) => {
+            let mut resp = warp::reply::Response::new(r.body.into());
+            *resp.status_mut() =
+                StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if let Ok(v) = header::HeaderValue::from_str(&r.content_type) {
+                resp.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            for (k, v) in r.headers {
+                if let (Ok(k), Ok(v)) = (
+                    header::HeaderName::from_bytes(k.as_bytes()),
+                    header::HeaderValue::from_str(&v),
+                ) {
+                    resp.headers_mut().insert(k, v);
+                }
+            }
+            resp
+        }
+        None => error(StatusCode::NOT_FOUND, "not found"),
+    }
 }
 
 /// Counts a preview viewer for as long as its stream lives.
@@ -71,10 +352,8 @@ fn to_bytes(b: gst::Buffer) -> Bytes {
     }
 }
 
-type PreviewReply = warp::reply::WithHeader<warp::reply::WithHeader<Box<dyn warp::Reply>>>;
-
 /// The output as an endless HTTP-FLV body: the FLV stream headers, then tags from a keyframe.
-fn preview_stream(core: Arc<Core>, fanout: Arc<FanOut>) -> PreviewReply {
+fn preview_stream(core: Arc<Core>, fanout: Arc<FanOut>) -> warp::reply::Response {
     let sub = fanout.subscribe("preview");
     core.preview_viewers.fetch_add(1, Ordering::Relaxed);
     let viewer = Viewer {
@@ -91,10 +370,14 @@ fn preview_stream(core: Arc<Core>, fanout: Arc<FanOut>) -> PreviewReply {
         };
         next.map(|b| (Ok::<_, Infallible>(to_bytes(b)), (viewer, headers, rx)))
     });
-    let reply: Box<dyn warp::Reply> = Box::new(warp::reply::stream(body));
-    warp::reply::with_header(
-        warp::reply::with_header(reply, header::CONTENT_TYPE, "video/x-flv"),
+    let mut r = warp::reply::Reply::into_response(warp::reply::stream(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("video/x-flv"),
+    );
+    r.headers_mut().insert(
         header::CACHE_CONTROL,
-        "no-store",
-    )
+        header::HeaderValue::from_static("no-store"),
+    );
+    r
 }

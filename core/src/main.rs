@@ -18,7 +18,7 @@ use onair::media::fanout::FanOut;
 use onair::media::ingest::Ingest;
 use onair::media::output::Outputs;
 use onair::media::program::Program;
-use onair::policy::{FAILOVER_SCRIPT, Policy, lua::LuaHost};
+use onair::policy::{Policy, PolicyOptions};
 use onair::{media, redact};
 
 #[derive(Parser)]
@@ -121,9 +121,18 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
     println!("config: {} OK", config::source_name(path.as_deref()));
     init_media()?;
     println!("media: all GStreamer elements present");
-    let script = cfg.scripts.dir.join(FAILOVER_SCRIPT);
-    LuaHost::load(&script).with_context(|| format!("loading script {}", script.display()))?;
-    println!("policy: {} loads", script.display());
+    let (policy, errors) = Policy::start(policy_options(&cfg, None, None, false));
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(|(n, e)| format!("{n}: {e}")).collect();
+        bail!(
+            "scripts in {} failed to load:\n  {}",
+            cfg.scripts.dir.display(),
+            list.join("\n  ")
+        );
+    }
+    for s in policy.scripts() {
+        println!("script: {} loads ({} route(s))", s.name, s.routes.len());
+    }
     let fb = match &cfg.fallback.media {
         None => "slate".to_string(),
         Some(p) => match fallback::probe(p)? {
@@ -177,6 +186,24 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn policy_options(
+    cfg: &Config,
+    actions: Option<tokio::sync::mpsc::UnboundedSender<Vec<onair::action::Action>>>,
+    runtime: Option<tokio::runtime::Handle>,
+    watch: bool,
+) -> PolicyOptions {
+    PolicyOptions {
+        dir: cfg.scripts.dir.clone(),
+        store: cfg.scripts.store.clone(),
+        status: Arc::default(),
+        actions,
+        runtime,
+        watch,
+        memory_limit: cfg.scripts.memory_limit_mib as usize * 1024 * 1024,
+        time_limit: std::time::Duration::from_millis(cfg.scripts.time_limit_ms),
+    }
+}
+
 fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let cfg = load_config(path.as_deref())?;
     init_media()?;
@@ -213,7 +240,15 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .context("starting the program pipeline")?;
     watch_bus(program.pipeline());
 
-    let policy = Policy::start(&cfg.scripts.dir);
+    let (commands_tx, commands_rx) = tokio::sync::mpsc::unbounded_channel();
+    let opts = policy_options(
+        &cfg,
+        Some(commands_tx.clone()),
+        Some(tokio::runtime::Handle::current()),
+        true,
+    );
+    let status_cell = opts.status.clone();
+    let (policy, _errors) = Policy::start(opts); // already logged; `onair run` goes on
     let ingest = Ingest::new(&cfg, program.clone(), events_tx.clone(), publish_tx);
     let outputs = Outputs::start(&cfg.destinations, fanout.clone(), events_tx.clone());
     let (bus_tx, _) = tokio::sync::broadcast::channel(256);
@@ -227,12 +262,22 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         started: Instant::now(),
         events: bus_tx,
         preview_viewers: AtomicU64::new(0),
+        commands: commands_tx,
     });
+    let weak = Arc::downgrade(&core);
+    let _ = status_cell.set(Box::new(move || {
+        weak.upgrade()
+            .and_then(|c| serde_json::to_value(c.status()).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }));
+    if cfg.http.admin_token.is_none() && !cfg.http.listen.ip().is_loopback() {
+        tracing::warn!(listen = %cfg.http.listen, "http.admin_token is unset: /api/* is open to anyone who can reach this address");
+    }
 
     tokio::spawn(ingest.serve(rtmp));
-    let routes = onair::http::routes(core.clone(), fanout, cfg.http.preview);
+    let routes = onair::http::routes(core.clone(), fanout, &cfg.http);
     tokio::spawn(warp::serve(routes).incoming(http).run());
-    let engine = tokio::spawn(Engine::new(core.clone()).run(events_rx, publish_rx));
+    let engine = tokio::spawn(Engine::new(core.clone()).run(events_rx, publish_rx, commands_rx));
 
     tracing::info!(listen = %cfg.ingest.rtmp_listen, "rtmp ingest ready");
     tracing::info!("{}", obs_settings(&cfg));

@@ -63,6 +63,8 @@ pub struct SessionStatus {
     started: Option<Instant>,
     #[serde(skip)]
     raw_key: String,
+    #[serde(skip)]
+    kick: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Shared state of the ingest server.
@@ -144,6 +146,17 @@ impl Ingest {
             .filter(|s| !s.stalled)
             .map(|s| s.session)
             .max()
+    }
+
+    /// Disconnects a publisher. Returns false when no such session publishes.
+    pub fn kick(&self, session: SessionId) -> bool {
+        match self.lock().get(&session).and_then(|s| s.kick.clone()) {
+            Some(k) => {
+                k.notify_one();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether `session` is publishing.
@@ -245,6 +258,8 @@ struct Active {
     bytes_window: (Instant, u64),
     /// Arrival and timestamp (ms) of the first video message, and the latest video timestamp.
     video_clock: Option<(Instant, u32, u32)>,
+    /// Notified to disconnect this publisher.
+    kick: Arc<tokio::sync::Notify>,
 }
 
 struct Conn {
@@ -320,7 +335,15 @@ impl Conn {
                     return End::Error(format!("decode failed: {err}"));
                 }
             }
+            let kick = self.session.as_ref().map(|s| s.kick.clone());
+            let kicked = async {
+                match kick {
+                    Some(k) => k.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                _ = kicked => return End::Closed("kicked"),
                 read = self.stream.read(&mut buf) => match read {
                     Ok(0) => return End::Closed("disconnected"),
                     Ok(n) => {
@@ -533,6 +556,7 @@ impl Conn {
             ));
         }
         let id = ingest.next_session.fetch_add(1, Ordering::Relaxed);
+        let kick = Arc::new(tokio::sync::Notify::new());
         {
             let mut sessions = ingest.lock();
             if let Some(other) = sessions.values().find(|s| s.raw_key == stream_key) {
@@ -555,6 +579,7 @@ impl Conn {
                     on_air: false,
                     started: Some(Instant::now()),
                     raw_key: stream_key.to_string(),
+                    kick: Some(kick.clone()),
                 },
             );
         }
@@ -594,6 +619,7 @@ impl Conn {
             checked_audio: false,
             bytes_window: (Instant::now(), 0),
             video_clock: None,
+            kick,
         })
     }
 

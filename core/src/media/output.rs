@@ -47,42 +47,112 @@ pub struct DestinationStatus {
 }
 
 struct Tracked {
+    cfg: DestinationConfig,
     status: DestinationStatus,
     up_since: Option<Instant>,
+    task: Option<tokio::task::AbortHandle>,
 }
 
-/// All destinations, with their status.
-#[derive(Clone, Default)]
+/// All destinations, with their status. Destinations can be added, removed, enabled and
+/// disabled at run time; changes are not written back to the config file.
+#[derive(Clone)]
 pub struct Outputs {
     tracked: Arc<Mutex<Vec<Tracked>>>,
+    fanout: Arc<FanOut>,
+    events: EventSink,
 }
 
 impl Outputs {
     /// Starts one task per enabled destination on the current tokio runtime.
     pub fn start(dests: &[DestinationConfig], fanout: Arc<FanOut>, events: EventSink) -> Outputs {
-        let outputs = Outputs::default();
-        for (i, d) in dests.iter().enumerate() {
-            lock(&outputs.tracked).push(Tracked {
+        let outputs = Outputs {
+            tracked: Arc::default(),
+            fanout,
+            events,
+        };
+        for d in dests {
+            if let Err(e) = outputs.add(d.clone()) {
+                tracing::error!(destination = %d.name, error = %e, "destination not started");
+            }
+        }
+        outputs
+    }
+
+    /// Adds a destination and connects it if enabled. Errors: the name is taken or empty, or the
+    /// URL is not `rtmp://`/`rtmps://`.
+    pub fn add(&self, d: DestinationConfig) -> Result<(), String> {
+        if d.name.is_empty() || d.name == "preview" {
+            return Err(format!(
+                "destination name {:?} is empty or reserved",
+                d.name
+            ));
+        }
+        if !(d.url.starts_with("rtmp://") || d.url.starts_with("rtmps://")) {
+            return Err(format!(
+                "{} must start with rtmp:// or rtmps://",
+                crate::redact::url(&d.url)
+            ));
+        }
+        {
+            let mut t = lock(&self.tracked);
+            if t.iter().any(|x| x.cfg.name == d.name) {
+                return Err(format!("a destination named {:?} exists", d.name));
+            }
+            t.push(Tracked {
                 status: DestinationStatus {
                     name: d.name.clone(),
                     url: crate::redact::url(&d.url),
-                    state: if d.enabled { "connecting" } else { "disabled" },
+                    state: "disabled",
                     uptime_s: None,
                     attempts: 0,
                     last_error: None,
                     bytes_sent: 0,
                 },
+                cfg: d.clone(),
                 up_since: None,
+                task: None,
             });
-            if d.enabled {
-                let o = outputs.clone();
-                let fanout = fanout.clone();
-                let events = events.clone();
-                let d = d.clone();
-                tokio::spawn(async move { o.run(i, d, fanout, events).await });
-            }
         }
-        outputs
+        if d.enabled {
+            self.set_enabled(&d.name, true)?;
+        }
+        Ok(())
+    }
+
+    /// Disconnects and forgets a destination.
+    pub fn remove(&self, name: &str) -> Result<(), String> {
+        self.set_enabled(name, false)?;
+        lock(&self.tracked).retain(|t| t.cfg.name != name);
+        tracing::info!(destination = %name, "destination removed");
+        Ok(())
+    }
+
+    /// Connects (true) or disconnects (false) a destination. Idempotent.
+    pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), String> {
+        let mut t = lock(&self.tracked);
+        let d = t
+            .iter_mut()
+            .find(|t| t.cfg.name == name)
+            .ok_or_else(|| format!("no destination named {name:?}"))?;
+        d.cfg.enabled = enabled;
+        match (enabled, d.task.is_some()) {
+            (true, false) => {
+                d.status.state = "connecting";
+                let o = self.clone();
+                let cfg = d.cfg.clone();
+                d.task = Some(tokio::spawn(async move { o.run(cfg).await }).abort_handle());
+            }
+            (false, true) => {
+                if let Some(task) = d.task.take() {
+                    task.abort();
+                }
+                d.status.state = "disabled";
+                d.up_since = None;
+                tracing::info!(destination = %name, "destination disabled");
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     pub fn status(&self) -> Vec<DestinationStatus> {
@@ -96,13 +166,15 @@ impl Outputs {
             .collect()
     }
 
-    fn update(&self, i: usize, f: impl FnOnce(&mut Tracked)) {
-        if let Some(t) = lock(&self.tracked).get_mut(i) {
+    fn update(&self, name: &str, f: impl FnOnce(&mut Tracked)) {
+        if let Some(t) = lock(&self.tracked).iter_mut().find(|t| t.cfg.name == name) {
             f(t);
         }
     }
 
-    async fn run(&self, i: usize, d: DestinationConfig, fanout: Arc<FanOut>, events: EventSink) {
+    async fn run(&self, d: DestinationConfig) {
+        let (fanout, events) = (self.fanout.clone(), self.events.clone());
+        let i = d.name.as_str();
         let url = crate::redact::url(&d.url);
         let mut attempt = 0u32;
         loop {
@@ -119,8 +191,8 @@ impl Outputs {
                 Err(e) => e,
             };
             let was_up = lock(&self.tracked)
-                .get(i)
-                .is_some_and(|t| t.up_since.is_some());
+                .iter()
+                .any(|t| t.cfg.name == d.name && t.up_since.is_some());
             self.update(i, |t| {
                 t.up_since = None;
                 t.status.state = "retrying";
@@ -148,7 +220,7 @@ impl Outputs {
     /// One connection, from build to failure. Returns the error that ended it.
     async fn connection(
         &self,
-        i: usize,
+        i: &str,
         d: &DestinationConfig,
         fanout: &FanOut,
         events: &EventSink,
@@ -167,7 +239,7 @@ impl Outputs {
 
     async fn stream(
         &self,
-        i: usize,
+        i: &str,
         d: &DestinationConfig,
         mut sub: super::fanout::Subscription,
         events: &EventSink,

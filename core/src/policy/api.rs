@@ -1,0 +1,634 @@
+//! The Lua API: every `onair.*` name is defined in this file, and [`register`] lists them all.
+//! Functions are thin translations: an action function pushes one [`Action`]; the rest read
+//! state or schedule work. `docs/lua-api.md` documents each entry; `scripts/types/onair.lua`
+//! annotates them for editors.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
+
+use super::script::{CALLBACKS, Ctx, HANDLERS, ROUTES, RouteDecl, Services, TIMERS, Timer, lock};
+use super::{HttpResponse, Job, RouteRequest, RouteResponse};
+use crate::action::Action;
+use crate::event::{Event, Source};
+
+type Shared = Arc<Mutex<Ctx>>;
+
+/// How Rust values become Lua: `None` becomes nil, not a null sentinel.
+pub(crate) fn ser_options() -> mlua::serde::SerializeOptions {
+    mlua::serde::SerializeOptions::new()
+        .serialize_none_to_null(false)
+        .serialize_unit_to_null(false)
+}
+
+fn rt_err(msg: String) -> mlua::Error {
+    mlua::Error::runtime(msg)
+}
+
+/// The whole API, one module per line.
+pub(crate) fn register(lua: &Lua, ctx: &Shared, services: &Arc<Services>) -> mlua::Result<()> {
+    let onair = lua.create_table()?;
+    register_events(lua, &onair)?;
+    register_actions(lua, &onair, ctx)?;
+    register_destinations(lua, &onair, ctx, services)?;
+    register_status(lua, &onair, services)?;
+    register_time(lua, &onair, ctx)?;
+    register_http(lua, &onair, ctx, services)?;
+    register_store(lua, &onair, services)?;
+    register_log(lua, &onair, ctx)?;
+    register_routes(lua, &onair, ctx)?;
+    register_require(lua, services)?;
+    let g = lua.globals();
+    // the base library's file loaders would reach outside the sandbox
+    g.set("dofile", Value::Nil)?;
+    g.set("loadfile", Value::Nil)?;
+    g.set("onair", onair)
+}
+
+/// `onair.on(name, fn)`.
+fn register_events(lua: &Lua, onair: &Table) -> mlua::Result<()> {
+    let on = lua.create_function(|lua, (name, f): (String, Function)| {
+        if !Event::NAMES.contains(&name.as_str()) {
+            return Err(rt_err(format!(
+                "onair.on: unknown event {name:?}; events are: {}",
+                Event::NAMES.join(", ")
+            )));
+        }
+        let handlers: Table = lua.named_registry_value(HANDLERS)?;
+        let list = match handlers.get::<Option<Table>>(name.as_str())? {
+            Some(t) => t,
+            None => {
+                let t = lua.create_table()?;
+                handlers.set(name.as_str(), &t)?;
+                t
+            }
+        };
+        list.push(f)
+    })?;
+    onair.set("on", on)
+}
+
+fn push(ctx: &Shared, a: Action) {
+    lock(ctx).actions.push(a);
+}
+
+/// `onair.switch`, `onair.reject`, `onair.kick`, `onair.set_fallback`.
+fn register_actions(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> {
+    let c = ctx.clone();
+    let switch = lua.create_function(move |_, (source, opts): (String, Option<Table>)| {
+        let to: Source = source
+            .parse()
+            .map_err(|e: String| rt_err(format!("onair.switch: {e}")))?;
+        let media: Option<String> = opts.as_ref().map(|o| o.get("media")).transpose()?.flatten();
+        let reason: Option<String> = opts
+            .as_ref()
+            .map(|o| o.get("reason"))
+            .transpose()?
+            .flatten();
+        let reason = reason.unwrap_or_else(|| {
+            let c = lock(&c);
+            format!("{} ({})", c.running, c.script)
+        });
+        push(
+            &c,
+            Action::Switch {
+                to,
+                media: media.map(PathBuf::from),
+                reason,
+            },
+        );
+        Ok(())
+    })?;
+    onair.set("switch", switch)?;
+
+    let c = ctx.clone();
+    let reject = lua.create_function(move |_, reason: String| {
+        let session = lock(&c).publishing.ok_or_else(|| {
+            rt_err("onair.reject: only a publish handler can reject a publish".into())
+        })?;
+        push(&c, Action::RejectPublish { session, reason });
+        Ok(())
+    })?;
+    onair.set("reject", reject)?;
+
+    let c = ctx.clone();
+    let kick = lua.create_function(move |_, (session, reason): (u64, Option<String>)| {
+        push(
+            &c,
+            Action::Kick {
+                session,
+                reason: reason.unwrap_or_else(|| "kicked by policy".into()),
+            },
+        );
+        Ok(())
+    })?;
+    onair.set("kick", kick)?;
+
+    let c = ctx.clone();
+    let set_fallback = lua.create_function(move |_, path: Option<String>| {
+        push(
+            &c,
+            Action::SetFallback {
+                media: path.map(PathBuf::from),
+            },
+        );
+        Ok(())
+    })?;
+    onair.set("set_fallback", set_fallback)
+}
+
+fn status_value(services: &Services) -> mlua::Result<serde_json::Value> {
+    let f = services
+        .status
+        .get()
+        .ok_or_else(|| rt_err("onair.status: not available while onair starts".into()))?;
+    Ok(f())
+}
+
+/// `onair.destinations.list/add/remove/enable/disable`.
+fn register_destinations(
+    lua: &Lua,
+    onair: &Table,
+    ctx: &Shared,
+    services: &Arc<Services>,
+) -> mlua::Result<()> {
+    let d = lua.create_table()?;
+    let s = services.clone();
+    d.set(
+        "list",
+        lua.create_function(move |lua, ()| {
+            let st = status_value(&s)?;
+            lua.to_value_with(&st["destinations"], ser_options())
+        })?,
+    )?;
+    let c = ctx.clone();
+    d.set(
+        "add",
+        lua.create_function(move |_, (name, url): (String, String)| {
+            if !(url.starts_with("rtmp://") || url.starts_with("rtmps://")) {
+                return Err(rt_err(format!(
+                    "onair.destinations.add: {} must start with rtmp:// or rtmps://",
+                    crate::redact::url(&url)
+                )));
+            }
+            push(&c, Action::DestinationAdd { name, url });
+            Ok(())
+        })?,
+    )?;
+    for (fname, make) in [
+        (
+            "remove",
+            (|name| Action::DestinationRemove { name }) as fn(String) -> Action,
+        ),
+        ("enable", |name| Action::DestinationEnable { name }),
+        ("disable", |name| Action::DestinationDisable { name }),
+    ] {
+        let c = ctx.clone();
+        d.set(
+            fname,
+            lua.create_function(move |_, name: String| {
+                push(&c, make(name));
+                Ok(())
+            })?,
+        )?;
+    }
+    onair.set("destinations", d)
+}
+
+/// `onair.status()`: the same data as `GET /api/status`.
+fn register_status(lua: &Lua, onair: &Table, services: &Arc<Services>) -> mlua::Result<()> {
+    let s = services.clone();
+    let status =
+        lua.create_function(move |lua, ()| lua.to_value_with(&status_value(&s)?, ser_options()))?;
+    onair.set("status", status)
+}
+
+fn add_timer(
+    lua: &Lua,
+    ctx: &Shared,
+    ms: f64,
+    f: Function,
+    every: bool,
+    name: &str,
+) -> mlua::Result<u64> {
+    if !ms.is_finite() || ms < 0.0 || (every && ms < 10.0) {
+        return Err(rt_err(format!(
+            "onair.{name}: {ms} ms is not a valid delay{}",
+            if every { " (minimum 10 ms)" } else { "" }
+        )));
+    }
+    let d = Duration::from_secs_f64(ms / 1000.0);
+    let id = {
+        let mut c = lock(ctx);
+        let id = c.next_id;
+        c.next_id += 1;
+        c.timers.push(Timer {
+            id,
+            due: Instant::now() + d,
+            every: every.then_some(d),
+        });
+        id
+    };
+    lua.named_registry_value::<Table>(TIMERS)?.set(id, f)?;
+    Ok(id)
+}
+
+/// `onair.after(ms, fn)`, `onair.every(ms, fn)`, `onair.cancel(id)`, `onair.now()`.
+fn register_time(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> {
+    let c = ctx.clone();
+    onair.set(
+        "after",
+        lua.create_function(move |lua, (ms, f): (f64, Function)| {
+            add_timer(lua, &c, ms, f, false, "after")
+        })?,
+    )?;
+    let c = ctx.clone();
+    onair.set(
+        "every",
+        lua.create_function(move |lua, (ms, f): (f64, Function)| {
+            add_timer(lua, &c, ms, f, true, "every")
+        })?,
+    )?;
+    let c = ctx.clone();
+    onair.set(
+        "cancel",
+        lua.create_function(move |lua, id: u64| {
+            let mut ctx = lock(&c);
+            let before = ctx.timers.len();
+            ctx.timers.retain(|t| t.id != id);
+            let found = ctx.timers.len() != before;
+            drop(ctx);
+            lua.named_registry_value::<Table>(TIMERS)?
+                .set(id, Value::Nil)?;
+            Ok(found)
+        })?,
+    )?;
+    onair.set(
+        "now",
+        lua.create_function(|_, ()| {
+            Ok(SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0))
+        })?,
+    )
+}
+
+/// `onair.http.request(opts, callback)`: runs on the async runtime, never on the policy thread;
+/// `callback(response, error)` runs later on the policy thread.
+fn register_http(
+    lua: &Lua,
+    onair: &Table,
+    ctx: &Shared,
+    services: &Arc<Services>,
+) -> mlua::Result<()> {
+    let http = lua.create_table()?;
+    let c = ctx.clone();
+    let s = services.clone();
+    let request = lua.create_function(move |lua, (opts, callback): (Table, Function)| {
+        let url: String = opts
+            .get::<Option<String>>("url")?
+            .ok_or_else(|| rt_err("onair.http.request: opts.url is required".into()))?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(rt_err(format!(
+                "onair.http.request: {url:?} is not an http(s) URL"
+            )));
+        }
+        let method: String = opts
+            .get::<Option<String>>("method")?
+            .unwrap_or_else(|| "GET".into());
+        let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| rt_err(format!("onair.http.request: bad method {method:?}")))?;
+        let timeout_ms: u64 = opts.get::<Option<u64>>("timeout_ms")?.unwrap_or(5000);
+        let decode_json: bool = opts.get::<Option<bool>>("decode_json")?.unwrap_or(false);
+        let mut headers = Vec::new();
+        if let Some(h) = opts.get::<Option<Table>>("headers")? {
+            for pair in h.pairs::<String, String>() {
+                headers.push(pair?);
+            }
+        }
+        let body: Option<Vec<u8>> = match (
+            opts.get::<Value>("json")?,
+            opts.get::<Option<mlua::LuaString>>("body")?,
+        ) {
+            (Value::Nil, None) => None,
+            (Value::Nil, Some(b)) => Some(b.as_bytes().to_vec()),
+            (json, _) => {
+                let v: serde_json::Value = lua.from_value(json)?;
+                headers.push(("content-type".into(), "application/json".into()));
+                Some(serde_json::to_vec(&v).map_err(|e| rt_err(e.to_string()))?)
+            }
+        };
+        let runtime = s
+            .runtime
+            .clone()
+            .ok_or_else(|| rt_err("onair.http.request: no network in this context".into()))?;
+        let (script, generation, id) = {
+            let mut ctx = lock(&c);
+            let id = ctx.next_id;
+            ctx.next_id += 1;
+            (ctx.script.clone(), ctx.generation, id)
+        };
+        lua.named_registry_value::<Table>(CALLBACKS)?
+            .set(id, callback)?;
+        let client = s.http.clone();
+        let jobs = s.jobs.clone();
+        runtime.spawn(async move {
+            let mut rb = client
+                .request(method, &url)
+                .timeout(Duration::from_millis(timeout_ms));
+            for (k, v) in headers {
+                rb = rb.header(k, v);
+            }
+            if let Some(b) = body {
+                rb = rb.body(b);
+            }
+            let result = async {
+                let resp = rb.send().await.map_err(|e| e.to_string())?;
+                let status = resp.status().as_u16();
+                let headers: Vec<(String, String)> = resp
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                    .collect();
+                let body = resp.text().await.map_err(|e| e.to_string())?;
+                let json = if decode_json {
+                    Some(
+                        serde_json::from_str(&body)
+                            .map_err(|e| format!("response is not JSON: {e}"))?,
+                    )
+                } else {
+                    None
+                };
+                Ok(HttpResponse {
+                    status,
+                    headers,
+                    body,
+                    json,
+                })
+            }
+            .await;
+            let _ = jobs.send(Job::HttpDone {
+                script,
+                generation,
+                id,
+                result,
+            });
+        });
+        Ok(id)
+    })?;
+    http.set("request", request)?;
+    onair.set("http", http)
+}
+
+/// The table a `http.request` callback receives.
+pub(crate) fn http_response_table(lua: &Lua, r: &HttpResponse) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set("status", r.status)?;
+    let h = lua.create_table()?;
+    for (k, v) in &r.headers {
+        h.set(k.as_str(), v.as_str())?;
+    }
+    t.set("headers", h)?;
+    t.set("body", r.body.as_str())?;
+    if let Some(j) = &r.json {
+        t.set("json", lua.to_value_with(j, ser_options())?)?;
+    }
+    Ok(t)
+}
+
+/// `onair.store.get/set/delete`.
+fn register_store(lua: &Lua, onair: &Table, services: &Arc<Services>) -> mlua::Result<()> {
+    let store = lua.create_table()?;
+    let s = services.clone();
+    store.set(
+        "get",
+        lua.create_function(move |lua, key: String| {
+            let guard = lock(&s.store);
+            let st = guard.as_ref().ok_or_else(|| {
+                rt_err("onair.store: the store could not be opened (see the log)".into())
+            })?;
+            match st.get(&key) {
+                Some(v) => lua.to_value_with(v, ser_options()),
+                None => Ok(Value::Nil),
+            }
+        })?,
+    )?;
+    let s = services.clone();
+    store.set(
+        "set",
+        lua.create_function(move |lua, (key, value): (String, Value)| {
+            let v: Option<serde_json::Value> = match value {
+                Value::Nil => None,
+                Value::Function(_) | Value::Thread(_) | Value::UserData(_) | Value::LightUserData(_) => {
+                    return Err(rt_err(format!("onair.store.set: {key:?}: only JSON-able values (nil, boolean, number, string, table)")));
+                }
+                v => Some(lua.from_value(v).map_err(|e| rt_err(format!("onair.store.set: {key:?}: {e}")))?),
+            };
+            let mut guard = lock(&s.store);
+            let st = guard.as_mut().ok_or_else(|| rt_err("onair.store: the store could not be opened (see the log)".into()))?;
+            st.set(&key, v).map_err(|e| rt_err(format!("onair.store.set: {e}")))
+        })?,
+    )?;
+    let s = services.clone();
+    store.set(
+        "delete",
+        lua.create_function(move |_, key: String| {
+            let mut guard = lock(&s.store);
+            let st = guard.as_mut().ok_or_else(|| {
+                rt_err("onair.store: the store could not be opened (see the log)".into())
+            })?;
+            st.set(&key, None)
+                .map_err(|e| rt_err(format!("onair.store.delete: {e}")))
+        })?,
+    )?;
+    onair.set("store", store)
+}
+
+/// `onair.log.info/warn/error(message)`, through tracing, tagged with the script name.
+fn register_log(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> {
+    let log = lua.create_table()?;
+    for level in ["info", "warn", "error"] {
+        let c = ctx.clone();
+        let f = lua.create_function(move |_, msg: String| {
+            let script = lock(&c).script.clone();
+            match level {
+                "info" => tracing::info!(script = %script, "{msg}"),
+                "warn" => tracing::warn!(script = %script, "{msg}"),
+                _ => tracing::error!(script = %script, "{msg}"),
+            }
+            Ok(())
+        })?;
+        log.set(level, f)?;
+    }
+    onair.set("log", log)
+}
+
+/// `onair.route(method, path, fn, {auth=bool})`: only while the script loads.
+fn register_routes(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> {
+    let c = ctx.clone();
+    let route = lua.create_function(
+        move |lua, (method, path, f, opts): (String, String, Function, Option<Table>)| {
+            let auth: bool = opts
+                .map(|o| o.get::<Option<bool>>("auth"))
+                .transpose()?
+                .flatten()
+                .unwrap_or(false);
+            let mut ctx = lock(&c);
+            if !ctx.loading {
+                return Err(rt_err(
+                    "onair.route: routes are declared when the script loads, not from handlers"
+                        .into(),
+                ));
+            }
+            let index = ctx.routes.len() + 1;
+            // validate now so the error points at this line
+            let r = super::routes::Route::new(&method, &path, &ctx.script, index, auth)
+                .map_err(|e| rt_err(format!("onair.route: {e}")))?;
+            if let Some(d) = ctx.routes.iter().find(|d| {
+                super::routes::Route::new(&d.method, &d.path, "", 0, false)
+                    .is_ok_and(|x| x.clashes(&r))
+            }) {
+                return Err(rt_err(format!(
+                    "onair.route: {} {} is declared twice in this script (also {} {})",
+                    r.method, path, d.method, d.path
+                )));
+            }
+            ctx.routes.push(RouteDecl {
+                method: r.method.clone(),
+                path,
+                auth: r.auth,
+                index,
+            });
+            drop(ctx);
+            lua.named_registry_value::<Table>(ROUTES)?.set(index, f)
+        },
+    )?;
+    onair.set("route", route)
+}
+
+/// The request table a route handler receives.
+pub(crate) fn route_request_table(lua: &Lua, req: &RouteRequest) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set("method", req.method.as_str())?;
+    t.set("path", req.path.as_str())?;
+    for (name, map) in [
+        ("params", &req.params),
+        ("query", &req.query),
+        ("headers", &req.headers),
+    ] {
+        let m = lua.create_table()?;
+        for (k, v) in map {
+            m.set(k.as_str(), v.as_str())?;
+        }
+        t.set(name, m)?;
+    }
+    t.set("body", lua.create_string(&req.body)?)?;
+    if let Ok(j) = serde_json::from_slice::<serde_json::Value>(&req.body) {
+        t.set("json", lua.to_value_with(&j, ser_options())?)?;
+    }
+    Ok(t)
+}
+
+/// Reads a route handler's answer: `{status=, json=}`, `{status=, html=}` or
+/// `{status=, body=, headers=}`.
+pub(crate) fn route_response(lua: &Lua, ret: Value) -> mlua::Result<RouteResponse> {
+    let Value::Table(t) = ret else {
+        return Err(rt_err(format!(
+            "route handler returned {} instead of a table like {{status=200, json=...}}",
+            ret.type_name()
+        )));
+    };
+    let status: u16 = t.get::<Option<u16>>("status")?.unwrap_or(200);
+    if !(100..=599).contains(&status) {
+        return Err(rt_err(format!("route handler returned status {status}")));
+    }
+    let mut headers: Vec<(String, String)> = Vec::new();
+    if let Some(h) = t.get::<Option<Table>>("headers")? {
+        for pair in h.pairs::<String, String>() {
+            headers.push(pair?);
+        }
+    }
+    let json: Value = t.get("json")?;
+    let (content_type, body) = if !json.is_nil() {
+        let v: serde_json::Value = lua.from_value(json)?;
+        (
+            "application/json".to_string(),
+            serde_json::to_vec(&v).map_err(|e| rt_err(e.to_string()))?,
+        )
+    } else if let Some(html) = t.get::<Option<mlua::LuaString>>("html")? {
+        (
+            "text/html; charset=utf-8".to_string(),
+            html.as_bytes().to_vec(),
+        )
+    } else if let Some(body) = t.get::<Option<mlua::LuaString>>("body")? {
+        (
+            "text/plain; charset=utf-8".to_string(),
+            body.as_bytes().to_vec(),
+        )
+    } else {
+        ("text/plain; charset=utf-8".to_string(), Vec::new())
+    };
+    Ok(RouteResponse {
+        status,
+        headers,
+        content_type,
+        body,
+    })
+}
+
+/// `require(name)`: loads `<scripts.dir>/<name with dots as slashes>.lua`, once per script.
+fn register_require(lua: &Lua, services: &Arc<Services>) -> mlua::Result<()> {
+    let dir = services.dir.clone();
+    let loaded = lua.create_table()?;
+    lua.set_named_registry_value("onair.modules", loaded)?;
+    let require = lua.create_function(move |lua, name: String| {
+        let modules: Table = lua.named_registry_value("onair.modules")?;
+        if let Some(v) = modules.get::<Option<Value>>(name.as_str())? {
+            return Ok(v);
+        }
+        let ok = !name.is_empty()
+            && name.split('.').all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+        if !ok {
+            return Err(rt_err(format!(
+                "require: {name:?} is not a module name (letters, digits, '_', '-', dots)"
+            )));
+        }
+        let rel: PathBuf = name.split('.').collect::<PathBuf>().with_extension("lua");
+        let path = dir.join(&rel);
+        let src = std::fs::read_to_string(&path).map_err(|e| {
+            rt_err(format!(
+                "require: module {name:?} not found in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let v: Value = lua
+            .load(src)
+            .set_name(format!("@{}", path.display()))
+            .call(name.as_str())?;
+        let v = if v.is_nil() { Value::Boolean(true) } else { v };
+        modules.set(name.as_str(), v.clone())?;
+        Ok(v)
+    })?;
+    lua.globals().set("require", require)
+}
+
+/// Top-level scripts of `dir`, in name order (modules live in subfolders).
+pub fn script_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "lua"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}

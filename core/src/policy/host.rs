@@ -1,0 +1,351 @@
+//! The script host: every top-level `*.lua` of `scripts.dir`, loaded in name order, each in its
+//! own Lua state. Runs on the policy thread only.
+//!
+//! Reload is build → validate → swap: the new generation is loaded into a fresh state and its
+//! routes checked against the other scripts'; only then does it replace the old generation, whose
+//! handlers, timers, routes and pending callbacks go with it. A failed reload leaves the old
+//! generation running and records the error (file:line) for `GET /api/scripts`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::routes::{Route, RouteTable};
+use super::script::{Script, ScriptError, Services};
+use super::{FAILOVER_SCRIPT, HttpResult, RouteRequest, RouteResponse, api, builtin};
+use crate::action::Action;
+use crate::event::Event;
+
+/// One script's state, for `GET /api/scripts`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScriptInfo {
+    pub name: String,
+    /// Whether a generation of it is running.
+    pub loaded: bool,
+    /// The running generation (1 for the first load), 0 if none ever loaded.
+    pub generation: u64,
+    /// When the running generation was loaded, seconds since the Unix epoch.
+    pub loaded_at: Option<f64>,
+    /// The last load or handler error, with file:line. Cleared by a successful load.
+    pub last_error: Option<String>,
+    /// `METHOD /path` of each route it serves.
+    pub routes: Vec<String>,
+}
+
+pub struct Host {
+    services: Arc<Services>,
+    scripts: BTreeMap<String, Script>,
+    info: BTreeMap<String, ScriptInfo>,
+    routes: Arc<RwLock<RouteTable>>,
+    snapshot: Arc<RwLock<Vec<ScriptInfo>>>,
+}
+
+impl Host {
+    pub fn new(
+        services: Arc<Services>,
+        routes: Arc<RwLock<RouteTable>>,
+        snapshot: Arc<RwLock<Vec<ScriptInfo>>>,
+    ) -> Host {
+        Host {
+            services,
+            scripts: BTreeMap::new(),
+            info: BTreeMap::new(),
+            routes,
+            snapshot,
+        }
+    }
+
+    /// Loads every script of the folder. Returns the load errors, by script name.
+    pub fn load_all(&mut self) -> Vec<(String, ScriptError)> {
+        let mut errors = Vec::new();
+        for path in api::script_files(&self.services.dir) {
+            if let Err(e) = self.load(&path) {
+                errors.push((file_name(&path), e));
+            }
+        }
+        if !self.scripts.contains_key(FAILOVER_SCRIPT)
+            && !errors.iter().any(|(n, _)| n == FAILOVER_SCRIPT)
+        {
+            tracing::warn!(dir = %self.services.dir.display(), "no {FAILOVER_SCRIPT}: the built-in default policy runs");
+        }
+        errors
+    }
+
+    fn record_error(&mut self, name: &str, e: &ScriptError) {
+        let info = self
+            .info
+            .entry(name.to_string())
+            .or_insert_with(|| ScriptInfo {
+                name: name.to_string(),
+                loaded: false,
+                generation: 0,
+                loaded_at: None,
+                last_error: None,
+                routes: Vec::new(),
+            });
+        info.last_error = Some(e.to_string());
+        self.publish_info();
+    }
+
+    /// (Re)loads one script: build → validate → swap.
+    pub fn load(&mut self, path: &Path) -> Result<(), ScriptError> {
+        let name = file_name(path);
+        let generation = self.scripts.get(&name).map_or(0, |s| s.generation) + 1;
+        let result = Script::load(path, generation, &self.services).and_then(|s| {
+            self.check_routes(&s)?;
+            Ok(s)
+        });
+        match result {
+            Ok(script) => {
+                let routes = script
+                    .routes()
+                    .iter()
+                    .map(|r| format!("{} {}", r.method, r.path))
+                    .collect();
+                self.info.insert(
+                    name.clone(),
+                    ScriptInfo {
+                        name: name.clone(),
+                        loaded: true,
+                        generation,
+                        loaded_at: script
+                            .loaded_at
+                            .duration_since(UNIX_EPOCH)
+                            .ok()
+                            .map(|d| d.as_secs_f64()),
+                        last_error: None,
+                        routes,
+                    },
+                );
+                self.scripts.insert(name.clone(), script);
+                self.rebuild_routes();
+                tracing::info!(script = %name, generation, "script loaded");
+                Ok(())
+            }
+            Err(e) => {
+                let keeps = self.scripts.get(&name).map(|s| s.generation);
+                match keeps {
+                    Some(g) => {
+                        tracing::error!(script = %name, error = %e, "script reload failed: generation {g} stays active")
+                    }
+                    None if name == FAILOVER_SCRIPT => {
+                        tracing::error!(script = %name, error = %e, "policy script not loaded: the built-in default policy runs")
+                    }
+                    None => tracing::error!(script = %name, error = %e, "script not loaded"),
+                }
+                self.record_error(&name, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// A script's routes may not clash with another script's.
+    fn check_routes(&self, s: &Script) -> Result<(), ScriptError> {
+        for d in s.routes() {
+            let mine = Route::new(&d.method, &d.path, &s.name, d.index, d.auth)
+                .map_err(|e| ScriptError::Lua(e.to_string()))?;
+            for (other_name, other) in &self.scripts {
+                if *other_name == s.name {
+                    continue;
+                }
+                for o in other.routes() {
+                    let theirs = Route::new(&o.method, &o.path, other_name, o.index, o.auth)
+                        .map_err(|e| ScriptError::Lua(e.to_string()))?;
+                    if mine.clashes(&theirs) {
+                        return Err(ScriptError::Lua(format!(
+                            "{}: duplicate route {} {}: already served by {other_name} as {} {}",
+                            s.path.display(),
+                            mine.method,
+                            d.path,
+                            theirs.method,
+                            o.path
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn unload(&mut self, name: &str) {
+        if self.scripts.remove(name).is_some() {
+            tracing::info!(script = %name, "script unloaded");
+        }
+        self.info.remove(name);
+        self.rebuild_routes();
+    }
+
+    /// Files changed under the scripts folder.
+    pub fn changed(&mut self, paths: &[PathBuf]) {
+        let dir = &self.services.dir;
+        let mut reload_all = false;
+        let mut todo: Vec<PathBuf> = Vec::new();
+        for p in paths {
+            if p.extension().is_none_or(|e| e != "lua") {
+                continue;
+            }
+            if p.parent() == Some(dir.as_path()) {
+                if !todo.contains(p) {
+                    todo.push(p.clone());
+                }
+            } else if p.starts_with(dir) {
+                reload_all = true; // a module changed: scripts that require it must reload
+            }
+        }
+        if reload_all {
+            for name in self.scripts.keys().cloned().collect::<Vec<_>>() {
+                let p = dir.join(&name);
+                if !todo.contains(&p) {
+                    todo.push(p);
+                }
+            }
+        }
+        todo.sort();
+        for p in todo {
+            if p.exists() {
+                let _ = self.load(&p);
+            } else {
+                self.unload(&file_name(&p));
+            }
+        }
+    }
+
+    fn rebuild_routes(&mut self) {
+        let mut table = RouteTable::default();
+        for (name, s) in &self.scripts {
+            for d in s.routes() {
+                if let Ok(r) = Route::new(&d.method, &d.path, name, d.index, d.auth) {
+                    table.routes.push(r);
+                }
+            }
+        }
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = table;
+        self.publish_info();
+    }
+
+    fn publish_info(&self) {
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) =
+            self.info.values().cloned().collect();
+    }
+
+    fn handler_error(&mut self, script: &str, what: &str, e: &ScriptError) {
+        tracing::error!(script = %script, event = what, error = %e, "script handler failed");
+        if let Some(i) = self.info.get_mut(script) {
+            i.last_error = Some(e.to_string());
+        }
+        self.publish_info();
+    }
+
+    /// Runs every script's handlers for `event` in script name order, until one returns `false`.
+    /// When `failover.lua` is not running or its handler failed, the built-in default decides.
+    pub fn dispatch(&mut self, event: &Event) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let mut policy_ok = self.scripts.contains_key(FAILOVER_SCRIPT);
+        let mut failed = Vec::new();
+        for (name, s) in &self.scripts {
+            match s.dispatch(event) {
+                Ok((a, stop)) => {
+                    actions.extend(a);
+                    if stop {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    if name == FAILOVER_SCRIPT {
+                        policy_ok = false;
+                    }
+                    failed.push((name.clone(), e));
+                }
+            }
+        }
+        for (name, e) in failed {
+            self.handler_error(&name, event.name(), &e);
+        }
+        if !policy_ok {
+            let builtin = builtin::decide(event);
+            if !builtin.is_empty() {
+                tracing::warn!(event = event.name(), "applying the built-in default policy");
+            }
+            actions.extend(builtin);
+        }
+        actions
+    }
+
+    pub fn next_due(&self) -> Option<Instant> {
+        self.scripts.values().filter_map(Script::next_due).min()
+    }
+
+    /// Runs the timers that are due. Returns their actions.
+    pub fn fire_timers(&mut self) -> Vec<Action> {
+        let now = Instant::now();
+        let mut actions = Vec::new();
+        let mut failed = Vec::new();
+        for (name, s) in &self.scripts {
+            if s.next_due().is_some_and(|d| d <= now) {
+                let (a, errors) = s.fire_due(now);
+                actions.extend(a);
+                failed.extend(errors.into_iter().map(|e| (name.clone(), e)));
+            }
+        }
+        for (name, e) in failed {
+            self.handler_error(&name, "timer", &e);
+        }
+        actions
+    }
+
+    /// Delivers an HTTP response to the script generation that asked for it.
+    pub fn http_done(
+        &mut self,
+        script: &str,
+        generation: u64,
+        id: u64,
+        result: HttpResult,
+    ) -> Vec<Action> {
+        let Some(s) = self
+            .scripts
+            .get(script)
+            .filter(|s| s.generation == generation)
+        else {
+            return Vec::new(); // that generation is gone
+        };
+        match s.http_done(id, result) {
+            Ok(a) => a,
+            Err(e) => {
+                self.handler_error(script, "http callback", &e);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Runs the route handler for a request the HTTP server matched. `None`: no such route (it
+    /// went away with its script meanwhile).
+    pub fn route(
+        &mut self,
+        script: &str,
+        index: usize,
+        req: &RouteRequest,
+    ) -> Option<(RouteResponse, Vec<Action>)> {
+        let s = self.scripts.get(script)?;
+        match s.route(index, req) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let what = format!("route {} {}", req.method, req.path);
+                self.handler_error(script, &what, &e);
+                Some((RouteResponse::error(500, "script error"), Vec::new()))
+            }
+        }
+    }
+
+    pub fn info(&self) -> Vec<ScriptInfo> {
+        self.info.values().cloned().collect()
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

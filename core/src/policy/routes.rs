@@ -1,0 +1,206 @@
+//! The table of HTTP routes that scripts declare with `onair.route(method, path, fn)`. The HTTP
+//! server's one catch-all looks requests up here; the policy host swaps the table after every
+//! (re)load, so a route goes away with its script.
+
+use std::collections::HashMap;
+
+/// Paths served by onair itself; scripts cannot take them.
+pub const RESERVED: &[&str] = &[
+    "/api/status",
+    "/api/switch",
+    "/api/scripts",
+    "/api/events",
+    "/preview.flv",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Lit(String),
+    Param(String),
+}
+
+/// One declared route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Upper-case HTTP method.
+    pub method: String,
+    /// The path pattern as declared, e.g. `/queue/:id`.
+    pub pattern: String,
+    segs: Vec<Seg>,
+    /// The script that owns it, and the handler's index in that script.
+    pub script: String,
+    pub index: usize,
+    /// Requires the admin bearer token (always true under `/api/`).
+    pub auth: bool,
+}
+
+/// Why a route cannot be declared.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RouteError {
+    #[error("route path {0:?} must start with '/' and have no empty, '.' or '..' segments")]
+    BadPath(String),
+    #[error("route method {0:?} is not one of GET, POST, PUT, PATCH, DELETE")]
+    BadMethod(String),
+    #[error("route {method} {path} is served by onair itself")]
+    Reserved { method: String, path: String },
+}
+
+fn parse(path: &str) -> Option<Vec<Seg>> {
+    let rest = path.strip_prefix('/')?;
+    if rest.is_empty() {
+        return Some(Vec::new());
+    }
+    rest.split('/')
+        .map(|s| match s {
+            "" | "." | ".." => None,
+            p if p.starts_with(':') && p.len() > 1 => Some(Seg::Param(p[1..].to_string())),
+            lit => Some(Seg::Lit(lit.to_string())),
+        })
+        .collect()
+}
+
+impl Route {
+    /// Validates a declaration.
+    pub fn new(
+        method: &str,
+        path: &str,
+        script: &str,
+        index: usize,
+        auth: bool,
+    ) -> Result<Route, RouteError> {
+        let method = method.to_ascii_uppercase();
+        if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+            return Err(RouteError::BadMethod(method));
+        }
+        let segs = parse(path).ok_or_else(|| RouteError::BadPath(path.into()))?;
+        if RESERVED.contains(&path) {
+            return Err(RouteError::Reserved {
+                method,
+                path: path.into(),
+            });
+        }
+        Ok(Route {
+            auth: auth || path.starts_with("/api/"),
+            method,
+            pattern: path.into(),
+            segs,
+            script: script.into(),
+            index,
+        })
+    }
+
+    /// Two routes clash when a request could match both: same method, same shape.
+    pub fn clashes(&self, other: &Route) -> bool {
+        self.method == other.method
+            && self.segs.len() == other.segs.len()
+            && self
+                .segs
+                .iter()
+                .zip(&other.segs)
+                .all(|(a, b)| match (a, b) {
+                    (Seg::Lit(x), Seg::Lit(y)) => x == y,
+                    _ => true,
+                })
+    }
+
+    fn matches(&self, method: &str, path: &str) -> Option<HashMap<String, String>> {
+        if self.method != method {
+            return None;
+        }
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let parts: Vec<&str> = if parts == [""] { Vec::new() } else { parts };
+        if parts.len() != self.segs.len() {
+            return None;
+        }
+        let mut params = HashMap::new();
+        for (seg, part) in self.segs.iter().zip(parts) {
+            match seg {
+                Seg::Lit(l) if l == part => {}
+                Seg::Lit(_) => return None,
+                Seg::Param(name) => {
+                    params.insert(name.clone(), percent_decode(part));
+                }
+            }
+        }
+        Some(params)
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// All script routes, in script name order.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    pub routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// The route for a request, and its path parameters.
+    pub fn find(&self, method: &str, path: &str) -> Option<(&Route, HashMap<String, String>)> {
+        self.routes
+            .iter()
+            .find_map(|r| r.matches(method, path).map(|p| (r, p)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_and_literals() {
+        let t = RouteTable {
+            routes: vec![
+                Route::new("get", "/queue/:id", "a.lua", 1, false).expect("ok"),
+                Route::new("GET", "/queue", "a.lua", 2, false).expect("ok"),
+            ],
+        };
+        let (r, p) = t.find("GET", "/queue/42%20x").expect("match");
+        assert_eq!((r.index, p["id"].as_str()), (1, "42 x"));
+        assert_eq!(t.find("GET", "/queue").expect("match").0.index, 2);
+        assert!(t.find("POST", "/queue").is_none());
+        assert!(t.find("GET", "/queue/1/2").is_none());
+    }
+
+    #[test]
+    fn api_routes_need_auth_and_reserved_paths_are_refused() {
+        assert!(
+            Route::new("GET", "/api/start", "s", 1, false)
+                .expect("ok")
+                .auth
+        );
+        assert!(!Route::new("GET", "/queue", "s", 1, false).expect("ok").auth);
+        assert!(matches!(
+            Route::new("GET", "/api/status", "s", 1, false),
+            Err(RouteError::Reserved { .. })
+        ));
+        assert!(Route::new("GET", "queue", "s", 1, false).is_err());
+        assert!(Route::new("BREW", "/tea", "s", 1, false).is_err());
+    }
+
+    #[test]
+    fn clashes_cover_params() {
+        let a = Route::new("GET", "/q/:id", "a", 1, false).expect("ok");
+        let b = Route::new("GET", "/q/first", "b", 1, false).expect("ok");
+        let c = Route::new("POST", "/q/first", "b", 2, false).expect("ok");
+        assert!(a.clashes(&b));
+        assert!(!a.clashes(&c));
+    }
+}

@@ -1,0 +1,333 @@
+//! One script: a fresh, sandboxed Lua 5.4 state (mlua) with the onair API, its handlers, timers
+//! and routes. A reload builds a new `Script` and swaps it in; the old one, and everything it
+//! registered, is dropped whole.
+//!
+//! Sandbox: only `table`, `string`, `math`, `utf8` and `coroutine` are opened (no `io`, `os`,
+//! `debug`, `package`, no file loaders, no C modules); `require` loads modules from `scripts.dir`
+//! only; memory is capped per script; every call into Lua (top level, handler, timer, route,
+//! callback) is aborted by an instruction hook when it runs past the time limit.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use mlua::{Function, HookTriggers, Lua, LuaOptions, LuaSerdeExt, StdLib, Table, Value, VmState};
+
+use super::api;
+use super::store::Store;
+use super::{HttpResult, Job, RouteRequest, RouteResponse, StatusFn};
+use crate::action::Action;
+use crate::event::{Event, SessionId};
+
+/// Memory one script may use, in bytes (64 MiB).
+pub const MEMORY_LIMIT: usize = 64 << 20;
+/// Wall time one call into a script may run.
+pub const TIME_LIMIT: Duration = Duration::from_millis(100);
+/// Instructions between two deadline checks.
+const HOOK_EVERY: u32 = 1000;
+
+/// Registry tables that hold a script's Lua functions; Rust keeps only their keys.
+pub(crate) const HANDLERS: &str = "onair.handlers";
+pub(crate) const TIMERS: &str = "onair.timers";
+pub(crate) const ROUTES: &str = "onair.routes";
+pub(crate) const CALLBACKS: &str = "onair.callbacks";
+
+/// A script that failed to load, or a call into it that failed. Messages carry `file:line`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ScriptError {
+    #[error("{path}: cannot read: {message}")]
+    Read { path: String, message: String },
+    #[error("{0}")]
+    Lua(String),
+}
+
+/// What every script shares: owned by the host, handed to each script's API functions.
+pub struct Services {
+    /// `scripts.dir`: where scripts and `require`d modules live.
+    pub dir: PathBuf,
+    pub store: Mutex<Option<Store>>,
+    pub status: Arc<OnceLock<StatusFn>>,
+    /// The policy thread's queue, for HTTP responses arriving later.
+    pub jobs: std::sync::mpsc::Sender<Job>,
+    /// Where `onair.http.request` runs (none in unit tests without a runtime).
+    pub runtime: Option<tokio::runtime::Handle>,
+    pub http: reqwest::Client,
+    pub memory_limit: usize,
+    pub time_limit: Duration,
+}
+
+/// A pending timer of this script.
+#[derive(Debug, Clone)]
+pub(crate) struct Timer {
+    pub id: u64,
+    pub due: Instant,
+    pub every: Option<Duration>,
+}
+
+/// A route this script declared at load.
+#[derive(Debug, Clone)]
+pub struct RouteDecl {
+    pub method: String,
+    pub path: String,
+    pub auth: bool,
+    pub index: usize,
+}
+
+/// State shared between a script and its API functions.
+pub(crate) struct Ctx {
+    pub script: String,
+    pub generation: u64,
+    /// Actions asked for by the call in progress.
+    pub actions: Vec<Action>,
+    /// The session of the `publish` event being handled, for `onair.reject`.
+    pub publishing: Option<SessionId>,
+    /// What is being run, for messages: an event name, `timer`, `route`, `load`…
+    pub running: String,
+    pub timers: Vec<Timer>,
+    pub routes: Vec<RouteDecl>,
+    pub next_id: u64,
+    pub loading: bool,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One line: the Lua message with its `file:line`, without the traceback.
+pub(crate) fn describe(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::CallbackError { cause, .. } => describe(cause),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(m) => m.clone(),
+        other => other.to_string(),
+    }
+    .lines()
+    .next()
+    .unwrap_or_default()
+    .to_string()
+}
+
+fn lua_err(e: mlua::Error) -> ScriptError {
+    ScriptError::Lua(describe(&e))
+}
+
+pub struct Script {
+    pub name: String,
+    pub path: PathBuf,
+    pub generation: u64,
+    pub loaded_at: SystemTime,
+    lua: Lua,
+    ctx: Arc<Mutex<Ctx>>,
+    deadline: Arc<Mutex<Option<Instant>>>,
+    time_limit: Duration,
+}
+
+impl Script {
+    /// Loads the script file at `path` as generation `generation`.
+    pub fn load(
+        path: &Path,
+        generation: u64,
+        services: &Arc<Services>,
+    ) -> Result<Script, ScriptError> {
+        let source = std::fs::read_to_string(path).map_err(|e| ScriptError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_source(path, &source, generation, services)
+    }
+
+    /// Like [`Self::load`], with the text given; `path` names the chunk in messages.
+    pub fn from_source(
+        path: &Path,
+        source: &str,
+        generation: u64,
+        services: &Arc<Services>,
+    ) -> Result<Script, ScriptError> {
+        let name = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let lua = Lua::new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE,
+            LuaOptions::default(),
+        )
+        .map_err(lua_err)?;
+        lua.set_memory_limit(services.memory_limit)
+            .map_err(lua_err)?;
+        let deadline: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let d = deadline.clone();
+        let limit_ms = services.time_limit.as_millis();
+        lua.set_global_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+            move |_, _| match *lock(&d) {
+                Some(t) if Instant::now() > t => Err(mlua::Error::runtime(format!(
+                    "time limit of {limit_ms} ms exceeded"
+                ))),
+                _ => Ok(VmState::Continue),
+            },
+        )
+        .map_err(lua_err)?;
+        for t in [HANDLERS, TIMERS, ROUTES, CALLBACKS] {
+            lua.set_named_registry_value(t, lua.create_table().map_err(lua_err)?)
+                .map_err(lua_err)?;
+        }
+        let ctx = Arc::new(Mutex::new(Ctx {
+            script: name.clone(),
+            generation,
+            actions: Vec::new(),
+            publishing: None,
+            running: "load".into(),
+            timers: Vec::new(),
+            routes: Vec::new(),
+            next_id: 1,
+            loading: true,
+        }));
+        api::register(&lua, &ctx, services).map_err(lua_err)?;
+        let script = Script {
+            name,
+            path: path.to_path_buf(),
+            generation,
+            loaded_at: SystemTime::now(),
+            lua,
+            ctx,
+            deadline,
+            time_limit: services.time_limit,
+        };
+        let chunk_name = format!("@{}", path.display());
+        script.call("load", None, |lua| {
+            lua.load(source).set_name(chunk_name).exec()
+        })?;
+        lock(&script.ctx).loading = false;
+        Ok(script)
+    }
+
+    /// Runs `f` with the deadline armed and the call's context set. Returns its result and the
+    /// actions it asked for; on an error, the actions are dropped.
+    fn call<T>(
+        &self,
+        running: &str,
+        publishing: Option<SessionId>,
+        f: impl FnOnce(&Lua) -> mlua::Result<T>,
+    ) -> Result<(T, Vec<Action>), ScriptError> {
+        {
+            let mut c = lock(&self.ctx);
+            c.actions.clear();
+            c.publishing = publishing;
+            c.running = running.to_string();
+        }
+        *lock(&self.deadline) = Some(Instant::now() + self.time_limit);
+        let r = f(&self.lua);
+        *lock(&self.deadline) = None;
+        let actions = std::mem::take(&mut lock(&self.ctx).actions);
+        r.map(|v| (v, actions)).map_err(lua_err)
+    }
+
+    /// Runs this script's handlers for `event`, in registration order. Returns the actions and
+    /// whether a handler returned `false` (stop: no later handler runs).
+    pub fn dispatch(&self, event: &Event) -> Result<(Vec<Action>, bool), ScriptError> {
+        let publishing = match event {
+            Event::Publish(p) => Some(p.session),
+            _ => None,
+        };
+        let (stop, actions) = self.call(event.name(), publishing, |lua| {
+            let handlers: Table = lua.named_registry_value(HANDLERS)?;
+            let Some(list) = handlers.get::<Option<Table>>(event.name())? else {
+                return Ok(false);
+            };
+            let payload = lua.to_value_with(event, api::ser_options())?;
+            for f in list.sequence_values::<Function>() {
+                if f?.call::<Value>(payload.clone())? == Value::Boolean(false) {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })?;
+        Ok((actions, stop))
+    }
+
+    /// Whether this script has a handler for `event`.
+    pub fn handles(&self, event: &str) -> bool {
+        self.lua
+            .named_registry_value::<Table>(HANDLERS)
+            .and_then(|h| h.get::<Option<Table>>(event))
+            .is_ok_and(|l| l.is_some_and(|l| l.raw_len() > 0))
+    }
+
+    pub fn next_due(&self) -> Option<Instant> {
+        lock(&self.ctx).timers.iter().map(|t| t.due).min()
+    }
+
+    /// Fires every timer due at `now`. Returns the actions of those that succeeded and the
+    /// errors of those that failed (a failing `every` timer keeps running).
+    pub fn fire_due(&self, now: Instant) -> (Vec<Action>, Vec<ScriptError>) {
+        let due: Vec<Timer> = {
+            let mut c = lock(&self.ctx);
+            let due: Vec<Timer> = c.timers.iter().filter(|t| t.due <= now).cloned().collect();
+            c.timers.retain(|t| t.due > now || t.every.is_some());
+            for t in c.timers.iter_mut().filter(|t| t.due <= now) {
+                if let Some(every) = t.every {
+                    t.due = now + every;
+                }
+            }
+            due
+        };
+        let mut actions = Vec::new();
+        let mut errors = Vec::new();
+        for t in due {
+            let r = self.call("timer", None, |lua| {
+                let timers: Table = lua.named_registry_value(TIMERS)?;
+                let Some(f) = timers.get::<Option<Function>>(t.id)? else {
+                    return Ok(());
+                };
+                if t.every.is_none() {
+                    timers.set(t.id, Value::Nil)?;
+                }
+                f.call::<()>(())
+            });
+            match r {
+                Ok(((), a)) => actions.extend(a),
+                Err(e) => errors.push(e),
+            }
+        }
+        (actions, errors)
+    }
+
+    /// Delivers the result of `onair.http.request` number `id` to its callback.
+    pub fn http_done(&self, id: u64, result: HttpResult) -> Result<Vec<Action>, ScriptError> {
+        let (_, actions) = self.call("http callback", None, |lua| {
+            let callbacks: Table = lua.named_registry_value(CALLBACKS)?;
+            let Some(f) = callbacks.get::<Option<Function>>(id)? else {
+                return Ok(());
+            };
+            callbacks.set(id, Value::Nil)?;
+            match result {
+                Ok(resp) => f.call::<()>((api::http_response_table(lua, &resp)?, Value::Nil)),
+                Err(e) => f.call::<()>((Value::Nil, e)),
+            }
+        })?;
+        Ok(actions)
+    }
+
+    /// Runs route handler `index` for `req`. A handler error or a nonsense answer is an error.
+    pub fn route(
+        &self,
+        index: usize,
+        req: &RouteRequest,
+    ) -> Result<(RouteResponse, Vec<Action>), ScriptError> {
+        self.call("route", None, |lua| {
+            let routes: Table = lua.named_registry_value(ROUTES)?;
+            let f: Function = routes.get(index)?;
+            let ret: Value = f.call(api::route_request_table(lua, req)?)?;
+            api::route_response(lua, ret)
+        })
+    }
+
+    /// The routes declared at load.
+    pub fn routes(&self) -> Vec<RouteDecl> {
+        lock(&self.ctx).routes.clone()
+    }
+}
+
+/// Decoded HTTP request headers and query, lower-cased names.
+pub type Params = HashMap<String, String>;
