@@ -21,7 +21,7 @@ use crate::config::HttpConfig;
 use crate::engine::Core;
 use crate::event::Source;
 use crate::media::fanout::FanOut;
-use crate::policy::RouteRequest;
+use crate::policy::{Policy, RouteRequest};
 
 fn json_response(status: StatusCode, v: &serde_json::Value) -> warp::reply::Response {
     let mut r = warp::reply::Response::new(v.to_string().into());
@@ -169,36 +169,7 @@ pub fn routes(
             }
         });
 
-    let script_routes = warp::method()
-        .and(warp::path::full())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(warp::header::headers_cloned())
-        .and(warp::body::bytes())
-        .and(with_core)
-        .and_then(
-            move |method: warp::http::Method,
-                  path: warp::path::FullPath,
-                  query: String,
-                  headers: warp::http::HeaderMap,
-                  body: Bytes,
-                  c: Arc<Core>| {
-                let token = token.clone();
-                async move {
-                    Ok::<_, Infallible>(
-                        script_route(
-                            c,
-                            token.as_deref(),
-                            method,
-                            path.as_str(),
-                            &query,
-                            &headers,
-                            body,
-                        )
-                        .await,
-                    )
-                }
-            },
-        );
+    let script_routes = script_routes(core.policy.clone(), token);
 
     status
         .or(switch)
@@ -211,24 +182,62 @@ pub fn routes(
         .unify()
         .or(script_routes)
         .unify()
-        .recover(|rej: warp::Rejection| async move {
-            let r = if rej.find::<Unauthorized>().is_some() {
-                error(
-                    StatusCode::UNAUTHORIZED,
-                    "missing or wrong bearer token (http.admin_token)",
-                )
-            } else if rej.is_not_found() {
-                error(StatusCode::NOT_FOUND, "not found")
-            } else if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
-                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-            } else if rej.find::<warp::reject::PayloadTooLarge>().is_some() {
-                error(StatusCode::PAYLOAD_TOO_LARGE, "body too large")
-            } else {
-                error(StatusCode::BAD_REQUEST, "bad request")
-            };
-            Ok::<_, Infallible>(r)
-        })
+        .recover(recover)
         .unify()
+}
+
+async fn recover(rej: warp::Rejection) -> Result<warp::reply::Response, Infallible> {
+    Ok(if rej.find::<Unauthorized>().is_some() {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (http.admin_token)",
+        )
+    } else if rej.is_not_found() {
+        error(StatusCode::NOT_FOUND, "not found")
+    } else if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
+        error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+    } else if rej.find::<warp::reject::PayloadTooLarge>().is_some() {
+        error(StatusCode::PAYLOAD_TOO_LARGE, "body too large")
+    } else {
+        error(StatusCode::BAD_REQUEST, "bad request")
+    })
+}
+
+/// The one catch-all for script routes: looks the request up in the policy's route table (swapped
+/// on every reload) and runs the handler on the policy thread. Unknown paths answer 404, a missing
+/// token 401, a failing handler 500 (the trace goes to the log).
+pub fn script_routes(
+    policy: Policy,
+    token: Arc<Option<String>>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::bytes())
+        .and_then(
+            move |method: warp::http::Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers: warp::http::HeaderMap,
+                  body: Bytes| {
+                let (policy, token) = (policy.clone(), token.clone());
+                async move {
+                    Ok::<_, warp::Rejection>(
+                        script_route(
+                            &policy,
+                            token.as_deref(),
+                            method,
+                            path.as_str(),
+                            &query,
+                            &headers,
+                            body,
+                        )
+                        .await,
+                    )
+                }
+            },
+        )
 }
 
 #[derive(Debug)]
@@ -268,7 +277,7 @@ fn decode(s: &str) -> String {
 }
 
 async fn script_route(
-    core: Arc<Core>,
+    policy: &Policy,
     token: Option<&str>,
     method: warp::http::Method,
     path: &str,
@@ -277,7 +286,7 @@ async fn script_route(
     body: Bytes,
 ) -> warp::reply::Response {
     let found = {
-        let table = core.policy.routes.read().unwrap_or_else(|p| p.into_inner());
+        let table = policy.routes.read().unwrap_or_else(|p| p.into_inner());
         table
             .find(method.as_str(), path)
             .map(|(r, params)| (r.script.clone(), r.index, r.auth, params))
@@ -309,7 +318,7 @@ async fn script_route(
             .collect(),
         body: body.to_vec(),
     };
-    match core.policy.route(script, index, req).await {
+    match policy.route(script, index, req).await {
         Some(r) => {
             let mut resp = warp::reply::Response::new(r.body.into());
             *resp.status_mut() =

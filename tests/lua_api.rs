@@ -1,0 +1,534 @@
+//! The Lua policy host through its public API: real chunks from `tests/lua/` assert inside
+//! themselves; actions round-trip; script routes answer through `warp::test`; reloads swap
+//! generations; a runaway handler is cut off and the built-in default decides.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use onair::action::Action;
+use onair::event::*;
+use onair::policy::host::ScriptInfo;
+use onair::policy::{Policy, PolicyOptions, StatusFn};
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    policy: Policy,
+    actions: tokio::sync::mpsc::UnboundedReceiver<Vec<Action>>,
+    rt: tokio::runtime::Runtime,
+}
+
+fn fixture(files: &[(&str, &str)], memory_mib: usize, time_ms: u64) -> Fixture {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, text) in files {
+        let p = dir.path().join("scripts").join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, text).expect("write script");
+    }
+    std::fs::create_dir_all(dir.path().join("scripts")).expect("mkdir");
+    let status: Arc<OnceLock<StatusFn>> = Arc::default();
+    let _ = status.set(Box::new(|| {
+        serde_json::json!({"on_air": "fallback", "destinations": [{"name": "fixture", "state": "up"}]})
+    }));
+    let (tx, actions) = tokio::sync::mpsc::unbounded_channel();
+    let (policy, _errors) = Policy::start(PolicyOptions {
+        dir: dir.path().join("scripts"),
+        store: dir.path().join("store.json"),
+        status,
+        actions: Some(tx),
+        runtime: Some(rt.handle().clone()),
+        watch: true,
+        memory_limit: memory_mib << 20,
+        time_limit: Duration::from_millis(time_ms),
+    });
+    Fixture {
+        dir,
+        policy,
+        actions,
+        rt,
+    }
+}
+
+impl Fixture {
+    fn script(&self, name: &str) -> Option<ScriptInfo> {
+        self.policy.scripts().into_iter().find(|s| s.name == name)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join("scripts").join(name)
+    }
+    fn store(&self) -> serde_json::Value {
+        std::fs::read(self.dir.path().join("store.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+    fn decide(&self, ev: Event) -> Vec<Action> {
+        self.rt.block_on(self.policy.decide(ev))
+    }
+    /// Waits for the script to set `done` in the store, failing on its first error.
+    fn wait_done(&self, name: &str) {
+        let ok = wait_until(Duration::from_secs(10), || {
+            self.store()["done"] == true
+                || self.script(name).is_some_and(|s| s.last_error.is_some())
+        });
+        let info = self.script(name);
+        assert!(
+            info.as_ref().is_some_and(|s| s.last_error.is_none()),
+            "{name}: {info:?}"
+        );
+        assert!(
+            ok && self.store()["done"] == true,
+            "{name} did not finish: {info:?}"
+        );
+    }
+}
+
+fn sample_events() -> Vec<Event> {
+    vec![
+        Event::Publish(Publish {
+            session: 3,
+            key: "k…y".into(),
+            addr: "203.0.113.5:50000".into(),
+        }),
+        Event::Unpublish(Unpublish {
+            session: 2,
+            key: "k…y".into(),
+            reason: "disconnected".into(),
+            on_air: false,
+        }),
+        Event::Stall(Stall {
+            session: 3,
+            key: "k…y".into(),
+            silent_ms: 1000,
+            on_air: true,
+        }),
+        Event::Resume(Resume {
+            session: 3,
+            key: "k…y".into(),
+            stalled_ms: 1500,
+            on_air: true,
+        }),
+        Event::Switched(Switched {
+            from: Source::Live,
+            to: Source::Fallback,
+            reason: "r".into(),
+            session: None,
+        }),
+        Event::DestinationUp(DestinationUp {
+            name: "a".into(),
+            url: "rtmp://h/app/…".into(),
+            attempt: 1,
+        }),
+        Event::DestinationDown(DestinationDown {
+            name: "a".into(),
+            error: "refused".into(),
+        }),
+        Event::DestinationRetry(DestinationRetry {
+            name: "a".into(),
+            attempt: 2,
+            delay_ms: 1000,
+        }),
+    ]
+}
+
+/// A tiny HTTP server that answers every request with `{"method": M, "body": B}`.
+fn echo_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut r = BufReader::new(stream);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let method = line.split_whitespace().next().unwrap_or("").to_string();
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            let out = serde_json::json!({"method": method, "body": String::from_utf8_lossy(&body)})
+                .to_string();
+            let mut s = r.into_inner();
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{out}",
+                out.len()
+            );
+        }
+    });
+    port
+}
+
+fn lua_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/lua")
+}
+
+#[test]
+fn lua_chunks_pass_their_own_asserts() {
+    let port = echo_server();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(lua_dir())
+        .expect("tests/lua")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "lua"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4);
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read");
+        let env = format!("return {{ port = {port} }}");
+        let fx = fixture(
+            &[
+                ("test.lua", &text),
+                ("testenv.lua", &env),
+                (
+                    "lib/util.lua",
+                    "return { double = function(x) return 2 * x end }",
+                ),
+            ],
+            8,
+            2000,
+        );
+        let info = fx.script("test.lua");
+        assert!(
+            info.as_ref().is_some_and(|i| i.loaded),
+            "{}: {info:?}",
+            f.display()
+        );
+        for ev in sample_events() {
+            fx.decide(ev);
+        }
+        fx.wait_done("test.lua");
+    }
+}
+
+#[test]
+fn every_lua_action_maps_onto_one_core_action() {
+    let fx = fixture(
+        &[(
+            "failover.lua",
+            r#"
+            onair.on("publish", function(ev) onair.reject("closed today") end)
+            onair.on("stall", function(ev)
+              onair.switch("fallback", { media = "brb.mp4", reason = "stalled" })
+              onair.kick(ev.session, "too many stalls")
+              onair.set_fallback("img.png")
+              onair.destinations.add("yt", "rtmp://a.rtmp.youtube.com/live2/k")
+              onair.destinations.disable("yt")
+              onair.destinations.enable("yt")
+              onair.destinations.remove("yt")
+            end)
+            onair.on("resume", function(ev) onair.switch("live") end)"#,
+        )],
+        64,
+        100,
+    );
+    let evs = sample_events();
+    assert_eq!(
+        fx.decide(evs[0].clone()),
+        vec![Action::RejectPublish {
+            session: 3,
+            reason: "closed today".into()
+        }]
+    );
+    assert_eq!(
+        fx.decide(evs[2].clone()),
+        vec![
+            Action::Switch {
+                to: Source::Fallback,
+                media: Some("brb.mp4".into()),
+                reason: "stalled".into()
+            },
+            Action::Kick {
+                session: 3,
+                reason: "too many stalls".into()
+            },
+            Action::SetFallback {
+                media: Some("img.png".into())
+            },
+            Action::DestinationAdd {
+                name: "yt".into(),
+                url: "rtmp://a.rtmp.youtube.com/live2/k".into()
+            },
+            Action::DestinationDisable { name: "yt".into() },
+            Action::DestinationEnable { name: "yt".into() },
+            Action::DestinationRemove { name: "yt".into() },
+        ]
+    );
+    assert_eq!(
+        fx.decide(evs[3].clone()),
+        vec![Action::Switch {
+            to: Source::Live,
+            media: None,
+            reason: "resume (failover.lua)".into()
+        }]
+    );
+    // no handler → no action; the policy script is running, so no built-in default either
+    assert!(fx.decide(evs[1].clone()).is_empty());
+}
+
+#[test]
+fn timer_actions_reach_the_engine_channel() {
+    let mut fx = fixture(
+        &[(
+            "t.lua",
+            "onair.after(30, function() onair.switch('fallback', {reason = 'timer'}) end)",
+        )],
+        64,
+        100,
+    );
+    let got = fx
+        .rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(5), fx.actions.recv()).await });
+    assert_eq!(
+        got.ok().flatten(),
+        Some(vec![Action::Switch {
+            to: Source::Fallback,
+            media: None,
+            reason: "timer".into()
+        }])
+    );
+}
+
+#[test]
+fn script_routes_through_warp() {
+    let text = std::fs::read_to_string(lua_dir().join("status_routes_sandbox.lua")).expect("read");
+    let fx = fixture(&[("routes.lua", &text)], 8, 2000);
+    assert!(
+        fx.script("routes.lua")
+            .is_some_and(|s| s.loaded && s.routes.len() == 8),
+        "{:?}",
+        fx.script("routes.lua")
+    );
+    let token = "0123456789abcdef-token";
+    let filter = onair::http::script_routes(fx.policy.clone(), Arc::new(Some(token.into())));
+    fx.rt.block_on(async {
+        let r = warp::test::request()
+            .method("GET")
+            .path("/queue/7?verbose=1")
+            .header("x-test", "yes")
+            .reply(&filter)
+            .await;
+        assert_eq!(r.status(), 200, "{:?}", r.body());
+        let v: serde_json::Value = serde_json::from_slice(r.body()).expect("json");
+        assert_eq!(v, serde_json::json!({"id": 7, "n": 0}));
+
+        let r = warp::test::request()
+            .method("POST")
+            .path("/echo")
+            .body(r#"{"a":[1,2],"b":"x"}"#)
+            .reply(&filter)
+            .await;
+        assert_eq!(r.status(), 201);
+        let v: serde_json::Value = serde_json::from_slice(r.body()).expect("json");
+        assert_eq!(v, serde_json::json!({"a": [1, 2], "b": "x"}));
+
+        let r = warp::test::request().path("/boom").reply(&filter).await;
+        assert_eq!(r.status(), 500);
+        let body = String::from_utf8_lossy(r.body()).to_string();
+        assert!(
+            !body.contains("kaboom") && !body.contains("routes.lua"),
+            "trace leaked: {body}"
+        );
+
+        let r = warp::test::request().path("/nonsense").reply(&filter).await;
+        assert_eq!(r.status(), 500, "a nonsense answer is a 500");
+
+        let r = warp::test::request().path("/page").reply(&filter).await;
+        assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+        assert_eq!(r.body().as_ref(), b"<h1>hi</h1>");
+
+        for path in ["/api/secret", "/closed"] {
+            let r = warp::test::request().path(path).reply(&filter).await;
+            assert_eq!(r.status(), 401, "{path} without a token");
+            let r = warp::test::request()
+                .path(path)
+                .header("authorization", "Bearer wrong-token-000000")
+                .reply(&filter)
+                .await;
+            assert_eq!(r.status(), 401, "{path} with a wrong token");
+            let r = warp::test::request()
+                .path(path)
+                .header("authorization", format!("Bearer {token}"))
+                .reply(&filter)
+                .await;
+            assert_eq!(r.status(), 200, "{path} with the token");
+        }
+        let r = warp::test::request()
+            .path("/api/secret")
+            .header("authorization", format!("Bearer {token}"))
+            .reply(&filter)
+            .await;
+        assert_eq!(r.headers()["x-a"], "b");
+        let r = warp::test::request().path("/open").reply(&filter).await;
+        assert_eq!(r.status(), 200);
+        let r = warp::test::request().path("/nowhere").reply(&filter).await;
+        assert_eq!(r.status(), 404);
+    });
+    // the 500's cause is in /api/scripts and the log, with file:line
+    let err = fx
+        .script("routes.lua")
+        .and_then(|s| s.last_error)
+        .unwrap_or_default();
+    assert!(
+        err.contains("routes.lua:") && err.contains("kaboom") || err.contains("instead of a table"),
+        "{err}"
+    );
+}
+
+#[test]
+fn duplicate_routes_are_reported_and_routes_go_with_their_script() {
+    let fx = fixture(
+        &[
+            (
+                "a.lua",
+                "onair.route('GET', '/queue', function() return {body='a'} end)",
+            ),
+            (
+                "b.lua",
+                "onair.route('GET', '/queue', function() return {body='b'} end)",
+            ),
+        ],
+        64,
+        100,
+    );
+    let b = fx.script("b.lua").expect("b listed");
+    assert!(!b.loaded);
+    assert!(
+        b.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("duplicate route GET /queue: already served by a.lua"),
+        "{b:?}"
+    );
+    let filter = onair::http::script_routes(fx.policy.clone(), Arc::new(None));
+    let get = |f: &_| {
+        fx.rt
+            .block_on(warp::test::request().path("/queue").reply(f))
+    };
+    assert_eq!(get(&filter).body().as_ref(), b"a");
+
+    std::fs::remove_file(fx.path("a.lua")).expect("rm");
+    assert!(
+        wait_until(Duration::from_secs(5), || fx.script("a.lua").is_none()),
+        "a.lua not unloaded"
+    );
+    assert_eq!(get(&filter).status(), 404, "the route outlived its script");
+}
+
+#[test]
+fn reload_swaps_generations_and_a_broken_save_keeps_the_old_one() {
+    let v = |n: u32| {
+        format!("onair.on('stall', function() onair.switch('fallback', {{reason = 'v{n}'}}) end)")
+    };
+    let fx = fixture(&[("failover.lua", &v(1))], 64, 100);
+    let stall = sample_events()[2].clone();
+    let reason = |fx: &Fixture| match fx.decide(stall.clone()).first() {
+        Some(Action::Switch { reason, .. }) => reason.clone(),
+        other => format!("{other:?}"),
+    };
+    assert_eq!(reason(&fx), "v1");
+    let mut times = Vec::new();
+    for n in 2..=4 {
+        let t = Instant::now();
+        std::fs::write(fx.path("failover.lua"), v(n)).expect("write");
+        assert!(
+            wait_until(Duration::from_secs(5), || fx
+                .script("failover.lua")
+                .is_some_and(|s| s.generation == u64::from(n))),
+            "generation {n} never loaded"
+        );
+        times.push(t.elapsed().as_millis());
+        assert_eq!(reason(&fx), format!("v{n}"));
+        // a broken save: the old generation stays, the error names file:line
+        std::fs::write(
+            fx.path("failover.lua"),
+            "onair.on('stall', function()\n  oops(\n",
+        )
+        .expect("write");
+        assert!(wait_until(Duration::from_secs(5), || fx
+            .script("failover.lua")
+            .is_some_and(|s| s.last_error.is_some())));
+        let info = fx.script("failover.lua").expect("info");
+        assert_eq!(info.generation, u64::from(n));
+        assert!(
+            info.last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("failover.lua:3"),
+            "{info:?}"
+        );
+        assert_eq!(
+            reason(&fx),
+            format!("v{n}"),
+            "the broken save replaced the policy"
+        );
+    }
+    eprintln!("save → new generation: {times:?} ms");
+}
+
+#[test]
+fn a_runaway_handler_is_cut_off_and_the_builtin_default_decides() {
+    let fx = fixture(
+        &[(
+            "failover.lua",
+            "onair.on('stall', function() while true do end end)",
+        )],
+        64,
+        100,
+    );
+    let t = Instant::now();
+    let actions = fx.decide(sample_events()[2].clone());
+    let took = t.elapsed();
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [Action::Switch {
+                to: Source::Fallback,
+                ..
+            }]
+        ),
+        "{actions:?}"
+    );
+    assert!(took < Duration::from_secs(5), "the runaway ran {took:?}");
+    let err = fx
+        .script("failover.lua")
+        .and_then(|s| s.last_error)
+        .unwrap_or_default();
+    assert!(err.contains("time limit of 100 ms exceeded"), "{err}");
+    // the host keeps working: the next stall is cut off again and decided the same way
+    let again = fx.decide(sample_events()[2].clone());
+    assert!(
+        matches!(
+            again.as_slice(),
+            [Action::Switch {
+                to: Source::Fallback,
+                ..
+            }]
+        ),
+        "{again:?}"
+    );
+}
