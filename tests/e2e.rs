@@ -612,3 +612,288 @@ fn check_validates_and_names_the_key() {
         "{text}"
     );
 }
+
+/// A policy script: the default behaviour plus a route that reports which version runs.
+fn policy_version(n: u32) -> String {
+    format!(
+        r#"-- version {n}
+onair.on("publish", function(ev) onair.switch("live") end)
+onair.on("resume", function(ev) onair.switch("live") end)
+onair.on("unpublish", function(ev) if ev.on_air then onair.switch("fallback") end end)
+onair.on("stall", function(ev) if ev.on_air then onair.switch("fallback") end end)
+onair.route("GET", "/policy", function() return {{ json = {{ version = {n} }} }} end)
+"#
+    )
+}
+
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "5"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn policy_reloads_on_save_under_a_live_stream_without_a_glitch() {
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let onair = Onair::start_with(
+        &format!(
+            "[scripts]\ndir = \"s\"\n{}",
+            destination("p", &nginx, "app")
+        ),
+        |dir| {
+            std::fs::create_dir_all(dir.join("s")).expect("mkdir");
+            std::fs::write(dir.join("s/failover.lua"), policy_version(0)).expect("write");
+        },
+    );
+    let script = onair.dir.path().join("s/failover.lua");
+    let version = || {
+        curl(&[&format!("http://127.0.0.1:{}/policy", onair.http_port)])
+            .1
+            .parse::<serde_json::Value>()
+            .ok()
+            .and_then(|v| v["version"].as_u64())
+    };
+    assert_eq!(version(), Some(0));
+    assert!(wait_until(SWITCH, || nginx.publishers("app").len() == 1));
+    let connected = Instant::now();
+    let viewer = Viewer::start(&nginx.url("app", "out"));
+    let _p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(viewer.wait_for(connected, SWITCH, Frame::is_red));
+    let live_from = Instant::now();
+
+    let mut took_ms = Vec::new();
+    let mut current = 0;
+    for i in 1..=10u32 {
+        std::thread::sleep(Duration::from_secs(2));
+        let t = Instant::now();
+        if i % 2 == 1 {
+            std::fs::write(&script, policy_version(i)).expect("write");
+            assert!(
+                wait_until(Duration::from_secs(5), || version() == Some(u64::from(i))),
+                "version {i} never took effect"
+            );
+            took_ms.push(t.elapsed().as_millis());
+            current = i;
+        } else {
+            let failures = onair.log_lines(&["script reload failed"]).len();
+            std::fs::write(&script, "onair.on('stall', function(ev)\n  broken(\n").expect("write");
+            assert!(
+                wait_until(Duration::from_secs(5), || onair
+                    .log_lines(&["script reload failed"])
+                    .len()
+                    > failures),
+                "broken save {i} not reported"
+            );
+            assert_eq!(
+                version(),
+                Some(u64::from(current)),
+                "a broken save replaced version {current}"
+            );
+        }
+    }
+    eprintln!("save → effect (ms): {took_ms:?}");
+    let (code, body) = curl(&[
+        "-H",
+        &format!("Authorization: Bearer {TOKEN}"),
+        &format!("http://127.0.0.1:{}/api/scripts", onair.http_port),
+    ]);
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("failover.lua:3"),
+        "the last broken save's error is visible: {body}"
+    );
+
+    // the stream never noticed
+    assert_one_connection_since(&nginx, "app", connected);
+    let during: Vec<Frame> = viewer
+        .frames()
+        .into_iter()
+        .filter(|f| f.at >= live_from)
+        .collect();
+    assert!(
+        during.iter().all(Frame::is_red),
+        "the output left the live feed during reloads"
+    );
+    let (vmax, vback) = viewer.video_pts_gaps();
+    assert!(
+        vmax <= 100.0 && vback == 0,
+        "video max gap {vmax} ms, {vback} backwards"
+    );
+    assert!(onair.log_lines(&["switched", "to=\"fallback\""]).is_empty());
+}
+
+#[test]
+fn a_runaway_stall_handler_is_aborted_and_the_stream_still_falls_back() {
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let onair = Onair::start_with(
+        &format!(
+            "[fallback]\nstall_timeout_ms = 500\n[scripts]\ndir = \"s\"\n{}",
+            destination("p", &nginx, "app")
+        ),
+        |dir| {
+            std::fs::create_dir_all(dir.join("s")).expect("mkdir");
+            std::fs::write(
+                dir.join("s/failover.lua"),
+                "onair.on('publish', function() onair.switch('live') end)\nonair.on('stall', function() while true do end end)\n",
+            )
+            .expect("write");
+        },
+    );
+    assert!(wait_until(SWITCH, || nginx.publishers("app").len() == 1));
+    let viewer = Viewer::start(&nginx.url("app", "out"));
+    let t = Instant::now();
+    let p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(viewer.wait_for(t, SWITCH, Frame::is_red));
+    let t = Instant::now();
+    p.stop();
+    assert!(
+        viewer.wait_for(t, SWITCH, |f| !f.is_red()),
+        "no fallback after a runaway stall handler"
+    );
+    assert!(onair.wait_log("time limit of 100 ms exceeded", SWITCH));
+    assert!(
+        !onair
+            .log_lines(&["switched", "to=\"fallback\"", "built-in policy"])
+            .is_empty()
+    );
+}
+
+#[test]
+fn http_api_and_script_routes_with_curl() {
+    let _serial = serial();
+    let onair = Onair::start_with("[scripts]\ndir = \"s\"\n", |dir| {
+        std::fs::create_dir_all(dir.join("s")).expect("mkdir");
+        std::fs::copy(
+            repo_root().join("scripts/failover.lua"),
+            dir.join("s/failover.lua"),
+        )
+        .expect("copy");
+        std::fs::write(
+            dir.join("s/api.lua"),
+            r#"onair.route("GET", "/queue/:id", function(req)
+  return { json = { id = req.params.id, q = req.query.q } }
+end)
+onair.route("POST", "/queue", function(req) return { status = 201, json = { got = req.json } } end, { auth = true })
+onair.route("GET", "/fail", function() error("internal detail") end)
+"#,
+        )
+        .expect("write");
+        std::fs::write(
+            dir.join("s/zz_dup.lua"),
+            "onair.route('GET', '/queue/:x', function() end)\n",
+        )
+        .expect("write");
+    });
+    let base = format!("http://127.0.0.1:{}", onair.http_port);
+    let auth = format!("Authorization: Bearer {TOKEN}");
+
+    assert_eq!(curl(&[&format!("{base}/api/status")]).0, 401);
+    assert_eq!(
+        curl(&[
+            "-H",
+            "Authorization: Bearer nope-nope-nope-nope",
+            &format!("{base}/api/status")
+        ])
+        .0,
+        401
+    );
+    let (code, body) = curl(&["-H", &auth, &format!("{base}/api/status")]);
+    assert_eq!(code, 200);
+    assert!(body.contains("\"on_air\":\"fallback\""), "{body}");
+
+    let (code, body) = curl(&[&format!("{base}/queue/42?q=x")]);
+    assert_eq!((code, body.as_str()), (200, r#"{"id":"42","q":"x"}"#));
+    assert_eq!(
+        curl(&["-X", "POST", "-d", r#"{"a":1}"#, &format!("{base}/queue")]).0,
+        401
+    );
+    let (code, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "-d",
+        r#"{"a":1}"#,
+        &format!("{base}/queue"),
+    ]);
+    assert_eq!((code, body.as_str()), (201, r#"{"got":{"a":1}}"#));
+    let (code, body) = curl(&[&format!("{base}/fail")]);
+    assert_eq!(code, 500);
+    assert!(!body.contains("internal detail"), "{body}");
+    assert!(
+        onair.wait_log("internal detail", SWITCH),
+        "the trace goes to the log"
+    );
+
+    let (_, scripts) = curl(&["-H", &auth, &format!("{base}/api/scripts")]);
+    assert!(
+        scripts.contains("duplicate route GET /queue/:x: already served by api.lua"),
+        "{scripts}"
+    );
+
+    // SSE: a switch shows up as an event in the JSON Lua sees
+    let sse = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-N",
+            "--max-time",
+            "4",
+            "-H",
+            &auth,
+            &format!("{base}/api/events"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl");
+    std::thread::sleep(Duration::from_millis(500));
+    let _p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(onair.wait_log("switched", SWITCH));
+    let (code, _) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "-d",
+        r#"{"source":"fallback"}"#,
+        &format!("{base}/api/switch"),
+    ]);
+    assert_eq!(code, 202);
+    assert!(onair.wait_log("reason=POST /api/switch", SWITCH));
+    assert_eq!(
+        curl(&[
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-d",
+            r#"{"source":"backup"}"#,
+            &format!("{base}/api/switch")
+        ])
+        .0,
+        400
+    );
+    let out = sse.wait_with_output().expect("sse output");
+    let events = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        events.contains("event:publish") && events.contains("event:switched"),
+        "{events}"
+    );
+    assert!(
+        events.contains(r#""to":"fallback""#) && events.contains(r#""reason":"POST /api/switch""#),
+        "{events}"
+    );
+
+    // a deleted script's routes vanish
+    std::fs::remove_file(onair.dir.path().join("s/api.lua")).expect("rm");
+    assert!(
+        wait_until(SWITCH, || curl(&[&format!("{base}/queue/42")]).0 == 404),
+        "route outlived its script"
+    );
+}

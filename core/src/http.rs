@@ -204,8 +204,9 @@ async fn recover(rej: warp::Rejection) -> Result<warp::reply::Response, Infallib
 }
 
 /// The one catch-all for script routes: looks the request up in the policy's route table (swapped
-/// on every reload) and runs the handler on the policy thread. Unknown paths answer 404, a missing
-/// token 401, a failing handler 500 (the trace goes to the log).
+/// on every reload) and runs the handler on the policy thread. Unknown paths are rejected as not
+/// found (so a built-in route's own rejection, such as 401, wins), a missing token answers 401, a
+/// failing handler 500 (the trace goes to the log).
 pub fn script_routes(
     policy: Policy,
     token: Arc<Option<String>>,
@@ -223,18 +224,17 @@ pub fn script_routes(
                   body: Bytes| {
                 let (policy, token) = (policy.clone(), token.clone());
                 async move {
-                    Ok::<_, warp::Rejection>(
-                        script_route(
-                            &policy,
-                            token.as_deref(),
-                            method,
-                            path.as_str(),
-                            &query,
-                            &headers,
-                            body,
-                        )
-                        .await,
+                    script_route(
+                        &policy,
+                        token.as_deref(),
+                        method,
+                        path.as_str(),
+                        &query,
+                        &headers,
+                        body,
                     )
+                    .await
+                    .ok_or_else(warp::reject::not_found)
                 }
             },
         )
@@ -284,24 +284,22 @@ async fn script_route(
     query: &str,
     headers: &warp::http::HeaderMap,
     body: Bytes,
-) -> warp::reply::Response {
+) -> Option<warp::reply::Response> {
     let found = {
         let table = policy.routes.read().unwrap_or_else(|p| p.into_inner());
         table
             .find(method.as_str(), path)
             .map(|(r, params)| (r.script.clone(), r.index, r.auth, params))
     };
-    let Some((script, index, auth, params)) = found else {
-        return error(StatusCode::NOT_FOUND, "not found");
-    };
+    let (script, index, auth, params) = found?;
     let auth_header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if auth && !authorized(token, auth_header) {
-        return error(
+        return Some(error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token (http.admin_token)",
-        );
+        ));
     }
     let req = RouteRequest {
         method: method.to_string(),
@@ -318,26 +316,23 @@ async fn script_route(
             .collect(),
         body: body.to_vec(),
     };
-    match policy.route(script, index, req).await {
-        Some(r) => {
-            let mut resp = warp::reply::Response::new(r.body.into());
-            *resp.status_mut() =
-                StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            if let Ok(v) = header::HeaderValue::from_str(&r.content_type) {
-                resp.headers_mut().insert(header::CONTENT_TYPE, v);
-            }
-            for (k, v) in r.headers {
-                if let (Ok(k), Ok(v)) = (
-                    header::HeaderName::from_bytes(k.as_bytes()),
-                    header::HeaderValue::from_str(&v),
-                ) {
-                    resp.headers_mut().insert(k, v);
-                }
-            }
-            resp
+    policy.route(script, index, req).await.map(|r| {
+        let mut resp = warp::reply::Response::new(r.body.into());
+        *resp.status_mut() =
+            StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if let Ok(v) = header::HeaderValue::from_str(&r.content_type) {
+            resp.headers_mut().insert(header::CONTENT_TYPE, v);
         }
-        None => error(StatusCode::NOT_FOUND, "not found"),
-    }
+        for (k, v) in r.headers {
+            if let (Ok(k), Ok(v)) = (
+                header::HeaderName::from_bytes(k.as_bytes()),
+                header::HeaderValue::from_str(&v),
+            ) {
+                resp.headers_mut().insert(k, v);
+            }
+        }
+        resp
+    })
 }
 
 /// Counts a preview viewer for as long as its stream lives.

@@ -41,9 +41,29 @@ fn wait_port(port: u16, timeout: Duration) -> bool {
 
 /// A minimal HTTP/1.0 GET: (status code, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_request(port, "GET", path, &[], "")
+}
+
+/// A minimal HTTP/1.0 request: (status code, body).
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let code = out.split_whitespace().nth(1)?.parse().ok()?;
@@ -182,6 +202,9 @@ pub struct Onair {
     pub ready_at: Instant,
 }
 
+/// The admin token every test config sets (`http.admin_token`).
+pub const TOKEN: &str = "test-admin-token-0123456789";
+
 pub fn onair_bin() -> &'static str {
     env!("CARGO_BIN_EXE_onair")
 }
@@ -207,13 +230,13 @@ impl Onair {
             String::new()
         } else {
             format!(
-                "[scripts]\ndir = \"{}\"\n",
+                "[scripts]\ndir = \"{}\"\nstore = \"store.json\"\n",
                 repo_root().join("scripts").display()
             )
         };
         let mut cfg = format!(
             "[ingest]\nrtmp_listen = \"127.0.0.1:{rtmp_port}\"\nkeys = [\"test-key-123\", \"test-key-456\"]\n\
-             [http]\nlisten = \"127.0.0.1:{http_port}\"\n{scripts}"
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\nadmin_token = \"{TOKEN}\"\n{scripts}"
         );
         if !extra.contains("[output]") {
             cfg.push_str("[output]\nwidth = 640\nheight = 360\nvideo_bitrate_kbps = 800\n");
@@ -270,7 +293,15 @@ impl Onair {
     }
 
     pub fn status(&self) -> serde_json::Value {
-        let (code, body) = http_get(self.http_port, "/api/status").expect("status answers");
+        let auth = format!("Bearer {TOKEN}");
+        let (code, body) = http_request(
+            self.http_port,
+            "GET",
+            "/api/status",
+            &[("Authorization", &auth)],
+            "",
+        )
+        .expect("status answers");
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).expect("status is JSON")
     }
