@@ -1,0 +1,159 @@
+---@meta
+-- LuaCATS annotations for onair's Lua API (lua-language-server). Not loaded by onair.
+-- Full reference: docs/lua-api.md.
+
+---@class onair.Event
+---@field event "publish"|"unpublish"|"stall"|"resume"|"switched"|"destination-up"|"destination-down"|"destination-retry"
+---@field session? integer publisher session id
+---@field key? string stream key, redacted
+---@field addr? string publisher address ip:port (publish)
+---@field reason? string why (unpublish, switched)
+---@field on_air? boolean the session feeds the output's live source
+---@field silent_ms? integer ms without media (stall)
+---@field stalled_ms? integer how long the stall lasted, ms (resume)
+---@field from? "live"|"fallback" (switched)
+---@field to? "live"|"fallback" (switched)
+---@field name? string destination name (destination-*)
+---@field url? string destination URL, redacted (destination-up)
+---@field attempt? integer connection attempt (destination-up, destination-retry)
+---@field error? string (destination-down)
+---@field delay_ms? integer (destination-retry)
+
+---@class onair.SwitchOpts
+---@field media? string fallback media path to use first
+---@field reason? string logged and sent in the switched event
+
+---@class onair.Request
+---@field method string
+---@field path string
+---@field params table<string, string>
+---@field query table<string, string>
+---@field headers table<string, string> lower-case names
+---@field body string
+---@field json? any decoded body when it is JSON
+
+---@class onair.Response
+---@field status? integer default 200
+---@field json? any
+---@field html? string
+---@field body? string
+---@field headers? table<string, string>
+
+---@class onair.HttpOpts
+---@field url string http:// or https://
+---@field method? string default "GET"
+---@field headers? table<string, string>
+---@field body? string
+---@field json? table sent as a JSON body
+---@field timeout_ms? integer default 5000
+---@field decode_json? boolean decode the response body into .json
+
+---@class onair.HttpResponse
+---@field status integer
+---@field headers table<string, string>
+---@field body string
+---@field json? any
+
+---@class onair.Destination
+---@field name string
+---@field url string redacted
+---@field state "connecting"|"up"|"retrying"|"disabled"
+---@field uptime_s? number
+---@field attempts integer
+---@field last_error? string
+---@field bytes_sent integer
+
+onair = {}
+
+---Subscribe to an event. Return false from the handler to stop later handlers.
+---@param name string
+---@param handler fun(ev: onair.Event): boolean?
+function onair.on(name, handler) end
+
+---Put a source on air: "live" cuts on the publisher's next keyframe.
+---@param source "live"|"fallback"
+---@param opts? onair.SwitchOpts
+function onair.switch(source, opts) end
+
+---Refuse the publish being handled (publish handlers only).
+---@param reason string
+function onair.reject(reason) end
+
+---Disconnect a publisher.
+---@param session integer
+---@param reason? string
+function onair.kick(session, reason) end
+
+---Replace the fallback media without switching; nil restores the slate.
+---@param path? string
+function onair.set_fallback(path) end
+
+onair.destinations = {}
+---@return onair.Destination[]
+function onair.destinations.list() end
+---@param name string
+---@param url string rtmp:// or rtmps:// with the stream key
+function onair.destinations.add(name, url) end
+---@param name string
+function onair.destinations.remove(name) end
+---@param name string
+function onair.destinations.enable(name) end
+---@param name string
+function onair.destinations.disable(name) end
+
+---The same data as GET /api/status.
+---@return table
+function onair.status() end
+
+---Milliseconds since the Unix epoch.
+---@return integer
+function onair.now() end
+
+---Call fn once after ms milliseconds.
+---@param ms number
+---@param fn fun()
+---@return integer id
+function onair.after(ms, fn) end
+
+---Call fn every ms milliseconds (minimum 10).
+---@param ms number
+---@param fn fun()
+---@return integer id
+function onair.every(ms, fn) end
+
+---Stop a timer.
+---@param id integer
+---@return boolean was_pending
+function onair.cancel(id) end
+
+onair.http = {}
+---Start an HTTP request; callback(response, err) runs later.
+---@param opts onair.HttpOpts
+---@param callback fun(response: onair.HttpResponse?, err: string?)
+---@return integer id
+function onair.http.request(opts, callback) end
+
+onair.store = {}
+---@param key string
+---@return any
+function onair.store.get(key) end
+---@param key string
+---@param value any JSON-able; nil deletes
+function onair.store.set(key, value) end
+---@param key string
+function onair.store.delete(key) end
+
+onair.log = {}
+---@param msg string
+function onair.log.info(msg) end
+---@param msg string
+function onair.log.warn(msg) end
+---@param msg string
+function onair.log.error(msg) end
+
+---Serve an HTTP route while this script is loaded (declare at load time).
+---@param method "GET"|"POST"|"PUT"|"PATCH"|"DELETE"
+---@param path string e.g. "/queue/:id"
+---@param handler fun(req: onair.Request): onair.Response
+---@param opts? {auth: boolean}
+function onair.route(method, path, handler, opts) end
