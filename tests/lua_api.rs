@@ -532,3 +532,25 @@ fn a_runaway_handler_is_cut_off_and_the_builtin_default_decides() {
         "{again:?}"
     );
 }
+
+#[test]
+fn every_example_in_the_lua_api_doc_loads() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/lua-api.md"))
+            .expect("doc");
+    let blocks: Vec<&str> = doc
+        .split("```lua\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .collect();
+    assert!(blocks.len() >= 10, "only {} examples", blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        let fx = fixture(&[("example.lua", block)], 64, 1000);
+        let info = fx.script("example.lua");
+        assert!(
+            info.as_ref()
+                .is_some_and(|s| s.loaded && s.last_error.is_none()),
+            "example {i}:\n{block}\n{info:?}"
+        );
+    }
+}

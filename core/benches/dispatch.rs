@@ -18,7 +18,12 @@ onair.on("stall", function(ev)
 end)"#;
 
 fn stall() -> Event {
-    Event::Stall(Stall { session: 7, key: "live…a9f3".into(), silent_ms: 1000, on_air: true })
+    Event::Stall(Stall {
+        session: 7,
+        key: "live…a9f3".into(),
+        silent_ms: 1000,
+        on_air: true,
+    })
 }
 
 fn report(name: &str, mut samples: Vec<Duration>) {
@@ -46,7 +51,8 @@ fn main() {
         memory_limit: 64 << 20,
         time_limit: Duration::from_millis(100),
     });
-    let script = Script::from_source(Path::new("failover.lua"), SCRIPT, 1, &services).expect("loads");
+    let script =
+        Script::from_source(Path::new("failover.lua"), SCRIPT, 1, &services).expect("loads");
     let ev = stall();
     let mut direct = Vec::with_capacity(runs);
     for _ in 0..runs {
@@ -70,7 +76,9 @@ fn main() {
         time_limit: Duration::from_millis(100),
     });
     assert!(errors.is_empty(), "{errors:?}");
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     let mut round = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t = Instant::now();
@@ -78,5 +86,8 @@ fn main() {
         round.push(t.elapsed());
         assert_eq!(actions.len(), 1);
     }
-    report("policy round trip (engine → policy thread → actions)", round);
+    report(
+        "policy round trip (engine → policy thread → actions)",
+        round,
+    );
 }

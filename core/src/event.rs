@@ -49,6 +49,7 @@ pub enum Event {
     Unpublish(Unpublish),
     Stall(Stall),
     Resume(Resume),
+    IngestStats(IngestStats),
     Switched(Switched),
     DestinationUp(DestinationUp),
     DestinationDown(DestinationDown),
@@ -62,6 +63,7 @@ impl Event {
         "unpublish",
         "stall",
         "resume",
+        "ingest-stats",
         "switched",
         "destination-up",
         "destination-down",
@@ -74,6 +76,7 @@ impl Event {
             Event::Unpublish(_) => "unpublish",
             Event::Stall(_) => "stall",
             Event::Resume(_) => "resume",
+            Event::IngestStats(_) => "ingest-stats",
             Event::Switched(_) => "switched",
             Event::DestinationUp(_) => "destination-up",
             Event::DestinationDown(_) => "destination-down",
@@ -88,6 +91,7 @@ impl Event {
             Event::Unpublish(e) => Some(e.session),
             Event::Stall(e) => Some(e.session),
             Event::Resume(e) => Some(e.session),
+            Event::IngestStats(e) => Some(e.session),
             _ => None,
         }
     }
@@ -132,6 +136,19 @@ pub struct Resume {
     pub key: String,
     /// How long the stall lasted, in milliseconds.
     pub stalled_ms: u64,
+    pub on_air: bool,
+}
+
+/// Once a second per publishing session: what the core measured on its connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestStats {
+    pub session: SessionId,
+    pub key: String,
+    /// Incoming bitrate over the last second, kbit/s (all RTMP bytes: video, audio, overhead).
+    pub kbps: u64,
+    /// Milliseconds since the last audio or video message.
+    pub silent_ms: u64,
+    pub stalled: bool,
     pub on_air: bool,
 }
 
@@ -200,6 +217,14 @@ mod tests {
                 session: 1,
                 key: "k".into(),
                 stalled_ms: 1,
+                on_air: true,
+            }),
+            Event::IngestStats(IngestStats {
+                session: 1,
+                key: "k".into(),
+                kbps: 2500,
+                silent_ms: 0,
+                stalled: false,
                 on_air: true,
             }),
             Event::Switched(Switched {

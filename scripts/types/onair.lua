@@ -3,12 +3,14 @@
 -- Full reference: docs/lua-api.md.
 
 ---@class onair.Event
----@field event "publish"|"unpublish"|"stall"|"resume"|"switched"|"destination-up"|"destination-down"|"destination-retry"
+---@field event "publish"|"unpublish"|"stall"|"resume"|"ingest-stats"|"switched"|"destination-up"|"destination-down"|"destination-retry"
 ---@field session? integer publisher session id
 ---@field key? string stream key, redacted
 ---@field addr? string publisher address ip:port (publish)
 ---@field reason? string why (unpublish, switched)
 ---@field on_air? boolean the session feeds the output's live source
+---@field kbps? integer incoming kbit/s over the last second (ingest-stats)
+---@field stalled? boolean (ingest-stats)
 ---@field silent_ms? integer ms without media (stall)
 ---@field stalled_ms? integer how long the stall lasted, ms (resume)
 ---@field from? "live"|"fallback" (switched)

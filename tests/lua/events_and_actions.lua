@@ -1,5 +1,5 @@
 -- onair.on, the action functions and onair.log: argument checks and error paths.
-local names = { "publish", "unpublish", "stall", "resume", "switched",
+local names = { "publish", "unpublish", "stall", "resume", "ingest-stats", "switched",
   "destination-up", "destination-down", "destination-retry" }
 for _, name in ipairs(names) do
   onair.on(name, function(ev) assert(ev.event == name, "payload names its event") end)

@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use super::decode::LiveDecoder;
 use super::flv;
 use super::program::{EventSink, Program};
-use crate::event::{Event, Publish, Resume, SessionId, Stall, Unpublish};
+use crate::event::{Event, IngestStats, Publish, Resume, SessionId, Stall, Unpublish};
 
 /// How long a client may take to complete the RTMP handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -387,6 +387,14 @@ impl Conn {
                 st.kbps = kbps;
                 st.timestamp_drift_ms = drift;
             }
+            let _ = ingest.events.send(Event::IngestStats(IngestStats {
+                session: s.id,
+                key: s.key.clone(),
+                kbps,
+                silent_ms: s.last_media.elapsed().as_millis() as u64,
+                stalled: s.stalled_since.is_some(),
+                on_air: ingest.program.is_program(s.id),
+            }));
         }
         let silent = s.last_media.elapsed();
         if s.stalled_since.is_none() && silent >= ingest.stall_timeout {
