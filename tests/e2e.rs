@@ -594,6 +594,29 @@ fn check_validates_and_names_the_key() {
     );
     assert!(!text.contains("live_123456_abcdef"));
 
+    // a script that does not load makes `check` fail (and only `check`: `run` starts anyway)
+    let scripts = dir.path().join("s");
+    std::fs::create_dir_all(&scripts).expect("mkdir");
+    std::fs::write(
+        scripts.join("failover.lua"),
+        "onair.on('stall', function()\n",
+    )
+    .expect("write");
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        format!("[scripts]\ndir = \"{}\"\n", scripts.display()),
+    )
+    .expect("write");
+    let out = std::process::Command::new(onair_bin())
+        .args(["check", "-c"])
+        .arg(&broken)
+        .output()
+        .expect("run check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failover.lua:2"), "{err}");
+
     // environment variables layer over the file and are validated the same way
     let out = std::process::Command::new(onair_bin())
         .args(["check", "-c"])
@@ -782,6 +805,7 @@ fn http_api_and_script_routes_with_curl() {
 end)
 onair.route("POST", "/queue", function(req) return { status = 201, json = { got = req.json } } end, { auth = true })
 onair.route("GET", "/fail", function() error("internal detail") end)
+onair.route("POST", "/kick/:id", function(req) onair.kick(tonumber(req.params.id), "bye") return { status = 202, json = {} } end)
 "#,
         )
         .expect("write");
@@ -888,6 +912,19 @@ onair.route("GET", "/fail", function() error("internal detail") end)
     assert!(
         events.contains(r#""to":"fallback""#) && events.contains(r#""reason":"POST /api/switch""#),
         "{events}"
+    );
+
+    // onair.kick from a route disconnects the publisher
+    let session = onair.status()["sessions"][0]["session"]
+        .as_u64()
+        .expect("a session");
+    assert_eq!(
+        curl(&["-X", "POST", &format!("{base}/kick/{session}")]).0,
+        202
+    );
+    assert!(
+        onair.wait_log("reason=kicked", SWITCH),
+        "kick did not end the session"
     );
 
     // a deleted script's routes vanish
