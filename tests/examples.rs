@@ -359,3 +359,237 @@ fn rest_api_of_seed_000_over_onair_actions() {
         "the new fallback is not on the output"
     );
 }
+
+/// One decoded RGB24 frame of `url` (waits for a keyframe).
+fn grab_rgb(url: &str, w: usize, h: usize) -> Vec<u8> {
+    let out = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-rw_timeout",
+            "10000000",
+            "-i",
+            url,
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg");
+    assert_eq!(
+        out.stdout.len(),
+        w * h * 3,
+        "grab failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A match API: answers GET with the current JSON, or 503 while there is none.
+fn match_api() -> (u16, Arc<Mutex<Option<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let data: Arc<Mutex<Option<String>>> = Arc::default();
+    let d = data.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut r = BufReader::new(stream);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let reply = match d.lock().expect("lock").clone() {
+                Some(j) => format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{j}", j.len()),
+                None => "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string(),
+            };
+            let _ = r.into_inner().write_all(reply.as_bytes());
+        }
+    });
+    (port, data)
+}
+
+fn scoreboard_wasm() -> std::path::PathBuf {
+    let p = repo_root().join("target/plugins/wasm32-wasip2/release/scoreboard.wasm");
+    assert!(p.exists(), "run plugins/build.sh first");
+    p
+}
+
+/// Mean absolute RGB error over the layer's rectangle between `frame` and the reference image
+/// blended over `background` (both full output frames).
+fn mae_vs_reference(
+    frame: &[u8],
+    background: &[u8],
+    reference: &onair::wasm::Image,
+    x0: usize,
+    y0: usize,
+    fw: usize,
+) -> f64 {
+    let mut sum = 0u64;
+    let mut n = 0u64;
+    for y in 0..reference.height as usize {
+        for x in 0..reference.width as usize {
+            let r = &reference.pixels[y * reference.stride as usize + x * 4..][..4];
+            let a = u32::from(r[3]);
+            let i = ((y0 + y) * fw + x0 + x) * 3;
+            for c in 0..3 {
+                let want = (u32::from(r[c]) * a + u32::from(background[i + c]) * (255 - a)) / 255;
+                sum += u64::from(want.abs_diff(u32::from(frame[i + c])));
+                n += 1;
+            }
+        }
+    }
+    sum as f64 / n as f64
+}
+
+fn mae_region(a: &[u8], b: &[u8], x0: usize, y0: usize, w: usize, h: usize, fw: usize) -> f64 {
+    let mut sum = 0u64;
+    for y in y0..y0 + h {
+        for x in x0..x0 + w {
+            let i = (y * fw + x) * 3;
+            for c in 0..3 {
+                sum += u64::from(a[i + c].abs_diff(b[i + c]));
+            }
+        }
+    }
+    sum as f64 / (w * h * 3) as f64
+}
+
+#[test]
+fn match_overlay_scoreboard_reaches_the_platform_and_follows_the_score() {
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let (port, data) = match_api();
+    let script = example("match-overlay/match.lua")
+        .replace(
+            "http://127.0.0.1:9000/match",
+            &format!("http://127.0.0.1:{port}/match"),
+        )
+        .replace("local POLL_MS = 2000", "local POLL_MS = 500");
+    let scripts = [
+        (
+            "failover.lua",
+            std::fs::read_to_string(repo_root().join("scripts/failover.lua")).expect("read"),
+        ),
+        ("match.lua", script),
+    ];
+    let onair = start(&nginx, "[plugins]\ndir = \"plugins\"\n", &scripts, |dir| {
+        std::fs::create_dir_all(dir.join("plugins")).expect("mkdir");
+        std::fs::copy(scoreboard_wasm(), dir.join("plugins/scoreboard.wasm")).expect("copy plugin");
+    });
+    assert!(wait_until(SWITCH, || nginx.publishers("app").len() == 1));
+    let connected = Instant::now();
+    let url = nginx.url("app", "out");
+    let (fw, fh) = (640usize, 360usize);
+    let before = grab_rgb(&url, fw, fh);
+
+    let m1 = r#"{"home":{"name":"IND","score":"187/4"},"away":{"name":"AUS","score":154},"clock":"18.3 ov","title":"2nd T20I"}"#;
+    *data.lock().expect("lock") = Some(m1.to_string());
+    let auth = format!("Bearer {TOKEN}");
+    let api_match = || {
+        http_request(
+            onair.http_port,
+            "GET",
+            "/api/match",
+            &[("Authorization", &auth)],
+            "",
+        )
+        .map(|(_, b)| b)
+        .unwrap_or_default()
+    };
+    assert!(
+        wait_until(SWITCH, || api_match().contains("187/4")),
+        "the script never got the match data"
+    );
+    assert!(wait_until(SWITCH, || !onair.status()["overlay"]
+        .as_array()
+        .is_none_or(|a| a.is_empty())));
+    std::thread::sleep(Duration::from_millis(800));
+    let with1 = grab_rgb(&url, fw, fh);
+
+    let mut reference = onair::wasm::PluginHost::new(
+        Path::new("/nonexistent"),
+        onair::wasm::PluginLimits {
+            deadline: Duration::from_secs(2),
+            ..Default::default()
+        },
+    )
+    .expect("host");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(scoreboard_wasm(), dir.path().join("scoreboard.wasm")).expect("copy");
+    reference
+        .load(&dir.path().join("scoreboard.wasm"))
+        .expect("load");
+    let ref1 = reference.render("scoreboard", 0, 0, m1).expect("render");
+    let (w, h) = (ref1.width as usize, ref1.height as usize);
+    let changed = mae_region(&with1, &before, 40, 40, w, h, fw);
+    assert!(
+        changed > 20.0,
+        "the scoreboard region did not change on the output (MAE {changed:.1})"
+    );
+    let err1 = mae_vs_reference(&with1, &before, &ref1, 40, 40, fw);
+    assert!(
+        err1 < 12.0,
+        "the output differs from the plugin's own rendering (MAE {err1:.1})"
+    );
+
+    // the score changes → the pixels change, and still match the reference
+    let m2 = m1.replace("187/4", "193/5");
+    *data.lock().expect("lock") = Some(m2.clone());
+    assert!(wait_until(SWITCH, || api_match().contains("193/5")));
+    std::thread::sleep(Duration::from_millis(800));
+    let with2 = grab_rgb(&url, fw, fh);
+    let diff: usize = (40..40 + h)
+        .flat_map(|y| (40..40 + w).map(move |x| (y * fw + x) * 3))
+        .filter(|&i| (0..3).any(|c| with1[i + c].abs_diff(with2[i + c]) > 40))
+        .count();
+    assert!(diff > 50, "only {diff} pixels changed with the score");
+    let ref2 = reference.render("scoreboard", 0, 0, &m2).expect("render");
+    let err2 = mae_vs_reference(&with2, &before, &ref2, 40, 40, fw);
+    assert!(
+        err2 < 12.0,
+        "after the score change the output differs from the plugin (MAE {err2:.1})"
+    );
+
+    // the plugin reloads while streaming: the output connection stays
+    std::fs::copy(
+        scoreboard_wasm(),
+        onair.dir.path().join("plugins/scoreboard.wasm"),
+    )
+    .expect("replace plugin");
+    let (_, plugins) = http_request(
+        onair.http_port,
+        "GET",
+        "/api/plugins",
+        &[("Authorization", &auth)],
+        "",
+    )
+    .expect("plugins");
+    let gen2 = wait_until(SWITCH, || {
+        http_request(
+            onair.http_port,
+            "GET",
+            "/api/plugins",
+            &[("Authorization", &auth)],
+            "",
+        )
+        .is_some_and(|(_, b)| b.contains("\"generation\":2"))
+    });
+    assert!(gen2, "the plugin did not reload: {plugins}");
+    std::thread::sleep(Duration::from_secs(1));
+    let pubs = nginx.publishers("app");
+    assert_eq!(pubs.len(), 1, "{pubs:?}");
+    assert!(
+        pubs[0] + 500 >= connected.elapsed().as_millis() as u64,
+        "the output reconnected"
+    );
+    eprintln!(
+        "scoreboard vs reference MAE: {err1:.2} then {err2:.2}; region change {changed:.1}; {diff} pixels changed with the score"
+    );
+}

@@ -57,6 +57,7 @@ fn fixture(files: &[(&str, &str)], memory_mib: usize, time_ms: u64) -> Fixture {
         watch: true,
         memory_limit: memory_mib << 20,
         time_limit: Duration::from_millis(time_ms),
+        plugins: None,
     });
     Fixture {
         dir,
@@ -240,6 +241,9 @@ fn every_lua_action_maps_onto_one_core_action() {
               onair.destinations.disable("yt")
               onair.destinations.enable("yt")
               onair.destinations.remove("yt")
+              onair.overlay.set("score", { plugin = "scoreboard", data = { a = 1 }, x = 10, y = 20, z = 2, live_only = true })
+              onair.overlay.text("name", "Hi", { size = 40, color = "#ffcc00" })
+              onair.overlay.hide("score")
             end)
             onair.on("resume", function(ev) onair.switch("live") end)"#,
         )],
@@ -276,6 +280,21 @@ fn every_lua_action_maps_onto_one_core_action() {
             Action::DestinationDisable { name: "yt".into() },
             Action::DestinationEnable { name: "yt".into() },
             Action::DestinationRemove { name: "yt".into() },
+            Action::OverlaySet {
+                layer: onair::action::Layer {
+                    name: "score".into(),
+                    source: onair::action::LayerSource::Plugin { plugin: "scoreboard".into(), data: r#"{"a":1}"#.into() },
+                    x: 10, y: 20, width: 0, height: 0, z: 2, live_only: true,
+                }
+            },
+            Action::OverlaySet {
+                layer: onair::action::Layer {
+                    name: "name".into(),
+                    source: onair::action::LayerSource::Text { text: "Hi".into(), size_px: 40, color: 0xffcc00ff },
+                    x: 0, y: 0, width: 0, height: 0, z: 0, live_only: false,
+                }
+            },
+            Action::OverlayHide { name: "score".into() },
         ]
     );
     assert_eq!(

@@ -21,3 +21,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # the packaged nginx starts a system instance on :80; tests run their own private nginx instead
 $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+# WASM plugins (plugins/) build for the component-model target
+if command -v rustup >/dev/null 2>&1; then
+  rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+fi

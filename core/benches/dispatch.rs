@@ -74,6 +74,7 @@ fn main() {
         watch: false,
         memory_limit: 64 << 20,
         time_limit: Duration::from_millis(100),
+        plugins: None,
     });
     assert!(errors.is_empty(), "{errors:?}");
     let rt = tokio::runtime::Builder::new_current_thread()

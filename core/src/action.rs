@@ -29,8 +29,44 @@ pub enum Action {
     DestinationAdd { name: String, url: String },
     /// Disconnect and forget a destination.
     DestinationRemove { name: String },
+    /// Show (or update) an overlay layer between the switch and the encoder.
+    OverlaySet { layer: Layer },
+    /// Remove an overlay layer.
+    OverlayHide { name: String },
     /// Connect a disabled destination.
     DestinationEnable { name: String },
     /// Disconnect a destination but keep it listed.
     DestinationDisable { name: String },
+}
+
+/// An overlay layer. Positions and sizes in output pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    pub name: String,
+    pub source: LayerSource,
+    /// Top-left corner.
+    pub x: i32,
+    pub y: i32,
+    /// Size; 0 means the source's own size.
+    pub width: u32,
+    pub height: u32,
+    /// Higher is on top.
+    pub z: i32,
+    /// Show only while the live source is on air.
+    pub live_only: bool,
+}
+
+/// Where a layer's pixels come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayerSource {
+    /// An overlay plugin's `render`, by plugin name, with JSON data.
+    Plugin { plugin: String, data: String },
+    /// A line of text; `color` is 0xRRGGBBAA, `size_px` the font size in pixels.
+    Text {
+        text: String,
+        size_px: u32,
+        color: u32,
+    },
+    /// A PNG file.
+    Png { path: PathBuf },
 }

@@ -40,6 +40,8 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub scripts: ScriptsConfig,
+    #[serde(default)]
+    pub plugins: PluginsConfig,
     /// Platforms to stream to, as `[[destination]]` tables.
     #[serde(default, rename = "destination")]
     pub destinations: Vec<DestinationConfig>,
@@ -173,6 +175,33 @@ impl Default for ScriptsConfig {
             store: PathBuf::from("onair-store.json"),
             memory_limit_mib: 64,
             time_limit_ms: 100,
+        }
+    }
+}
+
+/// `[plugins]`: WASM plugins (WIT package `onair:plugin@0.1.0`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Folder of `.wasm` components, watched: a new file loads, a changed one reloads, a
+    /// deleted one unloads. Default `plugins` (a missing folder means no plugins).
+    pub dir: PathBuf,
+    /// Wall time per plugin call, in milliseconds. Default 100.
+    pub deadline_ms: u64,
+    /// Memory per plugin instance, in MiB. Default 64.
+    pub memory_limit_mib: u32,
+    /// WASI capabilities per plugin name (file name without `.wasm`): `env`, `network`,
+    /// `dir:PATH`. Nothing is granted by default.
+    pub grants: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("plugins"),
+            deadline_ms: 100,
+            memory_limit_mib: 64,
+            grants: Default::default(),
         }
     }
 }

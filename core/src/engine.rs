@@ -42,6 +42,8 @@ pub struct Core {
     pub preview_viewers: AtomicU64,
     /// Actions from the built-in API, executed by the engine.
     pub commands: mpsc::UnboundedSender<Vec<Action>>,
+    /// WASM plugins (policy and overlay).
+    pub plugins: crate::wasm::SharedHost,
 }
 
 /// `GET /api/status`.
@@ -57,6 +59,10 @@ pub struct Status {
     pub fallback: String,
     /// Every script with its generation and last error (see `GET /api/scripts`).
     pub scripts: Vec<crate::policy::host::ScriptInfo>,
+    /// Every WASM plugin with its world, generation and last error (see `GET /api/plugins`).
+    pub plugins: Vec<crate::wasm::PluginInfo>,
+    /// The overlay layers on the output.
+    pub overlay: Vec<crate::media::overlay::LayerStatus>,
     pub sessions: Vec<SessionStatus>,
     pub destinations: Vec<DestinationStatus>,
     pub counters: CounterStatus,
@@ -74,6 +80,13 @@ pub struct CounterStatus {
 }
 
 impl Core {
+    pub fn plugin_info(&self) -> Vec<crate::wasm::PluginInfo> {
+        self.plugins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .info()
+    }
+
     pub fn status(&self) -> Status {
         let (on_air, on_air_session, on_air_for_s) = self.program.on_air();
         let c = &self.counters;
@@ -83,6 +96,8 @@ impl Core {
             on_air_for_s,
             fallback: self.fallback.describe(),
             scripts: self.policy.scripts(),
+            plugins: self.plugin_info(),
+            overlay: self.program.overlay().status(),
             sessions: self.ingest.sessions(),
             destinations: self.outputs.status(),
             counters: CounterStatus {
@@ -234,6 +249,38 @@ impl Engine {
                 };
                 if let Err(e) = core.outputs.add(cfg) {
                     tracing::warn!(destination = %name, error = %e, "destination not added");
+                }
+            }
+            Action::OverlaySet { layer } => {
+                let overlay = core.program.overlay();
+                if overlay.unchanged_source(&layer) {
+                    overlay.reposition(&layer);
+                    return;
+                }
+                // rendering runs plugin code or decodes files: not on the runtime's worker
+                let image = tokio::task::block_in_place(|| {
+                    match crate::media::overlay::render_builtin(&layer.source) {
+                        Some(r) => r,
+                        None => match &layer.source {
+                            crate::action::LayerSource::Plugin { plugin, data } => core
+                                .plugins
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .render(plugin, layer.width, layer.height, data),
+                            _ => Err("unsupported layer source".into()),
+                        },
+                    }
+                });
+                match image.and_then(|img| overlay.set(&layer, &img)) {
+                    Ok(()) => tracing::debug!(layer = %layer.name, "overlay layer set"),
+                    Err(e) => {
+                        tracing::warn!(layer = %layer.name, error = %e, "overlay layer not shown")
+                    }
+                }
+            }
+            Action::OverlayHide { name } => {
+                if !core.program.overlay().hide(&name) {
+                    tracing::debug!(layer = %name, "overlay hide: no such layer");
                 }
             }
             Action::DestinationRemove { name } => log_err(&name, core.outputs.remove(&name)),

@@ -1,7 +1,7 @@
 //! The HTTP server (warp).
 //!
 //! Built-in: `GET /preview.flv` (the output as HTTP-FLV), `GET /api/status`, `POST /api/switch`,
-//! `GET /api/scripts`, `GET /api/events` (Server-Sent Events). Everything else goes to one
+//! `GET /api/scripts`, `GET /api/plugins`, `GET /api/events` (Server-Sent Events). Everything else goes to one
 //! catch-all that looks the request up in the scripts' route table, which the policy host swaps
 //! on every reload. `/api/*` and script routes declared with `{auth=true}` need
 //! `Authorization: Bearer <http.admin_token>` when a token is configured.
@@ -132,6 +132,12 @@ pub fn routes(
             json_response(StatusCode::OK, &serde_json::json!(c.policy.scripts()))
         });
 
+    let plugins = warp::path!("api" / "plugins")
+        .and(warp::get())
+        .and(admin.clone())
+        .and(with_core.clone())
+        .map(|(), c: Arc<Core>| json_response(StatusCode::OK, &serde_json::json!(c.plugin_info())));
+
     let events = warp::path!("api" / "events")
         .and(warp::get())
         .and(admin.clone())
@@ -175,6 +181,8 @@ pub fn routes(
         .or(switch)
         .unify()
         .or(scripts)
+        .unify()
+        .or(plugins)
         .unify()
         .or(events)
         .unify()

@@ -9,3 +9,5 @@ pub mod http;
 pub mod media;
 pub mod policy;
 pub mod redact;
+pub mod wasm;
+pub mod watch;

@@ -121,6 +121,23 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
     println!("config: {} OK", config::source_name(path.as_deref()));
     init_media()?;
     println!("media: all GStreamer elements present");
+    let plugins = plugin_host(&cfg)?;
+    let plugin_errors: Vec<String> = plugins
+        .lock()
+        .map(|h| h.info().into_iter().filter_map(|i| i.last_error).collect())
+        .unwrap_or_default();
+    if !plugin_errors.is_empty() {
+        bail!(
+            "plugins in {} failed to load:\n  {}",
+            cfg.plugins.dir.display(),
+            plugin_errors.join("\n  ")
+        );
+    }
+    if let Ok(h) = plugins.lock() {
+        for p in h.info() {
+            println!("plugin: {} loads ({:?} world)", p.name, p.world);
+        }
+    }
     let (policy, errors) = Policy::start(policy_options(&cfg, None, None, false));
     if !errors.is_empty() {
         let list: Vec<String> = errors.iter().map(|(n, e)| format!("{n}: {e}")).collect();
@@ -201,7 +218,28 @@ fn policy_options(
         watch,
         memory_limit: cfg.scripts.memory_limit_mib as usize * 1024 * 1024,
         time_limit: std::time::Duration::from_millis(cfg.scripts.time_limit_ms),
+        plugins: None,
     }
+}
+
+/// The WASM plugin host for `[plugins]`, with every plugin of the folder loaded.
+fn plugin_host(cfg: &Config) -> anyhow::Result<onair::wasm::SharedHost> {
+    let p = &cfg.plugins;
+    let mut grants = std::collections::BTreeMap::new();
+    for (name, list) in &p.grants {
+        let caps: Result<Vec<onair::wasm::Capability>, String> =
+            list.iter().map(|g| g.parse()).collect();
+        grants.insert(name.clone(), caps.map_err(anyhow::Error::msg)?);
+    }
+    let limits = onair::wasm::PluginLimits {
+        deadline: std::time::Duration::from_millis(p.deadline_ms),
+        memory: p.memory_limit_mib as usize * 1024 * 1024,
+        grants,
+    };
+    let mut host =
+        onair::wasm::PluginHost::new(&p.dir, limits).context("starting the WASM plugin host")?;
+    host.load_all();
+    Ok(Arc::new(std::sync::Mutex::new(host)))
 }
 
 fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -241,12 +279,28 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     watch_bus(program.pipeline());
 
     let (commands_tx, commands_rx) = tokio::sync::mpsc::unbounded_channel();
-    let opts = policy_options(
+    let plugins = plugin_host(&cfg)?;
+    let plugin_watch = {
+        let host = plugins.clone();
+        match onair::watch::watch(&cfg.plugins.dir, move |paths| {
+            host.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .changed(&paths);
+        }) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::info!(dir = %cfg.plugins.dir.display(), error = %e, "plugins folder not watched (create it to use plugins)");
+                None
+            }
+        }
+    };
+    let mut opts = policy_options(
         &cfg,
         Some(commands_tx.clone()),
         Some(tokio::runtime::Handle::current()),
         true,
     );
+    opts.plugins = Some(plugins.clone());
     let status_cell = opts.status.clone();
     let (policy, _errors) = Policy::start(opts); // already logged; `onair run` goes on
     let ingest = Ingest::new(&cfg, program.clone(), events_tx.clone(), publish_tx);
@@ -263,6 +317,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         events: bus_tx,
         preview_viewers: AtomicU64::new(0),
         commands: commands_tx,
+        plugins,
     });
     let weak = Arc::downgrade(&core);
     let _ = status_cell.set(Box::new(move || {
@@ -294,6 +349,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         _ = terminate() => tracing::info!("terminated: stopping"),
         _ = engine => tracing::error!("engine stopped"),
     }
+    drop(plugin_watch);
     let _ = program.pipeline().set_state(gst::State::Null);
     Ok(())
 }

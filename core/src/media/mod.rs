@@ -14,6 +14,7 @@ pub mod fanout;
 pub mod flv;
 pub mod ingest;
 pub mod output;
+pub mod overlay;
 pub mod program;
 
 use crate::config::OutputConfig;
@@ -91,6 +92,7 @@ pub const REQUIRED_ELEMENTS: &[&str] = &[
     "videorate",
     "audioconvert",
     "audioresample",
+    "overlaycomposition",
 ];
 
 /// Returns the factories in [`REQUIRED_ELEMENTS`] that are not installed.

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! appsrc fallback_video ─┐
-//! appsrc live_video ─────┴─ compositor ─ I420 ─ x264enc ─ High ─┐
+//! appsrc live_video ─────┴─ compositor ─ I420 ─ overlay ─ x264enc ─ High ─┐
 //! audiotestsrc silence ──┐                                        ├─ flvmux ─ appsink → FanOut
 //! appsrc fallback_audio ─┤                                        │
 //! appsrc live_audio ─────┴─ audiomixer ─ F32 48k ─ avenc_aac ─────┘
@@ -20,6 +20,7 @@
 //! Lock order: `ProgramState` is the only lock here; the GStreamer calls made under it
 //! (control points, `push_buffer`) take no lock of ours.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -110,6 +111,9 @@ pub struct Program {
     state: Mutex<ProgramState>,
     events: EventSink,
     format: OutputFormat,
+    overlay: Arc<super::overlay::Overlay>,
+    /// Whether the live source is on air, for live-only overlay layers.
+    live: Arc<AtomicBool>,
 }
 
 fn appsrc(name: &str, caps: &gst::Caps, max_buffers: u64) -> Result<gst_app::AppSrc, MediaError> {
@@ -151,6 +155,12 @@ impl Program {
         mix.set_property("latency", latency.nseconds());
         let mix_caps = make("capsfilter", "mix_caps")?;
         mix_caps.set_property("caps", &vcaps);
+
+        // overlay layers (scoreboard, text, images), blended into their rectangles only
+        let live = Arc::new(AtomicBool::new(false));
+        let overlay = super::overlay::Overlay::new(live.clone());
+        let overlay_el = make("overlaycomposition", "overlay")?;
+        overlay.attach(&overlay_el);
 
         // encode: video (x264, 8-bit 4:2:0 High, CBR, fixed GOP)
         let venc_q = make("queue", "venc_queue")?;
@@ -222,6 +232,7 @@ impl Program {
                 live_video.upcast_ref(),
                 &mix,
                 &mix_caps,
+                &overlay_el,
                 &venc_q,
                 &x264,
                 &h264_caps,
@@ -262,7 +273,8 @@ impl Program {
         let live_vpad = request(&mix, live_video.upcast_ref())?;
         live_vpad.set_property("zorder", 1u32);
         link(&mix, &mix_caps)?;
-        link(&mix_caps, &venc_q)?;
+        link(&mix_caps, &overlay_el)?;
+        link(&overlay_el, &venc_q)?;
         link(&venc_q, &x264)?;
         link(&x264, &h264_caps)?;
         link(&h264_caps, &vmux_q)?;
@@ -314,6 +326,8 @@ impl Program {
             }),
             events,
             format,
+            overlay,
+            live,
         }))
     }
 
@@ -323,6 +337,11 @@ impl Program {
 
     pub fn format(&self) -> &OutputFormat {
         &self.format
+    }
+
+    /// The overlay layers composited over the output.
+    pub fn overlay(&self) -> &Arc<super::overlay::Overlay> {
+        &self.overlay
     }
 
     /// The appsrcs the fallback feeder pushes into: (video, audio).
@@ -358,6 +377,7 @@ impl Program {
 
     fn cut(&self, st: &mut ProgramState, to: Source, at: gst::ClockTime, reason: String) {
         self.cut.to(to, at);
+        self.live.store(to == Source::Live, Ordering::Relaxed);
         let from = st.on_air;
         st.on_air = to;
         st.since = Instant::now();

@@ -11,7 +11,7 @@ use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
 
 use super::script::{CALLBACKS, Ctx, HANDLERS, ROUTES, RouteDecl, Services, TIMERS, Timer, lock};
 use super::{HttpResponse, Job, RouteRequest, RouteResponse};
-use crate::action::Action;
+use crate::action::{Action, Layer, LayerSource};
 use crate::event::{Event, Source};
 
 type Shared = Arc<Mutex<Ctx>>;
@@ -39,6 +39,7 @@ pub(crate) fn register(lua: &Lua, ctx: &Shared, services: &Arc<Services>) -> mlu
     register_store(lua, &onair, services)?;
     register_log(lua, &onair, ctx)?;
     register_routes(lua, &onair, ctx)?;
+    register_overlay(lua, &onair, ctx)?;
     register_require(lua, services)?;
     let g = lua.globals();
     // the base library's file loaders would reach outside the sandbox
@@ -464,6 +465,128 @@ fn register_log(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> {
         log.set(level, f)?;
     }
     onair.set("log", log)
+}
+
+/// Reads a colour: `"#RRGGBB"`, `"#RRGGBBAA"` or a number 0xRRGGBBAA.
+fn color(v: Value) -> mlua::Result<u32> {
+    match v {
+        Value::Nil => Ok(0xffff_ffff),
+        Value::Integer(n) => {
+            u32::try_from(n).map_err(|_| rt_err(format!("color {n} is not 0xRRGGBBAA")))
+        }
+        Value::String(s) => {
+            let s = s.to_str()?.to_string();
+            let hex = s.strip_prefix('#').unwrap_or(&s);
+            let n = u32::from_str_radix(hex, 16)
+                .map_err(|_| rt_err(format!("color {s:?} is not #RRGGBB or #RRGGBBAA")))?;
+            match hex.len() {
+                6 => Ok((n << 8) | 0xff),
+                8 => Ok(n),
+                _ => Err(rt_err(format!("color {s:?} is not #RRGGBB or #RRGGBBAA"))),
+            }
+        }
+        other => Err(rt_err(format!(
+            "color must be a string or a number, not {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Position, size, z-order and live-only flag of a layer from an options table.
+fn placement(name: String, source: LayerSource, o: &Option<Table>) -> mlua::Result<Layer> {
+    let get_i = |k: &str| -> mlua::Result<i32> {
+        Ok(o.as_ref()
+            .map(|o| o.get::<Option<i32>>(k))
+            .transpose()?
+            .flatten()
+            .unwrap_or(0))
+    };
+    let get_u = |k: &str| -> mlua::Result<u32> {
+        Ok(o.as_ref()
+            .map(|o| o.get::<Option<u32>>(k))
+            .transpose()?
+            .flatten()
+            .unwrap_or(0))
+    };
+    Ok(Layer {
+        name,
+        source,
+        x: get_i("x")?,
+        y: get_i("y")?,
+        width: get_u("width")?,
+        height: get_u("height")?,
+        z: get_i("z")?,
+        live_only: o
+            .as_ref()
+            .map(|o| o.get::<Option<bool>>("live_only"))
+            .transpose()?
+            .flatten()
+            .unwrap_or(false),
+    })
+}
+
+/// `onair.overlay.set(name, opts)`, `onair.overlay.text(name, text, opts)`,
+/// `onair.overlay.hide(name)`.
+fn register_overlay(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> {
+    let overlay = lua.create_table()?;
+    let c = ctx.clone();
+    overlay.set(
+        "set",
+        lua.create_function(move |lua, (name, opts): (String, Table)| {
+            let source = if let Some(plugin) = opts.get::<Option<String>>("plugin")? {
+                let data: Value = opts.get("data")?;
+                let json: serde_json::Value = if data.is_nil() { serde_json::Value::Null } else { lua.from_value(data)? };
+                LayerSource::Plugin { plugin, data: json.to_string() }
+            } else if let Some(png) = opts.get::<Option<String>>("png")? {
+                LayerSource::Png { path: png.into() }
+            } else {
+                return Err(rt_err("onair.overlay.set: opts needs plugin= (with data=) or png=; for text use onair.overlay.text".into()));
+            };
+            let layer = placement(name, source, &Some(opts))?;
+            push(&c, Action::OverlaySet { layer });
+            Ok(())
+        })?,
+    )?;
+    let c = ctx.clone();
+    overlay.set(
+        "text",
+        lua.create_function(
+            move |_, (name, text, opts): (String, String, Option<Table>)| {
+                let size_px: u32 = opts
+                    .as_ref()
+                    .map(|o| o.get::<Option<u32>>("size"))
+                    .transpose()?
+                    .flatten()
+                    .unwrap_or(32);
+                let color = color(
+                    opts.as_ref()
+                        .map(|o| o.get::<Value>("color"))
+                        .transpose()?
+                        .unwrap_or(Value::Nil),
+                )?;
+                let layer = placement(
+                    name,
+                    LayerSource::Text {
+                        text,
+                        size_px,
+                        color,
+                    },
+                    &opts,
+                )?;
+                push(&c, Action::OverlaySet { layer });
+                Ok(())
+            },
+        )?,
+    )?;
+    let c = ctx.clone();
+    overlay.set(
+        "hide",
+        lua.create_function(move |_, name: String| {
+            push(&c, Action::OverlayHide { name });
+            Ok(())
+        })?,
+    )?;
+    onair.set("overlay", overlay)
 }
 
 /// `onair.route(method, path, fn, {auth=bool})`: only while the script loads.

@@ -41,6 +41,7 @@ pub struct Host {
     info: BTreeMap<String, ScriptInfo>,
     routes: Arc<RwLock<RouteTable>>,
     snapshot: Arc<RwLock<Vec<ScriptInfo>>>,
+    plugins: Option<crate::wasm::SharedHost>,
 }
 
 impl Host {
@@ -48,6 +49,7 @@ impl Host {
         services: Arc<Services>,
         routes: Arc<RwLock<RouteTable>>,
         snapshot: Arc<RwLock<Vec<ScriptInfo>>>,
+        plugins: Option<crate::wasm::SharedHost>,
     ) -> Host {
         Host {
             services,
@@ -55,6 +57,7 @@ impl Host {
             info: BTreeMap::new(),
             routes,
             snapshot,
+            plugins,
         }
     }
 
@@ -263,6 +266,9 @@ impl Host {
         }
         for (name, e) in failed {
             self.handler_error(&name, event.name(), &e);
+        }
+        if let Some(p) = &self.plugins {
+            actions.extend(p.lock().unwrap_or_else(|p| p.into_inner()).on_event(event));
         }
         if !policy_ok {
             let builtin = builtin::decide(event);

@@ -14,7 +14,6 @@ pub mod host;
 pub mod routes;
 pub mod script;
 pub mod store;
-mod watch;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -120,6 +119,8 @@ pub struct PolicyOptions {
     pub watch: bool,
     pub memory_limit: usize,
     pub time_limit: Duration,
+    /// WASM policy plugins, called after the scripts for every event.
+    pub plugins: Option<crate::wasm::SharedHost>,
 }
 
 /// Handle to the policy thread.
@@ -157,14 +158,17 @@ impl Policy {
         });
         let routes: Arc<RwLock<RouteTable>> = Arc::default();
         let scripts: Arc<RwLock<Vec<ScriptInfo>>> = Arc::default();
-        let mut host = Host::new(services, routes.clone(), scripts.clone());
+        let mut host = Host::new(services, routes.clone(), scripts.clone(), opts.plugins);
         let errors: Vec<(String, String)> = host
             .load_all()
             .into_iter()
             .map(|(n, e)| (n, e.to_string()))
             .collect();
         let watcher = if opts.watch {
-            match watch::watch(&dir, tx.clone()) {
+            let jobs = tx.clone();
+            match crate::watch::watch(&dir, move |paths| {
+                let _ = jobs.send(Job::Changed(paths));
+            }) {
                 Ok(w) => Some(w),
                 Err(e) => {
                     tracing::error!(dir = %dir.display(), error = %e, "cannot watch scripts: hot reload is off");

@@ -9,6 +9,7 @@ pub const RESERVED: &[&str] = &[
     "/api/status",
     "/api/switch",
     "/api/scripts",
+    "/api/plugins",
     "/api/events",
     "/preview.flv",
 ];

@@ -1,21 +1,22 @@
-//! Hot reload: the scripts folder is watched (notify, debounced 150 ms) and changed `.lua` files
-//! are handed to the policy thread, which reloads them.
+//! Hot reload: a folder (scripts, plugins) is watched with notify, debounced 150 ms, and the
+//! changed paths are handed to a callback that reloads them.
 
-use std::path::Path;
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use notify::RecommendedWatcher;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
-
-use super::Job;
 
 /// Debounce window: editors write a file in several steps.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
 
 pub type Watcher = Debouncer<RecommendedWatcher, RecommendedCache>;
 
-pub fn watch(dir: &Path, jobs: mpsc::Sender<Job>) -> notify::Result<Watcher> {
+/// Watches `dir` recursively; `on_change` gets the changed paths (deduplicated, sorted).
+pub fn watch(
+    dir: &Path,
+    on_change: impl Fn(Vec<PathBuf>) + Send + 'static,
+) -> notify::Result<Watcher> {
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |res: DebounceEventResult| match res {
         Ok(events) => {
             let mut paths: Vec<_> = events
@@ -25,12 +26,12 @@ pub fn watch(dir: &Path, jobs: mpsc::Sender<Job>) -> notify::Result<Watcher> {
             paths.sort();
             paths.dedup();
             if !paths.is_empty() {
-                let _ = jobs.send(Job::Changed(paths));
+                on_change(paths);
             }
         }
         Err(errors) => {
             for e in errors {
-                tracing::warn!(error = %e, "script watcher");
+                tracing::warn!(error = %e, "file watcher");
             }
         }
     })?;

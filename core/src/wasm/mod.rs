@@ -1,0 +1,603 @@
+//! The WASM plugin host (wasmtime 48, component model, WIT package `onair:plugin@0.1.0`).
+//!
+//! - One `Store` per plugin instance. Calls run with an epoch deadline (default 100 ms: a ticker
+//!   thread advances the engine's epoch every [`EPOCH_TICK`]) and a memory cap (a
+//!   `ResourceLimiter`, default 64 MiB). A call that traps (deadline, memory, panic) fails
+//!   cleanly; the instance is then rebuilt from its component for the next call.
+//! - WASI is linked because guests built for `wasm32-wasip2` import it, but grants nothing:
+//!   no filesystem, network, environment or arguments, unless `[plugins.grants]` grants a
+//!   [`Capability`] to that plugin, in one place: [`wasi_ctx`].
+//! - Loading is build → validate → swap: a new or changed `.wasm` is compiled, checked for the
+//!   WIT version and world, and instantiated before it replaces the old one. A broken or
+//!   incompatible file leaves the previous version running and records the error.
+//! - Calls come from the policy thread (policy plugins) and the engine (overlay renders), never
+//!   from a GStreamer streaming thread.
+
+pub mod bindings;
+pub mod convert;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::action::Action;
+use crate::event::Event;
+use bindings::WIT_VERSION;
+
+/// How often the engine's epoch advances: the resolution of call deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// A WASI capability a plugin can be granted in `[plugins.grants]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Capability {
+    /// `env`: the host's environment variables.
+    Env,
+    /// `network`: TCP/UDP sockets and name lookup.
+    Network,
+    /// `dir:PATH`: read-only access to one host folder, seen as `/data` by the guest.
+    ReadDir(PathBuf),
+}
+
+impl std::str::FromStr for Capability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "env" => Ok(Capability::Env),
+            "network" => Ok(Capability::Network),
+            d if d.starts_with("dir:") && d.len() > 4 => {
+                Ok(Capability::ReadDir(PathBuf::from(&d[4..])))
+            }
+            other => Err(format!(
+                "unknown capability {other:?}: expected env, network or dir:PATH"
+            )),
+        }
+    }
+}
+
+/// The one place WASI capabilities are granted: nothing unless listed.
+fn wasi_ctx(grants: &[Capability]) -> WasiCtx {
+    let mut b = WasiCtxBuilder::new();
+    for g in grants {
+        match g {
+            Capability::Env => {
+                b.inherit_env();
+            }
+            Capability::Network => {
+                b.inherit_network();
+                b.allow_ip_name_lookup(true);
+            }
+            Capability::ReadDir(p) => {
+                if let Err(e) = b.preopened_dir(p, "/data", wasmtime_wasi::FsPerms::ReadOnly) {
+                    tracing::warn!(dir = %p.display(), error = %e, "plugin grant: cannot open folder");
+                }
+            }
+        }
+    }
+    b.build()
+}
+
+/// Which world a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    Policy,
+    Overlay,
+}
+
+/// One plugin's state, for `GET /api/plugins`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginInfo {
+    /// File name without `.wasm`.
+    pub name: String,
+    pub world: Option<World>,
+    /// The WIT package version it was built for (when loaded).
+    pub version: Option<&'static str>,
+    pub loaded: bool,
+    /// The running generation, from 1; 0 when none ever loaded.
+    pub generation: u64,
+    /// Seconds since the Unix epoch.
+    pub loaded_at: Option<f64>,
+    /// The last load or call error. Cleared by a successful load.
+    pub last_error: Option<String>,
+}
+
+/// An image a plugin drew: RGBA8, not premultiplied, `stride` bytes per row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    pub width: u32,
+    pub height: u32,
+    pub stride: u32,
+    pub pixels: Vec<u8>,
+}
+
+struct Limiter {
+    max_memory: usize,
+    denied: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+pub struct PluginState {
+    name: String,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: Limiter,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn log(name: &str, level: u8, message: &str) {
+    match level {
+        0 => tracing::debug!(plugin = %name, "{message}"),
+        1 => tracing::info!(plugin = %name, "{message}"),
+        2 => tracing::warn!(plugin = %name, "{message}"),
+        _ => tracing::error!(plugin = %name, "{message}"),
+    }
+}
+
+impl bindings::policy::onair::plugin::log::Host for PluginState {
+    fn log(&mut self, level: bindings::policy::onair::plugin::log::Level, message: String) {
+        use bindings::policy::onair::plugin::log::Level as L;
+        let l = match level {
+            L::Debug => 0,
+            L::Info => 1,
+            L::Warn => 2,
+            L::Error => 3,
+        };
+        log(&self.name, l, &message);
+    }
+}
+
+impl bindings::overlay::onair::plugin::log::Host for PluginState {
+    fn log(&mut self, level: bindings::overlay::onair::plugin::log::Level, message: String) {
+        use bindings::overlay::onair::plugin::log::Level as L;
+        let l = match level {
+            L::Debug => 0,
+            L::Info => 1,
+            L::Warn => 2,
+            L::Error => 3,
+        };
+        log(&self.name, l, &message);
+    }
+}
+
+impl bindings::policy::onair::plugin::types::Host for PluginState {}
+impl bindings::overlay::onair::plugin::types::Host for PluginState {}
+
+enum Instance {
+    Policy(bindings::policy::Policy),
+    Overlay(bindings::overlay::Overlay),
+}
+
+struct Plugin {
+    generation: u64,
+    world: World,
+    component: Component,
+    store: Store<PluginState>,
+    instance: Instance,
+}
+
+/// Limits and grants for the plugins.
+#[derive(Debug, Clone)]
+pub struct PluginLimits {
+    /// Wall time per call.
+    pub deadline: Duration,
+    /// Memory per instance, bytes.
+    pub memory: usize,
+    /// Capabilities by plugin name.
+    pub grants: BTreeMap<String, Vec<Capability>>,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_millis(100),
+            memory: 64 << 20,
+            grants: BTreeMap::new(),
+        }
+    }
+}
+
+pub struct PluginHost {
+    engine: Engine,
+    policy_linker: Linker<PluginState>,
+    overlay_linker: Linker<PluginState>,
+    dir: PathBuf,
+    limits: PluginLimits,
+    plugins: BTreeMap<String, Plugin>,
+    info: BTreeMap<String, PluginInfo>,
+}
+
+/// Shared handle: the policy thread, the engine and the HTTP API use the same host.
+pub type SharedHost = Arc<Mutex<PluginHost>>;
+
+fn name_of(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+impl PluginHost {
+    /// Creates the engine (with epoch interruption and its ticker thread) and the linkers.
+    pub fn new(dir: &Path, limits: PluginLimits) -> anyhow::Result<PluginHost> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        let ticker = engine.clone();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticker.increment_epoch();
+                }
+            })?;
+        let mut policy_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut policy_linker)?;
+        bindings::policy::Policy::add_to_linker::<_, HasSelf<_>>(&mut policy_linker, |s| s)?;
+        let mut overlay_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut overlay_linker)?;
+        bindings::overlay::Overlay::add_to_linker::<_, HasSelf<_>>(&mut overlay_linker, |s| s)?;
+        Ok(PluginHost {
+            engine,
+            policy_linker,
+            overlay_linker,
+            dir: dir.to_path_buf(),
+            limits,
+            plugins: BTreeMap::new(),
+            info: BTreeMap::new(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Loads every `.wasm` in the folder, in name order.
+    pub fn load_all(&mut self) {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        for f in files {
+            let _ = self.load(&f);
+        }
+    }
+
+    fn new_store(&self, name: &str) -> Store<PluginState> {
+        let grants = self
+            .limits
+            .grants
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let mut store = Store::new(
+            &self.engine,
+            PluginState {
+                name: name.to_string(),
+                wasi: wasi_ctx(grants),
+                table: ResourceTable::new(),
+                limits: Limiter {
+                    max_memory: self.limits.memory,
+                    denied: false,
+                },
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        (self.limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+    }
+
+    /// Checks the WIT version and the world of a compiled component.
+    fn classify(&self, component: &Component) -> Result<World, String> {
+        let ty = component.component_type();
+        for (name, _) in ty.imports(&self.engine) {
+            if let Some(rest) = name.strip_prefix("onair:plugin/")
+                && let Some((_, version)) = rest.split_once('@')
+                && version != WIT_VERSION
+            {
+                return Err(format!(
+                    "built for onair:plugin@{version}, but this onair runs onair:plugin@{WIT_VERSION}: rebuild it against wit/onair-plugin@{WIT_VERSION}"
+                ));
+            }
+        }
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if exports.iter().any(|e| e == "on-event") {
+            Ok(World::Policy)
+        } else if exports.iter().any(|e| e == "render") {
+            Ok(World::Overlay)
+        } else {
+            Err(format!(
+                "exports neither on-event (policy world) nor render (overlay world) of onair:plugin@{WIT_VERSION}; it exports: {}",
+                exports.join(", ")
+            ))
+        }
+    }
+
+    fn instantiate(
+        &self,
+        name: &str,
+        world: World,
+        component: &Component,
+    ) -> Result<(Store<PluginState>, Instance), String> {
+        let mut store = self.new_store(name);
+        store.set_epoch_deadline(self.deadline_ticks());
+        let instance = match world {
+            World::Policy => {
+                bindings::policy::Policy::instantiate(&mut store, component, &self.policy_linker)
+                    .map(Instance::Policy)
+            }
+            World::Overlay => {
+                bindings::overlay::Overlay::instantiate(&mut store, component, &self.overlay_linker)
+                    .map(Instance::Overlay)
+            }
+        }
+        .map_err(|e| format!("cannot instantiate: {e:#}"))?;
+        Ok((store, instance))
+    }
+
+    /// (Re)loads one plugin file: build → validate → swap.
+    pub fn load(&mut self, path: &Path) -> Result<(), String> {
+        let name = name_of(path);
+        let result = std::fs::read(path)
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|bytes| {
+                Component::from_binary(&self.engine, &bytes)
+                    .map_err(|e| format!("not a valid WebAssembly component: {e}"))
+            })
+            .and_then(|component| {
+                let world = self.classify(&component)?;
+                let (store, instance) = self.instantiate(&name, world, &component)?;
+                Ok((component, world, store, instance))
+            });
+        match result {
+            Ok((component, world, store, instance)) => {
+                let generation = self.plugins.get(&name).map_or(0, |p| p.generation) + 1;
+                let loaded_at = SystemTime::now();
+                self.plugins.insert(
+                    name.clone(),
+                    Plugin {
+                        generation,
+                        world,
+                        component,
+                        store,
+                        instance,
+                    },
+                );
+                self.info.insert(
+                    name.clone(),
+                    PluginInfo {
+                        name: name.clone(),
+                        world: Some(world),
+                        version: Some(WIT_VERSION),
+                        loaded: true,
+                        generation,
+                        loaded_at: loaded_at
+                            .duration_since(UNIX_EPOCH)
+                            .ok()
+                            .map(|d| d.as_secs_f64()),
+                        last_error: None,
+                    },
+                );
+                tracing::info!(plugin = %name, world = ?world, generation, "plugin loaded");
+                Ok(())
+            }
+            Err(e) => {
+                let message = format!("{}: {e}", path.display());
+                match self.plugins.get(&name) {
+                    Some(p) => {
+                        tracing::error!(plugin = %name, error = %message, "plugin reload failed: generation {} stays active", p.generation)
+                    }
+                    None => tracing::error!(plugin = %name, error = %message, "plugin not loaded"),
+                }
+                let info = self.info.entry(name.clone()).or_insert_with(|| PluginInfo {
+                    name: name.clone(),
+                    world: None,
+                    version: None,
+                    loaded: false,
+                    generation: 0,
+                    loaded_at: None,
+                    last_error: None,
+                });
+                info.last_error = Some(message.clone());
+                Err(message)
+            }
+        }
+    }
+
+    pub fn unload(&mut self, name: &str) {
+        if self.plugins.remove(name).is_some() {
+            tracing::info!(plugin = %name, "plugin unloaded");
+        }
+        self.info.remove(name);
+    }
+
+    /// Files changed in the plugins folder.
+    pub fn changed(&mut self, paths: &[PathBuf]) {
+        let mut seen: Vec<&PathBuf> = Vec::new();
+        for p in paths {
+            if p.extension().is_none_or(|e| e != "wasm") || seen.contains(&p) {
+                continue;
+            }
+            seen.push(p);
+            if p.exists() {
+                let _ = self.load(p);
+            } else {
+                self.unload(&name_of(p));
+            }
+        }
+    }
+
+    pub fn info(&self) -> Vec<PluginInfo> {
+        self.info.values().cloned().collect()
+    }
+
+    /// Turns a failed call into one message, and rebuilds the instance (a trapped instance
+    /// cannot be called again).
+    fn call_failed(&mut self, name: &str, e: wasmtime::Error) -> String {
+        let limits = &self.limits;
+        let message = match self.plugins.get(name) {
+            Some(p) if p.store.data().limits.denied => {
+                format!("memory cap of {} MiB reached", limits.memory >> 20)
+            }
+            _ if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
+                format!("deadline of {} ms exceeded", limits.deadline.as_millis())
+            }
+            _ => format!("{e:#}"),
+        };
+        tracing::error!(plugin = %name, error = %message, "plugin call failed");
+        if let Some(i) = self.info.get_mut(name) {
+            i.last_error = Some(message.clone());
+        }
+        if let Some((world, component)) = self
+            .plugins
+            .get(name)
+            .map(|p| (p.world, p.component.clone()))
+        {
+            match self.instantiate(name, world, &component) {
+                Ok((store, instance)) => {
+                    if let Some(p) = self.plugins.get_mut(name) {
+                        p.store = store;
+                        p.instance = instance;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(plugin = %name, error = %e, "plugin could not be restarted: unloaded");
+                    self.plugins.remove(name);
+                }
+            }
+        }
+        message
+    }
+
+    /// Calls every policy plugin, in name order, and returns their actions.
+    pub fn on_event(&mut self, event: &Event) -> Vec<Action> {
+        let wit_event = convert::event(event);
+        let ticks = self.deadline_ticks();
+        let mut actions = Vec::new();
+        let names: Vec<String> = self
+            .plugins
+            .iter()
+            .filter(|(_, p)| p.world == World::Policy)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            let result = {
+                let Some(p) = self.plugins.get_mut(&name) else {
+                    continue;
+                };
+                let Instance::Policy(policy) = &p.instance else {
+                    continue;
+                };
+                p.store.set_epoch_deadline(ticks);
+                policy.call_on_event(&mut p.store, &wit_event)
+            };
+            match result {
+                Ok(list) => actions.extend(list.into_iter().map(convert::action)),
+                Err(e) => {
+                    self.call_failed(&name, e);
+                }
+            }
+        }
+        actions
+    }
+
+    /// Calls overlay plugin `name`'s `render`. Errors: no such overlay plugin, the plugin's own
+    /// error, a trap (deadline, memory), or an image whose size does not match its pixels.
+    pub fn render(
+        &mut self,
+        name: &str,
+        width: u32,
+        height: u32,
+        data: &str,
+    ) -> Result<Image, String> {
+        let ticks = self.deadline_ticks();
+        let result = {
+            let p = self
+                .plugins
+                .get_mut(name)
+                .ok_or_else(|| format!("no overlay plugin named {name:?} is loaded"))?;
+            let Instance::Overlay(overlay) = &p.instance else {
+                return Err(format!(
+                    "plugin {name:?} is a policy plugin, not an overlay"
+                ));
+            };
+            p.store.set_epoch_deadline(ticks);
+            overlay.call_render(&mut p.store, width, height, data)
+        };
+        match result {
+            Ok(Ok(img)) => {
+                let need = u64::from(img.stride) * u64::from(img.height);
+                if img.stride < img.width * 4
+                    || (img.pixels.len() as u64) < need
+                    || img.width == 0
+                    || img.height == 0
+                {
+                    return Err(format!(
+                        "plugin {name:?} returned a malformed image: {}x{} stride {} with {} bytes",
+                        img.width,
+                        img.height,
+                        img.stride,
+                        img.pixels.len()
+                    ));
+                }
+                Ok(Image {
+                    width: img.width,
+                    height: img.height,
+                    stride: img.stride,
+                    pixels: img.pixels,
+                })
+            }
+            Ok(Err(e)) => Err(format!("plugin {name:?}: {e}")),
+            Err(e) => Err(self.call_failed(name, e)),
+        }
+    }
+}
