@@ -231,7 +231,7 @@ fn every_lua_action_maps_onto_one_core_action() {
     let fx = fixture(
         &[(
             "failover.lua",
-            r#"
+            r##"
             onair.on("publish", function(ev) onair.reject("closed today") end)
             onair.on("stall", function(ev)
               onair.switch("fallback", { media = "brb.mp4", reason = "stalled" })
@@ -245,7 +245,7 @@ fn every_lua_action_maps_onto_one_core_action() {
               onair.overlay.text("name", "Hi", { size = 40, color = "#ffcc00" })
               onair.overlay.hide("score")
             end)
-            onair.on("resume", function(ev) onair.switch("live") end)"#,
+            onair.on("resume", function(ev) onair.switch("live") end)"##,
         )],
         64,
         100,
@@ -283,18 +283,37 @@ fn every_lua_action_maps_onto_one_core_action() {
             Action::OverlaySet {
                 layer: onair::action::Layer {
                     name: "score".into(),
-                    source: onair::action::LayerSource::Plugin { plugin: "scoreboard".into(), data: r#"{"a":1}"#.into() },
-                    x: 10, y: 20, width: 0, height: 0, z: 2, live_only: true,
+                    source: onair::action::LayerSource::Plugin {
+                        plugin: "scoreboard".into(),
+                        data: r#"{"a":1}"#.into()
+                    },
+                    x: 10,
+                    y: 20,
+                    width: 0,
+                    height: 0,
+                    z: 2,
+                    live_only: true,
                 }
             },
             Action::OverlaySet {
                 layer: onair::action::Layer {
                     name: "name".into(),
-                    source: onair::action::LayerSource::Text { text: "Hi".into(), size_px: 40, color: 0xffcc00ff },
-                    x: 0, y: 0, width: 0, height: 0, z: 0, live_only: false,
+                    source: onair::action::LayerSource::Text {
+                        text: "Hi".into(),
+                        size_px: 40,
+                        color: 0xffcc00ff
+                    },
+                    x: 0,
+                    y: 0,
+                    width: 0,
+                    height: 0,
+                    z: 0,
+                    live_only: false,
                 }
             },
-            Action::OverlayHide { name: "score".into() },
+            Action::OverlayHide {
+                name: "score".into()
+            },
         ]
     );
     assert_eq!(

@@ -12,24 +12,38 @@ fn artefact(name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target/plugins/wasm32-wasip2/release")
         .join(format!("{name}.wasm"));
-    assert!(p.exists(), "{} is missing: run plugins/build.sh (the README's test command does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run plugins/build.sh (the README's test command does)",
+        p.display()
+    );
     p
 }
 
 /// Limits with a generous deadline: tests share two cores, and only the deadline test needs the
 /// real 100 ms.
 fn relaxed() -> PluginLimits {
-    PluginLimits { deadline: Duration::from_secs(2), ..PluginLimits::default() }
+    PluginLimits {
+        deadline: Duration::from_secs(2),
+        ..PluginLimits::default()
+    }
 }
 
 fn host_with(files: &[(&str, &str)]) -> (tempfile::TempDir, PluginHost) {
     host_with_limits(files, relaxed())
 }
 
-fn host_with_limits(files: &[(&str, &str)], limits: PluginLimits) -> (tempfile::TempDir, PluginHost) {
+fn host_with_limits(
+    files: &[(&str, &str)],
+    limits: PluginLimits,
+) -> (tempfile::TempDir, PluginHost) {
     let dir = tempfile::tempdir().expect("tempdir");
     for (artefact_name, as_name) in files {
-        std::fs::copy(artefact(artefact_name), dir.path().join(format!("{as_name}.wasm"))).expect("copy");
+        std::fs::copy(
+            artefact(artefact_name),
+            dir.path().join(format!("{as_name}.wasm")),
+        )
+        .expect("copy");
     }
     let mut host = PluginHost::new(dir.path(), limits).expect("host");
     host.load_all();
@@ -37,13 +51,27 @@ fn host_with_limits(files: &[(&str, &str)], limits: PluginLimits) -> (tempfile::
 }
 
 fn stall() -> Event {
-    Event::Stall(Stall { session: 3, key: "k…y".into(), silent_ms: 1000, on_air: true })
+    Event::Stall(Stall {
+        session: 3,
+        key: "k…y".into(),
+        silent_ms: 1000,
+        on_air: true,
+    })
 }
 fn publish() -> Event {
-    Event::Publish(Publish { session: 3, key: "k…y".into(), addr: "203.0.113.5:5000".into() })
+    Event::Publish(Publish {
+        session: 3,
+        key: "k…y".into(),
+        addr: "203.0.113.5:5000".into(),
+    })
 }
 fn resume() -> Event {
-    Event::Resume(Resume { session: 3, key: "k…y".into(), stalled_ms: 1500, on_air: true })
+    Event::Resume(Resume {
+        session: 3,
+        key: "k…y".into(),
+        stalled_ms: 1500,
+        on_air: true,
+    })
 }
 
 #[test]
@@ -56,20 +84,42 @@ fn policy_actions_round_trip() {
     assert!(info[0].loaded && info[0].last_error.is_none(), "{info:?}");
     assert_eq!(
         host.on_event(&stall()),
-        vec![Action::Switch { to: Source::Fallback, media: None, reason: "stall of session 3: no media for 1000 ms".into() }]
+        vec![Action::Switch {
+            to: Source::Fallback,
+            media: None,
+            reason: "stall of session 3: no media for 1000 ms".into()
+        }]
     );
     assert_eq!(
         host.on_event(&publish()),
-        vec![Action::Switch { to: Source::Live, media: None, reason: "publish of session 3".into() }]
+        vec![Action::Switch {
+            to: Source::Live,
+            media: None,
+            reason: "publish of session 3".into()
+        }]
     );
-    let up = Event::DestinationUp(DestinationUp { name: "a".into(), url: "u".into(), attempt: 1 });
+    let up = Event::DestinationUp(DestinationUp {
+        name: "a".into(),
+        url: "u".into(),
+        attempt: 1,
+    });
     assert!(host.on_event(&up).is_empty());
     // the same decisions as the shipped Lua policy and the built-in default
     for ev in [stall(), publish(), resume()] {
         let targets = |v: &[Action]| -> Vec<Source> {
-            v.iter().filter_map(|a| match a { Action::Switch { to, .. } => Some(*to), _ => None }).collect()
+            v.iter()
+                .filter_map(|a| match a {
+                    Action::Switch { to, .. } => Some(*to),
+                    _ => None,
+                })
+                .collect()
         };
-        assert_eq!(targets(&host.on_event(&ev)), targets(&onair::policy::builtin::decide(&ev)), "{}", ev.name());
+        assert_eq!(
+            targets(&host.on_event(&ev)),
+            targets(&onair::policy::builtin::decide(&ev)),
+            "{}",
+            ev.name()
+        );
     }
 }
 
@@ -77,7 +127,12 @@ const MATCH: &str = r#"{"home": {"name": "IND", "score": "187/4"}, "away": {"nam
 
 fn pixel(img: &onair::wasm::Image, x: u32, y: u32) -> [u8; 4] {
     let i = (y * img.stride + x * 4) as usize;
-    [img.pixels[i], img.pixels[i + 1], img.pixels[i + 2], img.pixels[i + 3]]
+    [
+        img.pixels[i],
+        img.pixels[i + 1],
+        img.pixels[i + 2],
+        img.pixels[i + 3],
+    ]
 }
 
 #[test]
@@ -87,20 +142,45 @@ fn overlay_image_has_the_size_asked_and_real_pixels() {
     let img = host.render("scoreboard", 640, 96, MATCH).expect("render");
     assert_eq!((img.width, img.height), (640, 96));
     assert!(img.stride >= 640 * 4 && img.pixels.len() >= (img.stride * 96) as usize);
-    assert!(pixel(&img, 0, 0)[3] < 40, "a rounded corner is transparent: {:?}", pixel(&img, 0, 0));
+    assert!(
+        pixel(&img, 0, 0)[3] < 40,
+        "a rounded corner is transparent: {:?}",
+        pixel(&img, 0, 0)
+    );
     let opaque = img.pixels.chunks_exact(4).filter(|p| p[3] > 200).count();
-    assert!(opaque > 640 * 96 / 2, "the panel covers the layer ({opaque} opaque pixels)");
-    let bright = img.pixels.chunks_exact(4).filter(|p| p[3] > 200 && p[0] > 200 && p[1] > 200 && p[2] > 200).count();
-    assert!(bright > 200, "there is light text on the panel ({bright} pixels)");
+    assert!(
+        opaque > 640 * 96 / 2,
+        "the panel covers the layer ({opaque} opaque pixels)"
+    );
+    let bright = img
+        .pixels
+        .chunks_exact(4)
+        .filter(|p| p[3] > 200 && p[0] > 200 && p[1] > 200 && p[2] > 200)
+        .count();
+    assert!(
+        bright > 200,
+        "there is light text on the panel ({bright} pixels)"
+    );
     // the score changes the pixels, and the same data gives the same bytes
     let again = host.render("scoreboard", 640, 96, MATCH).expect("render");
     assert_eq!(img, again);
-    let other = host.render("scoreboard", 640, 96, &MATCH.replace("187/4", "191/4")).expect("render");
+    let other = host
+        .render("scoreboard", 640, 96, &MATCH.replace("187/4", "191/4"))
+        .expect("render");
     assert_ne!(img.pixels, other.pixels);
     // errors name the problem
-    let e = host.render("scoreboard", 640, 96, "{not json").expect_err("bad json");
+    let e = host
+        .render("scoreboard", 640, 96, "{not json")
+        .expect_err("bad json");
     assert!(e.contains("not JSON"), "{e}");
-    let e = host.render("scoreboard", 640, 96, r#"{"away": {"name": "A", "score": 1}}"#).expect_err("missing");
+    let e = host
+        .render(
+            "scoreboard",
+            640,
+            96,
+            r#"{"away": {"name": "A", "score": 1}}"#,
+        )
+        .expect_err("missing");
     assert!(e.contains("home"), "{e}");
     let e = host.render("nope", 10, 10, "{}").expect_err("no plugin");
     assert!(e.contains("no overlay plugin named \"nope\""), "{e}");
@@ -118,14 +198,21 @@ fn scoreboard_matches_its_golden_image() {
         enc.set_depth(png::BitDepth::Eight);
         let mut w = enc.write_header().expect("header");
         let rows: Vec<u8> = (0..img.height)
-            .flat_map(|y| img.pixels[(y * img.stride) as usize..][..(img.width * 4) as usize].to_vec())
+            .flat_map(|y| {
+                img.pixels[(y * img.stride) as usize..][..(img.width * 4) as usize].to_vec()
+            })
             .collect();
         w.write_image_data(&rows).expect("write");
         eprintln!("blessed {}", golden.display());
         return;
     }
-    let want = onair::media::overlay::load_png(&golden).expect("tests/golden/scoreboard.png (ONAIR_BLESS=1 writes it)");
-    assert_eq!((img.width, img.height), (want.width, want.height), "size changed");
+    let want = onair::media::overlay::load_png(&golden)
+        .expect("tests/golden/scoreboard.png (ONAIR_BLESS=1 writes it)");
+    assert_eq!(
+        (img.width, img.height),
+        (want.width, want.height),
+        "size changed"
+    );
     let mut off = 0usize;
     for y in 0..img.height {
         for x in 0..img.width {
@@ -136,7 +223,10 @@ fn scoreboard_matches_its_golden_image() {
         }
     }
     let total = (img.width * img.height) as usize;
-    assert!(off * 1000 <= total, "{off} of {total} pixels differ from the golden image (re-bless with ONAIR_BLESS=1 if intended)");
+    assert!(
+        off * 1000 <= total,
+        "{off} of {total} pixels differ from the golden image (re-bless with ONAIR_BLESS=1 if intended)"
+    );
 }
 
 #[test]
@@ -159,7 +249,11 @@ fn a_guest_allocating_past_the_cap_is_refused() {
     assert!(host.on_event(&resume()).is_empty());
     let err = host.info()[0].last_error.clone().unwrap_or_default();
     assert!(err.contains("memory cap of 64 MiB reached"), "{err}");
-    assert_eq!(host.on_event(&publish()).len(), 1, "the plugin works again after the refusal");
+    assert_eq!(
+        host.on_event(&publish()).len(),
+        1,
+        "the plugin works again after the refusal"
+    );
 }
 
 #[test]
@@ -168,15 +262,23 @@ fn a_wrong_version_component_is_rejected_with_a_clear_message() {
     let info = &host.info()[0];
     assert!(!info.loaded);
     let err = info.last_error.clone().unwrap_or_default();
-    assert!(err.contains("built for onair:plugin@0.2.0") && err.contains("onair:plugin@0.1.0"), "{err}");
+    assert!(
+        err.contains("built for onair:plugin@0.2.0") && err.contains("onair:plugin@0.1.0"),
+        "{err}"
+    );
 }
 
 #[test]
 fn drop_in_replace_corrupt_and_delete_while_watched() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let host = Arc::new(Mutex::new(PluginHost::new(dir.path(), relaxed()).expect("host")));
+    let host = Arc::new(Mutex::new(
+        PluginHost::new(dir.path(), relaxed()).expect("host"),
+    ));
     let h = host.clone();
-    let _w = onair::watch::watch(dir.path(), move |paths| h.lock().expect("lock").changed(&paths)).expect("watch");
+    let _w = onair::watch::watch(dir.path(), move |paths| {
+        h.lock().expect("lock").changed(&paths)
+    })
+    .expect("watch");
     let info = || host.lock().expect("lock").info();
     let target = dir.path().join("scoreboard.wasm");
     let wait = |what: &str, f: &dyn Fn() -> bool| {
@@ -189,18 +291,40 @@ fn drop_in_replace_corrupt_and_delete_while_watched() {
     };
 
     std::fs::copy(artefact("scoreboard"), &target).expect("drop in");
-    let t1 = wait("drop in", &|| info().first().is_some_and(|i| i.loaded && i.generation == 1));
+    let t1 = wait("drop in", &|| {
+        info()
+            .first()
+            .is_some_and(|i| i.loaded && i.generation == 1)
+    });
     std::fs::copy(artefact("scoreboard"), &target).expect("replace");
-    let t2 = wait("replace", &|| info().first().is_some_and(|i| i.generation == 2));
+    let t2 = wait("replace", &|| {
+        info().first().is_some_and(|i| i.generation == 2)
+    });
     std::fs::write(&target, b"\0asm garbage").expect("corrupt");
-    let t3 = wait("corrupt", &|| info().first().is_some_and(|i| i.last_error.is_some()));
+    let t3 = wait("corrupt", &|| {
+        info().first().is_some_and(|i| i.last_error.is_some())
+    });
     let i = info()[0].clone();
     assert_eq!(i.generation, 2, "the previous version stays");
-    assert!(i.last_error.as_deref().unwrap_or("").contains("not a valid WebAssembly component"), "{i:?}");
-    let r = host.lock().expect("lock").render("scoreboard", 320, 48, MATCH);
+    assert!(
+        i.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("not a valid WebAssembly component"),
+        "{i:?}"
+    );
+    let r = host
+        .lock()
+        .expect("lock")
+        .render("scoreboard", 320, 48, MATCH);
     assert!(r.is_ok(), "generation 2 still renders: {:?}", r.err());
     std::fs::remove_file(&target).expect("delete");
     let t4 = wait("delete", &|| info().is_empty());
-    assert!(host.lock().expect("lock").render("scoreboard", 320, 48, MATCH).is_err());
+    assert!(
+        host.lock()
+            .expect("lock")
+            .render("scoreboard", 320, 48, MATCH)
+            .is_err()
+    );
     eprintln!("drop-in {t1:?}, replace {t2:?}, corrupt {t3:?}, delete {t4:?}");
 }
