@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# CPU cost of a visible overlay: two onair instances run side by side for $SECONDS_RUN seconds at
+# 1280x720@30 on the slate, one with the scoreboard layer shown, one without, and the script prints
+# both CPU figures (cores) and their ratio. Needs plugins/build.sh to have run.
+#
+#   bench/overlay-cpu.sh            # debug build, as the tests use
+#   PROFILE=release bench/overlay-cpu.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+profile=${PROFILE:-debug}
+run_s=${SECONDS_RUN:-20}
+if [ "$profile" = release ]; then cargo build -q --release -p onair; else cargo build -q -p onair; fi
+bin=$root/target/$profile/onair
+wasm=$root/target/plugins/wasm32-wasip2/release/scoreboard.wasm
+[ -f "$wasm" ] || { echo "missing $wasm: run plugins/build.sh"; exit 2; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+start() { # name overlay(0/1)
+  local d=$work/$1; mkdir -p "$d/scripts" "$d/plugins"
+  cp "$root/scripts/failover.lua" "$d/scripts/"
+  cp "$wasm" "$d/plugins/"
+  if [ "$2" = 1 ]; then
+    cat > "$d/scripts/overlay.lua" <<'LUA'
+onair.after(0, function()
+  onair.overlay.set("scoreboard", { plugin = "scoreboard", x = 40, y = 40, width = 840, height = 132,
+    data = { home = { name = "IND", score = "187/4" }, away = { name = "AUS", score = 154 }, clock = "18.3 ov" } })
+  onair.overlay.text("lower-third", "onair overlay benchmark", { x = 40, y = 620, size = 44 })
+end)
+LUA
+  fi
+  cat > "$d/onair.toml" <<CONF
+[ingest]
+rtmp_listen = "127.0.0.1:$(free_port)"
+[http]
+listen = "127.0.0.1:$(free_port)"
+[output]
+width = 1280
+height = 720
+CONF
+  (cd "$d" && exec "$bin" run -c onair.toml 2> onair.log) & pids+=($!)
+  echo $!
+}
+cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+plain=$(start plain 0)
+overlay=$(start overlay 1)
+sleep 5  # warm up: start-up and the first render are not the steady state
+grep -q "overlay layer" "$work/overlay/onair.log" 2>/dev/null || true
+a0=$(cpu "$plain"); b0=$(cpu "$overlay"); t0=$(date +%s.%N)
+sleep "$run_s"
+a1=$(cpu "$plain"); b1=$(cpu "$overlay"); t1=$(date +%s.%N)
+python3 - "$a0" "$a1" "$b0" "$b1" "$t0" "$t1" "$(getconf CLK_TCK)" <<'PY'
+import sys
+a0,a1,b0,b1,t0,t1,hz = map(float, sys.argv[1:])
+wall = t1 - t0
+plain = (a1 - a0) / hz / wall
+over = (b1 - b0) / hz / wall
+print(f"without overlay: {plain:.3f} cores; with scoreboard + text overlay: {over:.3f} cores; ratio {over/plain:.3f} ({(over/plain-1)*100:+.1f} %) over {wall:.0f} s at 1280x720@30")
+PY
