@@ -20,7 +20,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-start() { # name overlay(0/1)
+started=""
+start() { # name overlay(0/1); sets $started to the pid
   local d=$work/$1; mkdir -p "$d/scripts" "$d/plugins"
   cp "$root/scripts/failover.lua" "$d/scripts/"
   cp "$wasm" "$d/plugins/"
@@ -42,14 +43,15 @@ listen = "127.0.0.1:$(free_port)"
 width = 1280
 height = 720
 CONF
-  (cd "$d" && exec "$bin" run -c onair.toml 2> onair.log) & pids+=($!)
-  echo $!
+  (cd "$d" && exec "$bin" run -c onair.toml > /dev/null 2> onair.log) &
+  started=$!
+  pids+=("$started")
 }
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
-plain=$(start plain 0)
-overlay=$(start overlay 1)
+start plain 0; plain=$started
+start overlay "${OVERLAY:-1}"; overlay=$started
 sleep 5  # warm up: start-up and the first render are not the steady state
-grep -q "overlay layer" "$work/overlay/onair.log" 2>/dev/null || true
+grep -q "overlay layer not shown" "$work/overlay/onair.log" && { echo "the overlay failed:"; grep overlay "$work/overlay/onair.log"; exit 1; }
 a0=$(cpu "$plain"); b0=$(cpu "$overlay"); t0=$(date +%s.%N)
 sleep "$run_s"
 a1=$(cpu "$plain"); b1=$(cpu "$overlay"); t1=$(date +%s.%N)

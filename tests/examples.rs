@@ -480,10 +480,16 @@ fn match_overlay_scoreboard_reaches_the_platform_and_follows_the_score() {
         ("match.lua", script),
     ];
     // a roomy deadline: a fresh instance's first render parses the font (35-90 ms on a busy 2-core machine)
-    let onair = start(&nginx, "[plugins]\ndir = \"plugins\"\ndeadline_ms = 1000\n", &scripts, |dir| {
-        std::fs::create_dir_all(dir.join("plugins")).expect("mkdir");
-        std::fs::copy(scoreboard_wasm(), dir.join("plugins/scoreboard.wasm")).expect("copy plugin");
-    });
+    let onair = start(
+        &nginx,
+        "[plugins]\ndir = \"plugins\"\ndeadline_ms = 1000\n",
+        &scripts,
+        |dir| {
+            std::fs::create_dir_all(dir.join("plugins")).expect("mkdir");
+            std::fs::copy(scoreboard_wasm(), dir.join("plugins/scoreboard.wasm"))
+                .expect("copy plugin");
+        },
+    );
     assert!(wait_until(SWITCH, || nginx.publishers("app").len() == 1));
     let connected = Instant::now();
     let url = nginx.url("app", "out");

@@ -19,7 +19,8 @@ fn report(name: &str, mut samples: Vec<Duration>) {
 }
 
 fn main() {
-    let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/wasm32-wasip2/release");
+    let release =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/wasm32-wasip2/release");
     let dir = tempfile::tempdir().expect("tempdir");
     for f in ["priority_failover.wasm", "scoreboard.wasm"] {
         std::fs::copy(release.join(f), dir.path().join(f)).expect("run plugins/build.sh first");
@@ -27,7 +28,12 @@ fn main() {
     let mut host = PluginHost::new(dir.path(), PluginLimits::default()).expect("host");
     host.load_all();
 
-    let ev = Event::Stall(Stall { session: 7, key: "live…a9f3".into(), silent_ms: 1000, on_air: true });
+    let ev = Event::Stall(Stall {
+        session: 7,
+        key: "live…a9f3".into(),
+        silent_ms: 1000,
+        on_air: true,
+    });
     let mut calls = Vec::new();
     for _ in 0..5000 {
         let t = Instant::now();

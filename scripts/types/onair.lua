@@ -159,3 +159,35 @@ function onair.log.error(msg) end
 ---@param handler fun(req: onair.Request): onair.Response
 ---@param opts? {auth: boolean}
 function onair.route(method, path, handler, opts) end
+
+onair.overlay = {}
+
+---@class onair.LayerOpts
+---@field plugin? string overlay plugin name (file name without .wasm)
+---@field data? table sent to the plugin as JSON
+---@field png? string PNG file path
+---@field x? integer output pixels, default 0
+---@field y? integer
+---@field width? integer 0 = natural size
+---@field height? integer
+---@field z? integer higher on top
+---@field live_only? boolean
+
+---Show or update an overlay layer (plugin or PNG).
+---@param name string
+---@param opts onair.LayerOpts
+function onair.overlay.set(name, opts) end
+
+---@class onair.TextOpts: onair.LayerOpts
+---@field size? integer font size in pixels, default 32
+---@field color? string|integer "#RRGGBB", "#RRGGBBAA" or 0xRRGGBBAA
+
+---Show or update a text layer.
+---@param name string
+---@param text string
+---@param opts? onair.TextOpts
+function onair.overlay.text(name, text, opts) end
+
+---Remove an overlay layer.
+---@param name string
+function onair.overlay.hide(name) end
