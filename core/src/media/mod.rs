@@ -92,7 +92,6 @@ pub const REQUIRED_ELEMENTS: &[&str] = &[
     "videorate",
     "audioconvert",
     "audioresample",
-    "overlaycomposition",
 ];
 
 /// Returns the factories in [`REQUIRED_ELEMENTS`] that are not installed.

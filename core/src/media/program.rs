@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! appsrc fallback_video ─┐
-//! appsrc live_video ─────┴─ compositor ─ I420 ─ overlay ─ x264enc ─ High ─┐
+//! appsrc live_video ─────┴─ compositor ─ I420 ─(overlay probe)─ x264enc ─ High ─┐
 //! audiotestsrc silence ──┐                                        ├─ flvmux ─ appsink → FanOut
 //! appsrc fallback_audio ─┤                                        │
 //! appsrc live_audio ─────┴─ audiomixer ─ F32 48k ─ avenc_aac ─────┘
@@ -158,9 +158,7 @@ impl Program {
 
         // overlay layers (scoreboard, text, images), blended into their rectangles only
         let live = Arc::new(AtomicBool::new(false));
-        let overlay = super::overlay::Overlay::new(live.clone());
-        let overlay_el = make("overlaycomposition", "overlay")?;
-        overlay.attach(&overlay_el);
+        let overlay = super::overlay::Overlay::new(live.clone(), out.height);
 
         // encode: video (x264, 8-bit 4:2:0 High, CBR, fixed GOP)
         let venc_q = make("queue", "venc_queue")?;
@@ -232,7 +230,6 @@ impl Program {
                 live_video.upcast_ref(),
                 &mix,
                 &mix_caps,
-                &overlay_el,
                 &venc_q,
                 &x264,
                 &h264_caps,
@@ -273,8 +270,10 @@ impl Program {
         let live_vpad = request(&mix, live_video.upcast_ref())?;
         live_vpad.set_property("zorder", 1u32);
         link(&mix, &mix_caps)?;
-        link(&mix_caps, &overlay_el)?;
-        link(&overlay_el, &venc_q)?;
+        link(&mix_caps, &venc_q)?;
+        if let Some(pad) = mix_caps.static_pad("src") {
+            overlay.attach(&pad);
+        }
         link(&venc_q, &x264)?;
         link(&x264, &h264_caps)?;
         link(&h264_caps, &vmux_q)?;
