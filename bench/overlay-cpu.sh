@@ -5,6 +5,7 @@
 #
 #   bench/overlay-cpu.sh            # debug build, as the tests use
 #   PROFILE=release bench/overlay-cpu.sh
+#   PUBLISH=1 PROFILE=release bench/overlay-cpu.sh   # each instance also ingests a live 720p30 feed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -34,9 +35,10 @@ onair.after(0, function()
 end)
 LUA
   fi
+  local rtmp_port; rtmp_port=$(free_port)
   cat > "$d/onair.toml" <<CONF
 [ingest]
-rtmp_listen = "127.0.0.1:$(free_port)"
+rtmp_listen = "127.0.0.1:$rtmp_port"
 [http]
 listen = "127.0.0.1:$(free_port)"
 [output]
@@ -46,6 +48,13 @@ CONF
   (cd "$d" && exec "$bin" run -c onair.toml > /dev/null 2> onair.log) &
   started=$!
   pids+=("$started")
+  if [ "${PUBLISH:-0}" = 1 ]; then
+    sleep 1
+    ffmpeg -hide_banner -loglevel error -re -f lavfi -i "testsrc2=s=1280x720:r=30" -c:v libx264 \
+      -preset ultrafast -tune zerolatency -g 30 -b:v 2500k -pix_fmt yuv420p -f flv \
+      "rtmp://127.0.0.1:$rtmp_port/live/bench-key-0001" > /dev/null 2>&1 &
+    pids+=($!)
+  fi
 }
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 start plain 0; plain=$started
@@ -61,5 +70,6 @@ a0,a1,b0,b1,t0,t1,hz = map(float, sys.argv[1:])
 wall = t1 - t0
 plain = (a1 - a0) / hz / wall
 over = (b1 - b0) / hz / wall
-print(f"without overlay: {plain:.3f} cores; with scoreboard + text overlay: {over:.3f} cores; ratio {over/plain:.3f} ({(over/plain-1)*100:+.1f} %) over {wall:.0f} s at 1280x720@30")
+feed = "a live 720p30 feed" if __import__("os").environ.get("PUBLISH") == "1" else "the slate"
+print(f"without overlay: {plain:.3f} cores; with scoreboard + text overlay: {over:.3f} cores; ratio {over/plain:.3f} ({(over/plain-1)*100:+.1f} %) over {wall:.0f} s at 1280x720@30 on {feed}")
 PY
