@@ -649,17 +649,6 @@ onair.route("GET", "/policy", function() return {{ json = {{ version = {n} }} }}
     )
 }
 
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "5"])
-        .args(args)
-        .output()
-        .expect("curl is installed");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
 #[test]
 fn policy_reloads_on_save_under_a_live_stream_without_a_glitch() {
     let _serial = serial();

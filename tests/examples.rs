@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,17 +39,6 @@ fn start(
             prepare(dir);
         },
     )
-}
-
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "5"])
-        .args(args)
-        .output()
-        .expect("curl is installed");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 #[test]
@@ -208,34 +196,15 @@ fn ip_filter_refuses_private_publishers_unless_loopback_is_allowed() {
     );
 }
 
-/// Collects the bodies POSTed to it.
+/// Collects the JSON bodies POSTed to it.
 fn webhook_receiver() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
     let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
     let g = got.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut r = BufReader::new(stream);
-            let mut len = 0usize;
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; len];
-            let _ = r.read_exact(&mut body);
-            if let Ok(v) = serde_json::from_slice(&body) {
-                g.lock().expect("lock").push(v);
-            }
-            let _ = r
-                .into_inner()
-                .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+    let port = http_server(move |_, body| {
+        if let Ok(v) = serde_json::from_slice(body) {
+            g.lock().expect("lock").push(v);
         }
+        (204, "text/plain".into(), Vec::new())
     });
     (port, got)
 }
@@ -392,25 +361,11 @@ fn grab_rgb(url: &str, w: usize, h: usize) -> Vec<u8> {
 
 /// A match API: answers GET with the current JSON, or 503 while there is none.
 fn match_api() -> (u16, Arc<Mutex<Option<String>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
     let data: Arc<Mutex<Option<String>>> = Arc::default();
     let d = data.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut r = BufReader::new(stream);
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-            }
-            let reply = match d.lock().expect("lock").clone() {
-                Some(j) => format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{j}", j.len()),
-                None => "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string(),
-            };
-            let _ = r.into_inner().write_all(reply.as_bytes());
-        }
+    let port = http_server(move |_, _| match d.lock().expect("lock").clone() {
+        Some(j) => (200, "application/json".into(), j.into_bytes()),
+        None => (503, "text/plain".into(), Vec::new()),
     });
     (port, data)
 }

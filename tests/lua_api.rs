@@ -2,7 +2,8 @@
 //! themselves; actions round-trip; script routes answer through `warp::test`; reloads swap
 //! generations; a runaway handler is cut off and the built-in default decides.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -11,17 +12,7 @@ use onair::action::Action;
 use onair::event::*;
 use onair::policy::host::ScriptInfo;
 use onair::policy::{Policy, PolicyOptions, StatusFn};
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
-}
+use support::wait_until;
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -149,39 +140,13 @@ fn sample_events() -> Vec<Event> {
     ]
 }
 
-/// A tiny HTTP server that answers every request with `{"method": M, "body": B}`.
+/// An HTTP server that answers every request with `{"method": M, "body": B}`.
 fn echo_server() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut r = BufReader::new(stream);
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            let method = line.split_whitespace().next().unwrap_or("").to_string();
-            let mut len = 0usize;
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; len];
-            let _ = r.read_exact(&mut body);
-            let out = serde_json::json!({"method": method, "body": String::from_utf8_lossy(&body)})
-                .to_string();
-            let mut s = r.into_inner();
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{out}",
-                out.len()
-            );
-        }
-    });
-    port
+    support::http_server(|method, body| {
+        let out = serde_json::json!({"method": method, "body": String::from_utf8_lossy(body)})
+            .to_string();
+        (200, "application/json".into(), out.into_bytes())
+    })
 }
 
 fn lua_dir() -> PathBuf {

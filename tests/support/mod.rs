@@ -71,6 +71,54 @@ pub fn http_request(
     Some((code, body))
 }
 
+/// A tiny HTTP/1.1 server on a free loopback port for the tests' own peers (webhook receivers,
+/// match APIs, echo servers). `handle(method, body)` answers `(status, content type, body)`.
+pub fn http_server(handle: impl Fn(&str, &[u8]) -> (u16, String, Vec<u8>) + Send + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut r = BufReader::new(stream);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let method = line.split_whitespace().next().unwrap_or("").to_string();
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            let (status, ctype, out) = handle(&method, &body);
+            let mut s = r.into_inner();
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                out.len()
+            );
+            let _ = s.write_all(&out);
+        }
+    });
+    port
+}
+
+/// Runs curl (`-s`, 5 s limit): (HTTP status, body).
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "5"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
 /// nginx with the RTMP module, on free loopback ports, apps `app` and `app2`.
 pub struct Nginx {
     pub rtmp_port: u16,

@@ -127,14 +127,16 @@ impl Route {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes; anything else (including a malformed escape) is kept as it is.
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+            && let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(b);
             i += 3;
@@ -194,6 +196,13 @@ mod tests {
         ));
         assert!(Route::new("GET", "queue", "s", 1, false).is_err());
         assert!(Route::new("BREW", "/tea", "s", 1, false).is_err());
+    }
+
+    #[test]
+    fn percent_decoding_survives_malformed_and_multibyte_input() {
+        assert_eq!(percent_decode("a%20b%2F"), "a b/");
+        assert_eq!(percent_decode("%aé%"), "%aé%");
+        assert_eq!(percent_decode("%zz"), "%zz");
     }
 
     #[test]
