@@ -1,5 +1,6 @@
 //! `cargo bench --bench plugins` (after `plugins/build.sh`): a policy plugin call round trip
-//! (event in, actions out; goal ≤ 100 µs median) and one scoreboard render at 1280x720.
+//! (event in, actions out; goal ≤ 100 µs median), loading the scoreboard component (goal: a
+//! dropped-in plugin runs within 1 s), and one scoreboard render at 1280x720.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -26,6 +27,17 @@ fn main() {
         std::fs::copy(release.join(f), dir.path().join(f)).expect("run plugins/build.sh first");
     }
     let mut host = PluginHost::new(dir.path(), PluginLimits::default()).expect("host");
+    let mut loads = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        host.load(&dir.path().join("scoreboard.wasm"))
+            .expect("load");
+        loads.push(t.elapsed());
+    }
+    report(
+        "scoreboard.wasm load (read, compile, validate, instantiate)",
+        loads,
+    );
     host.load_all();
 
     let ev = Event::Stall(Stall {
