@@ -207,7 +207,7 @@ fn every_lua_action_maps_onto_one_core_action() {
               onair.destinations.enable("yt")
               onair.destinations.remove("yt")
               onair.overlay.set("score", { plugin = "scoreboard", data = { a = 1 }, x = 10, y = 20, z = 2, live_only = true })
-              onair.overlay.text("name", "Hi", { size = 40, color = "#ffcc00" })
+              onair.overlay.text("name", "Hi", { size = 40, color = "#ffcc00", font = "fonts/Title.ttf" })
               onair.overlay.hide("score")
             end)
             onair.on("resume", function(ev) onair.switch("live") end)"##,
@@ -266,7 +266,8 @@ fn every_lua_action_maps_onto_one_core_action() {
                     source: onair::action::LayerSource::Text {
                         text: "Hi".into(),
                         size_px: 40,
-                        color: 0xffcc00ff
+                        color: 0xffcc00ff,
+                        font: Some("fonts/Title.ttf".into()),
                     },
                     x: 0,
                     y: 0,

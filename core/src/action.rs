@@ -61,11 +61,13 @@ pub struct Layer {
 pub enum LayerSource {
     /// An overlay plugin's `render`, by plugin name, with JSON data.
     Plugin { plugin: String, data: String },
-    /// A line of text; `color` is 0xRRGGBBAA, `size_px` the font size in pixels.
+    /// A line of text; `color` is 0xRRGGBBAA, `size_px` the font size in pixels, `font` a
+    /// TrueType/OpenType file (none: DejaVu Sans Bold).
     Text {
         text: String,
         size_px: u32,
         color: u32,
+        font: Option<PathBuf>,
     },
     /// A PNG file.
     Png { path: PathBuf },

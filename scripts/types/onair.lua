@@ -180,6 +180,7 @@ function onair.overlay.set(name, opts) end
 
 ---@class onair.TextOpts: onair.LayerOpts
 ---@field size? integer font size in pixels, default 32
+---@field font? string TrueType/OpenType file, default DejaVu Sans Bold
 ---@field color? string|integer "#RRGGBB", "#RRGGBBAA" or 0xRRGGBBAA
 
 ---Show or update a text layer.

@@ -392,13 +392,25 @@ fn blend(frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>, l: &Prepared
     }
 }
 
-/// Renders a text layer: one line in the bundled bold sans font, `size_px` pixels, colour
-/// 0xRRGGBBAA, on a transparent background.
-pub fn render_text(text: &str, size_px: u32, color: u32) -> Result<Image, String> {
-    let font_bytes = std::fs::read(FONT_PATH)
-        .map_err(|e| format!("font {FONT_PATH}: {e} (install fonts-dejavu-core)"))?;
+/// Renders a text layer: one line, `size_px` pixels, colour 0xRRGGBBAA, on a transparent
+/// background, in `font` (a TrueType/OpenType file) or DejaVu Sans Bold. Errors: the font file
+/// cannot be read or parsed.
+pub fn render_text(
+    text: &str,
+    size_px: u32,
+    color: u32,
+    font: Option<&Path>,
+) -> Result<Image, String> {
+    let font_path = font.unwrap_or(Path::new(FONT_PATH));
+    let hint = if font.is_none() {
+        " (install fonts-dejavu-core)"
+    } else {
+        ""
+    };
+    let font_bytes =
+        std::fs::read(font_path).map_err(|e| format!("font {}: {e}{hint}", font_path.display()))?;
     let font = fontdue::Font::from_bytes(font_bytes, fontdue::FontSettings::default())
-        .map_err(|e| format!("font {FONT_PATH}: {e}"))?;
+        .map_err(|e| format!("font {}: {e}", font_path.display()))?;
     let px = size_px.clamp(6, 512) as f32;
     let line = font
         .horizontal_line_metrics(px)
@@ -482,8 +494,133 @@ pub fn render_builtin(source: &LayerSource) -> Option<Result<Image, String>> {
             text,
             size_px,
             color,
-        } => Some(render_text(text, *size_px, *color)),
+            font,
+        } => Some(render_text(text, *size_px, *color, font.as_deref())),
         LayerSource::Png { path } => Some(load_png(path)),
         LayerSource::Plugin { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_layers_have_the_asked_colour_and_size() {
+        let img = render_text("Hi!", 40, 0xff8000ff, None).expect("render");
+        assert!(
+            img.height >= 40 && img.height <= 60,
+            "{}x{}",
+            img.width,
+            img.height
+        );
+        assert!(
+            img.width > 40 && img.width < 120,
+            "{}x{}",
+            img.width,
+            img.height
+        );
+        let ink: Vec<&[u8]> = img.pixels.chunks_exact(4).filter(|p| p[3] == 255).collect();
+        assert!(ink.len() > 100, "{} fully covered pixels", ink.len());
+        assert!(
+            ink.iter().all(|p| p[..3] == [0xff, 0x80, 0x00]),
+            "ink is the asked colour"
+        );
+        assert!(
+            img.pixels.chunks_exact(4).any(|p| p[3] == 0),
+            "the background is transparent"
+        );
+        let bigger = render_text("Hi!", 80, 0xffffffff, None).expect("render");
+        assert!(bigger.width > img.width * 3 / 2);
+        let e = render_text("x", 20, 0xffffffff, Some(Path::new("/nonexistent.ttf")))
+            .expect_err("no font");
+        assert!(e.contains("/nonexistent.ttf"), "{e}");
+        let other = Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf");
+        if other.exists() {
+            let regular = render_text("Hi!", 40, 0xffffffff, Some(other)).expect("regular font");
+            assert_ne!(regular.pixels, bigger.pixels);
+        }
+    }
+
+    #[test]
+    fn png_layers_decode_to_rgba() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("logo.png");
+        {
+            let f = std::fs::File::create(&p).expect("create");
+            let mut enc = png::Encoder::new(f, 3, 2);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            let mut w = enc.write_header().expect("header");
+            w.write_image_data(&[255, 0, 0, 0, 255, 0, 0, 0, 255, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+                .expect("data");
+        }
+        let img = load_png(&p).expect("decode");
+        assert_eq!((img.width, img.height, img.stride), (3, 2, 12));
+        assert_eq!(&img.pixels[..8], &[255, 0, 0, 255, 0, 255, 0, 255]);
+        assert_eq!(&img.pixels[20..24], &[7, 8, 9, 255]);
+        assert!(
+            load_png(&dir.path().join("missing.png"))
+                .expect_err("missing")
+                .contains("missing.png")
+        );
+    }
+
+    #[test]
+    fn blending_is_exact_at_full_and_zero_alpha_and_clips_at_the_edges() {
+        let layer = Layer {
+            name: "t".into(),
+            source: LayerSource::Png { path: "x".into() },
+            x: -1,
+            y: 1,
+            width: 0,
+            height: 0,
+            z: 0,
+            live_only: false,
+        };
+        // 2x2: white opaque, transparent / opaque, transparent
+        let img = Image {
+            width: 2,
+            height: 2,
+            stride: 8,
+            pixels: vec![
+                255, 255, 255, 255, 9, 9, 9, 0, 255, 255, 255, 255, 9, 9, 9, 0,
+            ],
+        };
+        let p = prepare(&layer, &img, false);
+        let (fw, fh) = (4usize, 4usize);
+        let mut luma = vec![50u8; fw * fh];
+        blend_plane(
+            &mut luma,
+            fw,
+            fw as i32,
+            fh as i32,
+            p.x,
+            p.y,
+            p.w,
+            p.h,
+            &p.luma,
+            &p.luma_alpha,
+        );
+        // column -1 is off-frame; column 0 got the transparent pixels: unchanged everywhere
+        assert!(luma.iter().all(|&v| v == 50), "{luma:?}");
+        let layer = Layer { x: 2, ..layer };
+        let p = prepare(&layer, &img, false);
+        blend_plane(
+            &mut luma,
+            fw,
+            fw as i32,
+            fh as i32,
+            p.x,
+            p.y,
+            p.w,
+            p.h,
+            &p.luma,
+            &p.luma_alpha,
+        );
+        assert_eq!(luma[fw + 2], 235, "opaque white is limited-range white");
+        assert_eq!(luma[2 * fw + 2], 235);
+        assert_eq!(luma[fw + 3], 50, "transparent leaves the frame alone");
+        assert_eq!(luma[3 * fw + 2], 50, "rows below the layer are untouched");
     }
 }

@@ -564,12 +564,15 @@ fn register_overlay(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> 
                         .transpose()?
                         .unwrap_or(Value::Nil),
                 )?;
+                let font: Option<String> =
+                    opts.as_ref().map(|o| o.get("font")).transpose()?.flatten();
                 let layer = placement(
                     name,
                     LayerSource::Text {
                         text,
                         size_px,
                         color,
+                        font: font.map(Into::into),
                     },
                     &opts,
                 )?;

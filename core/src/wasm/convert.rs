@@ -112,6 +112,7 @@ pub fn action(a: wit::Action) -> Action {
                         text: t.text,
                         size_px: t.size_px,
                         color: t.color,
+                        font: t.font.map(Into::into),
                     },
                     wit::LayerSource::Png(path) => LayerSource::Png { path: path.into() },
                 },
