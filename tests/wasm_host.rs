@@ -296,7 +296,14 @@ fn drop_in_replace_corrupt_and_delete_while_watched() {
             .first()
             .is_some_and(|i| i.loaded && i.generation == 1)
     });
-    std::fs::copy(artefact("scoreboard"), &target).expect("replace");
+    // the same bytes again: nothing to reload
+    std::fs::copy(artefact("scoreboard"), &target).expect("copy again");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(info()[0].generation, 1, "the same bytes were reloaded");
+    // a new build: the same component with a custom section appended (id 0, name "v", "2")
+    let mut rebuilt = std::fs::read(artefact("scoreboard")).expect("read");
+    rebuilt.extend_from_slice(&[0, 3, 1, b'v', b'2']);
+    std::fs::write(&target, rebuilt).expect("replace");
     let t2 = wait("replace", &|| {
         info().first().is_some_and(|i| i.generation == 2)
     });

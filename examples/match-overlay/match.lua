@@ -28,6 +28,8 @@ local function poll()
   end)
 end
 
+-- at the top level: applied as soon as this script is (re)loaded, so the last score is on
+-- screen after a restart or an edit before the first poll answers
 if last then show(last) end
 onair.after(0, poll)
 onair.every(POLL_MS, poll)

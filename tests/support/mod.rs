@@ -253,8 +253,10 @@ pub struct Onair {
 /// The admin token every test config sets (`http.admin_token`).
 pub const TOKEN: &str = "test-admin-token-0123456789";
 
-pub fn onair_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_onair")
+/// The binary under test: this build's, or `TEST_ONAIR_BIN` to run the tests against a release
+/// build or another version (not `ONAIR_…`: onair reads those as config keys).
+pub fn onair_bin() -> String {
+    std::env::var("TEST_ONAIR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_onair").to_string())
 }
 
 pub fn repo_root() -> PathBuf {

@@ -18,6 +18,9 @@ struct Consumer {
     name: String,
     tx: mpsc::Sender<gst::Buffer>,
     waiting_keyframe: bool,
+    /// Subscribed before the program had stream headers: they go first, before its first
+    /// keyframe.
+    needs_headers: bool,
     dropped: u64,
 }
 
@@ -30,7 +33,8 @@ struct Inner {
 }
 
 /// A subscription: the caps (with `streamheader`), the header buffers to send first, then the
-/// stream from a keyframe on `rx`.
+/// stream from a keyframe on `rx`. When it was made before the program produced its headers,
+/// `headers` is empty and they arrive on `rx` first, right before the first keyframe.
 pub struct Subscription {
     pub id: u64,
     pub caps: Option<gst::Caps>,
@@ -57,7 +61,8 @@ impl FanOut {
         let Some(buffer) = sample.buffer_owned() else {
             return;
         };
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         if let Some(caps) = sample.caps()
             && inner.caps.as_ref().is_none_or(|c| c.as_ref() != caps)
         {
@@ -77,6 +82,13 @@ impl FanOut {
                     return true;
                 }
                 c.waiting_keyframe = false;
+                if c.needs_headers && !inner.headers.is_empty() {
+                    c.needs_headers = false;
+                    for h in &inner.headers {
+                        // a new queue has room for the few header tags
+                        let _ = c.tx.try_send(h.clone());
+                    }
+                }
             }
             match c.tx.try_send(buffer.clone()) {
                 Ok(()) => true,
@@ -98,11 +110,13 @@ impl FanOut {
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = inner.next_id;
+        let needs_headers = inner.headers.is_empty();
         inner.consumers.push(Consumer {
             id,
             name: name.into(),
             tx,
             waiting_keyframe: true,
+            needs_headers,
             dropped: 0,
         });
         Subscription {
@@ -138,4 +152,74 @@ fn stream_headers(caps: &gst::CapsRef) -> Vec<gst::Buffer> {
     arr.iter()
         .filter_map(|v| v.get::<gst::Buffer>().ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gst::prelude::*;
+
+    fn tag(bytes: &[u8]) -> gst::Buffer {
+        gst::Buffer::from_slice(bytes.to_vec())
+    }
+
+    fn caps_with_header(header: &[u8]) -> gst::Caps {
+        let arr = gst::Array::new([tag(header).to_send_value()]);
+        gst::Caps::builder("video/x-flv")
+            .field("streamheader", arr)
+            .build()
+    }
+
+    fn bytes(b: &gst::Buffer) -> Vec<u8> {
+        b.map_readable().map(|m| m.to_vec()).unwrap_or_default()
+    }
+
+    /// A video keyframe tag (type 9, frame type 1) and an inter frame.
+    const KEY: [u8; 13] = [9, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0x17, 1];
+    const INTER: [u8; 13] = [9, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0x27, 1];
+
+    #[test]
+    fn an_early_subscriber_gets_the_headers_before_its_first_keyframe() {
+        gst::init().expect("gst");
+        let fanout = FanOut::new();
+        let mut early = fanout.subscribe("early");
+        assert!(early.headers.is_empty());
+        let caps = caps_with_header(b"FLV-HEADER");
+        fanout.push_sample(
+            &gst::Sample::builder()
+                .buffer(&tag(&INTER))
+                .caps(&caps)
+                .build(),
+        );
+        fanout.push_sample(
+            &gst::Sample::builder()
+                .buffer(&tag(&KEY))
+                .caps(&caps)
+                .build(),
+        );
+        let mut late = fanout.subscribe("late");
+        assert_eq!(
+            late.headers.len(),
+            1,
+            "a later subscriber gets them with its subscription"
+        );
+        fanout.push_sample(
+            &gst::Sample::builder()
+                .buffer(&tag(&KEY))
+                .caps(&caps)
+                .build(),
+        );
+
+        let got: Vec<Vec<u8>> = std::iter::from_fn(|| early.rx.try_recv().ok())
+            .map(|b| bytes(&b))
+            .collect();
+        assert_eq!(
+            got,
+            vec![b"FLV-HEADER".to_vec(), KEY.to_vec(), KEY.to_vec()]
+        );
+        let got: Vec<Vec<u8>> = std::iter::from_fn(|| late.rx.try_recv().ok())
+            .map(|b| bytes(&b))
+            .collect();
+        assert_eq!(got, vec![KEY.to_vec()], "headers are not sent twice");
+    }
 }

@@ -18,6 +18,7 @@ use super::script::{Script, ScriptError, Services};
 use super::{FAILOVER_SCRIPT, HttpResult, RouteRequest, RouteResponse, api, builtin};
 use crate::action::Action;
 use crate::event::Event;
+use crate::watch::content_hash;
 
 /// One script's state, for `GET /api/scripts`.
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +43,8 @@ pub struct Host {
     routes: Arc<RwLock<RouteTable>>,
     snapshot: Arc<RwLock<Vec<ScriptInfo>>>,
     plugins: Option<crate::wasm::SharedHost>,
+    /// Content hash of the source last loaded or tried, by script name.
+    hashes: BTreeMap<String, u64>,
 }
 
 impl Host {
@@ -58,15 +61,19 @@ impl Host {
             routes,
             snapshot,
             plugins,
+            hashes: BTreeMap::new(),
         }
     }
 
-    /// Loads every script of the folder. Returns the load errors, by script name.
-    pub fn load_all(&mut self) -> Vec<(String, ScriptError)> {
+    /// Loads every script of the folder. Returns the load errors, by script name, and the actions
+    /// the scripts' top levels asked for, in load order (the caller applies them).
+    pub fn load_all(&mut self) -> (Vec<(String, ScriptError)>, Vec<Action>) {
         let mut errors = Vec::new();
+        let mut actions = Vec::new();
         for path in api::script_files(&self.services.dir) {
-            if let Err(e) = self.load(&path) {
-                errors.push((file_name(&path), e));
+            match self.load(&path) {
+                Ok(a) => actions.extend(a),
+                Err(e) => errors.push((file_name(&path), e)),
             }
         }
         if !self.scripts.contains_key(FAILOVER_SCRIPT)
@@ -74,7 +81,7 @@ impl Host {
         {
             tracing::warn!(dir = %self.services.dir.display(), "no {FAILOVER_SCRIPT}: the built-in default policy runs");
         }
-        errors
+        (errors, actions)
     }
 
     fn record_error(&mut self, name: &str, e: &ScriptError) {
@@ -93,16 +100,33 @@ impl Host {
         self.publish_info();
     }
 
-    /// (Re)loads one script: build → validate → swap.
-    pub fn load(&mut self, path: &Path) -> Result<(), ScriptError> {
+    /// (Re)loads one script: build → validate → swap. Returns the actions its top level asked
+    /// for, to apply now that it is swapped in; a failed load applies none.
+    pub fn load(&mut self, path: &Path) -> Result<Vec<Action>, ScriptError> {
+        match read_source(path) {
+            Ok(source) => self.load_source(path, &source),
+            Err(e) => {
+                let name = file_name(path);
+                tracing::error!(script = %name, error = %e, "script not loaded");
+                self.hashes.remove(&name);
+                self.record_error(&name, &e);
+                Err(e)
+            }
+        }
+    }
+
+    fn load_source(&mut self, path: &Path, source: &str) -> Result<Vec<Action>, ScriptError> {
         let name = file_name(path);
+        self.hashes
+            .insert(name.clone(), content_hash(source.as_bytes()));
         let generation = self.scripts.get(&name).map_or(0, |s| s.generation) + 1;
-        let result = Script::load(path, generation, &self.services).and_then(|s| {
+        let result = Script::from_source(path, source, generation, &self.services).and_then(|s| {
             self.check_routes(&s)?;
             Ok(s)
         });
         match result {
-            Ok(script) => {
+            Ok(mut script) => {
+                let actions = script.take_load_actions();
                 let routes = script
                     .routes()
                     .iter()
@@ -125,8 +149,8 @@ impl Host {
                 );
                 self.scripts.insert(name.clone(), script);
                 self.rebuild_routes();
-                tracing::info!(script = %name, generation, "script loaded");
-                Ok(())
+                tracing::info!(script = %name, generation, actions = actions.len(), "script loaded");
+                Ok(actions)
             }
             Err(e) => {
                 let keeps = self.scripts.get(&name).map(|s| s.generation);
@@ -178,11 +202,15 @@ impl Host {
             tracing::info!(script = %name, "script unloaded");
         }
         self.info.remove(name);
+        self.hashes.remove(name);
         self.rebuild_routes();
     }
 
-    /// Files changed under the scripts folder.
-    pub fn changed(&mut self, paths: &[PathBuf]) {
+    /// Files changed under the scripts folder. A script whose own file changed is reloaded only
+    /// if its content differs from the last one loaded (or tried); when a module under the folder
+    /// changed, every script reloads (any may `require` it). Returns the actions of the new
+    /// generations' top levels, in load order.
+    pub fn changed(&mut self, paths: &[PathBuf]) -> Vec<Action> {
         let dir = &self.services.dir;
         let mut reload_all = false;
         let mut todo: Vec<PathBuf> = Vec::new();
@@ -207,13 +235,29 @@ impl Host {
             }
         }
         todo.sort();
+        let mut actions = Vec::new();
         for p in todo {
-            if p.exists() {
-                let _ = self.load(&p);
-            } else {
-                self.unload(&file_name(&p));
+            let name = file_name(&p);
+            match read_source(&p) {
+                Ok(source) => {
+                    if !reload_all
+                        && self.hashes.get(&name) == Some(&content_hash(source.as_bytes()))
+                    {
+                        tracing::debug!(script = %name, "script unchanged: not reloaded");
+                        continue;
+                    }
+                    if let Ok(a) = self.load_source(&p, &source) {
+                        actions.extend(a);
+                    }
+                }
+                Err(_) if !p.exists() => self.unload(&name),
+                Err(e) => {
+                    tracing::error!(script = %name, error = %e, "script reload failed: cannot read it");
+                    self.record_error(&name, &e);
+                }
             }
         }
+        actions
     }
 
     fn rebuild_routes(&mut self) {
@@ -348,6 +392,13 @@ impl Host {
     pub fn info(&self) -> Vec<ScriptInfo> {
         self.info.values().cloned().collect()
     }
+}
+
+fn read_source(path: &Path) -> Result<String, ScriptError> {
+    std::fs::read_to_string(path).map_err(|e| ScriptError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 fn file_name(p: &Path) -> String {

@@ -159,11 +159,17 @@ impl Policy {
         let routes: Arc<RwLock<RouteTable>> = Arc::default();
         let scripts: Arc<RwLock<Vec<ScriptInfo>>> = Arc::default();
         let mut host = Host::new(services, routes.clone(), scripts.clone(), opts.plugins);
-        let errors: Vec<(String, String)> = host
-            .load_all()
+        let (errors, load_actions) = host.load_all();
+        let errors: Vec<(String, String)> = errors
             .into_iter()
             .map(|(n, e)| (n, e.to_string()))
             .collect();
+        if !load_actions.is_empty()
+            && let Some(tx) = &opts.actions
+        {
+            // the engine applies them once it runs, before any event
+            let _ = tx.send(load_actions);
+        }
         let watcher = if opts.watch {
             let jobs = tx.clone();
             match crate::watch::watch(&dir, move |paths| {
@@ -279,7 +285,7 @@ fn run(
                 let _ = reply.send(resp);
                 send(a);
             }
-            Ok(Job::Changed(paths)) => host.changed(&paths),
+            Ok(Job::Changed(paths)) => send(host.changed(&paths)),
             Ok(Job::HttpDone {
                 script,
                 generation,

@@ -121,6 +121,9 @@ pub struct Script {
     ctx: Arc<Mutex<Ctx>>,
     deadline: Arc<Mutex<Option<Instant>>>,
     time_limit: Duration,
+    /// Actions the top level asked for while loading, in order. The host applies them right
+    /// after it swaps this generation in (never when the load fails).
+    load_actions: Vec<Action>,
 }
 
 impl Script {
@@ -184,7 +187,7 @@ impl Script {
             loading: true,
         }));
         api::register(&lua, &ctx, services).map_err(lua_err)?;
-        let script = Script {
+        let mut script = Script {
             name,
             path: path.to_path_buf(),
             generation,
@@ -193,13 +196,20 @@ impl Script {
             ctx,
             deadline,
             time_limit: services.time_limit,
+            load_actions: Vec::new(),
         };
         let chunk_name = format!("@{}", path.display());
-        script.call("load", None, |lua| {
+        let ((), actions) = script.call("load", None, |lua| {
             lua.load(source).set_name(chunk_name).exec()
         })?;
+        script.load_actions = actions;
         lock(&script.ctx).loading = false;
         Ok(script)
+    }
+
+    /// The actions the top level asked for while loading (once: later calls return nothing).
+    pub fn take_load_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.load_actions)
     }
 
     /// Runs `f` with the deadline armed and the call's context set. Returns its result and the

@@ -241,6 +241,8 @@ pub struct PluginHost {
     limits: PluginLimits,
     plugins: BTreeMap<String, Plugin>,
     info: BTreeMap<String, PluginInfo>,
+    /// Content hash of the file last loaded or tried, by plugin name.
+    hashes: BTreeMap<String, u64>,
 }
 
 /// Shared handle: the policy thread, the engine and the HTTP API use the same host.
@@ -282,6 +284,7 @@ impl PluginHost {
             limits,
             plugins: BTreeMap::new(),
             info: BTreeMap::new(),
+            hashes: BTreeMap::new(),
         })
     }
 
@@ -386,9 +389,19 @@ impl PluginHost {
 
     /// (Re)loads one plugin file: build → validate → swap.
     pub fn load(&mut self, path: &Path) -> Result<(), String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"));
+        self.load_bytes(path, bytes)
+    }
+
+    fn load_bytes(&mut self, path: &Path, bytes: Result<Vec<u8>, String>) -> Result<(), String> {
         let name = name_of(path);
-        let result = std::fs::read(path)
-            .map_err(|e| format!("cannot read: {e}"))
+        match &bytes {
+            Ok(b) => self
+                .hashes
+                .insert(name.clone(), crate::watch::content_hash(b)),
+            Err(_) => self.hashes.remove(&name),
+        };
+        let result = bytes
             .and_then(|bytes| {
                 Component::from_binary(&self.engine, &bytes)
                     .map_err(|e| format!("not a valid WebAssembly component: {e}"))
@@ -458,9 +471,11 @@ impl PluginHost {
             tracing::info!(plugin = %name, "plugin unloaded");
         }
         self.info.remove(name);
+        self.hashes.remove(name);
     }
 
-    /// Files changed in the plugins folder.
+    /// Files changed in the plugins folder. A plugin reloads only if its file's content differs
+    /// from the last one loaded (or tried).
     pub fn changed(&mut self, paths: &[PathBuf]) {
         let mut seen: Vec<&PathBuf> = Vec::new();
         for p in paths {
@@ -468,10 +483,19 @@ impl PluginHost {
                 continue;
             }
             seen.push(p);
-            if p.exists() {
-                let _ = self.load(p);
-            } else {
-                self.unload(&name_of(p));
+            match std::fs::read(p) {
+                Ok(bytes) => {
+                    let hash = crate::watch::content_hash(&bytes);
+                    if self.hashes.get(&name_of(p)) == Some(&hash) {
+                        tracing::debug!(plugin = %name_of(p), "plugin unchanged: not reloaded");
+                        continue;
+                    }
+                    let _ = self.load_bytes(p, Ok(bytes));
+                }
+                Err(_) if !p.exists() => self.unload(&name_of(p)),
+                Err(e) => {
+                    let _ = self.load_bytes(p, Err(format!("cannot read: {e}")));
+                }
             }
         }
     }
