@@ -537,6 +537,160 @@ fn a_runaway_handler_is_cut_off_and_the_builtin_default_decides() {
     );
 }
 
+fn is_fallback(actions: &[Action]) -> bool {
+    matches!(
+        actions,
+        [Action::Switch {
+            to: Source::Fallback,
+            ..
+        }]
+    )
+}
+
+#[test]
+fn the_time_limit_cannot_be_caught_and_repeat_offenders_are_quarantined() {
+    // every way to catch an error in Lua 5.4, each around a loop that never ends
+    let runaway = r#"
+onair.on('stall', function()
+  while true do pcall(function() while true do end end) end
+end)
+onair.on('unpublish', function()
+  while true do
+    xpcall(function() while true do end end, function(e) return e end)
+    local co = coroutine.create(function() while true do end end)
+    coroutine.resume(co)
+  end
+end)
+onair.on('publish', function() onair.switch('live', { reason = 'script' }) end)
+"#;
+    let fx = fixture(&[("failover.lua", runaway)], 64, 100);
+    let stall = sample_events()[2].clone();
+    let unpublish = Event::Unpublish(Unpublish {
+        session: 3,
+        key: "k…y".into(),
+        reason: "disconnected".into(),
+        on_air: true,
+    });
+    let before = fx.policy.late_decisions();
+    for (i, ev) in [stall.clone(), unpublish.clone()].into_iter().enumerate() {
+        let actions = fx.decide(ev);
+        assert!(is_fallback(&actions), "decision {i}: {actions:?}");
+        let info = fx.script("failover.lua").expect("listed");
+        assert_eq!(info.time_limit_trips, i as u64 + 1, "{info:?}");
+        assert!(!info.quarantined, "quarantined after {} trips", i + 1);
+    }
+    // the handlers returned (the policy thread is free): the deadline never had to step in
+    assert_eq!(fx.policy.late_decisions(), before);
+    // the third trip quarantines it; the built-in default decides from then on, at once
+    assert!(is_fallback(&fx.decide(stall.clone())));
+    let info = fx.script("failover.lua").expect("listed");
+    assert!(info.quarantined && info.time_limit_trips == 3, "{info:?}");
+    let t = Instant::now();
+    assert!(is_fallback(&fx.decide(stall.clone())));
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "a quarantined handler ran"
+    );
+    assert_eq!(
+        fx.script("failover.lua").expect("listed").time_limit_trips,
+        3
+    );
+    // a publish goes live by the built-in rule, not through the quarantined script
+    let live = fx.decide(sample_events()[0].clone());
+    assert!(
+        matches!(live.as_slice(), [Action::Switch { to: Source::Live, reason, .. }] if reason != "script"),
+        "{live:?}"
+    );
+
+    // a fixed version takes it out of quarantine
+    std::fs::write(
+        fx.path("failover.lua"),
+        "onair.on('stall', function() onair.switch('fallback', { reason = 'fixed' }) end)",
+    )
+    .expect("write");
+    assert!(wait_until(Duration::from_secs(5), || {
+        fx.script("failover.lua")
+            .is_some_and(|s| s.generation == 2 && !s.quarantined)
+    }));
+    let fixed = fx.decide(stall);
+    assert!(
+        matches!(fixed.as_slice(), [Action::Switch { reason, .. }] if reason == "fixed"),
+        "{fixed:?}"
+    );
+}
+
+#[test]
+fn a_stuck_policy_thread_gets_the_builtin_default_at_its_deadline() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("scripts")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("scripts/failover.lua"),
+        "onair.on('stall', function() onair.switch('fallback', { reason = 'script' }) end)",
+    )
+    .expect("write");
+    // the policy thread calls the plugin host after the scripts: holding its lock here stands
+    // for anything that keeps the thread from answering (C code the hook cannot see, a stuck
+    // guest, a slow lock)
+    let plugins: onair::wasm::SharedHost = Arc::new(std::sync::Mutex::new(
+        onair::wasm::PluginHost::new(&dir.path().join("plugins"), Default::default())
+            .expect("plugin host"),
+    ));
+    let (policy, _) = Policy::start(PolicyOptions {
+        dir: dir.path().join("scripts"),
+        store: dir.path().join("store.json"),
+        status: Arc::default(),
+        actions: None,
+        runtime: Some(rt.handle().clone()),
+        watch: false,
+        memory_limit: 64 << 20,
+        time_limit: Duration::from_millis(100),
+        plugins: Some(plugins.clone()),
+    });
+    assert_eq!(policy.deadline(), Duration::from_millis(150));
+    let stall = sample_events()[2].clone();
+    let reason = |a: &[Action]| match a {
+        [
+            Action::Switch {
+                to: Source::Fallback,
+                reason,
+                ..
+            },
+        ] => reason.clone(),
+        other => panic!("not one switch to fallback: {other:?}"),
+    };
+    assert_eq!(reason(&rt.block_on(policy.decide(stall.clone()))), "script");
+
+    let held = plugins.lock().expect("lock");
+    // late: the thread is inside the decision and cannot answer
+    let first = rt.block_on(policy.decide(stall.clone()));
+    assert_ne!(reason(&first), "script");
+    assert_eq!(policy.late_decisions(), 1);
+    // busy past the deadline: the default applies without queueing behind it
+    std::thread::sleep(Duration::from_millis(200));
+    let second = rt.block_on(policy.decide(stall.clone()));
+    assert_ne!(reason(&second), "script");
+    assert_eq!(policy.late_decisions(), 2);
+    drop(held);
+
+    // free again: the script decides, within its deadline
+    let by_script = vec![Action::Switch {
+        to: Source::Fallback,
+        media: None,
+        reason: "script".into(),
+    }];
+    assert!(wait_until(Duration::from_secs(5), || {
+        rt.block_on(policy.decide(stall.clone())) == by_script
+    }));
+    let late = policy.late_decisions();
+    assert_eq!(rt.block_on(policy.decide(stall)), by_script);
+    assert_eq!(policy.late_decisions(), late);
+}
+
 #[test]
 fn every_example_in_the_lua_api_doc_loads() {
     let doc =

@@ -40,7 +40,7 @@ fn report(name: &str, mut samples: Vec<Duration>) {
 fn main() {
     let runs = 5000;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (jobs, _rx) = std::sync::mpsc::channel();
+    let (jobs, _rx) = crossbeam_channel::unbounded();
     let services = Arc::new(Services {
         dir: dir.path().to_path_buf(),
         store: std::sync::Mutex::new(None),

@@ -77,6 +77,10 @@ pub struct CounterStatus {
     pub stalls: u64,
     pub switches: u64,
     pub preview_viewers: u64,
+    /// Policy decisions that missed their deadline and got the built-in default.
+    pub late_decisions: u64,
+    /// Script route requests answered 503 (route lane full, or no answer in time).
+    pub script_routes_refused: u64,
 }
 
 impl Core {
@@ -107,6 +111,8 @@ impl Core {
                 stalls: c.stalls.load(Ordering::Relaxed),
                 switches: c.switches.load(Ordering::Relaxed),
                 preview_viewers: self.preview_viewers.load(Ordering::Relaxed),
+                late_decisions: self.policy.late_decisions(),
+                script_routes_refused: self.policy.routes_refused(),
             },
             uptime_s: self.started.elapsed().as_secs_f64(),
         }
@@ -178,10 +184,13 @@ impl Engine {
                 .rejected_by_policy
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(session, %reason, "publish rejected by policy; its other actions are dropped");
-            let _ = req.reply.send(Err(reason));
+            if req.reply.send(Err(reason.clone())).is_err() && self.core.ingest.kick(session) {
+                // the verdict came after the ingest's timeout had accepted it by default
+                tracing::info!(session, %reason, "kicking publisher: late rejection");
+            }
             return;
         }
-        if req.reply.send(Ok(())).is_err() {
+        if req.reply.send(Ok(())).is_err() && !self.core.ingest.is_publishing(session) {
             return; // the publisher went away meanwhile
         }
         for a in actions {

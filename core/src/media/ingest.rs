@@ -34,6 +34,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const IDLE_BEFORE_PUBLISH: Duration = Duration::from_secs(15);
 /// A stalled publisher silent this long is disconnected (OBS reconnects by itself).
 pub const STALLED_DISCONNECT: Duration = Duration::from_secs(30);
+/// How long a publish waits for the policy's verdict. Past it the publish is accepted (the
+/// default verdict: the key already passed the mechanical checks); a rejection that comes later
+/// kicks the session.
+pub const PUBLISH_VERDICT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A publish that passed the mechanical checks and awaits the policy's verdict.
 pub struct PublishRequest {
@@ -190,8 +194,31 @@ impl Ingest {
             addr,
             session: None,
         };
-        let end = conn.run(leftover).await;
+        // last resort: a panic in the RTMP parser ends this connection only (never the
+        // listener), and the drop guards below clean the session up
+        let run = std::panic::AssertUnwindSafe(conn.run(leftover));
+        let end = match futures_util::FutureExt::catch_unwind(run).await {
+            Ok(end) => end,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                End::Refused(format!("malformed input (the parser failed: {what})"))
+            }
+        };
         conn.finish(end);
+    }
+}
+
+impl Drop for Conn {
+    /// A session whose task ends without [`Conn::finish`] (dropped, or a panic outside the
+    /// guarded part) still unpublishes.
+    fn drop(&mut self) {
+        if self.session.is_some() {
+            self.finish(End::Error("the session task ended abnormally".into()));
+        }
     }
 }
 
@@ -260,6 +287,20 @@ struct Active {
     video_clock: Option<(Instant, u32, u32)>,
     /// Notified to disconnect this publisher.
     kick: Arc<tokio::sync::Notify>,
+    _registration: Registration,
+}
+
+/// A session in the ingest's table. Dropping it removes the entry, whatever ends the task (an
+/// error, a panic, the task being dropped), so a key can never stay "already publishing".
+struct Registration {
+    ingest: Arc<Ingest>,
+    id: SessionId,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.ingest.lock().remove(&self.id);
+    }
 }
 
 struct Conn {
@@ -591,9 +632,9 @@ impl Conn {
                 },
             );
         }
-        let unregister = |why: String| {
-            ingest.lock().remove(&id);
-            why
+        let registration = Registration {
+            ingest: ingest.clone(),
+            id,
         };
         let (reply, verdict) = oneshot::channel();
         let request = PublishRequest {
@@ -605,15 +646,20 @@ impl Conn {
             reply,
         };
         if ingest.publishes.send(request).is_err() {
-            return Err(unregister("onair is shutting down".into()));
+            return Err("onair is shutting down".into());
         }
-        match verdict.await {
-            Ok(Ok(())) => {}
-            Ok(Err(reason)) => return Err(unregister(format!("rejected by policy: {reason}"))),
-            Err(_) => return Err(unregister("policy did not answer".into())),
+        match tokio::time::timeout(PUBLISH_VERDICT_TIMEOUT, verdict).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(reason))) => return Err(format!("rejected by policy: {reason}")),
+            Ok(Err(_)) => return Err("policy did not answer".into()),
+            Err(_) => tracing::warn!(
+                session = id,
+                timeout_s = PUBLISH_VERDICT_TIMEOUT.as_secs(),
+                "no publish verdict in time: accepted by default"
+            ),
         }
         let decoder = LiveDecoder::start(id, ingest.program.clone())
-            .map_err(|e| unregister(format!("cannot start decoding: {e}")))?;
+            .map_err(|e| format!("cannot start decoding: {e}"))?;
         ingest.accepted.fetch_add(1, Ordering::Relaxed);
         tracing::info!(session = id, key = %key, client = %self.addr, "publish accepted");
         Ok(Active {
@@ -628,6 +674,7 @@ impl Conn {
             bytes_window: (Instant::now(), 0),
             video_clock: None,
             kick,
+            _registration: registration,
         })
     }
 

@@ -5,11 +5,16 @@
 //! routes checked against the other scripts'; only then does it replace the old generation, whose
 //! handlers, timers, routes and pending callbacks go with it. A failed reload leaves the old
 //! generation running and records the error (file:line) for `GET /api/scripts`.
+//!
+//! Quarantine: a script whose calls run past the time limit [`QUARANTINE_AFTER`] times within
+//! [`QUARANTINE_WINDOW`] is switched off (no handlers, timers, callbacks or routes; for
+//! `failover.lua` the built-in default decides) until its file changes. `GET /api/scripts` shows
+//! `quarantined: true`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -34,7 +39,17 @@ pub struct ScriptInfo {
     pub last_error: Option<String>,
     /// `METHOD /path` of each route it serves.
     pub routes: Vec<String>,
+    /// Calls of the running generation aborted at the time limit.
+    pub time_limit_trips: u64,
+    /// Switched off after running past its time limit too often; a change to the file loads it
+    /// again.
+    pub quarantined: bool,
 }
+
+/// Time-limit trips that quarantine a script…
+pub const QUARANTINE_AFTER: usize = 3;
+/// …within this window.
+pub const QUARANTINE_WINDOW: Duration = Duration::from_secs(300);
 
 pub struct Host {
     services: Arc<Services>,
@@ -45,6 +60,9 @@ pub struct Host {
     plugins: Option<crate::wasm::SharedHost>,
     /// Content hash of the source last loaded or tried, by script name.
     hashes: BTreeMap<String, u64>,
+    /// Recent time-limit trips of the running generation, by script name.
+    trips: BTreeMap<String, Vec<Instant>>,
+    quarantined: BTreeSet<String>,
 }
 
 impl Host {
@@ -62,6 +80,8 @@ impl Host {
             snapshot,
             plugins,
             hashes: BTreeMap::new(),
+            trips: BTreeMap::new(),
+            quarantined: BTreeSet::new(),
         }
     }
 
@@ -95,6 +115,8 @@ impl Host {
                 loaded_at: None,
                 last_error: None,
                 routes: Vec::new(),
+                time_limit_trips: 0,
+                quarantined: false,
             });
         info.last_error = Some(e.to_string());
         self.publish_info();
@@ -145,9 +167,15 @@ impl Host {
                             .map(|d| d.as_secs_f64()),
                         last_error: None,
                         routes,
+                        time_limit_trips: 0,
+                        quarantined: false,
                     },
                 );
                 self.scripts.insert(name.clone(), script);
+                self.trips.remove(&name);
+                if self.quarantined.remove(&name) {
+                    tracing::info!(script = %name, "script out of quarantine: a new version loaded");
+                }
                 self.rebuild_routes();
                 tracing::info!(script = %name, generation, actions = actions.len(), "script loaded");
                 Ok(actions)
@@ -203,6 +231,8 @@ impl Host {
         }
         self.info.remove(name);
         self.hashes.remove(name);
+        self.trips.remove(name);
+        self.quarantined.remove(name);
         self.rebuild_routes();
     }
 
@@ -278,21 +308,53 @@ impl Host {
             self.info.values().cloned().collect();
     }
 
-    fn handler_error(&mut self, script: &str, what: &str, e: &ScriptError) {
+    /// Records a failed call; `timed_out`: it ran past the time limit (counts towards
+    /// quarantine).
+    fn handler_error(&mut self, script: &str, what: &str, e: &ScriptError, timed_out: bool) {
         tracing::error!(script = %script, event = what, error = %e, "script handler failed");
+        let mut quarantine = false;
+        if timed_out {
+            let now = Instant::now();
+            let trips = self.trips.entry(script.to_string()).or_default();
+            trips.retain(|t| now.duration_since(*t) < QUARANTINE_WINDOW);
+            trips.push(now);
+            quarantine = trips.len() >= QUARANTINE_AFTER && self.quarantined.insert(script.into());
+        }
         if let Some(i) = self.info.get_mut(script) {
             i.last_error = Some(e.to_string());
+            if timed_out {
+                i.time_limit_trips += 1;
+            }
+            i.quarantined = self.quarantined.contains(script);
+        }
+        if quarantine {
+            tracing::error!(
+                script = %script,
+                trips = QUARANTINE_AFTER,
+                window_s = QUARANTINE_WINDOW.as_secs(),
+                "script quarantined: it ran past its time limit {QUARANTINE_AFTER} times within {} s; its handlers, timers and routes are off until the file changes{}",
+                QUARANTINE_WINDOW.as_secs(),
+                if script == FAILOVER_SCRIPT { " (the built-in default policy runs)" } else { "" }
+            );
         }
         self.publish_info();
+    }
+
+    /// Whether `name` is loaded and not quarantined.
+    fn active(&self, name: &str) -> bool {
+        self.scripts.contains_key(name) && !self.quarantined.contains(name)
     }
 
     /// Runs every script's handlers for `event` in script name order, until one returns `false`.
     /// When `failover.lua` is not running or its handler failed, the built-in default decides.
     pub fn dispatch(&mut self, event: &Event) -> Vec<Action> {
         let mut actions = Vec::new();
-        let mut policy_ok = self.scripts.contains_key(FAILOVER_SCRIPT);
+        let mut policy_ok = self.active(FAILOVER_SCRIPT);
         let mut failed = Vec::new();
         for (name, s) in &self.scripts {
+            if self.quarantined.contains(name) {
+                continue;
+            }
             match s.dispatch(event) {
                 Ok((a, stop)) => {
                     actions.extend(a);
@@ -304,12 +366,12 @@ impl Host {
                     if name == FAILOVER_SCRIPT {
                         policy_ok = false;
                     }
-                    failed.push((name.clone(), e));
+                    failed.push((name.clone(), e, s.timed_out()));
                 }
             }
         }
-        for (name, e) in failed {
-            self.handler_error(&name, event.name(), &e);
+        for (name, e, timed_out) in failed {
+            self.handler_error(&name, event.name(), &e, timed_out);
         }
         if let Some(p) = &self.plugins {
             actions.extend(p.lock().unwrap_or_else(|p| p.into_inner()).on_event(event));
@@ -325,7 +387,11 @@ impl Host {
     }
 
     pub fn next_due(&self) -> Option<Instant> {
-        self.scripts.values().filter_map(Script::next_due).min()
+        self.scripts
+            .iter()
+            .filter(|(n, _)| !self.quarantined.contains(*n))
+            .filter_map(|(_, s)| s.next_due())
+            .min()
     }
 
     /// Runs the timers that are due. Returns their actions.
@@ -334,14 +400,17 @@ impl Host {
         let mut actions = Vec::new();
         let mut failed = Vec::new();
         for (name, s) in &self.scripts {
+            if self.quarantined.contains(name) {
+                continue;
+            }
             if s.next_due().is_some_and(|d| d <= now) {
                 let (a, errors) = s.fire_due(now);
                 actions.extend(a);
-                failed.extend(errors.into_iter().map(|e| (name.clone(), e)));
+                failed.extend(errors.into_iter().map(|(e, t)| (name.clone(), e, t)));
             }
         }
-        for (name, e) in failed {
-            self.handler_error(&name, "timer", &e);
+        for (name, e, timed_out) in failed {
+            self.handler_error(&name, "timer", &e, timed_out);
         }
         actions
     }
@@ -357,14 +426,15 @@ impl Host {
         let Some(s) = self
             .scripts
             .get(script)
-            .filter(|s| s.generation == generation)
+            .filter(|s| s.generation == generation && !self.quarantined.contains(script))
         else {
-            return Vec::new(); // that generation is gone
+            return Vec::new(); // that generation is gone (or switched off)
         };
         match s.http_done(id, result) {
             Ok(a) => a,
             Err(e) => {
-                self.handler_error(script, "http callback", &e);
+                let timed_out = s.timed_out();
+                self.handler_error(script, "http callback", &e, timed_out);
                 Vec::new()
             }
         }
@@ -379,11 +449,21 @@ impl Host {
         req: &RouteRequest,
     ) -> Option<(RouteResponse, Vec<Action>)> {
         let s = self.scripts.get(script)?;
+        if self.quarantined.contains(script) {
+            return Some((
+                RouteResponse::error(
+                    503,
+                    "script quarantined: it ran past its time limit too often",
+                ),
+                Vec::new(),
+            ));
+        }
         match s.route(index, req) {
             Ok(r) => Some(r),
             Err(e) => {
                 let what = format!("route {} {}", req.method, req.path);
-                self.handler_error(script, &what, &e);
+                let timed_out = s.timed_out();
+                self.handler_error(script, &what, &e, timed_out);
                 Some((RouteResponse::error(500, "script error"), Vec::new()))
             }
         }

@@ -7,6 +7,13 @@
 //! the built-in default ([`builtin::decide`], the same behaviour as the shipped
 //! `scripts/failover.lua`) applies. Timers, HTTP callbacks and route handlers run on the same
 //! thread; the actions they ask for go to the engine on the `actions` channel.
+//!
+//! Failover never waits on a script. Every decision has a deadline ([`Policy::deadline`], the
+//! script time limit + 50 ms); a decision that is late, or asked while the policy thread has
+//! been busy past that deadline, gets the built-in default at once (logged and counted in
+//! [`Policy::late_decisions`]), and the thread skips the stale event when it gets to it. Script
+//! routes wait in their own bounded lane ([`ROUTE_QUEUE`], answered 503 when full) that the
+//! thread serves only when no event waits, so HTTP traffic cannot delay a switch.
 
 pub mod api;
 pub mod builtin;
@@ -17,10 +24,12 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use crossbeam_channel as cb;
 
 use tokio::sync::oneshot;
 
@@ -82,17 +91,21 @@ impl RouteResponse {
     }
 }
 
-/// Work for the policy thread.
+/// Script route requests that may wait for the policy thread; more are answered 503 at once.
+pub const ROUTE_QUEUE: usize = 64;
+/// How long a script route request may wait for its handler (queue plus run) before it is
+/// answered 503.
+pub const ROUTE_WAIT: Duration = Duration::from_secs(5);
+/// What the deadline adds to the script time limit: the hop to the policy thread and back.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
+
+/// Work for the policy thread's control lane (events first, always).
 pub enum Job {
     Event {
         event: Event,
         reply: oneshot::Sender<Vec<Action>>,
-    },
-    Route {
-        script: String,
-        index: usize,
-        req: RouteRequest,
-        reply: oneshot::Sender<Option<RouteResponse>>,
+        /// After this, the core has applied the built-in default: skip it.
+        due: Instant,
     },
     Changed(Vec<PathBuf>),
     HttpDone {
@@ -101,6 +114,15 @@ pub enum Job {
         id: u64,
         result: HttpResult,
     },
+}
+
+/// A script route request, in its own bounded lane.
+pub struct RouteJob {
+    script: String,
+    index: usize,
+    req: RouteRequest,
+    reply: oneshot::Sender<Option<RouteResponse>>,
+    due: Instant,
 }
 
 /// How to start the policy host.
@@ -123,13 +145,50 @@ pub struct PolicyOptions {
     pub plugins: Option<crate::wasm::SharedHost>,
 }
 
+/// When the policy thread started its current job, for "is it stuck?" without asking it.
+#[derive(Default)]
+struct Busy {
+    epoch: OnceLock<Instant>,
+    /// Milliseconds since `epoch` + 1 when the current job started; 0 when idle.
+    since: AtomicU64,
+}
+
+impl Busy {
+    fn epoch(&self) -> Instant {
+        *self.epoch.get_or_init(Instant::now)
+    }
+    fn start(&self) {
+        let ms = self.epoch().elapsed().as_millis() as u64 + 1;
+        self.since.store(ms, Ordering::Relaxed);
+    }
+    fn stop(&self) {
+        self.since.store(0, Ordering::Relaxed);
+    }
+    /// How long the current job has been running, if there is one.
+    fn busy_for(&self) -> Option<Duration> {
+        match self.since.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(
+                self.epoch()
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms - 1)),
+            ),
+        }
+    }
+}
+
 /// Handle to the policy thread.
 #[derive(Clone)]
 pub struct Policy {
-    tx: mpsc::Sender<Job>,
+    tx: cb::Sender<Job>,
+    routes_tx: cb::Sender<RouteJob>,
     /// Script routes, swapped by the host on every (re)load.
     pub routes: Arc<RwLock<RouteTable>>,
     scripts: Arc<RwLock<Vec<ScriptInfo>>>,
+    busy: Arc<Busy>,
+    deadline: Duration,
+    late: Arc<AtomicU64>,
+    routes_refused: Arc<AtomicU64>,
 }
 
 impl Policy {
@@ -137,7 +196,10 @@ impl Policy {
     /// that fail to load are reported (log and [`Policy::scripts`]); they never stop onair.
     /// Returns the handle and the load errors (fatal for `onair check` only).
     pub fn start(opts: PolicyOptions) -> (Policy, Vec<(String, String)>) {
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = cb::unbounded::<Job>();
+        let (routes_tx, routes_rx) = cb::bounded::<RouteJob>(ROUTE_QUEUE);
+        let busy: Arc<Busy> = Arc::default();
+        busy.epoch();
         let dir = std::fs::canonicalize(&opts.dir).unwrap_or_else(|_| opts.dir.clone());
         let store = match store::Store::open(&opts.store) {
             Ok(s) => Some(s),
@@ -185,9 +247,10 @@ impl Policy {
             None
         };
         let actions_tx = opts.actions;
+        let thread_busy = busy.clone();
         let spawned = thread::Builder::new().name("policy".into()).spawn(move || {
             let _watcher = watcher;
-            run(host, rx, actions_tx);
+            run(host, rx, routes_rx, actions_tx, &thread_busy);
         });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the policy thread");
@@ -195,31 +258,78 @@ impl Policy {
         (
             Policy {
                 tx,
+                routes_tx,
                 routes,
                 scripts,
+                busy,
+                deadline: opts.time_limit + DEADLINE_MARGIN,
+                late: Arc::default(),
+                routes_refused: Arc::default(),
             },
             errors,
         )
     }
 
-    /// Runs the handlers for `event` and returns the actions they asked for. If the policy thread
-    /// is gone, the built-in default answers.
-    pub async fn decide(&self, event: Event) -> Vec<Action> {
-        let (reply, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Job::Event {
-                event: event.clone(),
-                reply,
-            })
-            .is_err()
-        {
-            return builtin::decide(&event);
-        }
-        rx.await.unwrap_or_else(|_| builtin::decide(&event))
+    /// How long a decision may take before the built-in default applies: the script time
+    /// limit + [`DEADLINE_MARGIN`].
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
-    /// Runs a script route. `None` when the route no longer exists.
+    /// Decisions that were late (or not asked because the policy thread was stuck) and got the
+    /// built-in default instead.
+    pub fn late_decisions(&self) -> u64 {
+        self.late.load(Ordering::Relaxed)
+    }
+
+    /// Script route requests answered 503 because their lane was full or they waited too long.
+    pub fn routes_refused(&self) -> u64 {
+        self.routes_refused.load(Ordering::Relaxed)
+    }
+
+    fn late(&self, event: &Event, why: std::fmt::Arguments<'_>) -> Vec<Action> {
+        self.late.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            event = event.name(),
+            deadline_ms = self.deadline.as_millis() as u64,
+            "policy decision late ({why}): applying the built-in default"
+        );
+        builtin::decide(event)
+    }
+
+    /// Runs the handlers for `event` and returns the actions they asked for, within
+    /// [`Self::deadline`]. When the policy thread is stuck, the decision is late or the thread
+    /// is gone, the built-in default answers instead.
+    pub async fn decide(&self, event: Event) -> Vec<Action> {
+        if let Some(busy) = self.busy.busy_for()
+            && busy > self.deadline
+        {
+            return self.late(
+                &event,
+                format_args!(
+                    "the policy thread has been busy for {} ms",
+                    busy.as_millis()
+                ),
+            );
+        }
+        let (reply, rx) = oneshot::channel();
+        let job = Job::Event {
+            event: event.clone(),
+            reply,
+            due: Instant::now() + self.deadline,
+        };
+        if self.tx.send(job).is_err() {
+            return builtin::decide(&event);
+        }
+        match tokio::time::timeout(self.deadline, rx).await {
+            Ok(Ok(actions)) => actions,
+            Ok(Err(_)) => builtin::decide(&event),
+            Err(_) => self.late(&event, format_args!("no answer in time")),
+        }
+    }
+
+    /// Runs a script route. `None` when the route no longer exists; a 503 answer when the route
+    /// lane is full ([`ROUTE_QUEUE`]) or the handler did not answer within [`ROUTE_WAIT`].
     pub async fn route(
         &self,
         script: String,
@@ -227,15 +337,35 @@ impl Policy {
         req: RouteRequest,
     ) -> Option<RouteResponse> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job::Route {
-                script,
-                index,
-                req,
-                reply,
-            })
-            .ok()?;
-        rx.await.ok().flatten()
+        let job = RouteJob {
+            script,
+            index,
+            req,
+            reply,
+            due: Instant::now() + ROUTE_WAIT,
+        };
+        match self.routes_tx.try_send(job) {
+            Ok(()) => {}
+            Err(cb::TrySendError::Full(job)) => {
+                self.routes_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(script = %job.script, path = %job.req.path, "script route lane full: 503");
+                return Some(RouteResponse::error(
+                    503,
+                    "busy: too many script route requests are waiting; try again",
+                ));
+            }
+            Err(cb::TrySendError::Disconnected(_)) => return None,
+        }
+        match tokio::time::timeout(ROUTE_WAIT, rx).await {
+            Ok(r) => r.ok().flatten(),
+            Err(_) => {
+                self.routes_refused.fetch_add(1, Ordering::Relaxed);
+                Some(RouteResponse::error(
+                    503,
+                    "busy: the script did not answer in time; try again",
+                ))
+            }
+        }
     }
 
     /// Every script's generation, load time and last error.
@@ -254,8 +384,10 @@ impl Policy {
 
 fn run(
     mut host: Host,
-    rx: mpsc::Receiver<Job>,
+    rx: cb::Receiver<Job>,
+    routes: cb::Receiver<RouteJob>,
     actions: Option<tokio::sync::mpsc::UnboundedSender<Vec<Action>>>,
+    busy: &Busy,
 ) {
     let send = |a: Vec<Action>| {
         if !a.is_empty()
@@ -268,35 +400,45 @@ fn run(
         let wait = host.next_due().map_or(Duration::from_secs(3600), |d| {
             d.saturating_duration_since(Instant::now())
         });
-        match rx.recv_timeout(wait) {
-            Ok(Job::Event { event, reply }) => {
-                let _ = reply.send(host.dispatch(&event));
+        // events (the control lane) always before route requests
+        cb::select_biased! {
+            recv(rx) -> job => {
+                let Ok(job) = job else { break };
+                busy.start();
+                match job {
+                    Job::Event { event, reply, due } => {
+                        if Instant::now() > due || reply.is_closed() {
+                            tracing::debug!(event = event.name(), "event skipped: its decision was late and the built-in default applied");
+                        } else {
+                            let _ = reply.send(host.dispatch(&event));
+                        }
+                    }
+                    Job::Changed(paths) => send(host.changed(&paths)),
+                    Job::HttpDone { script, generation, id, result } => {
+                        send(host.http_done(&script, generation, id, result));
+                    }
+                }
+                busy.stop();
             }
-            Ok(Job::Route {
-                script,
-                index,
-                req,
-                reply,
-            }) => {
-                let (resp, a) = match host.route(&script, index, &req) {
-                    Some((r, a)) => (Some(r), a),
-                    None => (None, Vec::new()),
-                };
-                let _ = reply.send(resp);
-                send(a);
+            recv(routes) -> job => {
+                if let Ok(RouteJob { script, index, req, reply, due }) = job {
+                    if Instant::now() > due || reply.is_closed() {
+                        continue; // answered 503 already
+                    }
+                    busy.start();
+                    let (resp, a) = match host.route(&script, index, &req) {
+                        Some((r, a)) => (Some(r), a),
+                        None => (None, Vec::new()),
+                    };
+                    busy.stop();
+                    let _ = reply.send(resp);
+                    send(a);
+                }
             }
-            Ok(Job::Changed(paths)) => send(host.changed(&paths)),
-            Ok(Job::HttpDone {
-                script,
-                generation,
-                id,
-                result,
-            }) => {
-                send(host.http_done(&script, generation, id, result));
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            default(wait) => {}
         }
+        busy.start();
         send(host.fire_timers());
+        busy.stop();
     }
 }

@@ -6,9 +6,15 @@
 //! `debug`, `package`, no file loaders, no C modules); `require` loads modules from `scripts.dir`
 //! only; memory is capped per script; every call into Lua (top level, handler, timer, route,
 //! callback) is aborted by an instruction hook when it runs past the time limit.
+//!
+//! The time limit cannot be caught: once a call is past it, every hook tick raises the error
+//! again, and `pcall`, `xpcall`, `coroutine.resume` and `coroutine.close` re-raise it instead of
+//! returning it, so `while true do pcall(f) end` ends like any runaway. Lua code running outside
+//! a call (a `__gc` finalizer when the state closes) is stopped at its first hook tick.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -49,7 +55,7 @@ pub struct Services {
     pub store: Mutex<Option<Store>>,
     pub status: Arc<OnceLock<StatusFn>>,
     /// The policy thread's queue, for HTTP responses arriving later.
-    pub jobs: std::sync::mpsc::Sender<Job>,
+    pub jobs: crossbeam_channel::Sender<Job>,
     /// Where `onair.http.request` runs (none in unit tests without a runtime).
     pub runtime: Option<tokio::runtime::Handle>,
     pub http: reqwest::Client,
@@ -120,6 +126,8 @@ pub struct Script {
     lua: Lua,
     ctx: Arc<Mutex<Ctx>>,
     deadline: Arc<Mutex<Option<Instant>>>,
+    /// Set by the hook when the call in progress went past its time limit.
+    expired: Arc<AtomicBool>,
     time_limit: Duration,
     /// Actions the top level asked for while loading, in order. The host applies them right
     /// after it swaps this generation in (never when the load fails).
@@ -159,18 +167,29 @@ impl Script {
         lua.set_memory_limit(services.memory_limit)
             .map_err(lua_err)?;
         let deadline: Arc<Mutex<Option<Instant>>> = Arc::default();
-        let d = deadline.clone();
+        let expired: Arc<AtomicBool> = Arc::default();
+        let (d, x) = (deadline.clone(), expired.clone());
         let limit_ms = services.time_limit.as_millis();
         lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY),
             move |_, _| match *lock(&d) {
-                Some(t) if Instant::now() > t => Err(mlua::Error::runtime(format!(
-                    "time limit of {limit_ms} ms exceeded"
-                ))),
-                _ => Ok(VmState::Continue),
+                Some(t) if Instant::now() > t => {
+                    x.store(true, Ordering::Relaxed);
+                    Err(mlua::Error::runtime(format!(
+                        "time limit of {limit_ms} ms exceeded"
+                    )))
+                }
+                Some(_) => Ok(VmState::Continue),
+                None => Err(mlua::Error::runtime(
+                    "Lua code may only run inside a handler, timer, route or the top level",
+                )),
             },
         )
         .map_err(lua_err)?;
+        *lock(&deadline) = Some(Instant::now() + services.time_limit);
+        let hardened = harden_protected_calls(&lua, expired.clone());
+        *lock(&deadline) = None;
+        hardened.map_err(lua_err)?;
         for t in [HANDLERS, TIMERS, ROUTES, CALLBACKS] {
             lua.set_named_registry_value(t, lua.create_table().map_err(lua_err)?)
                 .map_err(lua_err)?;
@@ -195,6 +214,7 @@ impl Script {
             lua,
             ctx,
             deadline,
+            expired,
             time_limit: services.time_limit,
             load_actions: Vec::new(),
         };
@@ -226,11 +246,17 @@ impl Script {
             c.publishing = publishing;
             c.running = running.to_string();
         }
+        self.expired.store(false, Ordering::Relaxed);
         *lock(&self.deadline) = Some(Instant::now() + self.time_limit);
         let r = f(&self.lua);
         *lock(&self.deadline) = None;
         let actions = std::mem::take(&mut lock(&self.ctx).actions);
         r.map(|v| (v, actions)).map_err(lua_err)
+    }
+
+    /// Whether the last call ran past its time limit (and was aborted).
+    pub fn timed_out(&self) -> bool {
+        self.expired.load(Ordering::Relaxed)
     }
 
     /// Runs this script's handlers for `event`, in registration order. Returns the actions and
@@ -269,8 +295,9 @@ impl Script {
     }
 
     /// Fires every timer due at `now`. Returns the actions of those that succeeded and the
-    /// errors of those that failed (a failing `every` timer keeps running).
-    pub fn fire_due(&self, now: Instant) -> (Vec<Action>, Vec<ScriptError>) {
+    /// errors of those that failed, each with whether it ran past the time limit (a failing
+    /// `every` timer keeps running).
+    pub fn fire_due(&self, now: Instant) -> (Vec<Action>, Vec<(ScriptError, bool)>) {
         let due: Vec<Timer> = {
             let mut c = lock(&self.ctx);
             let due: Vec<Timer> = c.timers.iter().filter(|t| t.due <= now).cloned().collect();
@@ -297,7 +324,7 @@ impl Script {
             });
             match r {
                 Ok(((), a)) => actions.extend(a),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push((e, self.timed_out())),
             }
         }
         (actions, errors)
@@ -337,6 +364,37 @@ impl Script {
     pub fn routes(&self) -> Vec<RouteDecl> {
         lock(&self.ctx).routes.clone()
     }
+}
+
+/// Replaces `pcall`, `xpcall`, `coroutine.resume` and `coroutine.close` with versions that
+/// re-raise an error instead of returning it once the call in progress is past its time limit.
+fn harden_protected_calls(lua: &Lua, expired: Arc<AtomicBool>) -> mlua::Result<()> {
+    let is_expired = lua.create_function(move |_, ()| Ok(expired.load(Ordering::Relaxed)))?;
+    let g = lua.globals();
+    let co: Table = g.get("coroutine")?;
+    lua.load(
+        r#"
+        local raw_pcall, raw_xpcall, raw_resume, raw_close, expired, error, coroutine = ...
+        local function pass(ok, ...)
+          if not ok and expired() then error((...), 0) end
+          return ok, ...
+        end
+        pcall = function(f, ...) return pass(raw_pcall(f, ...)) end
+        xpcall = function(f, handler, ...) return pass(raw_xpcall(f, handler, ...)) end
+        coroutine.resume = function(co, ...) return pass(raw_resume(co, ...)) end
+        coroutine.close = function(co) return pass(raw_close(co)) end
+        "#,
+    )
+    .set_name("=onair sandbox")
+    .call::<()>((
+        g.get::<Function>("pcall")?,
+        g.get::<Function>("xpcall")?,
+        co.get::<Function>("resume")?,
+        co.get::<Function>("close")?,
+        is_expired,
+        g.get::<Function>("error")?,
+        co,
+    ))
 }
 
 /// Decoded HTTP request headers and query, lower-cased names.
