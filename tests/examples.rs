@@ -475,7 +475,7 @@ fn match_overlay_scoreboard_reaches_the_platform_and_follows_the_score() {
     std::thread::sleep(Duration::from_millis(800));
     let with1 = grab_rgb(&url, fw, fh);
 
-    let mut reference = onair::wasm::PluginHost::new(
+    let reference = onair::wasm::PluginHost::new(
         Path::new("/nonexistent"),
         onair::wasm::PluginLimits {
             deadline: Duration::from_secs(2),

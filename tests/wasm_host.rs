@@ -1,7 +1,7 @@
 //! The WASM plugin host against fixture components built from `plugins/` (`plugins/build.sh`).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use onair::action::Action;
@@ -45,7 +45,7 @@ fn host_with_limits(
         )
         .expect("copy");
     }
-    let mut host = PluginHost::new(dir.path(), limits).expect("host");
+    let host = PluginHost::new(dir.path(), limits).expect("host");
     host.load_all();
     (dir, host)
 }
@@ -76,7 +76,7 @@ fn resume() -> Event {
 
 #[test]
 fn policy_actions_round_trip() {
-    let (_d, mut host) = host_with(&[("priority_failover", "priority-failover")]);
+    let (_d, host) = host_with(&[("priority_failover", "priority-failover")]);
     let info = host.info();
     assert_eq!(info.len(), 1);
     assert_eq!(info[0].world, Some(World::Policy));
@@ -137,7 +137,7 @@ fn pixel(img: &onair::wasm::Image, x: u32, y: u32) -> [u8; 4] {
 
 #[test]
 fn overlay_image_has_the_size_asked_and_real_pixels() {
-    let (_d, mut host) = host_with(&[("scoreboard", "scoreboard")]);
+    let (_d, host) = host_with(&[("scoreboard", "scoreboard")]);
     assert_eq!(host.info()[0].world, Some(World::Overlay));
     let img = host.render("scoreboard", 640, 96, MATCH).expect("render");
     assert_eq!((img.width, img.height), (640, 96));
@@ -188,7 +188,7 @@ fn overlay_image_has_the_size_asked_and_real_pixels() {
 
 #[test]
 fn scoreboard_matches_its_golden_image() {
-    let (_d, mut host) = host_with(&[("scoreboard", "scoreboard")]);
+    let (_d, host) = host_with(&[("scoreboard", "scoreboard")]);
     let img = host.render("scoreboard", 0, 0, MATCH).expect("render");
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/scoreboard.png");
     if std::env::var_os("ONAIR_BLESS").is_some() {
@@ -231,7 +231,7 @@ fn scoreboard_matches_its_golden_image() {
 
 #[test]
 fn a_guest_loop_is_interrupted_at_the_deadline_and_the_plugin_keeps_working() {
-    let (_d, mut host) = host_with_limits(&[("misbehave", "misbehave")], PluginLimits::default());
+    let (_d, host) = host_with_limits(&[("misbehave", "misbehave")], PluginLimits::default());
     let t = Instant::now();
     let actions = host.on_event(&stall());
     let took = t.elapsed();
@@ -245,7 +245,7 @@ fn a_guest_loop_is_interrupted_at_the_deadline_and_the_plugin_keeps_working() {
 
 #[test]
 fn a_guest_allocating_past_the_cap_is_refused() {
-    let (_d, mut host) = host_with(&[("misbehave", "misbehave")]);
+    let (_d, host) = host_with(&[("misbehave", "misbehave")]);
     assert!(host.on_event(&resume()).is_empty());
     let err = host.info()[0].last_error.clone().unwrap_or_default();
     assert!(err.contains("memory cap of 64 MiB reached"), "{err}");
@@ -271,15 +271,10 @@ fn a_wrong_version_component_is_rejected_with_a_clear_message() {
 #[test]
 fn drop_in_replace_corrupt_and_delete_while_watched() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let host = Arc::new(Mutex::new(
-        PluginHost::new(dir.path(), relaxed()).expect("host"),
-    ));
+    let host = Arc::new(PluginHost::new(dir.path(), relaxed()).expect("host"));
     let h = host.clone();
-    let _w = onair::watch::watch(dir.path(), move |paths| {
-        h.lock().expect("lock").changed(&paths)
-    })
-    .expect("watch");
-    let info = || host.lock().expect("lock").info();
+    let _w = onair::watch::watch(dir.path(), move |paths| h.changed(&paths)).expect("watch");
+    let info = || host.info();
     let target = dir.path().join("scoreboard.wasm");
     let wait = |what: &str, f: &dyn Fn() -> bool| {
         let t = Instant::now();
@@ -320,18 +315,10 @@ fn drop_in_replace_corrupt_and_delete_while_watched() {
             .contains("not a valid WebAssembly component"),
         "{i:?}"
     );
-    let r = host
-        .lock()
-        .expect("lock")
-        .render("scoreboard", 320, 48, MATCH);
+    let r = host.render("scoreboard", 320, 48, MATCH);
     assert!(r.is_ok(), "generation 2 still renders: {:?}", r.err());
     std::fs::remove_file(&target).expect("delete");
     let t4 = wait("delete", &|| info().is_empty());
-    assert!(
-        host.lock()
-            .expect("lock")
-            .render("scoreboard", 320, 48, MATCH)
-            .is_err()
-    );
+    assert!(host.render("scoreboard", 320, 48, MATCH).is_err());
     eprintln!("drop-in {t1:?}, replace {t2:?}, corrupt {t3:?}, delete {t4:?}");
 }

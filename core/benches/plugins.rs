@@ -26,7 +26,7 @@ fn main() {
     for f in ["priority_failover.wasm", "scoreboard.wasm"] {
         std::fs::copy(release.join(f), dir.path().join(f)).expect("run plugins/build.sh first");
     }
-    let mut host = PluginHost::new(dir.path(), PluginLimits::default()).expect("host");
+    let host = PluginHost::new(dir.path(), PluginLimits::default()).expect("host");
     let mut loads = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();

@@ -85,10 +85,7 @@ pub struct CounterStatus {
 
 impl Core {
     pub fn plugin_info(&self) -> Vec<crate::wasm::PluginInfo> {
-        self.plugins
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .info()
+        self.plugins.info()
     }
 
     pub fn status(&self) -> Status {
@@ -271,11 +268,9 @@ impl Engine {
                     match crate::media::overlay::render_builtin(&layer.source) {
                         Some(r) => r,
                         None => match &layer.source {
-                            crate::action::LayerSource::Plugin { plugin, data } => core
-                                .plugins
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .render(plugin, layer.width, layer.height, data),
+                            crate::action::LayerSource::Plugin { plugin, data } => {
+                                core.plugins.render(plugin, layer.width, layer.height, data)
+                            }
                             _ => Err("unsupported layer source".into()),
                         },
                     }

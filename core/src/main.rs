@@ -123,9 +123,10 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
     println!("media: all GStreamer elements present");
     let plugins = plugin_host(&cfg)?;
     let plugin_errors: Vec<String> = plugins
-        .lock()
-        .map(|h| h.info().into_iter().filter_map(|i| i.last_error).collect())
-        .unwrap_or_default();
+        .info()
+        .into_iter()
+        .filter_map(|i| i.last_error)
+        .collect();
     if !plugin_errors.is_empty() {
         bail!(
             "plugins in {} failed to load:\n  {}",
@@ -133,10 +134,8 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
             plugin_errors.join("\n  ")
         );
     }
-    if let Ok(h) = plugins.lock() {
-        for p in h.info() {
-            println!("plugin: {} loads ({:?} world)", p.name, p.world);
-        }
+    for p in plugins.info() {
+        println!("plugin: {} loads ({:?} world)", p.name, p.world);
     }
     let (policy, errors) = Policy::start(policy_options(&cfg, None, None, false));
     if !errors.is_empty() {
@@ -236,10 +235,10 @@ fn plugin_host(cfg: &Config) -> anyhow::Result<onair::wasm::SharedHost> {
         memory: p.memory_limit_mib as usize * 1024 * 1024,
         grants,
     };
-    let mut host =
+    let host =
         onair::wasm::PluginHost::new(&p.dir, limits).context("starting the WASM plugin host")?;
     host.load_all();
-    Ok(Arc::new(std::sync::Mutex::new(host)))
+    Ok(Arc::new(host))
 }
 
 fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -283,9 +282,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let plugin_watch = {
         let host = plugins.clone();
         match onair::watch::watch(&cfg.plugins.dir, move |paths| {
-            host.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .changed(&paths);
+            host.changed(&paths);
         }) {
             Ok(w) => Some(w),
             Err(e) => {

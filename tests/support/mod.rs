@@ -654,3 +654,120 @@ pub fn make_media(path: &Path, args: &[&str]) {
         .expect("ffmpeg");
     assert!(st.success(), "making {}", path.display());
 }
+
+/// A publisher written with rml_rtmp's client session: handshake, `connect`, `publish`, then
+/// whatever bytes a test wants to send (malformed chunks included).
+pub struct RawPublisher {
+    pub stream: TcpStream,
+}
+
+impl RawPublisher {
+    /// Connects to `rtmp://127.0.0.1:port/app` and publishes `key`. Errors: the refusal or the
+    /// I/O error, as text.
+    pub fn publish(port: u16, app: &str, key: &str) -> Result<RawPublisher, String> {
+        use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+        use rml_rtmp::sessions::{
+            ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
+            PublishRequestType,
+        };
+        let e = |e: &dyn std::fmt::Debug| format!("{e:?}");
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|x| e(&x))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|x| e(&x))?;
+        let mut hs = Handshake::new(PeerType::Client);
+        let p0p1 = hs.generate_outbound_p0_and_p1().map_err(|x| e(&x))?;
+        stream.write_all(&p0p1).map_err(|x| e(&x))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let leftover = loop {
+            let n = stream.read(&mut buf).map_err(|x| e(&x))?;
+            if n == 0 {
+                return Err("closed during the handshake".into());
+            }
+            match hs.process_bytes(&buf[..n]).map_err(|x| e(&x))? {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    stream.write_all(&response_bytes).map_err(|x| e(&x))?;
+                }
+                HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                } => {
+                    stream.write_all(&response_bytes).map_err(|x| e(&x))?;
+                    break remaining_bytes;
+                }
+            }
+        };
+        let (mut session, initial) =
+            ClientSession::new(ClientSessionConfig::new()).map_err(|x| e(&x))?;
+        let mut send = |stream: &mut TcpStream, r: ClientSessionResult| -> Result<(), String> {
+            if let ClientSessionResult::OutboundResponse(p) = r {
+                stream.write_all(&p.bytes).map_err(|x| e(&x))?;
+            }
+            Ok(())
+        };
+        for r in initial {
+            send(&mut stream, r)?;
+        }
+        let r = session
+            .request_connection(app.to_string())
+            .map_err(|x| e(&x))?;
+        send(&mut stream, r)?;
+        let mut pending = leftover;
+        let mut wait_for = |stream: &mut TcpStream,
+                            session: &mut ClientSession,
+                            want: &dyn Fn(&ClientSessionEvent) -> bool|
+         -> Result<(), String> {
+            loop {
+                if !pending.is_empty() {
+                    let results = session.handle_input(&pending).map_err(|x| e(&x))?;
+                    pending.clear();
+                    let mut done = false;
+                    for r in results {
+                        match r {
+                            ClientSessionResult::RaisedEvent(ev) if want(&ev) => done = true,
+                            ClientSessionResult::RaisedEvent(ev) => {
+                                if format!("{ev:?}").contains("Rejected") {
+                                    return Err(format!("{ev:?}"));
+                                }
+                            }
+                            other => send(stream, other)?,
+                        }
+                    }
+                    if done {
+                        return Ok(());
+                    }
+                }
+                let n = stream.read(&mut buf).map_err(|x| e(&x))?;
+                if n == 0 {
+                    return Err("closed by the server".into());
+                }
+                pending.extend_from_slice(&buf[..n]);
+            }
+        };
+        wait_for(&mut stream, &mut session, &|ev| {
+            matches!(ev, ClientSessionEvent::ConnectionRequestAccepted)
+        })?;
+        let r = session
+            .request_publishing(key.to_string(), PublishRequestType::Live)
+            .map_err(|x| e(&x))?;
+        send(&mut stream, r)?;
+        wait_for(&mut stream, &mut session, &|ev| {
+            matches!(ev, ClientSessionEvent::PublishRequestAccepted)
+        })?;
+        Ok(RawPublisher { stream })
+    }
+
+    /// Chunks that make rml_rtmp 0.8's `ChunkDeserializer::get_message_data` compute
+    /// `message_length - payload_so_far` with the payload longer than the new length (a panic on
+    /// overflow in debug builds, "capacity overflow" in release): a chunk size of 4096, a 5000-byte
+    /// message's first 4096 bytes, then a type-1 header on the same chunk stream announcing 10
+    /// bytes, then enough bytes for either build to reach the bad arithmetic.
+    pub fn parser_crash_bytes() -> Vec<u8> {
+        let mut b = vec![0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0x10, 0]; // set chunk size 4096
+        b.extend_from_slice(&[20, 0, 0, 0, 0x00, 0x13, 0x88, 9, 1, 0, 0, 0]); // csid 20, 5000 bytes, video
+        b.extend(std::iter::repeat_n(0x27u8, 4096));
+        b.extend_from_slice(&[0x40 | 20, 0, 0, 0, 0, 0, 10, 9]); // type 1: 10 bytes
+        b.extend(std::iter::repeat_n(0u8, 8192));
+        b
+    }
+}

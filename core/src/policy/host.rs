@@ -374,7 +374,7 @@ impl Host {
             self.handler_error(&name, event.name(), &e, timed_out);
         }
         if let Some(p) = &self.plugins {
-            actions.extend(p.lock().unwrap_or_else(|p| p.into_inner()).on_event(event));
+            actions.extend(p.on_event(event));
         }
         if !policy_ok {
             let builtin = builtin::decide(event);

@@ -18,7 +18,7 @@ pub mod convert;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -205,7 +205,6 @@ enum Instance {
 }
 
 struct Plugin {
-    generation: u64,
     world: World,
     component: Component,
     store: Store<PluginState>,
@@ -233,25 +232,48 @@ impl Default for PluginLimits {
     }
 }
 
+/// The plugins of one folder. Every method takes `&self` and is safe to call from any thread.
+///
+/// Locks (order: `loading` → `plugins` → a plugin's own lock is never taken while `plugins` is
+/// held; `info` and `hashes` are leaves held for a copy or an insert only):
+/// - `plugins`: the name → instance map, held only to look up or swap an entry, never across a
+///   compile or a guest call;
+/// - each plugin's own `Mutex`, held across its guest calls (a wasmtime `Store` is used by one
+///   call at a time): a slow guest delays only calls to itself;
+/// - `info`: the snapshot `/api/plugins` and `/api/status` read, never waiting on a guest;
+/// - `loading`: serialises loads (compiles run under it, and only loads wait for it).
 pub struct PluginHost {
     engine: Engine,
     policy_linker: Linker<PluginState>,
     overlay_linker: Linker<PluginState>,
     dir: PathBuf,
     limits: PluginLimits,
-    plugins: BTreeMap<String, Plugin>,
-    info: BTreeMap<String, PluginInfo>,
+    plugins: RwLock<BTreeMap<String, Arc<Mutex<Plugin>>>>,
+    info: RwLock<BTreeMap<String, PluginInfo>>,
     /// Content hash of the file last loaded or tried, by plugin name.
-    hashes: BTreeMap<String, u64>,
+    hashes: Mutex<BTreeMap<String, u64>>,
+    loading: Mutex<()>,
 }
 
 /// Shared handle: the policy thread, the engine and the HTTP API use the same host.
-pub type SharedHost = Arc<Mutex<PluginHost>>;
+pub type SharedHost = Arc<PluginHost>;
 
 fn name_of(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
 }
 
 impl PluginHost {
@@ -282,9 +304,10 @@ impl PluginHost {
             overlay_linker,
             dir: dir.to_path_buf(),
             limits,
-            plugins: BTreeMap::new(),
-            info: BTreeMap::new(),
-            hashes: BTreeMap::new(),
+            plugins: RwLock::default(),
+            info: RwLock::default(),
+            hashes: Mutex::default(),
+            loading: Mutex::default(),
         })
     }
 
@@ -293,7 +316,7 @@ impl PluginHost {
     }
 
     /// Loads every `.wasm` in the folder, in name order.
-    pub fn load_all(&mut self) {
+    pub fn load_all(&self) {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .map(|rd| {
                 rd.filter_map(Result::ok)
@@ -388,44 +411,43 @@ impl PluginHost {
     }
 
     /// (Re)loads one plugin file: build → validate → swap.
-    pub fn load(&mut self, path: &Path) -> Result<(), String> {
+    pub fn load(&self, path: &Path) -> Result<(), String> {
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"));
         self.load_bytes(path, bytes)
     }
 
-    fn load_bytes(&mut self, path: &Path, bytes: Result<Vec<u8>, String>) -> Result<(), String> {
+    fn load_bytes(&self, path: &Path, bytes: Result<Vec<u8>, String>) -> Result<(), String> {
+        let _loading = lock(&self.loading);
         let name = name_of(path);
         match &bytes {
-            Ok(b) => self
-                .hashes
-                .insert(name.clone(), crate::watch::content_hash(b)),
-            Err(_) => self.hashes.remove(&name),
+            Ok(b) => lock(&self.hashes).insert(name.clone(), crate::watch::content_hash(b)),
+            Err(_) => lock(&self.hashes).remove(&name),
         };
-        let result = bytes
-            .and_then(|bytes| {
-                Component::from_binary(&self.engine, &bytes)
-                    .map_err(|e| format!("not a valid WebAssembly component: {e}"))
-            })
-            .and_then(|component| {
-                let world = self.classify(&component)?;
-                let (store, instance) = self.instantiate(&name, world, &component)?;
-                Ok((component, world, store, instance))
-            });
+        // compile and instantiate with no lock that calls or status readers need
+        let result = bytes.and_then(|bytes| {
+            Component::from_binary(&self.engine, &bytes)
+                .map_err(|e| format!("not a valid WebAssembly component: {e}"))
+                .and_then(|component| {
+                    let world = self.classify(&component)?;
+                    let (store, instance) = self.instantiate(&name, world, &component)?;
+                    Ok((component, world, store, instance))
+                })
+        });
+        let previous = read(&self.info).get(&name).map(|i| i.generation);
         match result {
             Ok((component, world, store, instance)) => {
-                let generation = self.plugins.get(&name).map_or(0, |p| p.generation) + 1;
+                let generation = previous.unwrap_or(0) + 1;
                 let loaded_at = SystemTime::now();
-                self.plugins.insert(
+                write(&self.plugins).insert(
                     name.clone(),
-                    Plugin {
-                        generation,
+                    Arc::new(Mutex::new(Plugin {
                         world,
                         component,
                         store,
                         instance,
-                    },
+                    })),
                 );
-                self.info.insert(
+                write(&self.info).insert(
                     name.clone(),
                     PluginInfo {
                         name: name.clone(),
@@ -445,13 +467,15 @@ impl PluginHost {
             }
             Err(e) => {
                 let message = format!("{}: {e}", path.display());
-                match self.plugins.get(&name) {
-                    Some(p) => {
-                        tracing::error!(plugin = %name, error = %message, "plugin reload failed: generation {} stays active", p.generation)
+                let running = read(&self.plugins).contains_key(&name);
+                match previous {
+                    Some(g) if running => {
+                        tracing::error!(plugin = %name, error = %message, "plugin reload failed: generation {g} stays active")
                     }
-                    None => tracing::error!(plugin = %name, error = %message, "plugin not loaded"),
+                    _ => tracing::error!(plugin = %name, error = %message, "plugin not loaded"),
                 }
-                let info = self.info.entry(name.clone()).or_insert_with(|| PluginInfo {
+                let mut info = write(&self.info);
+                let info = info.entry(name.clone()).or_insert_with(|| PluginInfo {
                     name: name.clone(),
                     world: None,
                     version: None,
@@ -466,17 +490,18 @@ impl PluginHost {
         }
     }
 
-    pub fn unload(&mut self, name: &str) {
-        if self.plugins.remove(name).is_some() {
+    pub fn unload(&self, name: &str) {
+        let _loading = lock(&self.loading);
+        if write(&self.plugins).remove(name).is_some() {
             tracing::info!(plugin = %name, "plugin unloaded");
         }
-        self.info.remove(name);
-        self.hashes.remove(name);
+        write(&self.info).remove(name);
+        lock(&self.hashes).remove(name);
     }
 
     /// Files changed in the plugins folder. A plugin reloads only if its file's content differs
     /// from the last one loaded (or tried).
-    pub fn changed(&mut self, paths: &[PathBuf]) {
+    pub fn changed(&self, paths: &[PathBuf]) {
         let mut seen: Vec<&PathBuf> = Vec::new();
         for p in paths {
             if p.extension().is_none_or(|e| e != "wasm") || seen.contains(&p) {
@@ -486,7 +511,7 @@ impl PluginHost {
             match std::fs::read(p) {
                 Ok(bytes) => {
                     let hash = crate::watch::content_hash(&bytes);
-                    if self.hashes.get(&name_of(p)) == Some(&hash) {
+                    if lock(&self.hashes).get(&name_of(p)) == Some(&hash) {
                         tracing::debug!(plugin = %name_of(p), "plugin unchanged: not reloaded");
                         continue;
                     }
@@ -500,42 +525,48 @@ impl PluginHost {
         }
     }
 
+    /// Every plugin's state, from a snapshot: never waits for a guest or a compile.
     pub fn info(&self) -> Vec<PluginInfo> {
-        self.info.values().cloned().collect()
+        read(&self.info).values().cloned().collect()
+    }
+
+    /// The plugin named `name`, to lock and call (the map lock is released on return).
+    fn get(&self, name: &str) -> Option<Arc<Mutex<Plugin>>> {
+        read(&self.plugins).get(name).cloned()
     }
 
     /// Turns a failed call into one message, and rebuilds the instance (a trapped instance
-    /// cannot be called again).
-    fn call_failed(&mut self, name: &str, e: wasmtime::Error) -> String {
+    /// cannot be called again). `p` is the plugin's locked state.
+    fn call_failed(
+        &self,
+        name: &str,
+        plugin: &Arc<Mutex<Plugin>>,
+        p: &mut Plugin,
+        e: wasmtime::Error,
+    ) -> String {
         let limits = &self.limits;
-        let message = match self.plugins.get(name) {
-            Some(p) if p.store.data().limits.denied => {
-                format!("memory cap of {} MiB reached", limits.memory >> 20)
-            }
-            _ if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
-                format!("deadline of {} ms exceeded", limits.deadline.as_millis())
-            }
-            _ => format!("{e:#}"),
+        let message = if p.store.data().limits.denied {
+            format!("memory cap of {} MiB reached", limits.memory >> 20)
+        } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            format!("deadline of {} ms exceeded", limits.deadline.as_millis())
+        } else {
+            format!("{e:#}")
         };
         tracing::error!(plugin = %name, error = %message, "plugin call failed");
-        if let Some(i) = self.info.get_mut(name) {
+        if let Some(i) = write(&self.info).get_mut(name) {
             i.last_error = Some(message.clone());
         }
-        if let Some((world, component)) = self
-            .plugins
-            .get(name)
-            .map(|p| (p.world, p.component.clone()))
-        {
-            match self.instantiate(name, world, &component) {
-                Ok((store, instance)) => {
-                    if let Some(p) = self.plugins.get_mut(name) {
-                        p.store = store;
-                        p.instance = instance;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(plugin = %name, error = %e, "plugin could not be restarted: unloaded");
-                    self.plugins.remove(name);
+        match self.instantiate(name, p.world, &p.component.clone()) {
+            Ok((store, instance)) => {
+                p.store = store;
+                p.instance = instance;
+            }
+            Err(e) => {
+                tracing::error!(plugin = %name, error = %e, "plugin could not be restarted: unloaded");
+                // only if the map still holds this instance (not a newer load)
+                let mut plugins = write(&self.plugins);
+                if plugins.get(name).is_some_and(|a| Arc::ptr_eq(a, plugin)) {
+                    plugins.remove(name);
                 }
             }
         }
@@ -543,31 +574,30 @@ impl PluginHost {
     }
 
     /// Calls every policy plugin, in name order, and returns their actions.
-    pub fn on_event(&mut self, event: &Event) -> Vec<Action> {
+    pub fn on_event(&self, event: &Event) -> Vec<Action> {
         let wit_event = convert::event(event);
         let ticks = self.deadline_ticks();
         let mut actions = Vec::new();
-        let names: Vec<String> = self
-            .plugins
+        let list: Vec<(String, Arc<Mutex<Plugin>>)> = read(&self.plugins)
             .iter()
-            .filter(|(_, p)| p.world == World::Policy)
-            .map(|(n, _)| n.clone())
+            .map(|(n, p)| (n.clone(), p.clone()))
             .collect();
-        for name in names {
+        for (name, plugin) in list {
+            let mut p = lock(&plugin);
             let result = {
-                let Some(p) = self.plugins.get_mut(&name) else {
+                let Plugin {
+                    store, instance, ..
+                } = &mut *p;
+                let Instance::Policy(policy) = instance else {
                     continue;
                 };
-                let Instance::Policy(policy) = &p.instance else {
-                    continue;
-                };
-                p.store.set_epoch_deadline(ticks);
-                policy.call_on_event(&mut p.store, &wit_event)
+                store.set_epoch_deadline(ticks);
+                policy.call_on_event(store, &wit_event)
             };
             match result {
                 Ok(list) => actions.extend(list.into_iter().map(convert::action)),
                 Err(e) => {
-                    self.call_failed(&name, e);
+                    self.call_failed(&name, &plugin, &mut p, e);
                 }
             }
         }
@@ -576,26 +606,23 @@ impl PluginHost {
 
     /// Calls overlay plugin `name`'s `render`. Errors: no such overlay plugin, the plugin's own
     /// error, a trap (deadline, memory), or an image whose size does not match its pixels.
-    pub fn render(
-        &mut self,
-        name: &str,
-        width: u32,
-        height: u32,
-        data: &str,
-    ) -> Result<Image, String> {
+    pub fn render(&self, name: &str, width: u32, height: u32, data: &str) -> Result<Image, String> {
         let ticks = self.deadline_ticks();
+        let plugin = self
+            .get(name)
+            .ok_or_else(|| format!("no overlay plugin named {name:?} is loaded"))?;
+        let mut p = lock(&plugin);
         let result = {
-            let p = self
-                .plugins
-                .get_mut(name)
-                .ok_or_else(|| format!("no overlay plugin named {name:?} is loaded"))?;
-            let Instance::Overlay(overlay) = &p.instance else {
+            let Plugin {
+                store, instance, ..
+            } = &mut *p;
+            let Instance::Overlay(overlay) = instance else {
                 return Err(format!(
                     "plugin {name:?} is a policy plugin, not an overlay"
                 ));
             };
-            p.store.set_epoch_deadline(ticks);
-            overlay.call_render(&mut p.store, width, height, data)
+            store.set_epoch_deadline(ticks);
+            overlay.call_render(store, width, height, data)
         };
         match result {
             Ok(Ok(img)) => {
@@ -621,7 +648,7 @@ impl PluginHost {
                 })
             }
             Ok(Err(e)) => Err(format!("plugin {name:?}: {e}")),
-            Err(e) => Err(self.call_failed(name, e)),
+            Err(e) => Err(self.call_failed(name, &plugin, &mut p, e)),
         }
     }
 }

