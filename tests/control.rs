@@ -315,3 +315,123 @@ fn a_crashed_session_unpublishes_and_its_key_can_publish_again_at_once() {
     assert!(onair.log_lines(&["already publishing"]).is_empty());
     assert_eq!(onair.status()["sessions"].as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn closed_by_default_a_generated_key_and_a_keyed_preview() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rtmp, http) = (free_port(), free_port());
+    // no keys, no token: only the ports (and a small output)
+    std::fs::write(
+        dir.path().join("onair.toml"),
+        format!(
+            "[ingest]\nrtmp_listen = \"127.0.0.1:{rtmp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+             [output]\nwidth = 640\nheight = 360\nvideo_bitrate_kbps = 800\n"
+        ),
+    )
+    .expect("write config");
+    let run = |tag: &str| {
+        let out = dir.path().join(format!("stdout-{tag}"));
+        let log = dir.path().join(format!("log-{tag}"));
+        let child = std::process::Command::new(onair_bin())
+            .args(["run", "-c", "onair.toml"])
+            .current_dir(dir.path())
+            .stdout(std::fs::File::create(&out).expect("stdout"))
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn");
+        let ready = wait_until(Duration::from_secs(60), || {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("rtmp ingest ready"))
+                && std::fs::read_to_string(&out).is_ok_and(|o| o.contains("Preview:"))
+        });
+        let stdout = std::fs::read_to_string(&out).unwrap_or_default();
+        assert!(
+            ready,
+            "did not start: {stdout}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        (child, stdout, log)
+    };
+    let (mut child, stdout, log) = run("first");
+    let key = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Stream Key"))
+        .map(|k| k.trim().to_string())
+        .expect("the stream key is printed");
+    assert!(key.starts_with("live_") && key.len() >= 37, "{key:?}");
+    assert!(
+        stdout.contains(&format!("rtmp://127.0.0.1:{rtmp}/live")),
+        "{stdout}"
+    );
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!log_text().contains(&key), "the full key reached the log");
+
+    // another key is refused; the generated one publishes
+    let mut wrong = Publisher::start(
+        &format!("rtmp://127.0.0.1:{rtmp}/live/some-other-key"),
+        "red",
+    );
+    assert!(wait_until(SWITCH, || log_text().contains("unknown stream key")));
+    let _ = wrong.wait_exit(Duration::from_secs(10));
+    let _p = Publisher::start(&format!("rtmp://127.0.0.1:{rtmp}/live/{key}"), "red");
+    assert!(
+        wait_until(SWITCH, || log_text().contains("publish accepted")),
+        "{}",
+        log_text()
+    );
+
+    // the preview needs its key
+    let (code, _) = http_get(http, "/preview.flv").expect("answers");
+    assert_eq!(code, 401);
+    let preview_key = stdout
+        .lines()
+        .find_map(|l| l.split("preview.flv?key=").nth(1))
+        .map(str::trim)
+        .expect("the preview URL is printed");
+    let viewer = Viewer::start(&format!(
+        "http://127.0.0.1:{http}/preview.flv?key={preview_key}"
+    ));
+    assert!(
+        viewer.wait_for(Instant::now(), SWITCH, Frame::is_red),
+        "the keyed preview shows nothing"
+    );
+
+    // a restart keeps the same key
+    let _ = child.kill();
+    let _ = child.wait();
+    let (mut child, stdout, _) = run("second");
+    assert!(stdout.contains(&key), "a new key on restart: {stdout}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // open to other machines without a token: refused, naming the key to set
+    std::fs::write(
+        dir.path().join("open.toml"),
+        "[http]\nlisten = \"0.0.0.0:18089\"\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(onair_bin())
+        .args(["check", "-c", "open.toml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("http.admin_token") && err.contains("0.0.0.0:18089"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.path().join("any.toml"),
+        "[ingest]\nallow_any_key = true\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(onair_bin())
+        .args(["check", "-c", "any.toml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("ingest.allow_any_key"), "{err}");
+}

@@ -75,14 +75,12 @@ fn relay_survives_publisher_faults_on_one_output_connection() {
         "no log line for the duplicate publish"
     );
     let t = Instant::now();
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_secs(1)); // an observation window
+    let after: Vec<Frame> = viewer.frames().into_iter().filter(|f| f.at >= t).collect();
     assert!(
-        viewer
-            .frames()
-            .iter()
-            .filter(|f| f.at >= t)
-            .all(Frame::is_red),
-        "the duplicate publish disturbed the live feed"
+        after.len() > 10 && after.iter().all(Frame::is_red),
+        "the duplicate publish disturbed the live feed ({} frames seen)",
+        after.len()
     );
 
     // kill -9 → fallback
@@ -92,7 +90,12 @@ fn relay_survives_publisher_faults_on_one_output_connection() {
         viewer.wait_for(t, SWITCH, |f| !f.is_red()),
         "kill did not fall back"
     );
-    assert!(onair.wait_log("reason=disconnected", SWITCH) || onair.wait_log("unpublish", SWITCH));
+    assert!(
+        wait_until(SWITCH, || !onair
+            .log_lines(&[" unpublish session="])
+            .is_empty()),
+        "no unpublish for the killed publisher"
+    );
 
     // publish again → live; kill -STOP → fallback after the stall timeout
     let t = Instant::now();
@@ -268,8 +271,8 @@ fn bad_input_is_refused_with_a_reason_and_the_stream_keeps_going() {
     );
     assert_eq!(wrong_app.wait_exit(SWITCH), Some(false));
     assert!(
-        onair.wait_log("wrong application \\\"nope\\\"", SWITCH)
-            || onair.wait_log("wrong application", SWITCH)
+        onair.wait_log("wrong application \"nope\"", SWITCH),
+        "wrong application not reported"
     );
 
     // a codec onair cannot ingest (MP3 audio)
@@ -410,6 +413,31 @@ fn fallback_media_image_video_loop_and_missing_file() {
         "image fallback not shown"
     );
     assert_eq!(onair.status()["fallback"], "image green.png");
+    // letterboxed, not stretched: the 4:3 picture is 480 px wide in the 640x360 output, with
+    // black bars of 80 px left and right
+    let rgb = grab_rgb(&nginx.url("app", "out"), 640, 360);
+    let px = |x: usize, y: usize| {
+        let i = (y * 640 + x) * 3;
+        (rgb[i], rgb[i + 1], rgb[i + 2])
+    };
+    let black = |(r, g, b): (u8, u8, u8)| r < 30 && g < 30 && b < 30;
+    let green = |(r, g, b): (u8, u8, u8)| g > 100 && r < 60 && b < 60;
+    for y in [20, 180, 340] {
+        for x in [10, 60, 580, 630] {
+            assert!(
+                black(px(x, y)),
+                "({x}, {y}) is {:?}: no letterbox bar",
+                px(x, y)
+            );
+        }
+        for x in [100, 320, 540] {
+            assert!(
+                green(px(x, y)),
+                "({x}, {y}) is {:?}: not the picture",
+                px(x, y)
+            );
+        }
+    }
     drop(viewer);
     drop(onair);
 
@@ -533,7 +561,7 @@ fn publisher_without_audio_gets_silence_and_preview_serves_flv() {
         "video-only publish did not go live"
     );
     let t = Instant::now();
-    let viewer = Viewer::start(&format!("http://127.0.0.1:{}/preview.flv", onair.http_port));
+    let viewer = Viewer::start(&onair.preview_url());
     assert!(
         viewer.wait_for(t, SWITCH, Frame::is_red),
         "preview shows no live picture"
@@ -729,8 +757,9 @@ fn policy_reloads_on_save_under_a_live_stream_without_a_glitch() {
         .filter(|f| f.at >= live_from)
         .collect();
     assert!(
-        during.iter().all(Frame::is_red),
-        "the output left the live feed during reloads"
+        during.len() > 300 && during.iter().all(Frame::is_red),
+        "the output left the live feed during reloads ({} frames seen)",
+        during.len()
     );
     let (vmax, vback) = viewer.video_pts_gaps();
     assert!(
@@ -865,7 +894,10 @@ onair.route("POST", "/kick/:id", function(req) onair.kick(tonumber(req.params.id
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("curl");
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        wait_until(SWITCH, || onair.status()["counters"]["sse_clients"] == 1),
+        "the SSE client never connected"
+    );
     let _p = Publisher::start(&onair.publish_url("test-key-123"), "red");
     assert!(onair.wait_log("switched", SWITCH));
     let (code, _) = curl(&[

@@ -329,36 +329,6 @@ fn rest_api_of_seed_000_over_onair_actions() {
     );
 }
 
-/// One decoded RGB24 frame of `url` (waits for a keyframe).
-fn grab_rgb(url: &str, w: usize, h: usize) -> Vec<u8> {
-    let out = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-rw_timeout",
-            "10000000",
-            "-i",
-            url,
-            "-frames:v",
-            "1",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ])
-        .output()
-        .expect("ffmpeg");
-    assert_eq!(
-        out.stdout.len(),
-        w * h * 3,
-        "grab failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 /// A match API: answers GET with the current JSON, or 503 while there is none.
 fn match_api() -> (u16, Arc<Mutex<Option<String>>>) {
     let data: Arc<Mutex<Option<String>>> = Arc::default();
@@ -472,8 +442,6 @@ fn match_overlay_scoreboard_reaches_the_platform_and_follows_the_score() {
     assert!(wait_until(SWITCH, || !onair.status()["overlay"]
         .as_array()
         .is_none_or(|a| a.is_empty())));
-    std::thread::sleep(Duration::from_millis(800));
-    let with1 = grab_rgb(&url, fw, fh);
 
     let reference = onair::wasm::PluginHost::new(
         Path::new("/nonexistent"),
@@ -490,10 +458,16 @@ fn match_overlay_scoreboard_reaches_the_platform_and_follows_the_score() {
         .expect("load");
     let ref1 = reference.render("scoreboard", 0, 0, m1).expect("render");
     let (w, h) = (ref1.width as usize, ref1.height as usize);
-    let changed = mae_region(&with1, &before, 40, 40, w, h, fw);
+    // wait for the layer to reach the platform (a frame is encoded, sent and decoded)
+    let mut with1 = before.clone();
+    let mut changed = 0.0;
     assert!(
-        changed > 20.0,
-        "the scoreboard region did not change on the output (MAE {changed:.1})"
+        wait_until(SWITCH, || {
+            with1 = grab_rgb(&url, fw, fh);
+            changed = mae_region(&with1, &before, 40, 40, w, h, fw);
+            changed > 20.0 && mae_vs_reference(&with1, &before, &ref1, 40, 40, fw) < 12.0
+        }),
+        "the scoreboard did not reach the output as the plugin draws it (region MAE {changed:.1})"
     );
     let err1 = mae_vs_reference(&with1, &before, &ref1, 40, 40, fw);
     assert!(
@@ -505,13 +479,22 @@ fn match_overlay_scoreboard_reaches_the_platform_and_follows_the_score() {
     let m2 = m1.replace("187/4", "193/5");
     *data.lock().expect("lock") = Some(m2.clone());
     assert!(wait_until(SWITCH, || api_match().contains("193/5")));
-    std::thread::sleep(Duration::from_millis(800));
-    let with2 = grab_rgb(&url, fw, fh);
-    let diff: usize = (40..40 + h)
-        .flat_map(|y| (40..40 + w).map(move |x| (y * fw + x) * 3))
-        .filter(|&i| (0..3).any(|c| with1[i + c].abs_diff(with2[i + c]) > 40))
-        .count();
-    assert!(diff > 50, "only {diff} pixels changed with the score");
+    let changed_pixels = |a: &[u8], b: &[u8]| -> usize {
+        (40..40 + h)
+            .flat_map(|y| (40..40 + w).map(move |x| (y * fw + x) * 3))
+            .filter(|&i| (0..3).any(|c| a[i + c].abs_diff(b[i + c]) > 40))
+            .count()
+    };
+    let mut with2 = with1.clone();
+    let mut diff = 0;
+    assert!(
+        wait_until(SWITCH, || {
+            with2 = grab_rgb(&url, fw, fh);
+            diff = changed_pixels(&with1, &with2);
+            diff > 50
+        }),
+        "only {diff} pixels changed with the score"
+    );
     let ref2 = reference.render("scoreboard", 0, 0, &m2).expect("render");
     let err2 = mae_vs_reference(&with2, &before, &ref2, 40, 40, fw);
     assert!(
@@ -519,12 +502,12 @@ fn match_overlay_scoreboard_reaches_the_platform_and_follows_the_score() {
         "after the score change the output differs from the plugin (MAE {err2:.1})"
     );
 
-    // the plugin reloads while streaming: the output connection stays
-    std::fs::copy(
-        scoreboard_wasm(),
-        onair.dir.path().join("plugins/scoreboard.wasm"),
-    )
-    .expect("replace plugin");
+    // a new build of the plugin reloads while streaming: the output connection stays (the same
+    // component plus a custom section, id 0 named "v", stands for a rebuild)
+    let mut rebuilt = std::fs::read(scoreboard_wasm()).expect("read plugin");
+    rebuilt.extend_from_slice(&[0, 3, 1, b'v', b'2']);
+    std::fs::write(onair.dir.path().join("plugins/scoreboard.wasm"), rebuilt)
+        .expect("replace plugin");
     let (_, plugins) = http_request(
         onair.http_port,
         "GET",

@@ -151,27 +151,7 @@ fn one_save_is_one_reload_and_timers_survive_until_the_next_change() {
 
 /// One decoded RGB24 frame of onair's preview.
 fn grab(onair: &Onair) -> Vec<u8> {
-    let url = format!("http://127.0.0.1:{}/preview.flv", onair.http_port);
-    let out = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-rw_timeout",
-            "10000000",
-            "-i",
-        ])
-        .arg(&url)
-        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-        .output()
-        .expect("ffmpeg");
-    assert_eq!(
-        out.stdout.len(),
-        640 * 360 * 3,
-        "grab failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    grab_rgb(&onair.preview_url(), 640, 360)
 }
 
 /// Mean absolute difference over a rectangle of two 640-wide RGB24 frames.

@@ -203,8 +203,11 @@ fn scoreboard_matches_its_golden_image() {
             })
             .collect();
         w.write_image_data(&rows).expect("write");
-        eprintln!("blessed {}", golden.display());
-        return;
+        // a blessed run is never a pass: nothing was compared
+        panic!(
+            "blessed {}: check the picture, then run again without ONAIR_BLESS to compare",
+            golden.display()
+        );
     }
     let want = onair::media::overlay::load_png(&golden)
         .expect("tests/golden/scoreboard.png (ONAIR_BLESS=1 writes it)");

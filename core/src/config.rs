@@ -27,9 +27,13 @@ pub const X264_PRESETS: &[&str] = &[
 ];
 
 /// The whole configuration. Every section has a default, so an empty file is a valid config.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Folder for what onair keeps between runs: the generated stream key (`stream-key`) and
+    /// preview key (`preview-key`). Default `onair-data` (working directory).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
     #[serde(default)]
     pub ingest: IngestConfig,
     #[serde(default)]
@@ -47,6 +51,25 @@ pub struct Config {
     pub destinations: Vec<DestinationConfig>,
 }
 
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("onair-data")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            ingest: IngestConfig::default(),
+            fallback: FallbackConfig::default(),
+            output: OutputConfig::default(),
+            http: HttpConfig::default(),
+            scripts: ScriptsConfig::default(),
+            plugins: PluginsConfig::default(),
+            destinations: Vec::new(),
+        }
+    }
+}
+
 /// `[ingest]`: where publishers (OBS) connect.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -55,8 +78,12 @@ pub struct IngestConfig {
     pub rtmp_listen: SocketAddr,
     /// The RTMP application publishers use: OBS's Server is `rtmp://HOST:PORT/<app>`. Default `live`.
     pub app: String,
-    /// Accepted stream keys. Empty means any key is accepted (a warning is logged at start-up).
+    /// Accepted stream keys. Empty: onair generates one on first start, stores it in
+    /// `data_dir/stream-key` and prints it with the OBS settings.
     pub keys: Vec<String>,
+    /// Accept any stream key (only with `keys` empty). Refused unless `rtmp_listen` is a
+    /// loopback address. Default false.
+    pub allow_any_key: bool,
 }
 
 impl Default for IngestConfig {
@@ -65,6 +92,7 @@ impl Default for IngestConfig {
             rtmp_listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
             app: "live".into(),
             keys: Vec::new(),
+            allow_any_key: false,
         }
     }
 }
@@ -138,9 +166,14 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Serve the output as HTTP-FLV at `/preview.flv`. Default true.
     pub preview: bool,
-    /// Bearer token for `/api/*` and script routes declared with `{auth=true}`. Unset: those
-    /// are open (keep `listen` on loopback then; a warning is logged otherwise).
+    /// Bearer token for `/api/*` and script routes declared with `{auth=true}` (≥ 16
+    /// characters). Unset: those are open, which is only allowed when `listen` is loopback.
     pub admin_token: Option<String>,
+    /// Key for `/preview.flv?key=…` (≥ 16 characters; the admin bearer token works too).
+    /// Unset: generated on first start into `data_dir/preview-key`.
+    pub preview_key: Option<String>,
+    /// Preview viewers at once; more are answered 503. Default 8.
+    pub preview_max_viewers: u32,
 }
 
 impl Default for HttpConfig {
@@ -149,6 +182,8 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             preview: true,
             admin_token: None,
+            preview_key: None,
+            preview_max_viewers: 8,
         }
     }
 }
@@ -353,6 +388,38 @@ impl Config {
             .is_some_and(|t| t.len() < 16)
         {
             return bad("http.admin_token", "must be at least 16 characters".into());
+        }
+        if self.http.admin_token.is_none() && !self.http.listen.ip().is_loopback() {
+            return bad(
+                "http.admin_token",
+                format!(
+                    "must be set when http.listen ({}) is reachable from other machines: set a token of at least 16 characters, or listen on 127.0.0.1",
+                    self.http.listen
+                ),
+            );
+        }
+        if self.http.preview_key.as_deref().is_some_and(|t| {
+            t.len() < 16 || t.contains(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-')
+        }) {
+            return bad(
+                "http.preview_key",
+                "must be at least 16 letters, digits, '_' or '-'".into(),
+            );
+        }
+        if self.ingest.allow_any_key && !self.ingest.keys.is_empty() {
+            return bad(
+                "ingest.allow_any_key",
+                "contradicts ingest.keys: remove one of them".into(),
+            );
+        }
+        if self.ingest.allow_any_key && !self.ingest.rtmp_listen.ip().is_loopback() {
+            return bad(
+                "ingest.allow_any_key",
+                format!(
+                    "accepting any stream key on {} (reachable from other machines) is refused: list keys in ingest.keys (or leave it empty for a generated one), or listen on 127.0.0.1",
+                    self.ingest.rtmp_listen
+                ),
+            );
         }
         if self.ingest.app.is_empty() || self.ingest.app.contains('/') {
             return bad(

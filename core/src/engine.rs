@@ -40,6 +40,8 @@ pub struct Core {
     /// Every event, as observers (SSE, tests) see it.
     pub events: broadcast::Sender<Event>,
     pub preview_viewers: AtomicU64,
+    /// Clients connected to `GET /api/events`.
+    pub sse_clients: AtomicU64,
     /// Actions from the built-in API, executed by the engine.
     pub commands: mpsc::UnboundedSender<Vec<Action>>,
     /// WASM plugins (policy and overlay).
@@ -77,6 +79,8 @@ pub struct CounterStatus {
     pub stalls: u64,
     pub switches: u64,
     pub preview_viewers: u64,
+    /// Clients connected to `GET /api/events`.
+    pub sse_clients: u64,
     /// Policy decisions that missed their deadline and got the built-in default.
     pub late_decisions: u64,
     /// Script route requests answered 503 (route lane full, or no answer in time).
@@ -108,6 +112,7 @@ impl Core {
                 stalls: c.stalls.load(Ordering::Relaxed),
                 switches: c.switches.load(Ordering::Relaxed),
                 preview_viewers: self.preview_viewers.load(Ordering::Relaxed),
+                sse_clients: self.sse_clients.load(Ordering::Relaxed),
                 late_decisions: self.policy.late_decisions(),
                 script_routes_refused: self.policy.routes_refused(),
             },

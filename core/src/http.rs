@@ -65,6 +65,9 @@ pub fn routes(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + use<> {
     let token: Arc<Option<String>> = Arc::new(cfg.admin_token.clone());
     let preview = cfg.preview;
+    let preview_key: Arc<Option<String>> = Arc::new(cfg.preview_key.clone());
+    let token_preview = token.clone();
+    let preview_max = u64::from(cfg.preview_max_viewers);
     let with_core = {
         let core = core.clone();
         warp::any().map(move || core.clone())
@@ -144,19 +147,22 @@ pub fn routes(
         .and(with_core.clone())
         .map(|(), c: Arc<Core>| {
             let rx = c.events.subscribe();
-            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(ev) => {
-                            let data = serde_json::to_string(&ev).unwrap_or_default();
-                            let sse = warp::sse::Event::default().event(ev.name()).data(data);
-                            return Some((Ok::<_, Infallible>(sse), rx));
+            c.sse_clients.fetch_add(1, Ordering::Relaxed);
+            let client = SseClient(c.clone());
+            let stream =
+                futures_util::stream::unfold((rx, client), |(mut rx, client)| async move {
+                    loop {
+                        match rx.recv().await {
+                            Ok(ev) => {
+                                let data = serde_json::to_string(&ev).unwrap_or_default();
+                                let sse = warp::sse::Event::default().event(ev.name()).data(data);
+                                return Some((Ok::<_, Infallible>(sse), (rx, client)));
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                         }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     }
-                }
-            });
+                });
             warp::reply::Reply::into_response(warp::sse::reply(
                 warp::sse::keep_alive().stream(stream),
             ))
@@ -165,17 +171,40 @@ pub fn routes(
     let preview_route = warp::path!("preview.flv")
         .and(warp::get())
         .and(with_core.clone())
-        .and_then(move |c: Arc<Core>| {
-            let f = fanout.clone();
-            async move {
-                if !preview {
-                    return Err(warp::reject::not_found());
+        .and(warp::query::<HashMap<String, String>>())
+        .and(warp::header::optional::<String>("authorization"))
+        .and_then(
+            move |c: Arc<Core>, q: HashMap<String, String>, auth: Option<String>| {
+                let f = fanout.clone();
+                let key_ok = match (preview_key.as_deref(), q.get("key")) {
+                    (None, _) => true,
+                    (Some(want), Some(given)) => constant_time_eq(given.as_bytes(), want.as_bytes()),
+                    (Some(_), None) => false,
+                };
+                let token_ok = token_preview.as_deref().is_some()
+                    && authorized(token_preview.as_deref(), auth.as_deref());
+                async move {
+                    if !preview {
+                        return Err(warp::reject::not_found());
+                    }
+                    if !key_ok && !token_ok {
+                        return Ok(error(
+                            StatusCode::UNAUTHORIZED,
+                            "preview needs ?key=<http.preview_key> (printed at start, kept in data_dir/preview-key) or the admin bearer token",
+                        ));
+                    }
+                    if c.preview_viewers.load(Ordering::Relaxed) >= preview_max {
+                        return Ok(error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &format!("preview is full: {preview_max} viewers (http.preview_max_viewers)"),
+                        ));
+                    }
+                    Ok::<_, warp::Rejection>(preview_stream(c, f))
                 }
-                Ok::<_, warp::Rejection>(preview_stream(c, f))
-            }
-        });
+            },
+        );
 
-    let script_routes = script_routes(core.policy.clone(), token);
+    let script_routes = script_routes(core.policy.clone(), token.clone());
 
     status
         .or(switch)
@@ -204,11 +233,69 @@ async fn recover(rej: warp::Rejection) -> Result<warp::reply::Response, Infallib
         error(StatusCode::NOT_FOUND, "not found")
     } else if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
         error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-    } else if rej.find::<warp::reject::PayloadTooLarge>().is_some() {
+    } else if rej.find::<warp::reject::PayloadTooLarge>().is_some()
+        || rej.find::<BodyTooLarge>().is_some()
+    {
         error(StatusCode::PAYLOAD_TOO_LARGE, "body too large")
+    } else if rej.find::<BodyUnreadable>().is_some() {
+        error(
+            StatusCode::BAD_REQUEST,
+            "the request body could not be read",
+        )
     } else {
         error(StatusCode::BAD_REQUEST, "bad request")
     })
+}
+
+/// The largest request body a script route receives (1 MiB); larger requests are answered 413
+/// without being read whole.
+pub const SCRIPT_ROUTE_BODY_MAX: usize = 1 << 20;
+
+#[derive(Debug)]
+struct BodyTooLarge;
+impl warp::reject::Reject for BodyTooLarge {}
+
+#[derive(Debug)]
+struct BodyUnreadable;
+impl warp::reject::Reject for BodyUnreadable {}
+
+/// The request body, read up to `max` bytes; a longer one is rejected as it arrives.
+fn body_up_to(max: usize) -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |len: Option<u64>, body| collect_up_to(len, body, max))
+}
+
+async fn collect_up_to<S, B>(
+    len: Option<u64>,
+    body: S,
+    max: usize,
+) -> Result<Bytes, warp::Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: warp::Buf,
+{
+    use futures_util::TryStreamExt;
+    if len.is_some_and(|l| l > max as u64) {
+        return Err(warp::reject::custom(BodyTooLarge));
+    }
+    let mut body = std::pin::pin!(body);
+    let mut out = bytes::BytesMut::new();
+    while let Some(mut chunk) = body
+        .try_next()
+        .await
+        .map_err(|_| warp::reject::custom(BodyUnreadable))?
+    {
+        if out.len() + chunk.remaining() > max {
+            return Err(warp::reject::custom(BodyTooLarge));
+        }
+        while chunk.has_remaining() {
+            let n = chunk.chunk().len();
+            out.extend_from_slice(chunk.chunk());
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
 }
 
 /// The one catch-all for script routes: looks the request up in the policy's route table (swapped
@@ -223,7 +310,7 @@ pub fn script_routes(
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
-        .and(warp::body::bytes())
+        .and(body_up_to(SCRIPT_ROUTE_BODY_MAX))
         .and_then(
             move |method: warp::http::Method,
                   path: warp::path::FullPath,
@@ -324,6 +411,15 @@ async fn script_route(
         }
         resp
     })
+}
+
+/// Counts an SSE client for as long as its stream lives.
+struct SseClient(Arc<Core>);
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        self.0.sse_clients.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Counts a preview viewer for as long as its stream lives.

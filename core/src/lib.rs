@@ -9,5 +9,6 @@ pub mod http;
 pub mod media;
 pub mod policy;
 pub mod redact;
+pub mod secrets;
 pub mod wasm;
 pub mod watch;

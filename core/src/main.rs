@@ -81,10 +81,68 @@ fn main() -> ExitCode {
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     let cfg = Config::load(path)?;
-    if cfg.ingest.keys.is_empty() {
-        tracing::warn!("ingest.keys is empty: any stream key is accepted");
+    if cfg.ingest.allow_any_key {
+        tracing::warn!("ingest.allow_any_key: any stream key is accepted (loopback only)");
     }
     Ok(cfg)
+}
+
+/// What the user must copy when onair made it: the generated stream key and preview URL.
+struct Generated {
+    stream_key: Option<(String, PathBuf)>,
+    preview_key: Option<(String, PathBuf)>,
+}
+
+/// Closed by default: with `ingest.keys` empty (and `allow_any_key` off) the stream key comes
+/// from `data_dir/stream-key`, generated on first start; likewise the preview key.
+fn resolve_secrets(cfg: &mut Config) -> anyhow::Result<Generated> {
+    use onair::secrets::{PREVIEW_KEY_FILE, STREAM_KEY_FILE, load_or_create};
+    let mut g = Generated {
+        stream_key: None,
+        preview_key: None,
+    };
+    if cfg.ingest.keys.is_empty() && !cfg.ingest.allow_any_key {
+        let (key, made) = load_or_create(&cfg.data_dir, STREAM_KEY_FILE, "live_")?;
+        let path = cfg.data_dir.join(STREAM_KEY_FILE);
+        if made {
+            tracing::info!(file = %path.display(), "ingest.keys is empty: generated a stream key");
+        }
+        cfg.ingest.keys = vec![key.clone()];
+        g.stream_key = Some((key, path));
+    }
+    if cfg.http.preview && cfg.http.preview_key.is_none() {
+        let (key, _) = load_or_create(&cfg.data_dir, PREVIEW_KEY_FILE, "pv_")?;
+        cfg.http.preview_key = Some(key.clone());
+        g.preview_key = Some((key, cfg.data_dir.join(PREVIEW_KEY_FILE)));
+    }
+    Ok(g)
+}
+
+/// Prints the generated secrets on stdout (the log only ever shows them redacted).
+fn print_generated(cfg: &Config, g: &Generated) {
+    if let Some((key, path)) = &g.stream_key {
+        let addr = cfg.ingest.rtmp_listen;
+        let host = if addr.ip().is_unspecified() {
+            "<this machine's address>".to_string()
+        } else {
+            addr.ip().to_string()
+        };
+        println!("OBS → Settings → Stream");
+        println!("  Service     Custom...");
+        println!(
+            "  Server      rtmp://{host}:{}/{}",
+            addr.port(),
+            cfg.ingest.app
+        );
+        println!("  Stream Key  {key}");
+        println!(
+            "  (generated, kept in {}; set ingest.keys to choose your own)",
+            path.display()
+        );
+    }
+    if let Some((key, _)) = &g.preview_key {
+        println!("Preview: http://{}/preview.flv?key={key}", cfg.http.listen);
+    }
 }
 
 fn init_media() -> anyhow::Result<()> {
@@ -107,7 +165,11 @@ fn obs_settings(cfg: &Config) -> String {
     };
     let key = match cfg.ingest.keys.first() {
         Some(k) => format!("one of ingest.keys ({})", redact::key(k)),
-        None => "any (ingest.keys is empty)".into(),
+        None if cfg.ingest.allow_any_key => "any (ingest.allow_any_key)".into(),
+        None => format!(
+            "generated on first start into {}",
+            cfg.data_dir.join(onair::secrets::STREAM_KEY_FILE).display()
+        ),
     };
     format!(
         "OBS → Settings → Stream: Service \"Custom...\", Server \"rtmp://{host}:{}/{}\", Stream Key {key}",
@@ -242,16 +304,17 @@ fn plugin_host(cfg: &Config) -> anyhow::Result<onair::wasm::SharedHost> {
 }
 
 fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let cfg = load_config(path.as_deref())?;
+    let mut cfg = load_config(path.as_deref())?;
+    let generated = resolve_secrets(&mut cfg)?;
     init_media()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(serve(cfg))
+    rt.block_on(serve(cfg, generated))
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+async fn serve(cfg: Config, generated: Generated) -> anyhow::Result<()> {
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let (publish_tx, publish_rx) = tokio::sync::mpsc::unbounded_channel();
     let fanout = Arc::new(FanOut::new());
@@ -313,6 +376,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         started: Instant::now(),
         events: bus_tx,
         preview_viewers: AtomicU64::new(0),
+        sse_clients: AtomicU64::new(0),
         commands: commands_tx,
         plugins,
     });
@@ -322,9 +386,6 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             .and_then(|c| serde_json::to_value(c.status()).ok())
             .unwrap_or(serde_json::Value::Null)
     }));
-    if cfg.http.admin_token.is_none() && !cfg.http.listen.ip().is_loopback() {
-        tracing::warn!(listen = %cfg.http.listen, "http.admin_token is unset: /api/* is open to anyone who can reach this address");
-    }
 
     tokio::spawn(ingest.serve(rtmp));
     let routes = onair::http::routes(core.clone(), fanout, &cfg.http);
@@ -335,10 +396,16 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     tracing::info!("{}", obs_settings(&cfg));
     if cfg.http.preview {
         tracing::info!(
-            "preview: http://{}/preview.flv (ffplay, VLC, mpv)",
-            cfg.http.listen
+            "preview: http://{}/preview.flv?key={} (ffplay, VLC, mpv)",
+            cfg.http.listen,
+            cfg.http
+                .preview_key
+                .as_deref()
+                .map(redact::key)
+                .unwrap_or_default()
         );
     }
+    print_generated(&cfg, &generated);
     tracing::info!("status: http://{}/api/status", cfg.http.listen);
 
     tokio::select! {

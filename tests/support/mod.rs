@@ -252,6 +252,8 @@ pub struct Onair {
 
 /// The admin token every test config sets (`http.admin_token`).
 pub const TOKEN: &str = "test-admin-token-0123456789";
+/// The preview key every test config sets (`http.preview_key`).
+pub const PREVIEW_KEY: &str = "test-preview-key-0123";
 
 /// The binary under test: this build's, or `TEST_ONAIR_BIN` to run the tests against a release
 /// build or another version (not `ONAIR_…`: onair reads those as config keys).
@@ -286,7 +288,7 @@ impl Onair {
         };
         let mut cfg = format!(
             "[ingest]\nrtmp_listen = \"127.0.0.1:{rtmp_port}\"\nkeys = [\"test-key-123\", \"test-key-456\"]\n\
-             [http]\nlisten = \"127.0.0.1:{http_port}\"\nadmin_token = \"{TOKEN}\"\n{scripts}"
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\nadmin_token = \"{TOKEN}\"\npreview_key = \"{PREVIEW_KEY}\"\n{scripts}"
         );
         if !extra.contains("[output]") {
             cfg.push_str("[output]\nwidth = 640\nheight = 360\nvideo_bitrate_kbps = 800\n");
@@ -319,6 +321,14 @@ impl Onair {
         );
         o.ready_at = Instant::now();
         o
+    }
+
+    /// `/preview.flv` with the preview key.
+    pub fn preview_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/preview.flv?key={PREVIEW_KEY}",
+            self.http_port
+        )
     }
 
     pub fn publish_url(&self, key: &str) -> String {
@@ -699,7 +709,7 @@ impl RawPublisher {
         };
         let (mut session, initial) =
             ClientSession::new(ClientSessionConfig::new()).map_err(|x| e(&x))?;
-        let mut send = |stream: &mut TcpStream, r: ClientSessionResult| -> Result<(), String> {
+        let send = |stream: &mut TcpStream, r: ClientSessionResult| -> Result<(), String> {
             if let ClientSessionResult::OutboundResponse(p) = r {
                 stream.write_all(&p.bytes).map_err(|x| e(&x))?;
             }
@@ -770,4 +780,34 @@ impl RawPublisher {
         b.extend(std::iter::repeat_n(0u8, 8192));
         b
     }
+}
+
+/// One decoded RGB24 frame of `url` (waits for a keyframe).
+pub fn grab_rgb(url: &str, w: usize, h: usize) -> Vec<u8> {
+    let out = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-rw_timeout",
+            "10000000",
+            "-i",
+            url,
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg");
+    assert_eq!(
+        out.stdout.len(),
+        w * h * 3,
+        "grab failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }

@@ -277,6 +277,10 @@ fn register_time(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> {
     )
 }
 
+/// The largest response body `onair.http.request` hands to a script (4 MiB): what a script
+/// may parse or pattern-match in one call stays bounded. Larger answers are an error.
+pub const HTTP_RESPONSE_MAX: usize = 4 << 20;
+
 /// `onair.http.request(opts, callback)`: runs on the async runtime, never on the policy thread;
 /// `callback(response, error)` runs later on the policy thread.
 fn register_http(
@@ -354,7 +358,18 @@ fn register_http(
                     .iter()
                     .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
                     .collect();
-                let body = resp.text().await.map_err(|e| e.to_string())?;
+                let mut resp = resp;
+                let mut raw: Vec<u8> = Vec::new();
+                while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+                    if raw.len() + chunk.len() > HTTP_RESPONSE_MAX {
+                        return Err(format!(
+                            "response body over {} MiB (the onair.http.request limit)",
+                            HTTP_RESPONSE_MAX >> 20
+                        ));
+                    }
+                    raw.extend_from_slice(&chunk);
+                }
+                let body = String::from_utf8_lossy(&raw).into_owned();
                 let json = if decode_json {
                     Some(
                         serde_json::from_str(&body)

@@ -190,6 +190,7 @@ impl Script {
         let hardened = harden_protected_calls(&lua, expired.clone());
         *lock(&deadline) = None;
         hardened.map_err(lua_err)?;
+        bound_patterns(&lua).map_err(lua_err)?;
         for t in [HANDLERS, TIMERS, ROUTES, CALLBACKS] {
             lua.set_named_registry_value(t, lua.create_table().map_err(lua_err)?)
                 .map_err(lua_err)?;
@@ -395,6 +396,82 @@ fn harden_protected_calls(lua: &Lua, expired: Arc<AtomicBool>) -> mlua::Result<(
         g.get::<Function>("error")?,
         co,
     ))
+}
+
+/// The longest subject `string.find/match/gmatch/gsub` take with a pattern (1 MiB). Pattern
+/// matching runs in C, where the instruction hook cannot stop it.
+pub const PATTERN_SUBJECT_MAX: usize = 1 << 20;
+/// The most backtracking quantifiers (`*`, `+`, `-`) one pattern may hold: each can multiply
+/// the work by the subject's length.
+pub const PATTERN_QUANTIFIERS_MAX: usize = 4;
+
+/// Backtracking quantifiers in a Lua pattern (escapes and sets are skipped).
+pub fn pattern_quantifiers(pattern: &[u8]) -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i < pattern.len() {
+        // one single-char class
+        match pattern[i] {
+            b'%' => i += 2,
+            b'[' => {
+                i += 1;
+                if pattern.get(i) == Some(&b'^') {
+                    i += 1;
+                }
+                if pattern.get(i) == Some(&b']') {
+                    i += 1;
+                }
+                while i < pattern.len() && pattern[i] != b']' {
+                    i += if pattern[i] == b'%' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+        if matches!(pattern.get(i), Some(b'*' | b'+' | b'-')) {
+            n += 1;
+            i += 1;
+        }
+    }
+    n
+}
+
+/// Wraps `string.find`, `match`, `gmatch` and `gsub` (and so the `s:find(…)` methods) to refuse
+/// a pattern over [`PATTERN_QUANTIFIERS_MAX`] or a subject over [`PATTERN_SUBJECT_MAX`]; a
+/// plain `find` is not limited.
+fn bound_patterns(lua: &Lua) -> mlua::Result<()> {
+    let string: Table = lua.globals().get("string")?;
+    for name in ["find", "match", "gmatch", "gsub"] {
+        let original: Function = string.get(name)?;
+        let wrapped = lua.create_function(move |_, args: mlua::MultiValue| {
+            let plain = name == "find" && args.get(3).is_some_and(|v| v.as_boolean() == Some(true));
+            if !plain {
+                let len = |v: Option<&Value>| match v {
+                    Some(Value::String(s)) => s.as_bytes().len(),
+                    _ => 0,
+                };
+                let subject = len(args.front());
+                if subject > PATTERN_SUBJECT_MAX {
+                    return Err(mlua::Error::runtime(format!(
+                        "string.{name}: a subject of {} KiB is over the {} KiB pattern limit (split it, or use string.find with plain = true)",
+                        subject >> 10,
+                        PATTERN_SUBJECT_MAX >> 10
+                    )));
+                }
+                if let Some(Value::String(p)) = args.get(1) {
+                    let q = pattern_quantifiers(&p.as_bytes());
+                    if q > PATTERN_QUANTIFIERS_MAX {
+                        return Err(mlua::Error::runtime(format!(
+                            "string.{name}: the pattern has {q} repetitions (*, +, -); at most {PATTERN_QUANTIFIERS_MAX} are allowed"
+                        )));
+                    }
+                }
+            }
+            original.call::<mlua::MultiValue>(args)
+        })?;
+        string.set(name, wrapped)?;
+    }
+    Ok(())
 }
 
 /// Decoded HTTP request headers and query, lower-cased names.
