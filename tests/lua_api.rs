@@ -571,30 +571,27 @@ onair.on('publish', function() onair.switch('live', { reason = 'script' }) end)
         reason: "disconnected".into(),
         on_air: true,
     });
-    let before = fx.policy.late_decisions();
+    let trips = || fx.script("failover.lua").map_or(0, |s| s.time_limit_trips);
     for (i, ev) in [stall.clone(), unpublish.clone()].into_iter().enumerate() {
+        // whether the handler's end or the decision deadline answers first, it is the fallback
         let actions = fx.decide(ev);
         assert!(is_fallback(&actions), "decision {i}: {actions:?}");
-        let info = fx.script("failover.lua").expect("listed");
-        assert_eq!(info.time_limit_trips, i as u64 + 1, "{info:?}");
-        assert!(!info.quarantined, "quarantined after {} trips", i + 1);
+        // the handler does end: the limit was not caught
+        assert!(
+            wait_until(Duration::from_secs(5), || trips() == i as u64 + 1),
+            "handler {i} never ended: {:?}",
+            fx.script("failover.lua")
+        );
+        assert!(!fx.script("failover.lua").expect("listed").quarantined);
     }
-    // the handlers returned (the policy thread is free): the deadline never had to step in
-    assert_eq!(fx.policy.late_decisions(), before);
-    // the third trip quarantines it; the built-in default decides from then on, at once
+    // the third trip quarantines it; the built-in default decides from then on
     assert!(is_fallback(&fx.decide(stall.clone())));
-    let info = fx.script("failover.lua").expect("listed");
-    assert!(info.quarantined && info.time_limit_trips == 3, "{info:?}");
-    let t = Instant::now();
+    assert!(wait_until(Duration::from_secs(5), || fx
+        .script("failover.lua")
+        .is_some_and(|s| s.quarantined && s.time_limit_trips == 3)));
     assert!(is_fallback(&fx.decide(stall.clone())));
-    assert!(
-        t.elapsed() < Duration::from_millis(100),
-        "a quarantined handler ran"
-    );
-    assert_eq!(
-        fx.script("failover.lua").expect("listed").time_limit_trips,
-        3
-    );
+    std::thread::sleep(Duration::from_millis(300)); // long enough for a handler to trip again
+    assert_eq!(trips(), 3, "a quarantined handler ran");
     // a publish goes live by the built-in rule, not through the quarantined script
     let live = fx.decide(sample_events()[0].clone());
     assert!(

@@ -84,6 +84,14 @@ pub struct IngestConfig {
     /// Accept any stream key (only with `keys` empty). Refused unless `rtmp_listen` is a
     /// loopback address. Default false.
     pub allow_any_key: bool,
+    /// Milliseconds a connection has from TCP accept to `publish` (handshake and `connect`
+    /// included) before it is closed. Default 10000.
+    pub connect_timeout_ms: u64,
+    /// RTMP connections open at once, publishing or not; more are refused at accept. Default 64.
+    pub max_connections: u32,
+    /// RTMP connections open at once from one client address. Default 8 (OBS uses 1; a
+    /// reconnecting OBS briefly 2).
+    pub max_connections_per_ip: u32,
 }
 
 impl Default for IngestConfig {
@@ -93,6 +101,9 @@ impl Default for IngestConfig {
             app: "live".into(),
             keys: Vec::new(),
             allow_any_key: false,
+            connect_timeout_ms: 10_000,
+            max_connections: 64,
+            max_connections_per_ip: 8,
         }
     }
 }
@@ -174,6 +185,12 @@ pub struct HttpConfig {
     pub preview_key: Option<String>,
     /// Preview viewers at once; more are answered 503. Default 8.
     pub preview_max_viewers: u32,
+    /// Largest request body, in KiB, on any route; a larger `Content-Length` is answered 413
+    /// before authentication, routing or reading (script routes also stop reading a chunked
+    /// body there). Default 1024.
+    pub max_body_kib: u32,
+    /// `GET /api/events` clients at once; more are answered 503. Default 32.
+    pub max_sse_clients: u32,
 }
 
 impl Default for HttpConfig {
@@ -184,6 +201,8 @@ impl Default for HttpConfig {
             admin_token: None,
             preview_key: None,
             preview_max_viewers: 8,
+            max_body_kib: 1024,
+            max_sse_clients: 32,
         }
     }
 }
@@ -419,6 +438,31 @@ impl Config {
                     "accepting any stream key on {} (reachable from other machines) is refused: list keys in ingest.keys (or leave it empty for a generated one), or listen on 127.0.0.1",
                     self.ingest.rtmp_listen
                 ),
+            );
+        }
+        if !(1000..=120_000).contains(&self.ingest.connect_timeout_ms) {
+            return bad(
+                "ingest.connect_timeout_ms",
+                format!(
+                    "{} is outside 1000..=120000",
+                    self.ingest.connect_timeout_ms
+                ),
+            );
+        }
+        if self.ingest.max_connections == 0 || self.ingest.max_connections_per_ip == 0 {
+            return bad(
+                if self.ingest.max_connections == 0 {
+                    "ingest.max_connections"
+                } else {
+                    "ingest.max_connections_per_ip"
+                },
+                "must be at least 1".into(),
+            );
+        }
+        if !(1..=1024 * 1024).contains(&self.http.max_body_kib) {
+            return bad(
+                "http.max_body_kib",
+                format!("{} is outside 1..=1048576", self.http.max_body_kib),
             );
         }
         if self.ingest.app.is_empty() || self.ingest.app.contains('/') {

@@ -101,7 +101,7 @@ pub fn routes(
         .and(warp::post())
         .and(admin.clone())
         .and(with_core.clone())
-        .and(warp::body::bytes())
+        .and(body_up_to(API_BODY_MAX))
         .map(|(), c: Arc<Core>, body: Bytes| {
             let req: SwitchBody = match serde_json::from_slice(&body) {
                 Ok(r) => r,
@@ -141,11 +141,18 @@ pub fn routes(
         .and(with_core.clone())
         .map(|(), c: Arc<Core>| json_response(StatusCode::OK, &serde_json::json!(c.plugin_info())));
 
+    let max_sse = u64::from(cfg.max_sse_clients);
     let events = warp::path!("api" / "events")
         .and(warp::get())
         .and(admin.clone())
         .and(with_core.clone())
-        .map(|(), c: Arc<Core>| {
+        .map(move |(), c: Arc<Core>| {
+            if c.sse_clients.load(Ordering::Relaxed) >= max_sse {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("too many event clients: {max_sse} (http.max_sse_clients)"),
+                );
+            }
             let rx = c.events.subscribe();
             c.sse_clients.fetch_add(1, Ordering::Relaxed);
             let client = SseClient(c.clone());
@@ -205,20 +212,34 @@ pub fn routes(
         );
 
     let script_routes = script_routes(core.policy.clone(), token.clone());
+    let max_body = u64::from(cfg.max_body_kib) * 1024;
+    // before authentication, routing or reading: a declared body over the limit is refused
+    let body_cap = warp::header::optional::<u64>("content-length")
+        .and_then(move |len: Option<u64>| async move {
+            if len.is_some_and(|l| l > max_body) {
+                Err(warp::reject::custom(BodyTooLarge))
+            } else {
+                Ok(())
+            }
+        })
+        .untuple_one();
 
-    status
-        .or(switch)
-        .unify()
-        .or(scripts)
-        .unify()
-        .or(plugins)
-        .unify()
-        .or(events)
-        .unify()
-        .or(preview_route)
-        .unify()
-        .or(script_routes)
-        .unify()
+    body_cap
+        .and(
+            status
+                .or(switch)
+                .unify()
+                .or(scripts)
+                .unify()
+                .or(plugins)
+                .unify()
+                .or(events)
+                .unify()
+                .or(preview_route)
+                .unify()
+                .or(script_routes)
+                .unify(),
+        )
         .recover(recover)
         .unify()
 }
@@ -250,6 +271,8 @@ async fn recover(rej: warp::Rejection) -> Result<warp::reply::Response, Infallib
 /// The largest request body a script route receives (1 MiB); larger requests are answered 413
 /// without being read whole.
 pub const SCRIPT_ROUTE_BODY_MAX: usize = 1 << 20;
+/// The largest body of a built-in JSON API request (64 KiB).
+pub const API_BODY_MAX: usize = 64 << 10;
 
 #[derive(Debug)]
 struct BodyTooLarge;
@@ -310,13 +333,13 @@ pub fn script_routes(
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
-        .and(body_up_to(SCRIPT_ROUTE_BODY_MAX))
+        .and(warp::body::stream())
         .and_then(
             move |method: warp::http::Method,
                   path: warp::path::FullPath,
                   query: String,
                   headers: warp::http::HeaderMap,
-                  body: Bytes| {
+                  body| {
                 let (policy, token) = (policy.clone(), token.clone());
                 async move {
                     script_route(
@@ -328,7 +351,7 @@ pub fn script_routes(
                         &headers,
                         body,
                     )
-                    .await
+                    .await?
                     .ok_or_else(warp::reject::not_found)
                 }
             },
@@ -354,31 +377,44 @@ fn decode(s: &str) -> String {
     crate::policy::routes::percent_decode(&s.replace('+', " "))
 }
 
-async fn script_route(
+/// Looks the request up, checks the token, then reads the body (at most
+/// [`SCRIPT_ROUTE_BODY_MAX`]): an unknown path or a missing token never costs a body read.
+async fn script_route<S, B>(
     policy: &Policy,
     token: Option<&str>,
     method: warp::http::Method,
     path: &str,
     query: &str,
     headers: &warp::http::HeaderMap,
-    body: Bytes,
-) -> Option<warp::reply::Response> {
+    body: S,
+) -> Result<Option<warp::reply::Response>, warp::Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: warp::Buf,
+{
     let found = {
         let table = policy.routes.read().unwrap_or_else(|p| p.into_inner());
         table
             .find(method.as_str(), path)
             .map(|(r, params)| (r.script.clone(), r.index, r.auth, params))
     };
-    let (script, index, auth, params) = found?;
+    let Some((script, index, auth, params)) = found else {
+        return Ok(None);
+    };
     let auth_header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if auth && !authorized(token, auth_header) {
-        return Some(error(
+        return Ok(Some(error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token (http.admin_token)",
-        ));
+        )));
     }
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let body = collect_up_to(length, body, SCRIPT_ROUTE_BODY_MAX).await?;
     let req = RouteRequest {
         method: method.to_string(),
         path: path.to_string(),
@@ -394,7 +430,7 @@ async fn script_route(
             .collect(),
         body: body.to_vec(),
     };
-    policy.route(script, index, req).await.map(|r| {
+    Ok(policy.route(script, index, req).await.map(|r| {
         let mut resp = warp::reply::Response::new(r.body.into());
         *resp.status_mut() =
             StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -410,7 +446,7 @@ async fn script_route(
             }
         }
         resp
-    })
+    }))
 }
 
 /// Counts an SSE client for as long as its stream lives.

@@ -274,6 +274,11 @@ impl Onair {
 
     /// Like [`Self::start`]; `prepare` may put files in the config's directory first.
     pub fn start_with(extra: &str, prepare: impl FnOnce(&Path)) -> Onair {
+        Self::start_full("", extra, prepare)
+    }
+
+    /// Like [`Self::start_with`]; `ingest` is more lines for the `[ingest]` table.
+    pub fn start_full(ingest: &str, extra: &str, prepare: impl FnOnce(&Path)) -> Onair {
         let dir = tempfile::tempdir().expect("tempdir");
         prepare(dir.path());
         let rtmp_port = free_port();
@@ -287,7 +292,7 @@ impl Onair {
             )
         };
         let mut cfg = format!(
-            "[ingest]\nrtmp_listen = \"127.0.0.1:{rtmp_port}\"\nkeys = [\"test-key-123\", \"test-key-456\"]\n\
+            "[ingest]\nrtmp_listen = \"127.0.0.1:{rtmp_port}\"\nkeys = [\"test-key-123\", \"test-key-456\"]\n{ingest}\n\
              [http]\nlisten = \"127.0.0.1:{http_port}\"\nadmin_token = \"{TOKEN}\"\npreview_key = \"{PREVIEW_KEY}\"\n{scripts}"
         );
         if !extra.contains("[output]") {
@@ -364,6 +369,10 @@ impl Onair {
         .expect("status answers");
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).expect("status is JSON")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn alive(&mut self) -> bool {
@@ -665,6 +674,26 @@ pub fn make_media(path: &Path, args: &[&str]) {
     assert!(st.success(), "making {}", path.display());
 }
 
+/// A TCP connection to 127.0.0.1:`port` from the local address `ip`.
+pub fn connect_from(ip: &str, port: u16) -> std::io::Result<TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let local: std::net::SocketAddr = format!("{ip}:0")
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(local)?;
+        socket
+            .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .await?
+            .into_std()
+    })?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
 /// A publisher written with rml_rtmp's client session: handshake, `connect`, `publish`, then
 /// whatever bytes a test wants to send (malformed chunks included).
 pub struct RawPublisher {
@@ -675,13 +704,24 @@ impl RawPublisher {
     /// Connects to `rtmp://127.0.0.1:port/app` and publishes `key`. Errors: the refusal or the
     /// I/O error, as text.
     pub fn publish(port: u16, app: &str, key: &str) -> Result<RawPublisher, String> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        Self::publish_on(stream, app, key)
+    }
+
+    /// Like [`Self::publish`], from the local address `ip` (any 127.x.y.z works on Linux).
+    pub fn publish_from(ip: &str, port: u16, app: &str, key: &str) -> Result<RawPublisher, String> {
+        let stream = connect_from(ip, port).map_err(|e| e.to_string())?;
+        Self::publish_on(stream, app, key)
+    }
+
+    fn publish_on(stream: TcpStream, app: &str, key: &str) -> Result<RawPublisher, String> {
         use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
         use rml_rtmp::sessions::{
             ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
             PublishRequestType,
         };
         let e = |e: &dyn std::fmt::Debug| format!("{e:?}");
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|x| e(&x))?;
+        let mut stream = stream;
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .map_err(|x| e(&x))?;

@@ -28,10 +28,9 @@ use super::flv;
 use super::program::{EventSink, Program};
 use crate::event::{Event, IngestStats, Publish, Resume, SessionId, Stall, Unpublish};
 
-/// How long a client may take to complete the RTMP handshake.
+/// How long a client may take to complete the RTMP handshake (at most; within
+/// `ingest.connect_timeout_ms`, which bounds the time from accept to publish).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a connection may stay open without publishing.
-pub const IDLE_BEFORE_PUBLISH: Duration = Duration::from_secs(15);
 /// A stalled publisher silent this long is disconnected (OBS reconnects by itself).
 pub const STALLED_DISCONNECT: Duration = Duration::from_secs(30);
 /// How long a publish waits for the policy's verdict. Past it the publish is accepted (the
@@ -84,6 +83,37 @@ pub struct Ingest {
     /// Counters for `/api/status`.
     pub refused: AtomicU64,
     pub accepted: AtomicU64,
+    /// `ingest.connect_timeout_ms`: accept → publish.
+    connect_timeout: Duration,
+    max_connections: u32,
+    max_per_ip: u32,
+    open: Mutex<OpenConnections>,
+}
+
+/// RTMP connections open now, in total and by client address.
+#[derive(Default)]
+struct OpenConnections {
+    total: u32,
+    by_ip: HashMap<std::net::IpAddr, u32>,
+}
+
+/// One open connection's place in [`OpenConnections`], given back on drop.
+struct Slot {
+    ingest: Arc<Ingest>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.ingest.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.total = open.total.saturating_sub(1);
+        if let Some(n) = open.by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.by_ip.remove(&self.ip);
+            }
+        }
+    }
 }
 
 impl Ingest {
@@ -104,6 +134,34 @@ impl Ingest {
             next_session: AtomicU64::new(1),
             refused: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
+            connect_timeout: Duration::from_millis(cfg.ingest.connect_timeout_ms),
+            max_connections: cfg.ingest.max_connections,
+            max_per_ip: cfg.ingest.max_connections_per_ip,
+            open: Mutex::default(),
+        })
+    }
+
+    /// Takes a connection slot for `addr`, or says which limit refuses it.
+    fn take_slot(self: &Arc<Self>, addr: SocketAddr) -> Result<Slot, String> {
+        let ip = addr.ip();
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let from_ip = open.by_ip.get(&ip).copied().unwrap_or(0);
+        if open.total >= self.max_connections {
+            return Err(format!(
+                "{} connections open (ingest.max_connections)",
+                open.total
+            ));
+        }
+        if from_ip >= self.max_per_ip {
+            return Err(format!(
+                "{from_ip} connections open from {ip} (ingest.max_connections_per_ip)"
+            ));
+        }
+        open.total += 1;
+        *open.by_ip.entry(ip).or_default() += 1;
+        Ok(Slot {
+            ingest: self.clone(),
+            ip,
         })
     }
 
@@ -111,10 +169,19 @@ impl Ingest {
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         loop {
             match listener.accept().await {
-                Ok((stream, addr)) => {
-                    let me = self.clone();
-                    tokio::spawn(async move { me.connection(stream, addr).await });
-                }
+                Ok((stream, addr)) => match self.take_slot(addr) {
+                    Ok(slot) => {
+                        let me = self.clone();
+                        tokio::spawn(async move {
+                            me.connection(stream, addr).await;
+                            drop(slot);
+                        });
+                    }
+                    Err(why) => {
+                        self.refuse(addr, format_args!("too many connections: {why}"));
+                        drop(stream);
+                    }
+                },
                 Err(e) => {
                     tracing::warn!(error = %e, "rtmp accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -174,16 +241,18 @@ impl Ingest {
     }
 
     async fn connection(self: Arc<Self>, mut stream: TcpStream, addr: SocketAddr) {
+        let accepted_at = Instant::now();
         let _ = stream.set_nodelay(true);
-        let leftover = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream)).await {
+        let handshake_timeout = HANDSHAKE_TIMEOUT.min(self.connect_timeout);
+        let leftover = match tokio::time::timeout(handshake_timeout, handshake(&mut stream)).await {
             Ok(Ok(rest)) => rest,
             Ok(Err(e)) => return self.refuse(addr, format_args!("{e}")),
             Err(_) => {
                 return self.refuse(
                     addr,
                     format_args!(
-                        "handshake not completed within {} s",
-                        HANDSHAKE_TIMEOUT.as_secs()
+                        "handshake not completed within {} ms",
+                        handshake_timeout.as_millis()
                     ),
                 );
             }
@@ -196,7 +265,7 @@ impl Ingest {
         };
         // last resort: a panic in the RTMP parser ends this connection only (never the
         // listener), and the drop guards below clean the session up
-        let run = std::panic::AssertUnwindSafe(conn.run(leftover));
+        let run = std::panic::AssertUnwindSafe(conn.run(leftover, accepted_at));
         let end = match futures_util::FutureExt::catch_unwind(run).await {
             Ok(end) => end,
             Err(panic) => {
@@ -349,7 +418,7 @@ impl Conn {
         Ok(())
     }
 
-    async fn run(&mut self, leftover: Vec<u8>) -> End {
+    async fn run(&mut self, leftover: Vec<u8>, opened: Instant) -> End {
         let (mut rtmp, initial) = match ServerSession::new(ServerSessionConfig::new()) {
             Ok(x) => x,
             Err(e) => return End::Error(format!("rtmp session: {e:?}")),
@@ -359,7 +428,6 @@ impl Conn {
         }
         let mut pending = leftover;
         let mut buf = vec![0u8; 64 * 1024];
-        let opened = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
             if !pending.is_empty() {
@@ -412,9 +480,10 @@ impl Conn {
     fn check_timers(&mut self, opened: Instant) -> Option<End> {
         let ingest = self.ingest.clone();
         let Some(s) = self.session.as_mut() else {
-            return (opened.elapsed() > IDLE_BEFORE_PUBLISH).then_some(End::Refused(format!(
-                "no publish within {} s of connecting",
-                IDLE_BEFORE_PUBLISH.as_secs()
+            let limit = ingest.connect_timeout;
+            return (opened.elapsed() > limit).then_some(End::Refused(format!(
+                "no publish within {} ms of connecting (ingest.connect_timeout_ms)",
+                limit.as_millis()
             )));
         };
         let window = s.bytes_window.0.elapsed();

@@ -1,0 +1,172 @@
+//! Hostile input against the real binary: oversized HTTP bodies are refused before they are read
+//! whole, and RTMP connection limits refuse one address's flood while others still get in.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use support::*;
+
+const SWITCH: Duration = Duration::from_secs(10);
+
+/// The process's resident set size, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Sends `head` then streams zeros (up to `body_bytes`) until the server answers; returns the
+/// status code and how many body bytes went out before the answer.
+fn post_big(port: u16, head: &str, body_bytes: u64) -> (u16, u64) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    s.write_all(head.as_bytes()).expect("head");
+    let chunk = vec![0u8; 64 * 1024];
+    let mut sent = 0u64;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while sent < body_bytes {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Err(_) => {}
+        }
+        if s.write_all(&chunk).is_err() {
+            break; // the server closed its side
+        }
+        sent += chunk.len() as u64;
+    }
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, sent)
+}
+
+#[test]
+fn oversized_bodies_are_refused_before_they_are_read_whole() {
+    let _serial = serial();
+    let route =
+        "onair.route('POST', '/hook', function(req) return { json = { n = #req.body } } end)";
+    let onair = Onair::start_with("[scripts]\ndir = \"s\"\nstore = \"store.json\"\n", |dir| {
+        std::fs::create_dir_all(dir.join("s")).expect("mkdir");
+        std::fs::write(dir.join("s/hook.lua"), route).expect("write");
+    });
+    let pid = onair.pid();
+    let before = rss_kib(pid);
+    const BIG: u64 = 400 << 20;
+    for path in ["/no-such-path", "/hook", "/api/switch"] {
+        // a declared length over http.max_body_kib: refused at once, unauthenticated
+        let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {BIG}\r\n\r\n");
+        let (code, sent) = post_big(onair.http_port, &head, BIG);
+        assert_eq!(code, 413, "{path}: declared 400 MB");
+        assert!(
+            sent < 64 << 20,
+            "{path}: {sent} bytes went out before the answer"
+        );
+    }
+    // chunked (no declared length) to a script route: reading stops at 1 MiB
+    let head = "POST /hook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let mut s = TcpStream::connect(("127.0.0.1", onair.http_port)).expect("connect");
+    s.write_all(head.as_bytes()).expect("head");
+    let mut code = 0;
+    for _ in 0..200 {
+        // 200 × 64 KiB = 12.5 MiB offered
+        let chunk = format!("{:x}\r\n{}\r\n", 65536, "a".repeat(65536));
+        if s.write_all(chunk.as_bytes()).is_err() {
+            break;
+        }
+    }
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = [0u8; 512];
+    if let Ok(n) = s.read(&mut answer) {
+        code = String::from_utf8_lossy(&answer[..n])
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+    }
+    assert_eq!(code, 413, "chunked 12.5 MiB to a script route");
+    // and a normal request still works
+    let (code, body) = http_request(onair.http_port, "POST", "/hook", &[], "hello").expect("hook");
+    assert_eq!((code, body.as_str()), (200, r#"{"n":5}"#));
+    let after = rss_kib(pid);
+    eprintln!("RSS before {before} KiB, after {after} KiB");
+    assert!(
+        after < before + 50 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+}
+
+#[test]
+fn one_address_cannot_take_every_rtmp_connection() {
+    let _serial = serial();
+    let onair = Onair::start_full(
+        "max_connections_per_ip = 4\nconnect_timeout_ms = 3000",
+        "",
+        |_| {},
+    );
+    // four idle connections from 127.0.0.1 (no handshake), then a fifth
+    let idle: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(("127.0.0.1", onair.rtmp_port)).expect("connect"))
+        .collect();
+    let mut fifth = TcpStream::connect(("127.0.0.1", onair.rtmp_port)).expect("connect");
+    fifth
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut b = [0u8; 16];
+    // closed by onair (end of stream or reset), not merely silent until the read timeout
+    let r = fifth.read(&mut b);
+    assert!(
+        match &r {
+            Ok(0) => true,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            Ok(_) => false,
+        },
+        "the fifth connection was not closed: {r:?}"
+    );
+    assert!(onair.wait_log(
+        "too many connections: 4 connections open from 127.0.0.1 (ingest.max_connections_per_ip)",
+        SWITCH
+    ));
+    // another address still gets in and publishes
+    let raw = RawPublisher::publish_from("127.0.0.2", onair.rtmp_port, "live", "test-key-123");
+    assert!(raw.is_ok(), "127.0.0.2 was refused: {:?}", raw.err());
+    assert!(onair.wait_log("publish accepted", SWITCH));
+    // the idle ones are closed at the connect timeout, and 127.0.0.1 can connect again
+    assert!(
+        onair.wait_log("handshake not completed within 3000 ms", SWITCH),
+        "{}",
+        onair.log_text()
+    );
+    drop(idle);
+    let again = RawPublisher::publish_from("127.0.0.1", onair.rtmp_port, "live", "test-key-456");
+    assert!(again.is_ok(), "127.0.0.1 still refused: {:?}", again.err());
+}
