@@ -92,6 +92,9 @@ pub struct IngestConfig {
     /// RTMP connections open at once from one client address. Default 8 (OBS uses 1; a
     /// reconnecting OBS briefly 2).
     pub max_connections_per_ip: u32,
+    /// Largest RTMP message a publisher may send, in KiB (a video frame is one message: a
+    /// 1080p keyframe at 10 Mbit/s is well under 2 MiB). Default 8192.
+    pub max_message_kib: u32,
 }
 
 impl Default for IngestConfig {
@@ -104,6 +107,7 @@ impl Default for IngestConfig {
             connect_timeout_ms: 10_000,
             max_connections: 64,
             max_connections_per_ip: 8,
+            max_message_kib: 8192,
         }
     }
 }
@@ -457,6 +461,15 @@ impl Config {
                     "ingest.max_connections_per_ip"
                 },
                 "must be at least 1".into(),
+            );
+        }
+        if !(64..=16 * 1024).contains(&self.ingest.max_message_kib) {
+            return bad(
+                "ingest.max_message_kib",
+                format!(
+                    "{} is outside 64..=16384 (RTMP's length field stops at 16 MiB)",
+                    self.ingest.max_message_kib
+                ),
             );
         }
         if !(1..=1024 * 1024).contains(&self.http.max_body_kib) {

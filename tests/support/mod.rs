@@ -807,7 +807,7 @@ impl RawPublisher {
         Ok(RawPublisher { stream })
     }
 
-    /// Chunks that make rml_rtmp 0.8's `ChunkDeserializer::get_message_data` compute
+    /// Chunks that would make rml_rtmp 0.8's `ChunkDeserializer::get_message_data` compute
     /// `message_length - payload_so_far` with the payload longer than the new length (a panic on
     /// overflow in debug builds, "capacity overflow" in release): a chunk size of 4096, a 5000-byte
     /// message's first 4096 bytes, then a type-1 header on the same chunk stream announcing 10

@@ -88,6 +88,7 @@ pub struct Ingest {
     max_connections: u32,
     max_per_ip: u32,
     open: Mutex<OpenConnections>,
+    chunk_limits: super::chunk_guard::Limits,
 }
 
 /// RTMP connections open now, in total and by client address.
@@ -138,6 +139,10 @@ impl Ingest {
             max_connections: cfg.ingest.max_connections,
             max_per_ip: cfg.ingest.max_connections_per_ip,
             open: Mutex::default(),
+            chunk_limits: super::chunk_guard::Limits {
+                max_message: cfg.ingest.max_message_kib as usize * 1024,
+                ..Default::default()
+            },
         })
     }
 
@@ -429,9 +434,13 @@ impl Conn {
         let mut pending = leftover;
         let mut buf = vec![0u8; 64 * 1024];
         let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut guard = super::chunk_guard::ChunkGuard::new(self.ingest.chunk_limits);
         loop {
             if !pending.is_empty() {
                 let input = std::mem::take(&mut pending);
+                if let Err(why) = guard.feed(&input) {
+                    return End::Refused(format!("malformed input: {why}"));
+                }
                 match rtmp.handle_input(&input) {
                     Ok(results) => {
                         if let Err(end) = self.send(results, &mut rtmp).await {

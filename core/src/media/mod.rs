@@ -8,6 +8,7 @@
 //! - `fanout`: one encode to every consumer, each behind its own leaky queue
 //! - `output`: destinations (RTMP/RTMPS), each its own pipeline, reconnecting with backoff
 
+pub mod chunk_guard;
 pub mod decode;
 pub mod fallback;
 pub mod fanout;
