@@ -327,15 +327,30 @@ impl Config {
                 .with_list_parse_key("ingest.keys")
                 .try_parsing(true),
         );
+        Self::build(builder, &file)
+    }
+
+    /// Parses TOML `text` (no environment variables) under the built-in defaults and validates
+    /// it; `file` names it in messages. Errors as [`Self::load`].
+    pub fn from_toml(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let builder = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml));
+        Self::build(builder, file)
+    }
+
+    fn build(
+        builder: config::ConfigBuilder<config::builder::DefaultState>,
+        file: &str,
+    ) -> Result<Config, ConfigError> {
         let built = builder.build().map_err(|e| ConfigError::Load {
-            file: file.clone(),
+            file: file.into(),
             message: e.to_string(),
         })?;
         let cfg: Config = built.try_deserialize().map_err(|e| ConfigError::Load {
-            file: file.clone(),
+            file: file.into(),
             message: e.to_string(),
         })?;
-        cfg.validate(&file)?;
+        cfg.validate(file)?;
         Ok(cfg)
     }
 

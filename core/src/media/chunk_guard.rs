@@ -4,7 +4,8 @@
 //! the payload already collected makes `ChunkDeserializer::get_message_data` subtract past zero
 //! (a panic in debug builds, a "capacity overflow" panic in release), an extended timestamp below
 //! 0xFFFFFF on a continuation subtracts past zero too, and an AMF0 command with fewer than three
-//! values panics in `amf0_command::deserialize`. The guard follows the chunk stream exactly as
+//! values (type 20, or type 17, which it parses the same way) panics in
+//! `amf0_command::deserialize`. The guard follows the chunk stream exactly as
 //! that parser does (one payload in progress at a time, headers inherited per chunk stream, the
 //! chunk size changing after a complete SetChunkSize message) and refuses those inputs, and any
 //! message or chunk size over onair's caps, before the parser sees them. What it cannot foresee
@@ -18,6 +19,8 @@ const DEFAULT_CHUNK_SIZE: usize = 128;
 const EXTENDED: u32 = 0xFF_FFFF;
 /// RTMP message types the guard reads the payload of.
 const SET_CHUNK_SIZE: u8 = 1;
+/// "AMF3" commands: rml_rtmp parses them as AMF0 after dropping a leading 0 byte.
+const AMF3_COMMAND: u8 = 17;
 const AMF0_COMMAND: u8 = 20;
 
 /// Limits for one connection.
@@ -224,7 +227,7 @@ impl ChunkGuard {
         let Some(data) = self.take(this_chunk) else {
             return Ok(false);
         };
-        let keep = matches!(type_id, SET_CHUNK_SIZE | AMF0_COMMAND);
+        let keep = matches!(type_id, SET_CHUNK_SIZE | AMF3_COMMAND | AMF0_COMMAND);
         let data = if keep { data.to_vec() } else { Vec::new() };
         self.payload.extend_from_slice(&data);
         self.payload_len += this_chunk;
@@ -255,7 +258,11 @@ impl ChunkGuard {
                 }
                 self.chunk_size = size;
             }
-            AMF0_COMMAND => {
+            AMF0_COMMAND | AMF3_COMMAND => {
+                let payload = match payload {
+                    [0, rest @ ..] if type_id == AMF3_COMMAND => rest,
+                    all => all,
+                };
                 let mut cursor = std::io::Cursor::new(payload);
                 let values = rml_amf0::deserialize(&mut cursor)
                     .map_err(|e| format!("an AMF0 command that does not parse: {e}"))?;
@@ -362,6 +369,26 @@ mod tests {
         .map_err(|_| "panicked".to_string())
     }
 
+    /// Whether rml_rtmp's server session, fed as the ingest feeds it, panics on `bytes`.
+    fn session_panics(bytes: &[u8], cuts: &[usize]) -> bool {
+        use rml_rtmp::sessions::{ServerSession, ServerSessionConfig};
+        let bytes = bytes.to_vec();
+        let cuts = cuts.to_vec();
+        std::panic::catch_unwind(move || {
+            let Ok((mut session, _)) = ServerSession::new(ServerSessionConfig::new()) else {
+                return;
+            };
+            let mut start = 0;
+            for &end in cuts.iter().chain(std::iter::once(&bytes.len())) {
+                if session.handle_input(&bytes[start..end]).is_err() {
+                    return;
+                }
+                start = end;
+            }
+        })
+        .is_err()
+    }
+
     fn guard(bytes: &[u8], cuts: &[usize]) -> Result<(), String> {
         let mut g = ChunkGuard::new(Limits::default());
         let mut start = 0;
@@ -419,12 +446,12 @@ mod tests {
             match guard(&s, &cuts) {
                 Err(_) => {
                     refused += 1;
-                    if parse(&s, &cuts).is_err() {
+                    if parse(&s, &cuts).is_err() || session_panics(&s, &cuts) {
                         panics_caught += 1;
                     }
                 }
                 Ok(()) => assert!(
-                    parse(&s, &cuts).is_ok(),
+                    parse(&s, &cuts).is_ok() && !session_panics(&s, &cuts),
                     "the guard passed a stream that panics rml_rtmp: {:02x?}",
                     &s[..s.len().min(64)]
                 ),
@@ -459,6 +486,12 @@ mod tests {
             .expect("amf0");
         let mut s = vec![0x03, 0, 0, 0, 0, 0, body.len() as u8, 20, 0, 0, 0, 0];
         s.extend_from_slice(&body);
+        let e = guard(&s, &[]).expect_err("refused");
+        assert!(e.contains("1 values"), "{e}");
+        // the same as an "AMF3" command (type 17, a leading 0 byte)
+        let mut s = vec![0x03, 0, 0, 0, 0, 0, body.len() as u8 + 1, 17, 0, 0, 0, 0, 0];
+        s.extend_from_slice(&body);
+        assert!(session_panics(&s, &[]), "the sample must crash rml_rtmp");
         let e = guard(&s, &[]).expect_err("refused");
         assert!(e.contains("1 values"), "{e}");
         // a 16 MiB message header
