@@ -11,60 +11,15 @@
 #   CYCLES=100 LIVE_S=2 OFF_S=2 bench/switch.sh     # the cycle soak (about 25 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
-meter=${SWITCHMETER:-$root/../shared/tools/switchmeter}
-profile=${PROFILE:-debug}
+meter=${SWITCHMETER:-$(pwd)/../shared/tools/switchmeter}
 cycles=${CYCLES:-3}
 live_s=${LIVE_S:-5}
 off_s=${OFF_S:-5}
 [ -x "$meter" ] || { echo "switchmeter not found at $meter (set SWITCHMETER)"; exit 2; }
 
-if [ "$profile" = release ]; then cargo build -q --release -p onair; else cargo build -q -p onair; fi
-bin=$root/target/$profile/onair
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-work=$(mktemp -d)
-ngx_rtmp=$(free_port); ngx_http=$(free_port); rtmp=$(free_port); http=$(free_port)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-mkdir -p "$work/nginx/logs" "$work/nginx/tmp"
-cat > "$work/nginx/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log;
-load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-events { worker_connections 128; }
-rtmp { server { listen 127.0.0.1:$ngx_rtmp; application app { live on; } } }
-http { access_log off; client_body_temp_path $work/nginx/tmp;
-  server { listen 127.0.0.1:$ngx_http; location /stat { rtmp_stat all; } } }
-CONF
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" & pids+=($!)
-
-cat > "$work/onair.toml" <<CONF
-data_dir = "$work/data"
-[ingest]
-rtmp_listen = "127.0.0.1:$rtmp"
-keys = ["bench-key-0001"]
-[fallback]
-stall_timeout_ms = 500
-[output]
-width = 640
-height = 360
-video_bitrate_kbps = 1000
-[http]
-listen = "127.0.0.1:$http"
-[scripts]
-dir = "$root/scripts"
-[[destination]]
-name = "nginx"
-url = "rtmp://127.0.0.1:$ngx_rtmp/app/out"
-CONF
-"$bin" run -c "$work/onair.toml" 2> "$work/onair.log" & onair_pid=$!; pids+=($onair_pid)
-for _ in $(seq 100); do grep -q "destination up" "$work/onair.log" && break; sleep 0.1; done
+. bench/lib.sh
+start_nginx
+start_onair
 
 status=0
 for fault in kill stall quit; do

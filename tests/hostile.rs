@@ -170,3 +170,74 @@ fn one_address_cannot_take_every_rtmp_connection() {
     let again = RawPublisher::publish_from("127.0.0.1", onair.rtmp_port, "live", "test-key-456");
     assert!(again.is_ok(), "127.0.0.1 still refused: {:?}", again.err());
 }
+
+#[test]
+fn every_acknowledged_store_write_survives_a_kill_9() {
+    let _serial = serial();
+    let kv = r#"
+onair.route("POST", "/kv/:k", function(req)
+  onair.store.set(req.params.k, req.body)
+  return { json = { ok = true } }
+end)
+onair.route("GET", "/kv/:k", function(req)
+  return { json = { value = onair.store.get(req.params.k) } }
+end)
+"#;
+    // an older onair's JSON store is imported on first start
+    let mut onair = Onair::start_with(
+        "[scripts]\ndir = \"s\"\nstore = \"old-store.json\"\n",
+        |dir| {
+            std::fs::create_dir_all(dir.join("s")).expect("mkdir");
+            std::fs::write(dir.join("s/kv.lua"), kv).expect("write");
+            std::fs::write(dir.join("old-store.json"), r#"{"legacy": "kept"}"#).expect("write");
+        },
+    );
+    let port = onair.http_port;
+    let get = |k: &str| {
+        http_request(port, "GET", &format!("/kv/{k}"), &[], "")
+            .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .map(|v| v["value"].clone())
+    };
+    assert_eq!(get("legacy"), Some(serde_json::json!("kept")));
+    assert!(onair.dir.path().join("old-store.json.imported").exists());
+
+    // 100 rapid writes; SIGKILL lands in the middle of them
+    let writer = std::thread::spawn(move || {
+        let mut acknowledged = Vec::new();
+        for i in 0..100 {
+            match http_request(port, "POST", &format!("/kv/k{i}"), &[], &format!("v{i}")) {
+                Some((200, _)) => acknowledged.push(i),
+                _ => break,
+            }
+        }
+        acknowledged
+    });
+    assert!(wait_until(SWITCH, || get("k30").is_some_and(|v| !v.is_null())));
+    onair.kill9_and_restart();
+    let acknowledged = writer.join().expect("writer");
+    eprintln!(
+        "{} of 100 writes acknowledged before SIGKILL",
+        acknowledged.len()
+    );
+    assert!(
+        acknowledged.len() >= 30 && acknowledged.len() < 100,
+        "the kill did not land mid-run: {} acknowledged",
+        acknowledged.len()
+    );
+    for i in &acknowledged {
+        assert_eq!(
+            get(&format!("k{i}")),
+            Some(serde_json::json!(format!("v{i}"))),
+            "acknowledged write k{i} was lost"
+        );
+    }
+    assert_eq!(
+        get("legacy"),
+        Some(serde_json::json!("kept")),
+        "the imported value was lost"
+    );
+    assert!(
+        onair.log_lines(&["onair.store imported"]).is_empty(),
+        "imported twice"
+    );
+}

@@ -41,7 +41,10 @@ fn fixture(files: &[(&str, &str)], memory_mib: usize, time_ms: u64) -> Fixture {
     let (tx, actions) = tokio::sync::mpsc::unbounded_channel();
     let (policy, _errors) = Policy::start(PolicyOptions {
         dir: dir.path().join("scripts"),
-        store: dir.path().join("store.json"),
+        db: Some(Arc::new(
+            onair::db::Db::open(&dir.path().join("data")).expect("database"),
+        )),
+        store_import: None,
         status,
         actions: Some(tx),
         runtime: Some(rt.handle().clone()),
@@ -65,10 +68,12 @@ impl Fixture {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join("scripts").join(name)
     }
+    /// `onair.store` as the database holds it (read through a second connection).
     fn store(&self) -> serde_json::Value {
-        std::fs::read(self.dir.path().join("store.json"))
+        onair::db::Db::open(&self.dir.path().join("data"))
             .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
+            .and_then(|db| onair::policy::store::load(&db).ok())
+            .map(|m| serde_json::json!(m))
             .unwrap_or_default()
     }
     fn decide(&self, ev: Event) -> Vec<Action> {
@@ -654,7 +659,8 @@ fn a_stuck_policy_thread_gets_the_builtin_default_at_its_deadline() {
     plugins.load_all();
     let (policy, _) = Policy::start(PolicyOptions {
         dir: dir.path().join("scripts"),
-        store: dir.path().join("store.json"),
+        db: None,
+        store_import: None,
         status: Arc::default(),
         actions: None,
         runtime: Some(rt.handle().clone()),

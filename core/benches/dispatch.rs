@@ -67,7 +67,8 @@ fn main() {
     let status: Arc<OnceLock<StatusFn>> = Arc::default();
     let (policy, errors) = Policy::start(PolicyOptions {
         dir: dir.path().to_path_buf(),
-        store: dir.path().join("store.json"),
+        db: Some(std::sync::Arc::new(onair::db::Db::memory().expect("db"))),
+        store_import: None,
         status,
         actions: None,
         runtime: None,

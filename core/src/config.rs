@@ -30,8 +30,9 @@ pub const X264_PRESETS: &[&str] = &[
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Folder for what onair keeps between runs: the generated stream key (`stream-key`) and
-    /// preview key (`preview-key`). Default `onair-data` (working directory).
+    /// Folder for what onair keeps between runs: the database (`onair.db`, SQLite), the
+    /// generated stream key (`stream-key`) and preview key (`preview-key`). Default
+    /// `onair-data` (working directory).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     #[serde(default)]
@@ -218,7 +219,8 @@ pub struct ScriptsConfig {
     /// Folder of Lua scripts: every top-level `*.lua` is loaded in name order and reloaded on
     /// save; `failover.lua` holds the switching policy. Default `scripts`.
     pub dir: PathBuf,
-    /// JSON file behind `onair.store`. Default `onair-store.json` (working directory).
+    /// The JSON file behind `onair.store` in older onair, imported once into the database
+    /// (`data_dir/onair.db`) and renamed `….json.imported`. Default `onair-store.json`.
     pub store: PathBuf,
     /// Memory each script may use, in MiB. Default 64.
     pub memory_limit_mib: u32,

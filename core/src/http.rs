@@ -148,6 +148,10 @@ pub fn routes(
         .and(with_core.clone())
         .map(move |(), c: Arc<Core>| {
             if c.sse_clients.load(Ordering::Relaxed) >= max_sse {
+                tracing::warn!(
+                    limit = max_sse,
+                    "event client refused with 503: http.max_sse_clients reached"
+                );
                 return error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     &format!("too many event clients: {max_sse} (http.max_sse_clients)"),
@@ -201,6 +205,7 @@ pub fn routes(
                         ));
                     }
                     if c.preview_viewers.load(Ordering::Relaxed) >= preview_max {
+                        tracing::warn!(limit = preview_max, "preview viewer refused with 503: http.preview_max_viewers reached");
                         return Ok(error(
                             StatusCode::SERVICE_UNAVAILABLE,
                             &format!("preview is full: {preview_max} viewers (http.preview_max_viewers)"),
@@ -215,13 +220,22 @@ pub fn routes(
     let max_body = u64::from(cfg.max_body_kib) * 1024;
     // before authentication, routing or reading: a declared body over the limit is refused
     let body_cap = warp::header::optional::<u64>("content-length")
-        .and_then(move |len: Option<u64>| async move {
-            if len.is_some_and(|l| l > max_body) {
-                Err(warp::reject::custom(BodyTooLarge))
-            } else {
-                Ok(())
-            }
-        })
+        .and(warp::path::full())
+        .and_then(
+            move |len: Option<u64>, path: warp::path::FullPath| async move {
+                if let Some(l) = len.filter(|l| *l > max_body) {
+                    tracing::warn!(
+                        path = path.as_str(),
+                        content_length = l,
+                        limit = max_body,
+                        "request refused with 413: body over http.max_body_kib"
+                    );
+                    Err(warp::reject::custom(BodyTooLarge))
+                } else {
+                    Ok(())
+                }
+            },
+        )
         .untuple_one();
 
     body_cap
@@ -299,7 +313,12 @@ where
     B: warp::Buf,
 {
     use futures_util::TryStreamExt;
-    if len.is_some_and(|l| l > max as u64) {
+    if let Some(l) = len.filter(|l| *l > max as u64) {
+        tracing::warn!(
+            content_length = l,
+            limit = max,
+            "request refused with 413: body over the route's limit"
+        );
         return Err(warp::reject::custom(BodyTooLarge));
     }
     let mut body = std::pin::pin!(body);
@@ -310,6 +329,10 @@ where
         .map_err(|_| warp::reject::custom(BodyUnreadable))?
     {
         if out.len() + chunk.remaining() > max {
+            tracing::warn!(
+                limit = max,
+                "request refused with 413: body over the route's limit (stopped reading)"
+            );
             return Err(warp::reject::custom(BodyTooLarge));
         }
         while chunk.has_remaining() {

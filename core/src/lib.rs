@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod config;
+pub mod db;
 pub mod engine;
 pub mod event;
 pub mod http;

@@ -199,7 +199,9 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
     for p in plugins.info() {
         println!("plugin: {} loads ({:?} world)", p.name, p.world);
     }
-    let (policy, errors) = Policy::start(policy_options(&cfg, None, None, false));
+    // an empty store in memory: check changes nothing on disk
+    let db = Arc::new(onair::db::Db::memory().context("an in-memory database")?);
+    let (policy, errors) = Policy::start(policy_options(&cfg, db, None, None, None, false));
     if !errors.is_empty() {
         let list: Vec<String> = errors.iter().map(|(n, e)| format!("{n}: {e}")).collect();
         bail!(
@@ -264,15 +266,19 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `db` and `store_import`: see [`PolicyOptions`].
 fn policy_options(
     cfg: &Config,
+    db: Arc<onair::db::Db>,
+    store_import: Option<PathBuf>,
     actions: Option<tokio::sync::mpsc::UnboundedSender<Vec<onair::action::Action>>>,
     runtime: Option<tokio::runtime::Handle>,
     watch: bool,
 ) -> PolicyOptions {
     PolicyOptions {
         dir: cfg.scripts.dir.clone(),
-        store: cfg.scripts.store.clone(),
+        db: Some(db),
+        store_import,
         status: Arc::default(),
         actions,
         runtime,
@@ -306,15 +312,16 @@ fn plugin_host(cfg: &Config) -> anyhow::Result<onair::wasm::SharedHost> {
 fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let mut cfg = load_config(path.as_deref())?;
     let generated = resolve_secrets(&mut cfg)?;
+    let db = Arc::new(onair::db::Db::open(&cfg.data_dir)?);
     init_media()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(serve(cfg, generated))
+    rt.block_on(serve(cfg, generated, db))
 }
 
-async fn serve(cfg: Config, generated: Generated) -> anyhow::Result<()> {
+async fn serve(cfg: Config, generated: Generated, db: Arc<onair::db::Db>) -> anyhow::Result<()> {
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let (publish_tx, publish_rx) = tokio::sync::mpsc::unbounded_channel();
     let fanout = Arc::new(FanOut::new());
@@ -356,6 +363,8 @@ async fn serve(cfg: Config, generated: Generated) -> anyhow::Result<()> {
     };
     let mut opts = policy_options(
         &cfg,
+        db.clone(),
+        Some(cfg.scripts.store.clone()),
         Some(commands_tx.clone()),
         Some(tokio::runtime::Handle::current()),
         true,

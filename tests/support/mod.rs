@@ -255,6 +255,18 @@ pub const TOKEN: &str = "test-admin-token-0123456789";
 /// The preview key every test config sets (`http.preview_key`).
 pub const PREVIEW_KEY: &str = "test-preview-key-0123";
 
+fn spawn_onair(dir: &Path, log: &Path) -> Child {
+    Command::new(onair_bin())
+        .args(["run", "-c"])
+        .arg(dir.join("onair.toml"))
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("spawn onair")
+}
+
 /// The binary under test: this build's, or `TEST_ONAIR_BIN` to run the tests against a release
 /// build or another version (not `ONAIR_…`: onair reads those as config keys).
 pub fn onair_bin() -> String {
@@ -302,15 +314,7 @@ impl Onair {
         let path = dir.path().join("onair.toml");
         std::fs::write(&path, cfg).expect("write config");
         let log = dir.path().join("onair.log");
-        let child = Command::new(onair_bin())
-            .args(["run", "-c"])
-            .arg(&path)
-            .current_dir(dir.path())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn onair");
+        let child = spawn_onair(dir.path(), &log);
         let mut o = Onair {
             dir,
             rtmp_port,
@@ -326,6 +330,22 @@ impl Onair {
         );
         o.ready_at = Instant::now();
         o
+    }
+
+    /// Kills the process with SIGKILL (no clean-up of any kind), then starts it again on the same
+    /// folder, config and ports, and waits until it is ready. The old log is kept as
+    /// `onair.log.1`.
+    pub fn kill9_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::rename(&self.log, self.dir.path().join("onair.log.1"));
+        self.child = spawn_onair(self.dir.path(), &self.log);
+        assert!(
+            self.wait_log("rtmp ingest ready", Duration::from_secs(60)),
+            "onair did not start again:\n{}",
+            self.log_text()
+        );
+        self.ready_at = Instant::now();
     }
 
     /// `/preview.flv` with the preview key.

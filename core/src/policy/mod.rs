@@ -129,8 +129,10 @@ pub struct RouteJob {
 pub struct PolicyOptions {
     /// `scripts.dir`.
     pub dir: PathBuf,
-    /// `scripts.store`: the JSON file behind `onair.store`.
-    pub store: PathBuf,
+    /// The database behind `onair.store` (`None`: the store is unavailable).
+    pub db: Option<Arc<crate::db::Db>>,
+    /// `scripts.store`: a JSON file from older onair, imported once into the database.
+    pub store_import: Option<PathBuf>,
     /// Filled in once the core exists.
     pub status: Arc<OnceLock<StatusFn>>,
     /// Where timers', callbacks' and routes' actions go (to the engine).
@@ -201,12 +203,15 @@ impl Policy {
         let busy: Arc<Busy> = Arc::default();
         busy.epoch();
         let dir = std::fs::canonicalize(&opts.dir).unwrap_or_else(|_| opts.dir.clone());
-        let store = match store::Store::open(&opts.store) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!(error = %e, "onair.store unavailable");
-                None
-            }
+        let store = match opts.db.clone() {
+            Some(db) => match store::Store::open(db, opts.store_import.as_deref()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "onair.store unavailable");
+                    None
+                }
+            },
+            None => None,
         };
         let services = Arc::new(Services {
             dir: dir.clone(),

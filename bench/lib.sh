@@ -1,0 +1,71 @@
+# Shared by the bench scripts: a private nginx-rtmp as the platform and onair around it, on free
+# loopback ports, cleaned up on exit. Source it after `cd` to the repository root.
+#   PROFILE=release|debug (default debug); EXTRA_TOML: more onair config after [http]
+root=$(pwd)
+profile=${PROFILE:-debug}
+if [ "$profile" = release ]; then cargo build -q --release -p onair; else cargo build -q -p onair; fi
+bin=$root/target/$profile/onair
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+work=$(mktemp -d)
+ngx_rtmp=$(free_port); ngx_http=$(free_port); rtmp=$(free_port); http=$(free_port)
+token=bench-admin-token-0123456789
+preview_key=bench-preview-key-0123
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+# start_nginx: the platform, with /stat on $ngx_http
+start_nginx() {
+  mkdir -p "$work/nginx/logs" "$work/nginx/tmp"
+  cat > "$work/nginx/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log;
+load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+events { worker_connections 128; }
+rtmp { server { listen 127.0.0.1:$ngx_rtmp; application app { live on; } } }
+http { access_log off; client_body_temp_path $work/nginx/tmp;
+  server { listen 127.0.0.1:$ngx_http; location /stat { rtmp_stat all; } } }
+CONF
+  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" & pids+=($!)
+}
+
+# restart_nginx: stops the platform and starts it again on the same ports
+restart_nginx() {
+  kill "$(cat "$work/nginx/nginx.pid")" 2>/dev/null || true
+  sleep 1
+  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" & pids+=($!)
+}
+
+# start_onair: onair with key bench-key-0001, 640x360, stall_timeout_ms 500, the repo's scripts,
+# one destination on the nginx; sets $onair_pid and waits for the destination
+start_onair() {
+  cat > "$work/onair.toml" <<CONF
+data_dir = "$work/data"
+[ingest]
+rtmp_listen = "127.0.0.1:$rtmp"
+keys = ["bench-key-0001"]
+[fallback]
+stall_timeout_ms = 500
+[output]
+width = 640
+height = 360
+video_bitrate_kbps = 1000
+[http]
+listen = "127.0.0.1:$http"
+admin_token = "$token"
+preview_key = "bench-preview-key-0123"
+${EXTRA_TOML:-}
+[scripts]
+dir = "$root/scripts"
+[[destination]]
+name = "nginx"
+url = "rtmp://127.0.0.1:$ngx_rtmp/app/out"
+CONF
+  "$bin" run -c "$work/onair.toml" > /dev/null 2> "$work/onair.log" & onair_pid=$!; pids+=($onair_pid)
+  for _ in $(seq 100); do grep -q "destination up" "$work/onair.log" && break; sleep 0.1; done
+}
+
