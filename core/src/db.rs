@@ -18,7 +18,13 @@ use rusqlite::Connection;
 pub const DB_FILE: &str = "onair.db";
 
 /// Migrations, oldest first: `user_version` N means the first N are applied.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_store", include_str!("../migrations/0001_store.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_store", include_str!("../migrations/0001_store.sql")),
+    (
+        "0002_destinations",
+        include_str!("../migrations/0002_destinations.sql"),
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

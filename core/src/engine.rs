@@ -33,6 +33,8 @@ pub struct Core {
     pub program: Arc<Program>,
     pub ingest: Arc<Ingest>,
     pub outputs: Outputs,
+    /// The channel's destinations as operators change them (persisted).
+    pub destinations: crate::destinations::Destinations,
     pub fallback: Fallback,
     pub policy: Policy,
     pub counters: Counters,
@@ -253,12 +255,9 @@ impl Engine {
                 }
             }
             Action::DestinationAdd { name, url } => {
-                let cfg = crate::config::DestinationConfig {
-                    name: name.clone(),
-                    url,
-                    enabled: true,
-                };
-                if let Err(e) = core.outputs.add(cfg) {
+                // a database write: not on the runtime's worker
+                let r = tokio::task::block_in_place(|| core.destinations.create(&name, &url, true));
+                if let Err(e) = r {
                     tracing::warn!(destination = %name, error = %e, "destination not added");
                 }
             }
@@ -292,18 +291,23 @@ impl Engine {
                     tracing::debug!(layer = %name, "overlay hide: no such layer");
                 }
             }
-            Action::DestinationRemove { name } => log_err(&name, core.outputs.remove(&name)),
-            Action::DestinationEnable { name } => {
-                log_err(&name, core.outputs.set_enabled(&name, true))
-            }
-            Action::DestinationDisable { name } => {
-                log_err(&name, core.outputs.set_enabled(&name, false))
-            }
+            Action::DestinationRemove { name } => log_err(
+                &name,
+                tokio::task::block_in_place(|| core.destinations.delete(&name)),
+            ),
+            Action::DestinationEnable { name } => log_err(
+                &name,
+                tokio::task::block_in_place(|| core.destinations.update(&name, None, Some(true))),
+            ),
+            Action::DestinationDisable { name } => log_err(
+                &name,
+                tokio::task::block_in_place(|| core.destinations.update(&name, None, Some(false))),
+            ),
         }
     }
 }
 
-fn log_err(name: &str, r: Result<(), String>) {
+fn log_err(name: &str, r: Result<(), crate::destinations::DestinationError>) {
     if let Err(e) = r {
         tracing::warn!(destination = %name, error = %e, "destination action ignored");
     }

@@ -51,6 +51,168 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// `POST /api/channels/:id/destinations`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateDestination {
+    name: String,
+    url: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `PATCH /api/channels/:id/destinations/:name`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchDestination {
+    url: Option<String>,
+    enabled: Option<bool>,
+}
+
+fn destination_error(e: &crate::destinations::DestinationError) -> warp::reply::Response {
+    use crate::destinations::DestinationError as E;
+    let status = match e {
+        E::Invalid { .. } => StatusCode::BAD_REQUEST,
+        E::NotFound(_) => StatusCode::NOT_FOUND,
+        E::Exists(_) | E::OwnedByFile { .. } => StatusCode::CONFLICT,
+        E::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    match e {
+        E::Invalid { field, message } => json_response(
+            status,
+            &serde_json::json!({ "error": e.to_string(), "field": field, "message": message }),
+        ),
+        _ => error(status, &e.to_string()),
+    }
+}
+
+/// A JSON body, or a 400 that names what is wrong (serde's message names the field).
+fn parse_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<T, Box<warp::reply::Response>> {
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, &format!("body: {e}"))))
+}
+
+/// The destinations routes, under `/api/channels/:id/destinations`. Only the channel `default`
+/// exists today (a config without `[[channel]]` tables).
+fn destination_routes(
+    with_core: impl Filter<Extract = (Arc<Core>,), Error = Infallible> + Clone + Send + Sync + 'static,
+    admin: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    use crate::destinations::DEFAULT_CHANNEL;
+    let channel = warp::path!("api" / "channels" / String / "destinations" / ..)
+        .and(admin)
+        .and(with_core)
+        .and_then(|id: String, c: Arc<Core>| async move {
+            if id == DEFAULT_CHANNEL {
+                Ok(c)
+            } else {
+                Err(warp::reject::custom(NoChannel(id)))
+            }
+        });
+    let list = channel
+        .clone()
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(|c: Arc<Core>| {
+            json_response(StatusCode::OK, &serde_json::json!(c.destinations.list()))
+        });
+    let create = channel
+        .clone()
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(body_up_to(API_BODY_MAX))
+        .map(|c: Arc<Core>, body: Bytes| {
+            let req: CreateDestination = match parse_body(&body) {
+                Ok(r) => r,
+                Err(resp) => return *resp,
+            };
+            match tokio::task::block_in_place(|| {
+                c.destinations.create(&req.name, &req.url, req.enabled)
+            })
+            .and_then(|()| c.destinations.get(&req.name))
+            {
+                Ok(v) => json_response(StatusCode::CREATED, &serde_json::json!(v)),
+                Err(e) => destination_error(&e),
+            }
+        });
+    let one = channel.clone().and(warp::path::param::<String>());
+    let get = one.clone().and(warp::path::end()).and(warp::get()).map(
+        |c: Arc<Core>, name: String| match c.destinations.get(&name) {
+            Ok(v) => json_response(StatusCode::OK, &serde_json::json!(v)),
+            Err(e) => destination_error(&e),
+        },
+    );
+    let patch = one
+        .clone()
+        .and(warp::path::end())
+        .and(warp::patch())
+        .and(body_up_to(API_BODY_MAX))
+        .map(|c: Arc<Core>, name: String, body: Bytes| {
+            let req: PatchDestination = match parse_body(&body) {
+                Ok(r) => r,
+                Err(resp) => return *resp,
+            };
+            match tokio::task::block_in_place(|| {
+                c.destinations
+                    .update(&name, req.url.as_deref(), req.enabled)
+            })
+            .and_then(|()| c.destinations.get(&name))
+            {
+                Ok(v) => json_response(StatusCode::OK, &serde_json::json!(v)),
+                Err(e) => destination_error(&e),
+            }
+        });
+    let delete =
+        one.clone()
+            .and(warp::path::end())
+            .and(warp::delete())
+            .map(|c: Arc<Core>, name: String| {
+                match tokio::task::block_in_place(|| c.destinations.delete(&name)) {
+                    Ok(()) => {
+                        let mut r = warp::reply::Response::new(Vec::new().into());
+                        *r.status_mut() = StatusCode::NO_CONTENT;
+                        r
+                    }
+                    Err(e) => destination_error(&e),
+                }
+            });
+    let toggle = one.and(warp::path!(String)).and(warp::post()).map(
+        |c: Arc<Core>, name: String, what: String| {
+            let enabled = match what.as_str() {
+                "enable" => true,
+                "disable" => false,
+                _ => return error(StatusCode::NOT_FOUND, "not found: use /enable or /disable"),
+            };
+            match tokio::task::block_in_place(|| c.destinations.update(&name, None, Some(enabled)))
+                .and_then(|()| c.destinations.get(&name))
+            {
+                Ok(v) => json_response(StatusCode::OK, &serde_json::json!(v)),
+                Err(e) => destination_error(&e),
+            }
+        },
+    );
+    list.or(create)
+        .unify()
+        .or(get)
+        .unify()
+        .or(patch)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(toggle)
+        .unify()
+}
+
+#[derive(Debug)]
+struct NoChannel(String);
+impl warp::reject::Reject for NoChannel {}
+
 #[derive(Deserialize)]
 struct SwitchBody {
     source: String,
@@ -217,6 +379,7 @@ pub fn routes(
         );
 
     let script_routes = script_routes(core.policy.clone(), token.clone());
+    let destinations = destination_routes(with_core.clone(), admin.clone().untuple_one());
     let max_body = u64::from(cfg.max_body_kib) * 1024;
     // before authentication, routing or reading: a declared body over the limit is refused
     let body_cap = warp::header::optional::<u64>("content-length")
@@ -243,6 +406,8 @@ pub fn routes(
             status
                 .or(switch)
                 .unify()
+                .or(destinations)
+                .unify()
                 .or(scripts)
                 .unify()
                 .or(plugins)
@@ -259,7 +424,9 @@ pub fn routes(
 }
 
 async fn recover(rej: warp::Rejection) -> Result<warp::reply::Response, Infallible> {
-    Ok(if rej.find::<Unauthorized>().is_some() {
+    Ok(if let Some(NoChannel(id)) = rej.find::<NoChannel>() {
+        error(StatusCode::NOT_FOUND, &format!("no channel named {id:?}"))
+    } else if rej.find::<Unauthorized>().is_some() {
         error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token (http.admin_token)",

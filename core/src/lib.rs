@@ -4,6 +4,7 @@
 pub mod action;
 pub mod config;
 pub mod db;
+pub mod destinations;
 pub mod engine;
 pub mod event;
 pub mod http;

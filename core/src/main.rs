@@ -318,10 +318,16 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(serve(cfg, generated, db))
+    let file = config::source_name(path.as_deref());
+    rt.block_on(serve(cfg, generated, db, file))
 }
 
-async fn serve(cfg: Config, generated: Generated, db: Arc<onair::db::Db>) -> anyhow::Result<()> {
+async fn serve(
+    cfg: Config,
+    generated: Generated,
+    db: Arc<onair::db::Db>,
+    config_file: String,
+) -> anyhow::Result<()> {
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let (publish_tx, publish_rx) = tokio::sync::mpsc::unbounded_channel();
     let fanout = Arc::new(FanOut::new());
@@ -373,12 +379,23 @@ async fn serve(cfg: Config, generated: Generated, db: Arc<onair::db::Db>) -> any
     let status_cell = opts.status.clone();
     let (policy, _errors) = Policy::start(opts); // already logged; `onair run` goes on
     let ingest = Ingest::new(&cfg, program.clone(), events_tx.clone(), publish_tx);
-    let outputs = Outputs::start(&cfg.destinations, fanout.clone(), events_tx.clone());
+    use onair::destinations::{DEFAULT_CHANNEL, Destinations};
+    let dests = Destinations::load(&db, DEFAULT_CHANNEL, &cfg.destinations)
+        .context("loading the destinations kept in the database")?;
+    let outputs = Outputs::start(&dests, fanout.clone(), events_tx.clone());
+    let destinations = Destinations::new(
+        db.clone(),
+        outputs.clone(),
+        DEFAULT_CHANNEL,
+        &cfg.destinations,
+        &config_file,
+    );
     let (bus_tx, _) = tokio::sync::broadcast::channel(256);
     let core = Arc::new(Core {
         program: program.clone(),
         ingest: ingest.clone(),
         outputs,
+        destinations,
         fallback,
         policy,
         counters: Counters::default(),

@@ -155,6 +155,11 @@ impl Outputs {
         Ok(())
     }
 
+    /// Every destination's configuration (name, URL with the key, enabled), in order.
+    pub fn configs(&self) -> Vec<DestinationConfig> {
+        lock(&self.tracked).iter().map(|t| t.cfg.clone()).collect()
+    }
+
     pub fn status(&self) -> Vec<DestinationStatus> {
         lock(&self.tracked)
             .iter()

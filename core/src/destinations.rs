@@ -1,0 +1,329 @@
+//! A channel's destinations as operators change them: over the API, from Lua or from a plugin.
+//! Every change is written to the database first and then applied to the running outputs, so
+//! what was created or changed at run time is back after a restart.
+//!
+//! Ownership: a destination from `onair.toml` belongs to the file: it can be enabled and
+//! disabled (that is kept), but editing or deleting it answers [`DestinationError::OwnedByFile`].
+//! One created at run time belongs to the database.
+//!
+//! Today onair runs one channel, `default`; the table is keyed by channel for the many to come.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::DestinationConfig;
+use crate::db::Db;
+use crate::media::output::Outputs;
+
+/// The one channel of a config without `[[channel]]` tables.
+pub const DEFAULT_CHANNEL: &str = "default";
+
+/// Why a change was refused. Each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum DestinationError {
+    /// 400: `field` is wrong.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// 404.
+    #[error("no destination named {0:?}")]
+    NotFound(String),
+    /// 409: the name is taken.
+    #[error("a destination named {0:?} exists")]
+    Exists(String),
+    /// 409: defined in the config file.
+    #[error(
+        "destination {name:?} is defined in {file}: edit or delete it there (it can be enabled and disabled here)"
+    )]
+    OwnedByFile { name: String, file: String },
+    /// 500.
+    #[error("database: {0}")]
+    Db(String),
+}
+
+/// One destination, as the API shows it (the URL's stream key redacted).
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationView {
+    pub name: String,
+    pub url: String,
+    pub enabled: bool,
+    /// `config` (onair.toml) or `runtime` (created over the API, from Lua or a plugin).
+    pub owner: &'static str,
+}
+
+pub struct Destinations {
+    db: Arc<Db>,
+    outputs: Outputs,
+    channel: String,
+    /// Names defined in the config file, and the file's name for messages.
+    from_file: BTreeSet<String>,
+    file: String,
+}
+
+fn validate(name: &str, url: &str) -> Result<(), DestinationError> {
+    if name.is_empty()
+        || name == "preview"
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(DestinationError::Invalid {
+            field: "name",
+            message: format!(
+                "{name:?} must be 1 to 64 letters, digits, '-' or '_' (and not \"preview\")"
+            ),
+        });
+    }
+    if !(url.starts_with("rtmp://") || url.starts_with("rtmps://")) || url.len() > 2048 {
+        return Err(DestinationError::Invalid {
+            field: "url",
+            message: format!(
+                "{} must start with rtmp:// or rtmps://",
+                crate::redact::url(url)
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl Destinations {
+    /// The config's destinations (with the enabled flags kept in the database) and the ones
+    /// created at run time, in that order. Returns them to start [`Outputs`] with.
+    pub fn load(
+        db: &Db,
+        channel: &str,
+        config: &[DestinationConfig],
+    ) -> Result<Vec<DestinationConfig>, DestinationError> {
+        let conn = db.conn();
+        let mut stmt = conn
+            .prepare("SELECT name, url, enabled, owner FROM destinations WHERE channel = ?1 ORDER BY rowid")
+            .map_err(|e| DestinationError::Db(e.to_string()))?;
+        let rows: Vec<(String, String, bool, String)> = stmt
+            .query_map([channel], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| DestinationError::Db(e.to_string()))?;
+        let mut out: Vec<DestinationConfig> = config.to_vec();
+        for (name, url, enabled, owner) in rows {
+            match (owner.as_str(), out.iter_mut().find(|d| d.name == name)) {
+                ("config", Some(d)) => d.enabled = enabled,
+                ("config", None) => {} // gone from the file: the file wins
+                (_, Some(_)) => {
+                    tracing::warn!(destination = %name, "a destination created at run time now has the name of one in the config file: the file's is used")
+                }
+                (_, None) => out.push(DestinationConfig { name, url, enabled }),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn new(
+        db: Arc<Db>,
+        outputs: Outputs,
+        channel: &str,
+        config: &[DestinationConfig],
+        file: &str,
+    ) -> Destinations {
+        Destinations {
+            db,
+            outputs,
+            channel: channel.to_string(),
+            from_file: config.iter().map(|d| d.name.clone()).collect(),
+            file: file.to_string(),
+        }
+    }
+
+    fn db_err(e: rusqlite::Error) -> DestinationError {
+        DestinationError::Db(e.to_string())
+    }
+
+    /// Every destination of the channel.
+    pub fn list(&self) -> Vec<DestinationView> {
+        self.outputs
+            .configs()
+            .into_iter()
+            .map(|d| DestinationView {
+                owner: if self.from_file.contains(&d.name) {
+                    "config"
+                } else {
+                    "runtime"
+                },
+                url: crate::redact::url(&d.url),
+                enabled: d.enabled,
+                name: d.name,
+            })
+            .collect()
+    }
+
+    pub fn get(&self, name: &str) -> Result<DestinationView, DestinationError> {
+        self.list()
+            .into_iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| DestinationError::NotFound(name.into()))
+    }
+
+    /// Creates a destination owned by the database and starts it (when enabled).
+    pub fn create(&self, name: &str, url: &str, enabled: bool) -> Result<(), DestinationError> {
+        validate(name, url)?;
+        if self.outputs.configs().iter().any(|d| d.name == name) {
+            return Err(DestinationError::Exists(name.into()));
+        }
+        self.db
+            .conn()
+            .execute(
+                "INSERT INTO destinations (channel, name, url, enabled, owner) VALUES (?1, ?2, ?3, ?4, 'db')",
+                (&self.channel, name, url, enabled),
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    DestinationError::Exists(name.into())
+                }
+                e => Self::db_err(e),
+            })?;
+        self.outputs
+            .add(DestinationConfig {
+                name: name.into(),
+                url: url.into(),
+                enabled,
+            })
+            .map_err(|message| DestinationError::Invalid {
+                field: "url",
+                message,
+            })?;
+        tracing::info!(destination = %name, url = %crate::redact::url(url), enabled, "destination created");
+        Ok(())
+    }
+
+    /// Changes a database-owned destination's URL and/or enabled flag; a config-owned one only
+    /// its enabled flag. A new URL reconnects it; the others are not touched.
+    pub fn update(
+        &self,
+        name: &str,
+        url: Option<&str>,
+        enabled: Option<bool>,
+    ) -> Result<(), DestinationError> {
+        let current = self
+            .outputs
+            .configs()
+            .into_iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| DestinationError::NotFound(name.into()))?;
+        if url.is_some() && self.from_file.contains(name) {
+            return Err(DestinationError::OwnedByFile {
+                name: name.into(),
+                file: self.file.clone(),
+            });
+        }
+        let url = url.unwrap_or(&current.url);
+        validate(name, url)?;
+        let enabled = enabled.unwrap_or(current.enabled);
+        let owner = if self.from_file.contains(name) {
+            "config"
+        } else {
+            "db"
+        };
+        self.db
+            .conn()
+            .execute(
+                "INSERT INTO destinations (channel, name, url, enabled, owner) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (channel, name) DO UPDATE SET url = excluded.url, enabled = excluded.enabled",
+                (&self.channel, name, url, enabled, owner),
+            )
+            .map_err(Self::db_err)?;
+        if url != current.url {
+            let _ = self.outputs.remove(name);
+            self.outputs
+                .add(DestinationConfig {
+                    name: name.into(),
+                    url: url.into(),
+                    enabled,
+                })
+                .map_err(|message| DestinationError::Invalid {
+                    field: "url",
+                    message,
+                })?;
+        } else if enabled != current.enabled {
+            self.outputs
+                .set_enabled(name, enabled)
+                .map_err(|_| DestinationError::NotFound(name.into()))?;
+        }
+        tracing::info!(destination = %name, enabled, url_changed = url != current.url, "destination updated");
+        Ok(())
+    }
+
+    /// Deletes a database-owned destination (disconnecting it first).
+    pub fn delete(&self, name: &str) -> Result<(), DestinationError> {
+        if self.from_file.contains(name) {
+            return Err(DestinationError::OwnedByFile {
+                name: name.into(),
+                file: self.file.clone(),
+            });
+        }
+        if !self.outputs.configs().iter().any(|d| d.name == name) {
+            return Err(DestinationError::NotFound(name.into()));
+        }
+        self.db
+            .conn()
+            .execute(
+                "DELETE FROM destinations WHERE channel = ?1 AND name = ?2",
+                (&self.channel, name),
+            )
+            .map_err(Self::db_err)?;
+        let _ = self.outputs.remove(name);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_urls_are_checked_with_the_field_named() {
+        assert!(validate("youtube-2", "rtmps://a.rtmp.youtube.com/live2/k").is_ok());
+        for (name, url, field) in [
+            ("", "rtmp://x/app/k", "name"),
+            ("preview", "rtmp://x/app/k", "name"),
+            ("a b", "rtmp://x/app/k", "name"),
+            ("ok", "http://x/app/k", "url"),
+        ] {
+            match validate(name, url) {
+                Err(DestinationError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{name:?} {url:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn config_flags_and_runtime_destinations_load_back() {
+        let db = Db::memory().expect("db");
+        db.conn()
+            .execute_batch(
+                "INSERT INTO destinations VALUES ('default', 'twitch', 'rtmp://x/app/k', 0, 'config');
+                 INSERT INTO destinations VALUES ('default', 'yt', 'rtmp://y/live2/k', 1, 'db');
+                 INSERT INTO destinations VALUES ('default', 'gone', 'rtmp://z/a/k', 1, 'config');
+                 INSERT INTO destinations VALUES ('other', 'o', 'rtmp://o/a/k', 1, 'db');",
+            )
+            .expect("rows");
+        let config = vec![DestinationConfig {
+            name: "twitch".into(),
+            url: "rtmp://live.twitch.tv/app/k".into(),
+            enabled: true,
+        }];
+        let all = Destinations::load(&db, DEFAULT_CHANNEL, &config).expect("load");
+        let names: Vec<(&str, bool)> = all.iter().map(|d| (d.name.as_str(), d.enabled)).collect();
+        assert_eq!(names, vec![("twitch", false), ("yt", true)]);
+        assert_eq!(
+            all[0].url, "rtmp://live.twitch.tv/app/k",
+            "the file keeps the URL"
+        );
+    }
+}
