@@ -41,6 +41,48 @@ fn destinations_change_at_run_time_and_come_back_after_a_restart() {
     assert!(wait_until(SWITCH, || nginx.publishers("app").len() == 1));
     let a_since = Instant::now();
 
+    // the one channel, as the channels API shows it
+    let (code, list) = call(&onair, "GET", "/api/channels", "");
+    assert_eq!(code, 200);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["id"], "default");
+    assert_eq!(list[0]["on_air"], "fallback");
+    assert_eq!(list[0]["destinations"][0]["name"], "a", "{list}");
+    assert_eq!(
+        call(&onair, "GET", "/api/channels/default", "").1["id"],
+        "default"
+    );
+    assert_eq!(call(&onair, "GET", "/api/channels/nope", "").0, 404);
+    let (code, _) = call(
+        &onair,
+        "POST",
+        "/api/channels/default/switch",
+        r#"{"source": "fallback"}"#,
+    );
+    assert_eq!(code, 202);
+    assert_eq!(
+        call(
+            &onair,
+            "POST",
+            "/api/channels/nope/switch",
+            r#"{"source": "fallback"}"#
+        )
+        .0,
+        404
+    );
+    let frame = grab_rgb(
+        &format!(
+            "http://127.0.0.1:{}/api/channels/default/preview.flv?key={PREVIEW_KEY}",
+            onair.http_port
+        ),
+        640,
+        360,
+    );
+    assert!(
+        frame.iter().any(|&b| b > 0),
+        "the channel preview decoded to black"
+    );
+
     // add one during the show: it connects, "a" is not disturbed
     let (code, body) = call(
         &onair,

@@ -33,6 +33,8 @@ pub struct Core {
     pub program: Arc<Program>,
     pub ingest: Arc<Ingest>,
     pub outputs: Outputs,
+    /// `fallback.channel_name`.
+    pub channel_name: String,
     /// The channel's destinations as operators change them (persisted).
     pub destinations: crate::destinations::Destinations,
     pub fallback: Fallback,
@@ -73,6 +75,27 @@ pub struct Status {
     pub uptime_s: f64,
 }
 
+/// One channel, as `GET /api/channels` lists it.
+#[derive(Debug, Serialize)]
+pub struct ChannelView {
+    pub id: &'static str,
+    /// `fallback.channel_name`.
+    pub name: String,
+    /// `started` (channels cannot be stopped yet).
+    pub state: &'static str,
+    /// Seconds since the channel started.
+    pub uptime_s: f64,
+    /// `live` or `fallback`.
+    pub on_air: Source,
+    pub on_air_session: Option<u64>,
+    /// Seconds since the last switch.
+    pub on_air_for_s: f64,
+    /// What the fallback shows: `slate`, `image PATH` or `video PATH`.
+    pub fallback: String,
+    pub sessions: Vec<SessionStatus>,
+    pub destinations: Vec<DestinationStatus>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct CounterStatus {
     pub publishes: u64,
@@ -92,6 +115,23 @@ pub struct CounterStatus {
 impl Core {
     pub fn plugin_info(&self) -> Vec<crate::wasm::PluginInfo> {
         self.plugins.info()
+    }
+
+    /// The one channel onair runs today, `default`.
+    pub fn channel(&self) -> ChannelView {
+        let (on_air, on_air_session, on_air_for_s) = self.program.on_air();
+        ChannelView {
+            id: crate::destinations::DEFAULT_CHANNEL,
+            name: self.channel_name.clone(),
+            state: "started",
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            on_air,
+            on_air_session,
+            on_air_for_s,
+            fallback: self.fallback.describe(),
+            sessions: self.ingest.sessions(),
+            destinations: self.outputs.status(),
+        }
     }
 
     pub fn status(&self) -> Status {

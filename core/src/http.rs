@@ -213,6 +213,33 @@ fn destination_routes(
 struct NoChannel(String);
 impl warp::reject::Reject for NoChannel {}
 
+/// `POST /api/switch` and `POST /api/channels/:id/switch`: `{"source": "live"|"fallback",
+/// "media"?: PATH}` → 202, or 400 saying what is wrong.
+fn switch_reply(c: &Core, body: &[u8], reason: &str) -> warp::reply::Response {
+    let req: SwitchBody = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("expected {{\"source\": \"live\"|\"fallback\"}}: {e}"),
+            );
+        }
+    };
+    let to: Source = match req.source.parse() {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    let action = Action::Switch {
+        to,
+        media: req.media.map(Into::into),
+        reason: reason.into(),
+    };
+    if c.commands.send(vec![action]).is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "engine stopped");
+    }
+    json_response(StatusCode::ACCEPTED, &serde_json::json!({ "source": to }))
+}
+
 #[derive(Deserialize)]
 struct SwitchBody {
     source: String,
@@ -264,29 +291,35 @@ pub fn routes(
         .and(admin.clone())
         .and(with_core.clone())
         .and(body_up_to(API_BODY_MAX))
-        .map(|(), c: Arc<Core>, body: Bytes| {
-            let req: SwitchBody = match serde_json::from_slice(&body) {
-                Ok(r) => r,
-                Err(e) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("expected {{\"source\": \"live\"|\"fallback\"}}: {e}"),
-                    );
-                }
-            };
-            let to: Source = match req.source.parse() {
-                Ok(s) => s,
-                Err(e) => return error(StatusCode::BAD_REQUEST, &e),
-            };
-            let action = Action::Switch {
-                to,
-                media: req.media.map(Into::into),
-                reason: "POST /api/switch".into(),
-            };
-            if c.commands.send(vec![action]).is_err() {
-                return error(StatusCode::SERVICE_UNAVAILABLE, "engine stopped");
+        .map(|(), c: Arc<Core>, body: Bytes| switch_reply(&c, &body, "POST /api/switch"));
+
+    let channels = warp::path!("api" / "channels")
+        .and(warp::get())
+        .and(admin.clone())
+        .and(with_core.clone())
+        .map(|(), c: Arc<Core>| json_response(StatusCode::OK, &serde_json::json!([c.channel()])));
+    let channel = warp::path!("api" / "channels" / String)
+        .and(warp::get())
+        .and(admin.clone())
+        .and(with_core.clone())
+        .map(|id: String, (), c: Arc<Core>| {
+            if id == crate::destinations::DEFAULT_CHANNEL {
+                json_response(StatusCode::OK, &serde_json::json!(c.channel()))
+            } else {
+                error(StatusCode::NOT_FOUND, &format!("no channel named {id:?}"))
             }
-            json_response(StatusCode::ACCEPTED, &serde_json::json!({ "source": to }))
+        });
+    let channel_switch = warp::path!("api" / "channels" / String / "switch")
+        .and(warp::post())
+        .and(admin.clone())
+        .and(with_core.clone())
+        .and(body_up_to(API_BODY_MAX))
+        .map(|id: String, (), c: Arc<Core>, body: Bytes| {
+            if id == crate::destinations::DEFAULT_CHANNEL {
+                switch_reply(&c, &body, &format!("POST /api/channels/{id}/switch"))
+            } else {
+                error(StatusCode::NOT_FOUND, &format!("no channel named {id:?}"))
+            }
         });
 
     let scripts = warp::path!("api" / "scripts")
@@ -341,7 +374,18 @@ pub fn routes(
             ))
         });
 
-    let preview_route = warp::path!("preview.flv")
+    let preview_path = warp::path!("preview.flv")
+        .or(warp::path!("api" / "channels" / String / "preview.flv")
+            .and_then(|id: String| async move {
+                if id == crate::destinations::DEFAULT_CHANNEL {
+                    Ok(())
+                } else {
+                    Err(warp::reject::custom(NoChannel(id)))
+                }
+            })
+            .untuple_one())
+        .unify();
+    let preview_route = preview_path
         .and(warp::get())
         .and(with_core.clone())
         .and(warp::query::<HashMap<String, String>>())
@@ -407,6 +451,12 @@ pub fn routes(
                 .or(switch)
                 .unify()
                 .or(destinations)
+                .unify()
+                .or(channels)
+                .unify()
+                .or(channel)
+                .unify()
+                .or(channel_switch)
                 .unify()
                 .or(scripts)
                 .unify()

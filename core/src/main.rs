@@ -396,6 +396,7 @@ async fn serve(
         ingest: ingest.clone(),
         outputs,
         destinations,
+        channel_name: cfg.fallback.channel_name.clone(),
         fallback,
         policy,
         counters: Counters::default(),
