@@ -437,3 +437,33 @@ fn closed_by_default_a_generated_key_and_a_keyed_preview() {
     assert!(!out.status.success());
     assert!(err.contains("ingest.allow_any_key"), "{err}");
 }
+
+#[test]
+fn a_reconnecting_publisher_takes_over_its_stalled_session() {
+    let _serial = serial();
+    let onair = start(&[("failover.lua", failover_with(""))], "");
+    let old = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(
+        wait_until(SWITCH, || on_air(&onair) == "live"),
+        "never live"
+    );
+    let old_session = onair.status()["sessions"][0]["session"].as_u64();
+    // the network drops without a FIN: the connection stays open and silent
+    old.stop();
+    assert!(wait_until(SWITCH, || on_air(&onair) == "fallback"));
+    // OBS reconnects on a new connection with the same key
+    let _new = Publisher::start(&onair.publish_url("test-key-123"), "green");
+    assert!(
+        wait_until(SWITCH, || on_air(&onair) == "live"
+            && onair.status()["sessions"].as_array().map(Vec::len) == Some(1)),
+        "the reconnect did not go live:\n{}",
+        onair.log_text()
+    );
+    let new_session = onair.status()["sessions"][0]["session"].as_u64();
+    assert_ne!(
+        new_session, old_session,
+        "the stalled session is still the one on air"
+    );
+    assert!(onair.log_lines(&["already publishing"]).is_empty());
+    assert_eq!(onair.log_lines(&["closing the stalled session"]).len(), 1);
+}

@@ -682,13 +682,29 @@ impl Conn {
                 "unknown stream key {key}: check OBS Settings → Stream → Stream Key"
             ));
         }
+        // OBS reconnecting after a network drop often finds its old connection still open (no
+        // FIN arrived) and stalled: the new connection takes over instead of being refused until
+        // the old one times out. A healthy session keeps its key.
+        let stalled = ingest
+            .lock()
+            .values()
+            .find(|s| s.raw_key == stream_key && s.stalled)
+            .map(|s| (s.session, s.kick.clone()));
+        if let Some((old, Some(kick))) = stalled {
+            tracing::info!(session = old, key = %key, client = %self.addr, "stream key publishing again while its session is stalled: closing the stalled session");
+            kick.notify_one();
+            let since = Instant::now();
+            while ingest.is_publishing(old) && since.elapsed() < Duration::from_secs(2) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         let id = ingest.next_session.fetch_add(1, Ordering::Relaxed);
         let kick = Arc::new(tokio::sync::Notify::new());
         {
             let mut sessions = ingest.lock();
             if let Some(other) = sessions.values().find(|s| s.raw_key == stream_key) {
                 return Err(format!(
-                    "stream key {key} is already publishing (session {}); the first publisher keeps streaming",
+                    "stream key {key} is already publishing (session {}, not stalled); the first publisher keeps streaming",
                     other.session
                 ));
             }
