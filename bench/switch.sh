@@ -9,6 +9,7 @@
 #   bench/switch.sh                 # debug build, as the tests use
 #   PROFILE=release bench/switch.sh
 #   CYCLES=100 LIVE_S=2 OFF_S=2 bench/switch.sh     # the cycle soak (about 25 minutes)
+#   FAULTS=stall CYCLES=100 LIVE_S=2 OFF_S=2 bench/switch.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 meter=${SWITCHMETER:-$(pwd)/../shared/tools/switchmeter}
@@ -22,7 +23,7 @@ start_nginx
 start_onair
 
 status=0
-for fault in kill stall quit; do
+for fault in ${FAULTS:-kill stall quit}; do
   out=$("$meter" --publish-url "rtmp://127.0.0.1:$rtmp/live/bench-key-0001" \
         --read-url "rtmp://127.0.0.1:$ngx_rtmp/app/out" --fault "$fault" --cycles "$cycles" \
         --live-s "$live_s" --off-s "$off_s" --relay-pid "$onair_pid" 2>&1) || status=1
@@ -30,6 +31,10 @@ for fault in kill stall quit; do
   skew=$(printf '%s\n' "$out" | sed -n 's/.*"av_end_skew_ms": \(-*[0-9.]*\).*/\1/p')
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$onair_pid/status" 2>/dev/null)
   echo "$fault: $(printf '%s\n' "$out" | tail -n 1); A/V skew at the end ${skew:-?} ms; relay cpu ${cpu:-?} cores; RSS ${rss:-?} KiB"
+  # switchmeter's errors, if any, from its JSON report (every line but the last)
+  printf '%s\n' "$out" | sed '$d' | python3 -c 'import json,sys
+try: [print("  error:", e) for e in json.load(sys.stdin).get("errors", [])]
+except ValueError: pass'
 done
 reconnects=$(grep -c "destination up" "$work/onair.log" || true)
 echo "output connections opened during the run: $reconnects (1 = never re-opened)"
