@@ -22,3 +22,6 @@ sleep 3
 python3 bench/httpload.py "$http" "$token" --clients 200 --sse 50 --seconds "$secs"
 wait "$meter_pid" || true
 echo "stream during the load: $(tail -n 1 "$work/meter.out")"
+sed '$d' "$work/meter.out" | python3 -c 'import json,sys
+try: [print("  error:", e) for e in json.load(sys.stdin).get("errors", [])]
+except ValueError: pass'
