@@ -79,6 +79,7 @@ fn main() {
     });
     assert!(errors.is_empty(), "{errors:?}");
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("runtime");
     let mut round = Vec::with_capacity(runs);
