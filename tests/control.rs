@@ -48,20 +48,6 @@ fn fault_to_fallback(onair: &Onair, fault: &str, n: usize) -> Option<Duration> {
         .map(|l| Duration::from_secs_f64((log_time(l) - at).max(0.0)))
 }
 
-fn scripts_json(onair: &Onair) -> serde_json::Value {
-    let auth = format!("Bearer {TOKEN}");
-    let (code, body) = http_request(
-        onair.http_port,
-        "GET",
-        "/api/scripts",
-        &[("Authorization", &auth)],
-        "",
-    )
-    .expect("answers");
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).expect("JSON")
-}
-
 fn start(scripts: &[(&str, String)], extra: &str) -> Onair {
     let scripts: Vec<(String, String)> = scripts
         .iter()
@@ -115,7 +101,7 @@ fn a_pcall_wrapped_runaway_cannot_hold_failover_and_is_quarantined() {
         );
     }
     eprintln!("stall → fallback with a pcall runaway (ms): {took:?}");
-    let scripts = scripts_json(&onair);
+    let scripts = onair.get_json("/api/scripts");
     let failover = scripts
         .as_array()
         .and_then(|a| a.iter().find(|s| s["name"] == "failover.lua"))
@@ -406,35 +392,28 @@ fn closed_by_default_a_generated_key_and_a_keyed_preview() {
     let _ = child.kill();
     let _ = child.wait();
 
+    // `onair check` of a config: (success, stderr)
+    let check = |toml: &str| {
+        std::fs::write(dir.path().join("check.toml"), toml).expect("write");
+        let out = std::process::Command::new(onair_bin())
+            .args(["check", "-c", "check.toml"])
+            .current_dir(dir.path())
+            .output()
+            .expect("check");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
     // open to other machines without a token: refused, naming the key to set
-    std::fs::write(
-        dir.path().join("open.toml"),
-        "[http]\nlisten = \"0.0.0.0:18089\"\n",
-    )
-    .expect("write");
-    let out = std::process::Command::new(onair_bin())
-        .args(["check", "-c", "open.toml"])
-        .current_dir(dir.path())
-        .output()
-        .expect("check");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, err) = check("[http]\nlisten = \"0.0.0.0:18089\"\n");
+    assert!(!ok);
     assert!(
         err.contains("http.admin_token") && err.contains("0.0.0.0:18089"),
         "{err}"
     );
-    std::fs::write(
-        dir.path().join("any.toml"),
-        "[ingest]\nallow_any_key = true\n",
-    )
-    .expect("write");
-    let out = std::process::Command::new(onair_bin())
-        .args(["check", "-c", "any.toml"])
-        .current_dir(dir.path())
-        .output()
-        .expect("check");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, err) = check("[ingest]\nallow_any_key = true\n");
+    assert!(!ok);
     assert!(err.contains("ingest.allow_any_key"), "{err}");
 }
 

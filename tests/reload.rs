@@ -13,23 +13,10 @@ const LOAD: Duration = Duration::from_secs(10);
 /// How long a generation must stay unchanged after a save.
 const STABLE: Duration = Duration::from_secs(3);
 
-fn get_json(onair: &Onair, path: &str) -> serde_json::Value {
-    let auth = format!("Bearer {TOKEN}");
-    let (code, body) = http_request(
-        onair.http_port,
-        "GET",
-        path,
-        &[("Authorization", &auth)],
-        "",
-    )
-    .expect("answers");
-    assert_eq!(code, 200, "{path}: {body}");
-    serde_json::from_str(&body).expect("JSON")
-}
-
 /// `name`'s generation in `/api/scripts` (or `/api/plugins`), 0 if it is not listed.
 fn generation(onair: &Onair, api: &str, name: &str) -> u64 {
-    get_json(onair, api)
+    onair
+        .get_json(api)
         .as_array()
         .expect("a list")
         .iter()

@@ -284,6 +284,17 @@ fn yes() -> bool {
     true
 }
 
+/// Why `url` cannot be a destination (only `rtmp://` and `rtmps://` are), with its stream key
+/// redacted; `None` when it can. The one check the config, the API, Lua and the outputs share.
+pub fn destination_url_error(url: &str) -> Option<String> {
+    (!(url.starts_with("rtmp://") || url.starts_with("rtmps://"))).then(|| {
+        format!(
+            "{} must start with rtmp:// or rtmps://",
+            crate::redact::url(url)
+        )
+    })
+}
+
 /// A configuration that could not be loaded or is not valid. The message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -524,14 +535,8 @@ impl Config {
                     format!("{:?} is used by two destinations", d.name),
                 );
             }
-            if !(d.url.starts_with("rtmp://") || d.url.starts_with("rtmps://")) {
-                return bad(
-                    &format!("{key}.url"),
-                    format!(
-                        "{} must start with rtmp:// or rtmps://",
-                        crate::redact::url(&d.url)
-                    ),
-                );
+            if let Some(e) = destination_url_error(&d.url) {
+                return bad(&format!("{key}.url"), e);
             }
         }
         Ok(())

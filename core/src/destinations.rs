@@ -79,13 +79,16 @@ fn validate(name: &str, url: &str) -> Result<(), DestinationError> {
             ),
         });
     }
-    if !(url.starts_with("rtmp://") || url.starts_with("rtmps://")) || url.len() > 2048 {
+    if let Some(message) = crate::config::destination_url_error(url) {
         return Err(DestinationError::Invalid {
             field: "url",
-            message: format!(
-                "{} must start with rtmp:// or rtmps://",
-                crate::redact::url(url)
-            ),
+            message,
+        });
+    }
+    if url.len() > 2048 {
+        return Err(DestinationError::Invalid {
+            field: "url",
+            message: format!("{} bytes is over the 2048-byte limit", url.len()),
         });
     }
     Ok(())
@@ -139,6 +142,25 @@ impl Destinations {
         }
     }
 
+    /// The running destination named `name`, with its URL and enabled flag.
+    fn current(&self, name: &str) -> Option<DestinationConfig> {
+        self.outputs.configs().into_iter().find(|d| d.name == name)
+    }
+
+    /// Adds it to the running outputs (connecting it when enabled).
+    fn start(&self, name: &str, url: &str, enabled: bool) -> Result<(), DestinationError> {
+        self.outputs
+            .add(DestinationConfig {
+                name: name.into(),
+                url: url.into(),
+                enabled,
+            })
+            .map_err(|message| DestinationError::Invalid {
+                field: "url",
+                message,
+            })
+    }
+
     fn db_err(e: rusqlite::Error) -> DestinationError {
         DestinationError::Db(e.to_string())
     }
@@ -171,7 +193,7 @@ impl Destinations {
     /// Creates a destination owned by the database and starts it (when enabled).
     pub fn create(&self, name: &str, url: &str, enabled: bool) -> Result<(), DestinationError> {
         validate(name, url)?;
-        if self.outputs.configs().iter().any(|d| d.name == name) {
+        if self.current(name).is_some() {
             return Err(DestinationError::Exists(name.into()));
         }
         self.db
@@ -188,16 +210,7 @@ impl Destinations {
                 }
                 e => Self::db_err(e),
             })?;
-        self.outputs
-            .add(DestinationConfig {
-                name: name.into(),
-                url: url.into(),
-                enabled,
-            })
-            .map_err(|message| DestinationError::Invalid {
-                field: "url",
-                message,
-            })?;
+        self.start(name, url, enabled)?;
         tracing::info!(destination = %name, url = %crate::redact::url(url), enabled, "destination created");
         Ok(())
     }
@@ -211,10 +224,7 @@ impl Destinations {
         enabled: Option<bool>,
     ) -> Result<(), DestinationError> {
         let current = self
-            .outputs
-            .configs()
-            .into_iter()
-            .find(|d| d.name == name)
+            .current(name)
             .ok_or_else(|| DestinationError::NotFound(name.into()))?;
         if url.is_some() && self.from_file.contains(name) {
             return Err(DestinationError::OwnedByFile {
@@ -240,16 +250,7 @@ impl Destinations {
             .map_err(Self::db_err)?;
         if url != current.url {
             let _ = self.outputs.remove(name);
-            self.outputs
-                .add(DestinationConfig {
-                    name: name.into(),
-                    url: url.into(),
-                    enabled,
-                })
-                .map_err(|message| DestinationError::Invalid {
-                    field: "url",
-                    message,
-                })?;
+            self.start(name, url, enabled)?;
         } else if enabled != current.enabled {
             self.outputs
                 .set_enabled(name, enabled)
@@ -267,7 +268,7 @@ impl Destinations {
                 file: self.file.clone(),
             });
         }
-        if !self.outputs.configs().iter().any(|d| d.name == name) {
+        if self.current(name).is_none() {
             return Err(DestinationError::NotFound(name.into()));
         }
         self.db

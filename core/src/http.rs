@@ -104,17 +104,11 @@ fn destination_routes(
     with_core: impl Filter<Extract = (Arc<Core>,), Error = Infallible> + Clone + Send + Sync + 'static,
     admin: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    use crate::destinations::DEFAULT_CHANNEL;
     let channel = warp::path!("api" / "channels" / String / "destinations" / ..)
         .and(admin)
-        .and(with_core)
-        .and_then(|id: String, c: Arc<Core>| async move {
-            if id == DEFAULT_CHANNEL {
-                Ok(c)
-            } else {
-                Err(warp::reject::custom(NoChannel(id)))
-            }
-        });
+        .and_then(known_channel)
+        .untuple_one()
+        .and(with_core);
     let list = channel
         .clone()
         .and(warp::path::end())
@@ -213,6 +207,15 @@ fn destination_routes(
 struct NoChannel(String);
 impl warp::reject::Reject for NoChannel {}
 
+/// Only the channel `default` exists today: any other id is rejected (404 "no channel named …").
+async fn known_channel(id: String) -> Result<(), warp::Rejection> {
+    if id == crate::destinations::DEFAULT_CHANNEL {
+        Ok(())
+    } else {
+        Err(warp::reject::custom(NoChannel(id)))
+    }
+}
+
 /// `POST /api/switch` and `POST /api/channels/:id/switch`: `{"source": "live"|"fallback",
 /// "media"?: PATH}` → 202, or 400 saying what is wrong.
 fn switch_reply(c: &Core, body: &[u8], reason: &str) -> warp::reply::Response {
@@ -301,25 +304,19 @@ pub fn routes(
     let channel = warp::path!("api" / "channels" / String)
         .and(warp::get())
         .and(admin.clone())
+        .and_then(|id: String, ()| known_channel(id))
+        .untuple_one()
         .and(with_core.clone())
-        .map(|id: String, (), c: Arc<Core>| {
-            if id == crate::destinations::DEFAULT_CHANNEL {
-                json_response(StatusCode::OK, &serde_json::json!(c.channel()))
-            } else {
-                error(StatusCode::NOT_FOUND, &format!("no channel named {id:?}"))
-            }
-        });
+        .map(|c: Arc<Core>| json_response(StatusCode::OK, &serde_json::json!(c.channel())));
     let channel_switch = warp::path!("api" / "channels" / String / "switch")
         .and(warp::post())
         .and(admin.clone())
+        .and_then(|id: String, ()| known_channel(id))
+        .untuple_one()
         .and(with_core.clone())
         .and(body_up_to(API_BODY_MAX))
-        .map(|id: String, (), c: Arc<Core>, body: Bytes| {
-            if id == crate::destinations::DEFAULT_CHANNEL {
-                switch_reply(&c, &body, &format!("POST /api/channels/{id}/switch"))
-            } else {
-                error(StatusCode::NOT_FOUND, &format!("no channel named {id:?}"))
-            }
+        .map(|c: Arc<Core>, body: Bytes| {
+            switch_reply(&c, &body, "POST /api/channels/default/switch")
         });
 
     let scripts = warp::path!("api" / "scripts")
@@ -376,13 +373,7 @@ pub fn routes(
 
     let preview_path = warp::path!("preview.flv")
         .or(warp::path!("api" / "channels" / String / "preview.flv")
-            .and_then(|id: String| async move {
-                if id == crate::destinations::DEFAULT_CHANNEL {
-                    Ok(())
-                } else {
-                    Err(warp::reject::custom(NoChannel(id)))
-                }
-            })
+            .and_then(known_channel)
             .untuple_one())
         .unify();
     let preview_route = preview_path

@@ -378,17 +378,17 @@ impl Onair {
     }
 
     pub fn status(&self) -> serde_json::Value {
+        self.get_json("/api/status")
+    }
+
+    /// `GET path` with the admin token; asserts 200 and returns the JSON body.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
         let auth = format!("Bearer {TOKEN}");
-        let (code, body) = http_request(
-            self.http_port,
-            "GET",
-            "/api/status",
-            &[("Authorization", &auth)],
-            "",
-        )
-        .expect("status answers");
-        assert_eq!(code, 200, "{body}");
-        serde_json::from_str(&body).expect("status is JSON")
+        let (code, body) =
+            http_request(self.http_port, "GET", path, &[("Authorization", &auth)], "")
+                .unwrap_or_else(|| panic!("{path} does not answer"));
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON: {e}"))
     }
 
     pub fn pid(&self) -> u32 {

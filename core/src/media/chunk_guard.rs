@@ -224,12 +224,15 @@ impl ChunkGuard {
             length
         };
         let type_id = self.current.type_id;
-        let Some(data) = self.take(this_chunk) else {
+        let start = self.pos;
+        if self.take(this_chunk).is_none() {
             return Ok(false);
-        };
-        let keep = matches!(type_id, SET_CHUNK_SIZE | AMF3_COMMAND | AMF0_COMMAND);
-        let data = if keep { data.to_vec() } else { Vec::new() };
-        self.payload.extend_from_slice(&data);
+        }
+        // only the payloads the guard reads are copied (media chunks are not)
+        if matches!(type_id, SET_CHUNK_SIZE | AMF3_COMMAND | AMF0_COMMAND) {
+            self.payload
+                .extend_from_slice(&self.buffer[start..start + this_chunk]);
+        }
         self.payload_len += this_chunk;
         if self.payload_len == length {
             let payload = std::mem::take(&mut self.payload);

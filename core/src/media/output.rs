@@ -87,11 +87,8 @@ impl Outputs {
                 d.name
             ));
         }
-        if !(d.url.starts_with("rtmp://") || d.url.starts_with("rtmps://")) {
-            return Err(format!(
-                "{} must start with rtmp:// or rtmps://",
-                crate::redact::url(&d.url)
-            ));
+        if let Some(e) = crate::config::destination_url_error(&d.url) {
+            return Err(e);
         }
         {
             let mut t = lock(&self.tracked);

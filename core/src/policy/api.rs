@@ -168,11 +168,8 @@ fn register_destinations(
     d.set(
         "add",
         lua.create_function(move |_, (name, url): (String, String)| {
-            if !(url.starts_with("rtmp://") || url.starts_with("rtmps://")) {
-                return Err(rt_err(format!(
-                    "onair.destinations.add: {} must start with rtmp:// or rtmps://",
-                    crate::redact::url(&url)
-                )));
+            if let Some(e) = crate::config::destination_url_error(&url) {
+                return Err(rt_err(format!("onair.destinations.add: {e}")));
             }
             push(&c, Action::DestinationAdd { name, url });
             Ok(())
