@@ -5,13 +5,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use onair::action::Action;
 use onair::event::*;
 use onair::policy::host::ScriptInfo;
-use onair::policy::{Policy, PolicyOptions, StatusFn};
+use onair::policy::{CoreApi, Policy, PolicyOptions};
 use support::wait_until;
 
 struct Fixture {
@@ -34,10 +34,8 @@ fn fixture(files: &[(&str, &str)], memory_mib: usize, time_ms: u64) -> Fixture {
         std::fs::write(&p, text).expect("write script");
     }
     std::fs::create_dir_all(dir.path().join("scripts")).expect("mkdir");
-    let status: Arc<OnceLock<StatusFn>> = Arc::default();
-    let _ = status.set(Box::new(|| {
-        serde_json::json!({"on_air": "fallback", "destinations": [{"name": "fixture", "state": "up"}]})
-    }));
+    let core: onair::policy::CoreCell = Arc::default();
+    let _ = core.set(Arc::new(FakeCore));
     let (tx, actions) = tokio::sync::mpsc::unbounded_channel();
     let (policy, _errors) = Policy::start(PolicyOptions {
         dir: dir.path().join("scripts"),
@@ -45,7 +43,7 @@ fn fixture(files: &[(&str, &str)], memory_mib: usize, time_ms: u64) -> Fixture {
             onair::db::Db::open(&dir.path().join("data")).expect("database"),
         )),
         store_import: None,
-        status,
+        core,
         actions: Some(tx),
         runtime: Some(rt.handle().clone()),
         watch: true,
@@ -100,44 +98,52 @@ impl Fixture {
 fn sample_events() -> Vec<Event> {
     vec![
         Event::Publish(Publish {
+            channel: "default".into(),
             session: 3,
             key: "k…y".into(),
             addr: "203.0.113.5:50000".into(),
         }),
         Event::Unpublish(Unpublish {
+            channel: "default".into(),
             session: 2,
             key: "k…y".into(),
             reason: "disconnected".into(),
             on_air: false,
         }),
         Event::Stall(Stall {
+            channel: "default".into(),
             session: 3,
             key: "k…y".into(),
             silent_ms: 1000,
             on_air: true,
         }),
         Event::Resume(Resume {
+            channel: "default".into(),
             session: 3,
             key: "k…y".into(),
             stalled_ms: 1500,
             on_air: true,
         }),
         Event::Switched(Switched {
+            channel: "default".into(),
             from: Source::Live,
             to: Source::Fallback,
             reason: "r".into(),
             session: None,
         }),
         Event::DestinationUp(DestinationUp {
+            channel: "default".into(),
             name: "a".into(),
             url: "rtmp://h/app/…".into(),
             attempt: 1,
         }),
         Event::DestinationDown(DestinationDown {
+            channel: "default".into(),
             name: "a".into(),
             error: "refused".into(),
         }),
         Event::DestinationRetry(DestinationRetry {
+            channel: "default".into(),
             name: "a".into(),
             attempt: 2,
             delay_ms: 1000,
@@ -297,6 +303,82 @@ fn every_lua_action_maps_onto_one_core_action() {
     );
     // no handler → no action; the policy script is running, so no built-in default either
     assert!(fx.decide(evs[1].clone()).is_empty());
+}
+
+#[test]
+fn channel_handles_address_their_channel_and_unqualified_calls_stay_unaddressed() {
+    let fx = fixture(
+        &[(
+            "failover.lua",
+            r##"
+            onair.on("stall", function(ev)
+              assert(ev.channel == "default")
+              -- unqualified: the engine sends these to the event's channel
+              onair.switch("fallback", { reason = "own" })
+              local b = onair.channel("b")
+              assert(b.id == "b")
+              b:switch("live", { reason = "method call" })
+              b.destinations.disable("yt")
+              b.overlay.hide("score")
+              b:stop()
+              b.start()
+              b:delete()
+              assert(b:status().channel == "b", "a handle's status is its channel's")
+              assert(b.destinations.list()[1].name == "fixture-b")
+              assert(onair.status().channel == "default", "the event's channel outside the handle")
+              local ok, err = pcall(onair.channel, "nope")
+              assert(not ok and tostring(err):find('no channel named "nope"'), tostring(err))
+              local list = onair.channels()
+              assert(#list == 2 and list[1].id == "b")
+              local made = onair.channel_create({ id = "court-3", name = "Court 3" })
+              assert(made.id == "court-3" and made.stream_keys[1] == "live_x")
+              ok, err = pcall(onair.channel_create, { id = "b" })
+              assert(not ok and tostring(err):find("onair.channel_create: a channel named it exists"), tostring(err))
+            end)"##,
+        )],
+        64,
+        1000,
+    );
+    let on = |channel: &str, action: Action| Action::OnChannel {
+        channel: channel.into(),
+        action: Box::new(action),
+    };
+    let info = fx.script("failover.lua");
+    assert!(info.as_ref().is_some_and(|i| i.loaded), "{info:?}");
+    let got = fx.decide(sample_events()[2].clone());
+    assert_eq!(
+        got,
+        vec![
+            Action::Switch {
+                to: Source::Fallback,
+                media: None,
+                reason: "own".into()
+            },
+            on(
+                "b",
+                Action::Switch {
+                    to: Source::Live,
+                    media: None,
+                    reason: "method call".into()
+                }
+            ),
+            on("b", Action::DestinationDisable { name: "yt".into() }),
+            on(
+                "b",
+                Action::OverlayHide {
+                    name: "score".into()
+                }
+            ),
+            on("b", Action::ChannelStop),
+            on("b", Action::ChannelStart),
+            on("b", Action::ChannelDelete),
+        ]
+    );
+    let info = fx.script("failover.lua");
+    assert!(
+        info.as_ref().is_some_and(|i| i.last_error.is_none()),
+        "{info:?}"
+    );
 }
 
 #[test]
@@ -571,6 +653,7 @@ onair.on('publish', function() onair.switch('live', { reason = 'script' }) end)
     let fx = fixture(&[("failover.lua", runaway)], 64, 100);
     let stall = sample_events()[2].clone();
     let unpublish = Event::Unpublish(Unpublish {
+        channel: "default".into(),
         session: 3,
         key: "k…y".into(),
         reason: "disconnected".into(),
@@ -661,7 +744,7 @@ fn a_stuck_policy_thread_gets_the_builtin_default_at_its_deadline() {
         dir: dir.path().join("scripts"),
         db: None,
         store_import: None,
-        status: Arc::default(),
+        core: Arc::default(),
         actions: None,
         runtime: Some(rt.handle().clone()),
         watch: false,
@@ -693,6 +776,7 @@ fn a_stuck_policy_thread_gets_the_builtin_default_at_its_deadline() {
 
     // an event the plugin answers at once: once the spin is cut off, the script decides again
     let unpublish = Event::Unpublish(Unpublish {
+        channel: "default".into(),
         session: 3,
         key: "k…y".into(),
         reason: "disconnected".into(),
@@ -727,5 +811,31 @@ fn every_example_in_the_lua_api_doc_loads() {
                 .is_some_and(|s| s.loaded && s.last_error.is_none()),
             "example {i}:\n{block}\n{info:?}"
         );
+    }
+}
+
+/// The core as the fixture's scripts see it: channels `default` and `b`.
+struct FakeCore;
+
+impl CoreApi for FakeCore {
+    fn status(&self, channel: Option<&str>) -> Option<serde_json::Value> {
+        let id = channel.unwrap_or("default");
+        if id != "default" && id != "b" {
+            return None;
+        }
+        Some(serde_json::json!({
+            "channel": id,
+            "on_air": "fallback",
+            "destinations": [{"name": format!("fixture-{id}"), "state": "up"}],
+            "channels": [{"id": "b"}, {"id": "default"}],
+        }))
+    }
+
+    fn create_channel(&self, body: serde_json::Value) -> Result<serde_json::Value, String> {
+        match body["id"].as_str() {
+            Some("default") | Some("b") => Err("a channel named it exists".into()),
+            Some(_) => Ok(serde_json::json!({"id": body["id"], "stream_keys": ["live_x"]})),
+            None => Err("missing field `id`".into()),
+        }
     }
 }

@@ -52,6 +52,7 @@ fn host_with_limits(
 
 fn stall() -> Event {
     Event::Stall(Stall {
+        channel: "default".into(),
         session: 3,
         key: "k…y".into(),
         silent_ms: 1000,
@@ -60,6 +61,7 @@ fn stall() -> Event {
 }
 fn publish() -> Event {
     Event::Publish(Publish {
+        channel: "default".into(),
         session: 3,
         key: "k…y".into(),
         addr: "203.0.113.5:5000".into(),
@@ -67,6 +69,7 @@ fn publish() -> Event {
 }
 fn resume() -> Event {
     Event::Resume(Resume {
+        channel: "default".into(),
         session: 3,
         key: "k…y".into(),
         stalled_ms: 1500,
@@ -99,6 +102,7 @@ fn policy_actions_round_trip() {
         }]
     );
     let up = Event::DestinationUp(DestinationUp {
+        channel: "default".into(),
         name: "a".into(),
         url: "u".into(),
         attempt: 1,

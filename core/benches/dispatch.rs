@@ -3,12 +3,12 @@
 //! round trip through the policy thread, as the engine does it. Goal: median ≤ 50 µs.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use onair::event::{Event, Stall};
 use onair::policy::script::{Script, Services};
-use onair::policy::{Policy, PolicyOptions, StatusFn};
+use onair::policy::{Policy, PolicyOptions};
 
 const SCRIPT: &str = r#"
 onair.on("stall", function(ev)
@@ -19,6 +19,7 @@ end)"#;
 
 fn stall() -> Event {
     Event::Stall(Stall {
+        channel: "default".into(),
         session: 7,
         key: "live…a9f3".into(),
         silent_ms: 1000,
@@ -44,7 +45,7 @@ fn main() {
     let services = Arc::new(Services {
         dir: dir.path().to_path_buf(),
         store: std::sync::Mutex::new(None),
-        status: Arc::default(),
+        core: Arc::default(),
         jobs,
         runtime: None,
         http: reqwest::Client::new(),
@@ -64,12 +65,11 @@ fn main() {
     report("script dispatch (event → Lua handler → action)", direct);
 
     std::fs::write(dir.path().join("failover.lua"), SCRIPT).expect("write");
-    let status: Arc<OnceLock<StatusFn>> = Arc::default();
     let (policy, errors) = Policy::start(PolicyOptions {
         dir: dir.path().to_path_buf(),
         db: Some(std::sync::Arc::new(onair::db::Db::memory().expect("db"))),
         store_import: None,
-        status,
+        core: Arc::default(),
         actions: None,
         runtime: None,
         watch: false,

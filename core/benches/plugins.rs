@@ -41,6 +41,7 @@ fn main() {
     host.load_all();
 
     let ev = Event::Stall(Stall {
+        channel: "default".into(),
         session: 7,
         key: "live…a9f3".into(),
         silent_ms: 1000,

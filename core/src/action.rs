@@ -1,8 +1,9 @@
-//! Every action a policy can ask of the core: the one closed list that Lua functions (and, later,
-//! WASM imports) translate into. The core executes them in `engine.rs`.
+//! Every action a policy can ask of the core: the one closed list that Lua functions and WASM
+//! imports translate into. The engine routes each to its channel (`Engine::route`); the channel
+//! executes it (`Channel::execute` in `channel.rs`).
 //!
-//! To add an action: add a variant here, execute it in `Engine::execute`, and expose it to Lua in
-//! `policy/lua.rs` (one function in the register list).
+//! To add an action: add a variant here, execute it in `Channel::execute`, and expose it to Lua
+//! in `policy/api.rs` (one function in the register list).
 
 use std::path::PathBuf;
 
@@ -37,6 +38,16 @@ pub enum Action {
     DestinationEnable { name: String },
     /// Disconnect a destination but keep it listed.
     DestinationDisable { name: String },
+    /// Run `action` on channel `channel` rather than on the event's channel (or, with no event,
+    /// the primary channel: `default`, else the first by id).
+    OnChannel { channel: String, action: Box<Action> },
+    /// Start the channel (a no-op when started); kept across restarts.
+    ChannelStart,
+    /// Stop the channel: its platforms see the publisher leave, its publishers are
+    /// disconnected, its pipelines freed; kept across restarts.
+    ChannelStop,
+    /// Delete a channel created at run time (one from the config file cannot be).
+    ChannelDelete,
 }
 
 /// An overlay layer. Positions and sizes in output pixels.

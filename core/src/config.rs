@@ -47,9 +47,62 @@ pub struct Config {
     pub scripts: ScriptsConfig,
     #[serde(default)]
     pub plugins: PluginsConfig,
-    /// Platforms to stream to, as `[[destination]]` tables.
+    /// Platforms to stream to, as `[[destination]]` tables (the channel `default`'s; with
+    /// `[[channel]]` tables each channel lists its own).
     #[serde(default, rename = "destination")]
     pub destinations: Vec<DestinationConfig>,
+    /// `[[channel]]` tables. None: the top-level tables are the one channel `default`.
+    #[serde(default, rename = "channel")]
+    pub channels: Vec<ChannelConfig>,
+}
+
+/// One `[[channel]]`: an independent stream with its own stream keys, fallback, encode and
+/// destinations. A table it does not set (`fallback`, `output`) is the top-level one, whole.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// 1 to 64 lowercase letters, digits, '-' or '_'; in URLs (`/api/channels/ID`) and events.
+    pub id: String,
+    /// Shown on the slate and in the API. Default: the id.
+    pub name: Option<String>,
+    /// The stream keys that publish to this channel. Empty: one is generated on first start
+    /// into `data_dir/stream-key-ID`.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    pub fallback: Option<FallbackConfig>,
+    pub output: Option<OutputConfig>,
+    #[serde(default, rename = "destination")]
+    pub destinations: Vec<DestinationConfig>,
+}
+
+/// A channel as it runs: from the config (resolved against the top-level tables) or created at
+/// run time (then kept, as JSON, in the database).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct ChannelSpec {
+    pub id: String,
+    pub name: String,
+    pub keys: Vec<String>,
+    pub fallback: FallbackConfig,
+    pub output: OutputConfig,
+    /// The destinations defined with it (in the config); run-time ones live in the database.
+    #[serde(default)]
+    pub destinations: Vec<DestinationConfig>,
+}
+
+/// Why `id` cannot name a channel, or `None` when it can.
+pub fn channel_id_error(id: &str) -> Option<String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    (!ok).then(|| format!("{id:?} must be 1 to 64 lowercase letters, digits, '-' or '_'"))
+}
+
+/// Why `key` cannot be a stream key, or `None` when it can.
+pub fn stream_key_error(key: &str) -> Option<String> {
+    (key.is_empty() || key.len() > 256 || key.contains('/') || key.chars().any(char::is_whitespace))
+        .then(|| "a stream key must be 1 to 256 characters, without '/' or spaces".to_string())
 }
 
 fn default_data_dir() -> PathBuf {
@@ -67,8 +120,110 @@ impl Default for Config {
             scripts: ScriptsConfig::default(),
             plugins: PluginsConfig::default(),
             destinations: Vec::new(),
+            channels: Vec::new(),
         }
     }
+}
+
+impl Config {
+    /// The channels this config defines, resolved: the `[[channel]]` tables, or else the
+    /// top-level tables as the one channel `default`.
+    pub fn channel_specs(&self) -> Vec<ChannelSpec> {
+        if self.channels.is_empty() {
+            return vec![ChannelSpec {
+                id: crate::destinations::DEFAULT_CHANNEL.into(),
+                name: self.fallback.channel_name.clone(),
+                keys: self.ingest.keys.clone(),
+                fallback: self.fallback.clone(),
+                output: self.output.clone(),
+                destinations: self.destinations.clone(),
+            }];
+        }
+        self.channels
+            .iter()
+            .map(|c| {
+                let name = c.name.clone().unwrap_or_else(|| c.id.clone());
+                let fallback = c.fallback.clone().unwrap_or_else(|| FallbackConfig {
+                    channel_name: name.clone(),
+                    ..self.fallback.clone()
+                });
+                ChannelSpec {
+                    id: c.id.clone(),
+                    name,
+                    keys: c.keys.clone(),
+                    fallback,
+                    output: c.output.clone().unwrap_or_else(|| self.output.clone()),
+                    destinations: c.destinations.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Checks `[fallback]` (or a channel's); `key` is its place in the file, e.g. `channel[0].fallback`.
+pub fn fallback_error(key: &str, f: &FallbackConfig) -> Option<(String, String)> {
+    (f.stall_timeout_ms < MIN_STALL_TIMEOUT_MS).then(|| {
+        (
+            format!("{key}.stall_timeout_ms"),
+            format!(
+                "{} is below the minimum {MIN_STALL_TIMEOUT_MS}",
+                f.stall_timeout_ms
+            ),
+        )
+    })
+}
+
+/// Checks `[output]` (or a channel's); `key` is its place in the file, e.g. `channel[0].output`.
+pub fn output_error(key: &str, o: &OutputConfig) -> Option<(String, String)> {
+    for (field, v, lo, hi) in [
+        ("width", o.width, 16, 3840),
+        ("height", o.height, 16, 2160),
+        ("fps", o.fps, 1, 120),
+        ("video_bitrate_kbps", o.video_bitrate_kbps, 100, 50_000),
+        ("audio_bitrate_kbps", o.audio_bitrate_kbps, 32, 512),
+        ("keyframe_interval_s", o.keyframe_interval_s, 1, 10),
+    ] {
+        if v < lo || v > hi {
+            return Some((format!("{key}.{field}"), format!("{v} is outside {lo}..={hi}")));
+        }
+    }
+    for (field, v) in [("width", o.width), ("height", o.height)] {
+        if v % 2 != 0 {
+            return Some((format!("{key}.{field}"), format!("{v} must be even for 4:2:0 video")));
+        }
+    }
+    if !X264_PRESETS.contains(&o.x264_preset.as_str()) {
+        return Some((
+            format!("{key}.x264_preset"),
+            format!(
+                "{:?} is not one of {}",
+                o.x264_preset,
+                X264_PRESETS.join(", ")
+            ),
+        ));
+    }
+    None
+}
+
+/// Checks a destination list; `key` is its place in the file, e.g. `channel[0].destination`.
+fn destinations_error(key: &str, list: &[DestinationConfig]) -> Option<(String, String)> {
+    let mut names = std::collections::HashSet::new();
+    for (i, d) in list.iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        if d.name.is_empty() || d.name == "preview" {
+            return Some((format!("{key}.name"), format!("{:?} is empty or reserved", d.name)));
+        }
+        if !names.insert(d.name.as_str()) {
+            return Some((
+                format!("{key}.name"),
+                format!("{:?} is used by two destinations", d.name),
+            ));
+        }
+        if let Some(e) = destination_url_error(&d.url) {
+            return Some((format!("{key}.url"), e));
+        }
+    }
+    None
 }
 
 /// `[ingest]`: where publishers (OBS) connect.
@@ -114,7 +269,7 @@ impl Default for IngestConfig {
 }
 
 /// `[fallback]`: what the output shows while no live feed is on air.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FallbackConfig {
     /// An image (PNG, JPEG) or a video file (looped, with its audio). Absent → the built-in slate.
@@ -141,7 +296,7 @@ impl Default for FallbackConfig {
 }
 
 /// `[output]`: the one encode that every destination receives.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputConfig {
     /// Output width in pixels (even). Default 1280.
@@ -267,7 +422,7 @@ impl Default for PluginsConfig {
 }
 
 /// One `[[destination]]`: a platform endpoint that receives the output.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
     /// A short unique name, used in logs, events and the API (`twitch`, `youtube`).
@@ -376,48 +531,10 @@ impl Config {
                 message,
             })
         };
-        let f = &self.fallback;
-        if f.stall_timeout_ms < MIN_STALL_TIMEOUT_MS {
-            return bad(
-                "fallback.stall_timeout_ms",
-                format!(
-                    "{} is below the minimum {MIN_STALL_TIMEOUT_MS}",
-                    f.stall_timeout_ms
-                ),
-            );
-        }
-        let o = &self.output;
-        for (key, v, lo, hi) in [
-            ("output.width", o.width, 16, 3840),
-            ("output.height", o.height, 16, 2160),
-            ("output.fps", o.fps, 1, 120),
-            (
-                "output.video_bitrate_kbps",
-                o.video_bitrate_kbps,
-                100,
-                50_000,
-            ),
-            ("output.audio_bitrate_kbps", o.audio_bitrate_kbps, 32, 512),
-            ("output.keyframe_interval_s", o.keyframe_interval_s, 1, 10),
-        ] {
-            if v < lo || v > hi {
-                return bad(key, format!("{v} is outside {lo}..={hi}"));
-            }
-        }
-        for (key, v) in [("output.width", o.width), ("output.height", o.height)] {
-            if v % 2 != 0 {
-                return bad(key, format!("{v} must be even for 4:2:0 video"));
-            }
-        }
-        if !X264_PRESETS.contains(&o.x264_preset.as_str()) {
-            return bad(
-                "output.x264_preset",
-                format!(
-                    "{:?} is not one of {}",
-                    o.x264_preset,
-                    X264_PRESETS.join(", ")
-                ),
-            );
+        if let Some((key, message)) = fallback_error("fallback", &self.fallback)
+            .or_else(|| output_error("output", &self.output))
+        {
+            return bad(&key, message);
         }
         let sc = &self.scripts;
         if !(1..=4096).contains(&sc.memory_limit_mib) {
@@ -513,30 +630,56 @@ impl Config {
             );
         }
         for (i, k) in self.ingest.keys.iter().enumerate() {
-            if k.is_empty() || k.contains('/') || k.chars().any(char::is_whitespace) {
+            if let Some(e) = stream_key_error(k) {
+                return bad(&format!("ingest.keys[{i}]"), e);
+            }
+        }
+        if let Some((key, message)) = destinations_error("destination", &self.destinations) {
+            return bad(&key, message);
+        }
+        if !self.channels.is_empty() {
+            if !self.ingest.keys.is_empty() {
                 return bad(
-                    &format!("ingest.keys[{i}]"),
-                    "a stream key must be non-empty, without '/' or spaces".into(),
+                    "ingest.keys",
+                    "with [[channel]] tables each channel lists its own keys: move them to a channel's keys".into(),
+                );
+            }
+            if !self.destinations.is_empty() {
+                return bad(
+                    "destination",
+                    "with [[channel]] tables each channel lists its own destinations: move them to [[channel.destination]]".into(),
                 );
             }
         }
-        let mut names = std::collections::HashSet::new();
-        for (i, d) in self.destinations.iter().enumerate() {
-            let key = format!("destination[{i}]");
-            if d.name.is_empty() || d.name == "preview" {
-                return bad(
-                    &format!("{key}.name"),
-                    format!("{:?} is empty or reserved", d.name),
-                );
+        let mut ids = std::collections::HashSet::new();
+        let mut keys = std::collections::HashMap::new();
+        for (i, c) in self.channels.iter().enumerate() {
+            let at = format!("channel[{i}]");
+            if let Some(e) = channel_id_error(&c.id) {
+                return bad(&format!("{at}.id"), e);
             }
-            if !names.insert(d.name.as_str()) {
-                return bad(
-                    &format!("{key}.name"),
-                    format!("{:?} is used by two destinations", d.name),
-                );
+            if !ids.insert(c.id.as_str()) {
+                return bad(&format!("{at}.id"), format!("{:?} is used by two channels", c.id));
             }
-            if let Some(e) = destination_url_error(&d.url) {
-                return bad(&format!("{key}.url"), e);
+            for (j, k) in c.keys.iter().enumerate() {
+                if let Some(e) = stream_key_error(k) {
+                    return bad(&format!("{at}.keys[{j}]"), e);
+                }
+                if let Some(other) = keys.insert(k.as_str(), c.id.as_str()) {
+                    return bad(
+                        &format!("{at}.keys[{j}]"),
+                        format!("this stream key is also channel {other:?}'s: a key publishes to one channel"),
+                    );
+                }
+            }
+            let problem = c
+                .fallback
+                .as_ref()
+                .and_then(|f| fallback_error(&format!("{at}.fallback"), f))
+                .or_else(|| c.output.as_ref().and_then(|o| output_error(&format!("{at}.output"), o)))
+                .or_else(|| destinations_error(&format!("{at}.destination"), &c.destinations));
+            if let Some((key, message)) = problem {
+                return bad(&key, message);
             }
         }
         Ok(())

@@ -24,6 +24,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_destinations",
         include_str!("../migrations/0002_destinations.sql"),
     ),
+    (
+        "0003_channels",
+        include_str!("../migrations/0003_channels.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

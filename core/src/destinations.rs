@@ -6,7 +6,6 @@
 //! disabled (that is kept), but editing or deleting it answers [`DestinationError::OwnedByFile`].
 //! One created at run time belongs to the database.
 //!
-//! Today onair runs one channel, `default`; the table is keyed by channel for the many to come.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -64,7 +63,8 @@ pub struct Destinations {
     file: String,
 }
 
-fn validate(name: &str, url: &str) -> Result<(), DestinationError> {
+/// Checks a destination's name and URL; the error names the field.
+pub fn validate(name: &str, url: &str) -> Result<(), DestinationError> {
     if name.is_empty()
         || name == "preview"
         || name.len() > 64
@@ -140,6 +140,11 @@ impl Destinations {
             from_file: config.iter().map(|d| d.name.clone()).collect(),
             file: file.to_string(),
         }
+    }
+
+    /// The destinations' connections.
+    pub fn outputs(&self) -> &Outputs {
+        &self.outputs
     }
 
     /// The running destination named `name`, with its URL and enabled flag.

@@ -12,14 +12,13 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::action::Action;
+use crate::channel::{ChannelView, Channels};
 use crate::event::{Event, Source};
-use crate::media::fallback::Fallback;
 use crate::media::ingest::{Ingest, PublishRequest, SessionStatus};
-use crate::media::output::{DestinationStatus, Outputs};
-use crate::media::program::Program;
+use crate::media::output::DestinationStatus;
 use crate::policy::Policy;
 
-/// Counters for `/api/status`.
+/// Process-wide counters for `/api/status` (each channel also counts its own).
 #[derive(Default)]
 pub struct Counters {
     pub switches: AtomicU64,
@@ -30,14 +29,8 @@ pub struct Counters {
 
 /// Everything the HTTP API reads.
 pub struct Core {
-    pub program: Arc<Program>,
+    pub channels: Arc<Channels>,
     pub ingest: Arc<Ingest>,
-    pub outputs: Outputs,
-    /// `fallback.channel_name`.
-    pub channel_name: String,
-    /// The channel's destinations as operators change them (persisted).
-    pub destinations: crate::destinations::Destinations,
-    pub fallback: Fallback,
     pub policy: Policy,
     pub counters: Counters,
     pub started: Instant,
@@ -52,10 +45,13 @@ pub struct Core {
     pub plugins: crate::wasm::SharedHost,
 }
 
-/// `GET /api/status`.
+/// `GET /api/status`: the process, every channel, and (at the top level, as before channels
+/// existed) one channel's state: the primary channel's, or the one asked for.
 #[derive(Debug, Serialize)]
 pub struct Status {
-    /// `live` or `fallback`.
+    /// The channel the top-level fields describe.
+    pub channel: Option<String>,
+    /// `live` or `fallback` (`fallback` while that channel is stopped).
     pub on_air: Source,
     /// The live session on air, when `on_air` is `live`.
     pub on_air_session: Option<u64>,
@@ -67,33 +63,14 @@ pub struct Status {
     pub scripts: Vec<crate::policy::host::ScriptInfo>,
     /// Every WASM plugin with its world, generation and last error (see `GET /api/plugins`).
     pub plugins: Vec<crate::wasm::PluginInfo>,
-    /// The overlay layers on the output.
+    /// The overlay layers on the channel's output.
     pub overlay: Vec<crate::media::overlay::LayerStatus>,
     pub sessions: Vec<SessionStatus>,
     pub destinations: Vec<DestinationStatus>,
     pub counters: CounterStatus,
     pub uptime_s: f64,
-}
-
-/// One channel, as `GET /api/channels` lists it.
-#[derive(Debug, Serialize)]
-pub struct ChannelView {
-    pub id: &'static str,
-    /// `fallback.channel_name`.
-    pub name: String,
-    /// `started` (channels cannot be stopped yet).
-    pub state: &'static str,
-    /// Seconds since the channel started.
-    pub uptime_s: f64,
-    /// `live` or `fallback`.
-    pub on_air: Source,
-    pub on_air_session: Option<u64>,
-    /// Seconds since the last switch.
-    pub on_air_for_s: f64,
-    /// What the fallback shows: `slate`, `image PATH` or `video PATH`.
-    pub fallback: String,
-    pub sessions: Vec<SessionStatus>,
-    pub destinations: Vec<DestinationStatus>,
+    /// Every channel.
+    pub channels: Vec<ChannelView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -117,36 +94,39 @@ impl Core {
         self.plugins.info()
     }
 
-    /// The one channel onair runs today, `default`.
-    pub fn channel(&self) -> ChannelView {
-        let (on_air, on_air_session, on_air_for_s) = self.program.on_air();
-        ChannelView {
-            id: crate::destinations::DEFAULT_CHANNEL,
-            name: self.channel_name.clone(),
-            state: "started",
-            uptime_s: self.started.elapsed().as_secs_f64(),
-            on_air,
-            on_air_session,
-            on_air_for_s,
-            fallback: self.fallback.describe(),
-            sessions: self.ingest.sessions(),
-            destinations: self.outputs.status(),
-        }
+    /// The status with `channel`'s state at the top level. `None` when no such channel exists.
+    pub fn status_of(&self, channel: &str) -> Option<Status> {
+        Some(self.status_focused(Some(self.channels.get(channel)?)))
     }
 
+    /// The status with the primary channel's state at the top level.
     pub fn status(&self) -> Status {
-        let (on_air, on_air_session, on_air_for_s) = self.program.on_air();
+        self.status_focused(self.channels.primary())
+    }
+
+    fn status_focused(&self, focus: Option<Arc<crate::channel::Channel>>) -> Status {
+        let view = focus.map(|c| c.view());
         let c = &self.counters;
         Status {
-            on_air,
-            on_air_session,
-            on_air_for_s,
-            fallback: self.fallback.describe(),
+            channel: view.as_ref().map(|v| v.id.clone()),
+            on_air: view
+                .as_ref()
+                .and_then(|v| v.on_air)
+                .unwrap_or(Source::Fallback),
+            on_air_session: view.as_ref().and_then(|v| v.on_air_session),
+            on_air_for_s: view.as_ref().and_then(|v| v.on_air_for_s).unwrap_or(0.0),
+            fallback: view
+                .as_ref()
+                .map(|v| v.fallback.clone())
+                .unwrap_or_default(),
             scripts: self.policy.scripts(),
             plugins: self.plugin_info(),
-            overlay: self.program.overlay().status(),
-            sessions: self.ingest.sessions(),
-            destinations: self.outputs.status(),
+            overlay: view.as_ref().map(|v| v.overlay.clone()).unwrap_or_default(),
+            sessions: view.as_ref().map(|v| v.sessions.clone()).unwrap_or_default(),
+            destinations: view
+                .as_ref()
+                .map(|v| v.destinations.clone())
+                .unwrap_or_default(),
             counters: CounterStatus {
                 publishes: c.publishes.load(Ordering::Relaxed),
                 refused_connections: self.ingest.refused.load(Ordering::Relaxed),
@@ -159,8 +139,10 @@ impl Core {
                 script_routes_refused: self.policy.routes_refused(),
             },
             uptime_s: self.started.elapsed().as_secs_f64(),
+            channels: self.channels.all().iter().map(|c| c.view()).collect(),
         }
     }
+
 }
 
 pub struct Engine {
@@ -186,7 +168,7 @@ impl Engine {
                 Some(req) = publishes.recv() => self.on_publish(req).await,
                 Some(actions) = commands.recv() => {
                     for a in actions {
-                        self.execute(a, None);
+                        self.route(a, None);
                     }
                 }
                 else => break,
@@ -202,6 +184,7 @@ impl Engine {
             Event::Publish(_) => c.publishes.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
+        crate::channel::observe(&self.core.channels, ev);
         let _ = self.core.events.send(ev.clone());
     }
 
@@ -209,7 +192,7 @@ impl Engine {
         self.observe(&ev);
         let actions = self.core.policy.decide(ev.clone()).await;
         for a in actions {
-            self.execute(a, Some(&ev));
+            self.route(a, Some(&ev));
         }
     }
 
@@ -227,6 +210,9 @@ impl Engine {
                 .counters
                 .rejected_by_policy
                 .fetch_add(1, Ordering::Relaxed);
+            if let Some(c) = self.core.channels.get(&req.event.channel) {
+                c.counters.rejected_by_policy.fetch_add(1, Ordering::Relaxed);
+            }
             tracing::warn!(session, %reason, "publish rejected by policy; its other actions are dropped");
             if req.reply.send(Err(reason.clone())).is_err() && self.core.ingest.kick(session) {
                 // the verdict came after the ingest's timeout had accepted it by default
@@ -238,40 +224,27 @@ impl Engine {
             return; // the publisher went away meanwhile
         }
         for a in actions {
-            self.execute(a, Some(&ev));
+            self.route(a, Some(&ev));
         }
     }
 
-    /// Executes one action. `cause` is the event whose handler asked for it, if any.
-    pub fn execute(&self, action: Action, cause: Option<&Event>) {
-        let core = &self.core;
+    /// Hands one action to its channel's worker: the channel it names (`OnChannel`), else the
+    /// channel of `cause`, the event whose handler asked for it, else the primary channel.
+    /// Nothing slow runs here: the engine only routes.
+    pub fn route(&self, action: Action, cause: Option<&Event>) {
+        let (channel, action) = match action {
+            Action::OnChannel { channel, action } => (Some(channel), *action),
+            a => (cause.map(|e| e.channel().to_string()), a),
+        };
+        let target = match &channel {
+            Some(id) => self.core.channels.get(id),
+            None => self.core.channels.primary(),
+        };
+        let Some(target) = target else {
+            tracing::warn!(channel = ?channel, action = ?action, "action ignored: no such channel");
+            return;
+        };
         match action {
-            Action::Switch { to, media, reason } => {
-                if let Some(path) = media {
-                    // loading media blocks: keep the runtime's other tasks running meanwhile
-                    match tokio::task::block_in_place(|| core.fallback.set_media(Some(&path))) {
-                        Ok(what) => tracing::info!(fallback = %what, "fallback media set"),
-                        Err(e) => {
-                            tracing::error!(error = %e, "fallback media unusable: showing the slate instead")
-                        }
-                    }
-                }
-                match to {
-                    Source::Fallback => core.program.cut_to_fallback(reason),
-                    Source::Live => {
-                        let target = cause
-                            .and_then(Event::session)
-                            .filter(|s| core.ingest.is_publishing(*s))
-                            .or_else(|| core.ingest.newest_healthy());
-                        match target {
-                            Some(session) => core.program.arm_live(session, reason),
-                            None => {
-                                tracing::warn!(%reason, "switch to live ignored: nobody is publishing")
-                            }
-                        }
-                    }
-                }
-            }
             Action::RejectPublish { session, .. } => {
                 tracing::warn!(
                     session,
@@ -279,76 +252,51 @@ impl Engine {
                     "reject ignored: it only applies while handling that session's publish"
                 );
             }
-            Action::Kick { session, reason } => {
-                if core.ingest.kick(session) {
-                    tracing::info!(session, %reason, "kicking publisher");
-                } else {
-                    tracing::warn!(session, "kick ignored: no such session");
-                }
+            Action::OnChannel { .. } => {
+                tracing::warn!(channel = %target.id, "nested channel action ignored");
             }
-            Action::SetFallback { media } => {
-                match tokio::task::block_in_place(|| core.fallback.set_media(media.as_deref())) {
-                    Ok(what) => tracing::info!(fallback = %what, "fallback media set"),
-                    Err(e) => {
-                        tracing::error!(error = %e, "fallback media unusable: showing the slate instead")
-                    }
-                }
-            }
-            Action::DestinationAdd { name, url } => {
-                // a database write: not on the runtime's worker
-                let r = tokio::task::block_in_place(|| core.destinations.create(&name, &url, true));
-                if let Err(e) = r {
-                    tracing::warn!(destination = %name, error = %e, "destination not added");
-                }
-            }
-            Action::OverlaySet { layer } => {
-                let overlay = core.program.overlay();
-                if overlay.unchanged_source(&layer) {
-                    overlay.reposition(&layer);
-                    return;
-                }
-                // rendering runs plugin code or decodes files: not on the runtime's worker
-                let image = tokio::task::block_in_place(|| {
-                    match crate::media::overlay::render_builtin(&layer.source) {
-                        Some(r) => r,
-                        None => match &layer.source {
-                            crate::action::LayerSource::Plugin { plugin, data } => {
-                                core.plugins.render(plugin, layer.width, layer.height, data)
-                            }
-                            _ => Err("unsupported layer source".into()),
-                        },
+            Action::ChannelDelete => {
+                let channels = self.core.channels.clone();
+                let id = target.id.clone();
+                // a database write and a pipeline teardown: off the engine loop
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = channels.delete(&id) {
+                        tracing::warn!(channel = %id, error = %e, "channel not deleted");
                     }
                 });
-                match image.and_then(|img| overlay.set(&layer, &img)) {
-                    Ok(()) => tracing::debug!(layer = %layer.name, "overlay layer set"),
-                    Err(e) => {
-                        tracing::warn!(layer = %layer.name, error = %e, "overlay layer not shown")
-                    }
-                }
             }
-            Action::OverlayHide { name } => {
-                if !core.program.overlay().hide(&name) {
-                    tracing::debug!(layer = %name, "overlay hide: no such layer");
-                }
+            a => {
+                // the event's session, when the action acts on the event's own channel
+                let session = cause
+                    .filter(|e| e.channel() == target.id)
+                    .and_then(Event::session);
+                target.submit(a, session);
             }
-            Action::DestinationRemove { name } => log_err(
-                &name,
-                tokio::task::block_in_place(|| core.destinations.delete(&name)),
-            ),
-            Action::DestinationEnable { name } => log_err(
-                &name,
-                tokio::task::block_in_place(|| core.destinations.update(&name, None, Some(true))),
-            ),
-            Action::DestinationDisable { name } => log_err(
-                &name,
-                tokio::task::block_in_place(|| core.destinations.update(&name, None, Some(false))),
-            ),
         }
     }
 }
 
-fn log_err(name: &str, r: Result<(), crate::destinations::DestinationError>) {
-    if let Err(e) = r {
-        tracing::warn!(destination = %name, error = %e, "destination action ignored");
+/// The core as scripts see it ([`crate::policy::CoreApi`]); weak, so the policy does not keep
+/// the core alive.
+pub struct CoreView(pub std::sync::Weak<Core>);
+
+impl crate::policy::CoreApi for CoreView {
+    fn status(&self, channel: Option<&str>) -> Option<serde_json::Value> {
+        let core = self.0.upgrade()?;
+        let status = match channel {
+            Some(id) => core.status_of(id)?,
+            None => core.status(),
+        };
+        serde_json::to_value(status).ok()
+    }
+
+    fn create_channel(&self, body: serde_json::Value) -> Result<serde_json::Value, String> {
+        let core = self.0.upgrade().ok_or("onair is stopping")?;
+        let req: crate::channel::NewChannel =
+            serde_json::from_value(body).map_err(|e| e.to_string())?;
+        let (channel, keys) = core.channels.create(req).map_err(|e| e.to_string())?;
+        let mut v = serde_json::to_value(channel.view()).map_err(|e| e.to_string())?;
+        v["stream_keys"] = serde_json::json!(keys);
+        Ok(v)
     }
 }

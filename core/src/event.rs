@@ -84,6 +84,21 @@ impl Event {
         }
     }
 
+    /// The channel this event is about.
+    pub fn channel(&self) -> &str {
+        match self {
+            Event::Publish(e) => &e.channel,
+            Event::Unpublish(e) => &e.channel,
+            Event::Stall(e) => &e.channel,
+            Event::Resume(e) => &e.channel,
+            Event::IngestStats(e) => &e.channel,
+            Event::Switched(e) => &e.channel,
+            Event::DestinationUp(e) => &e.channel,
+            Event::DestinationDown(e) => &e.channel,
+            Event::DestinationRetry(e) => &e.channel,
+        }
+    }
+
     /// The publisher session this event is about, if any.
     pub fn session(&self) -> Option<SessionId> {
         match self {
@@ -100,6 +115,8 @@ impl Event {
 /// A publisher asks to publish and passed the key check; the policy may still reject it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Publish {
+    /// The channel's id (`default` for a config without `[[channel]]` tables).
+    pub channel: String,
     pub session: SessionId,
     /// The stream key, redacted (`live…a9f3`).
     pub key: String,
@@ -110,6 +127,8 @@ pub struct Publish {
 /// A publish session ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct Unpublish {
+    /// The channel's id (`default` for a config without `[[channel]]` tables).
+    pub channel: String,
     pub session: SessionId,
     pub key: String,
     /// Why: `unpublished` (the publisher stopped cleanly), `disconnected` (the connection closed),
@@ -122,6 +141,8 @@ pub struct Unpublish {
 /// A publisher's connection is open but has sent no media for `fallback.stall_timeout_ms`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stall {
+    /// The channel's id (`default` for a config without `[[channel]]` tables).
+    pub channel: String,
     pub session: SessionId,
     pub key: String,
     /// Milliseconds since the last audio or video message.
@@ -132,6 +153,8 @@ pub struct Stall {
 /// A stalled publisher sends media again.
 #[derive(Debug, Clone, Serialize)]
 pub struct Resume {
+    /// The channel's id (`default` for a config without `[[channel]]` tables).
+    pub channel: String,
     pub session: SessionId,
     pub key: String,
     /// How long the stall lasted, in milliseconds.
@@ -142,6 +165,8 @@ pub struct Resume {
 /// Once a second per publishing session: what the core measured on its connection.
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestStats {
+    /// The channel's id (`default` for a config without `[[channel]]` tables).
+    pub channel: String,
     pub session: SessionId,
     pub key: String,
     /// Incoming bitrate over the last second, kbit/s (all RTMP bytes: video, audio, overhead).
@@ -155,6 +180,8 @@ pub struct IngestStats {
 /// The output changed source. Emitted when the cut happens on the output, not when it was asked.
 #[derive(Debug, Clone, Serialize)]
 pub struct Switched {
+    /// The channel's id (`default` for a config without `[[channel]]` tables).
+    pub channel: String,
     pub from: Source,
     pub to: Source,
     /// Why, in words: the event and the policy that decided it.
@@ -166,6 +193,8 @@ pub struct Switched {
 /// A destination's connection is up and media flows to it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DestinationUp {
+    /// The channel's id (`default` for a config without `[[channel]]` tables).
+    pub channel: String,
     pub name: String,
     /// The URL, with its stream key redacted.
     pub url: String,
@@ -176,6 +205,8 @@ pub struct DestinationUp {
 /// A destination's connection failed or closed.
 #[derive(Debug, Clone, Serialize)]
 pub struct DestinationDown {
+    /// The channel's id (`default` for a config without `[[channel]]` tables).
+    pub channel: String,
     pub name: String,
     pub error: String,
 }
@@ -183,6 +214,8 @@ pub struct DestinationDown {
 /// onair will try a destination again after `delay_ms` milliseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct DestinationRetry {
+    /// The channel's id (`default` for a config without `[[channel]]` tables).
+    pub channel: String,
     pub name: String,
     /// The attempt that will be made, from 2.
     pub attempt: u32,
@@ -197,29 +230,34 @@ mod tests {
     fn wire_names_match_the_name_list() {
         let samples = [
             Event::Publish(Publish {
+                channel: "c".into(),
                 session: 1,
                 key: "k".into(),
                 addr: "a".into(),
             }),
             Event::Unpublish(Unpublish {
+                channel: "c".into(),
                 session: 1,
                 key: "k".into(),
                 reason: "r".into(),
                 on_air: true,
             }),
             Event::Stall(Stall {
+                channel: "c".into(),
                 session: 1,
                 key: "k".into(),
                 silent_ms: 1,
                 on_air: true,
             }),
             Event::Resume(Resume {
+                channel: "c".into(),
                 session: 1,
                 key: "k".into(),
                 stalled_ms: 1,
                 on_air: true,
             }),
             Event::IngestStats(IngestStats {
+                channel: "c".into(),
                 session: 1,
                 key: "k".into(),
                 kbps: 2500,
@@ -228,21 +266,25 @@ mod tests {
                 on_air: true,
             }),
             Event::Switched(Switched {
+                channel: "c".into(),
                 from: Source::Live,
                 to: Source::Fallback,
                 reason: "r".into(),
                 session: None,
             }),
             Event::DestinationUp(DestinationUp {
+                channel: "c".into(),
                 name: "n".into(),
                 url: "u".into(),
                 attempt: 1,
             }),
             Event::DestinationDown(DestinationDown {
+                channel: "c".into(),
                 name: "n".into(),
                 error: "e".into(),
             }),
             Event::DestinationRetry(DestinationRetry {
+                channel: "c".into(),
                 name: "n".into(),
                 attempt: 2,
                 delay_ms: 1000,

@@ -1,7 +1,9 @@
 //! The HTTP server (warp).
 //!
-//! Built-in: `GET /preview.flv` (the output as HTTP-FLV), `GET /api/status`, `POST /api/switch`,
-//! `GET /api/scripts`, `GET /api/plugins`, `GET /api/events` (Server-Sent Events). Everything else goes to one
+//! Built-in: `GET /preview.flv` (the primary channel's output as HTTP-FLV), `GET /api/status`,
+//! `POST /api/switch`, `/api/channels` (list, create, get, patch, delete, start, stop, switch,
+//! destinations, preview), `GET /api/scripts`, `GET /api/plugins`, `GET /api/events`
+//! (Server-Sent Events). Everything else goes to one
 //! catch-all that looks the request up in the scripts' route table, which the policy host swaps
 //! on every reload. `/api/*` and script routes declared with `{auth=true}` need
 //! `Authorization: Bearer <http.admin_token>` when a token is configured.
@@ -17,6 +19,7 @@ use warp::Filter;
 use warp::http::{StatusCode, header};
 
 use crate::action::Action;
+use crate::channel::{Channel, ChannelError};
 use crate::config::HttpConfig;
 use crate::engine::Core;
 use crate::event::Source;
@@ -73,6 +76,22 @@ struct PatchDestination {
     enabled: Option<bool>,
 }
 
+fn channel_error(e: &ChannelError) -> warp::reply::Response {
+    let status = match e {
+        ChannelError::Invalid { .. } => StatusCode::BAD_REQUEST,
+        ChannelError::NotFound(_) => StatusCode::NOT_FOUND,
+        ChannelError::Exists(_) | ChannelError::OwnedByFile { .. } => StatusCode::CONFLICT,
+        ChannelError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    match e {
+        ChannelError::Invalid { field, message } => json_response(
+            status,
+            &serde_json::json!({ "error": e.to_string(), "field": field, "message": message }),
+        ),
+        _ => error(status, &e.to_string()),
+    }
+}
+
 fn destination_error(e: &crate::destinations::DestinationError) -> warp::reply::Response {
     use crate::destinations::DestinationError as E;
     let status = match e {
@@ -98,22 +117,20 @@ fn parse_body<T: serde::de::DeserializeOwned>(
         .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, &format!("body: {e}"))))
 }
 
-/// The destinations routes, under `/api/channels/:id/destinations`. Only the channel `default`
-/// exists today (a config without `[[channel]]` tables).
+/// The destinations routes, under `/api/channels/:id/destinations`.
 fn destination_routes(
     with_core: impl Filter<Extract = (Arc<Core>,), Error = Infallible> + Clone + Send + Sync + 'static,
     admin: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let channel = warp::path!("api" / "channels" / String / "destinations" / ..)
         .and(admin)
-        .and_then(known_channel)
-        .untuple_one()
-        .and(with_core);
+        .and(with_core)
+        .and_then(find_channel);
     let list = channel
         .clone()
         .and(warp::path::end())
         .and(warp::get())
-        .map(|c: Arc<Core>| {
+        .map(|c: Arc<Channel>| {
             json_response(StatusCode::OK, &serde_json::json!(c.destinations.list()))
         });
     let create = channel
@@ -121,7 +138,7 @@ fn destination_routes(
         .and(warp::path::end())
         .and(warp::post())
         .and(body_up_to(API_BODY_MAX))
-        .map(|c: Arc<Core>, body: Bytes| {
+        .map(|c: Arc<Channel>, body: Bytes| {
             let req: CreateDestination = match parse_body(&body) {
                 Ok(r) => r,
                 Err(resp) => return *resp,
@@ -137,7 +154,7 @@ fn destination_routes(
         });
     let one = channel.clone().and(warp::path::param::<String>());
     let get = one.clone().and(warp::path::end()).and(warp::get()).map(
-        |c: Arc<Core>, name: String| match c.destinations.get(&name) {
+        |c: Arc<Channel>, name: String| match c.destinations.get(&name) {
             Ok(v) => json_response(StatusCode::OK, &serde_json::json!(v)),
             Err(e) => destination_error(&e),
         },
@@ -147,7 +164,7 @@ fn destination_routes(
         .and(warp::path::end())
         .and(warp::patch())
         .and(body_up_to(API_BODY_MAX))
-        .map(|c: Arc<Core>, name: String, body: Bytes| {
+        .map(|c: Arc<Channel>, name: String, body: Bytes| {
             let req: PatchDestination = match parse_body(&body) {
                 Ok(r) => r,
                 Err(resp) => return *resp,
@@ -166,7 +183,7 @@ fn destination_routes(
         one.clone()
             .and(warp::path::end())
             .and(warp::delete())
-            .map(|c: Arc<Core>, name: String| {
+            .map(|c: Arc<Channel>, name: String| {
                 match tokio::task::block_in_place(|| c.destinations.delete(&name)) {
                     Ok(()) => {
                         let mut r = warp::reply::Response::new(Vec::new().into());
@@ -177,13 +194,15 @@ fn destination_routes(
                 }
             });
     let toggle = one.and(warp::path!(String)).and(warp::post()).map(
-        |c: Arc<Core>, name: String, what: String| {
+        |c: Arc<Channel>, name: String, what: String| {
             let enabled = match what.as_str() {
                 "enable" => true,
                 "disable" => false,
                 _ => return error(StatusCode::NOT_FOUND, "not found: use /enable or /disable"),
             };
-            match tokio::task::block_in_place(|| c.destinations.update(&name, None, Some(enabled)))
+            match tokio::task::block_in_place(|| {
+                c.destinations.update(&name, None, Some(enabled))
+            })
                 .and_then(|()| c.destinations.get(&name))
             {
                 Ok(v) => json_response(StatusCode::OK, &serde_json::json!(v)),
@@ -203,22 +222,120 @@ fn destination_routes(
         .unify()
 }
 
+/// `/api/channels` and `/api/channels/:id[/start|/stop|/switch]`.
+fn channel_routes(
+    with_core: impl Filter<Extract = (Arc<Core>,), Error = Infallible> + Clone + Send + Sync + 'static,
+    admin: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let list = warp::path!("api" / "channels")
+        .and(warp::get())
+        .and(admin.clone())
+        .and(with_core.clone())
+        .map(|c: Arc<Core>| {
+            let views: Vec<_> = c.channels.all().iter().map(|ch| ch.view()).collect();
+            json_response(StatusCode::OK, &serde_json::json!(views))
+        });
+    let create = warp::path!("api" / "channels")
+        .and(warp::post())
+        .and(admin.clone())
+        .and(with_core.clone())
+        .and(body_up_to(API_BODY_MAX))
+        .map(|c: Arc<Core>, body: Bytes| {
+            let req: crate::channel::NewChannel = match parse_body(&body) {
+                Ok(r) => r,
+                Err(resp) => return *resp,
+            };
+            match tokio::task::block_in_place(|| c.channels.create(req)) {
+                Ok((ch, keys)) => {
+                    let mut v = serde_json::json!(ch.view());
+                    v["stream_keys"] = serde_json::json!(keys);
+                    json_response(StatusCode::CREATED, &v)
+                }
+                Err(e) => channel_error(&e),
+            }
+        });
+    let one = warp::path!("api" / "channels" / String)
+        .and(admin.clone())
+        .and(with_core.clone());
+    let get = one
+        .clone()
+        .and(warp::get())
+        .and_then(find_channel)
+        .map(|ch: Arc<Channel>| json_response(StatusCode::OK, &serde_json::json!(ch.view())));
+    let patch = one
+        .clone()
+        .and(warp::patch())
+        .and(body_up_to(API_BODY_MAX))
+        .map(|id: String, c: Arc<Core>, body: Bytes| {
+            let req: crate::channel::ChannelPatch = match parse_body(&body) {
+                Ok(r) => r,
+                Err(resp) => return *resp,
+            };
+            match tokio::task::block_in_place(|| c.channels.update(&id, req)) {
+                Ok(ch) => json_response(StatusCode::OK, &serde_json::json!(ch.view())),
+                Err(e) => channel_error(&e),
+            }
+        });
+    let delete = one
+        .and(warp::delete())
+        .map(|id: String, c: Arc<Core>| {
+            match tokio::task::block_in_place(|| c.channels.delete(&id)) {
+                Ok(()) => {
+                    let mut r = warp::reply::Response::new(Vec::new().into());
+                    *r.status_mut() = StatusCode::NO_CONTENT;
+                    r
+                }
+                Err(e) => channel_error(&e),
+            }
+        });
+    let verb = warp::path!("api" / "channels" / String / String)
+        .and(warp::post())
+        .and(admin)
+        .and(with_core)
+        .and(body_up_to(API_BODY_MAX))
+        .and_then(|id: String, verb: String, c: Arc<Core>, body: Bytes| async move {
+            let ch = find_channel(id, c.clone()).await?;
+            Ok::<_, warp::Rejection>(match verb.as_str() {
+                "start" | "stop" => {
+                    ch.submit_start(verb == "start");
+                    json_response(
+                        StatusCode::ACCEPTED,
+                        &serde_json::json!({ "id": ch.id, "state": if verb == "start" { "starting" } else { "stopping" } }),
+                    )
+                }
+                "switch" => {
+                    let reason = format!("POST /api/channels/{}/switch", ch.id);
+                    switch_reply(&c, &ch.id, &body, &reason)
+                }
+                _ => return Err(warp::reject::not_found()),
+            })
+        });
+    list.or(create)
+        .unify()
+        .or(get)
+        .unify()
+        .or(patch)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(verb)
+        .unify()
+}
+
 #[derive(Debug)]
 struct NoChannel(String);
 impl warp::reject::Reject for NoChannel {}
 
-/// Only the channel `default` exists today: any other id is rejected (404 "no channel named …").
-async fn known_channel(id: String) -> Result<(), warp::Rejection> {
-    if id == crate::destinations::DEFAULT_CHANNEL {
-        Ok(())
-    } else {
-        Err(warp::reject::custom(NoChannel(id)))
-    }
+/// The channel named `id`, or a rejection answered 404 "no channel named …".
+async fn find_channel(id: String, c: Arc<Core>) -> Result<Arc<Channel>, warp::Rejection> {
+    c.channels
+        .get(&id)
+        .ok_or_else(|| warp::reject::custom(NoChannel(id)))
 }
 
 /// `POST /api/switch` and `POST /api/channels/:id/switch`: `{"source": "live"|"fallback",
 /// "media"?: PATH}` → 202, or 400 saying what is wrong.
-fn switch_reply(c: &Core, body: &[u8], reason: &str) -> warp::reply::Response {
+fn switch_reply(c: &Core, channel: &str, body: &[u8], reason: &str) -> warp::reply::Response {
     let req: SwitchBody = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => {
@@ -232,10 +349,13 @@ fn switch_reply(c: &Core, body: &[u8], reason: &str) -> warp::reply::Response {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
-    let action = Action::Switch {
-        to,
-        media: req.media.map(Into::into),
-        reason: reason.into(),
+    let action = Action::OnChannel {
+        channel: channel.to_string(),
+        action: Box::new(Action::Switch {
+            to,
+            media: req.media.map(Into::into),
+            reason: reason.into(),
+        }),
     };
     if c.commands.send(vec![action]).is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "engine stopped");
@@ -252,7 +372,6 @@ struct SwitchBody {
 /// All routes.
 pub fn routes(
     core: Arc<Core>,
-    fanout: Arc<FanOut>,
     cfg: &HttpConfig,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + use<> {
     let token: Arc<Option<String>> = Arc::new(cfg.admin_token.clone());
@@ -294,30 +413,14 @@ pub fn routes(
         .and(admin.clone())
         .and(with_core.clone())
         .and(body_up_to(API_BODY_MAX))
-        .map(|(), c: Arc<Core>, body: Bytes| switch_reply(&c, &body, "POST /api/switch"));
-
-    let channels = warp::path!("api" / "channels")
-        .and(warp::get())
-        .and(admin.clone())
-        .and(with_core.clone())
-        .map(|(), c: Arc<Core>| json_response(StatusCode::OK, &serde_json::json!([c.channel()])));
-    let channel = warp::path!("api" / "channels" / String)
-        .and(warp::get())
-        .and(admin.clone())
-        .and_then(|id: String, ()| known_channel(id))
-        .untuple_one()
-        .and(with_core.clone())
-        .map(|c: Arc<Core>| json_response(StatusCode::OK, &serde_json::json!(c.channel())));
-    let channel_switch = warp::path!("api" / "channels" / String / "switch")
-        .and(warp::post())
-        .and(admin.clone())
-        .and_then(|id: String, ()| known_channel(id))
-        .untuple_one()
-        .and(with_core.clone())
-        .and(body_up_to(API_BODY_MAX))
-        .map(|c: Arc<Core>, body: Bytes| {
-            switch_reply(&c, &body, "POST /api/channels/default/switch")
+        .map(|(), c: Arc<Core>, body: Bytes| {
+            match c.channels.primary() {
+                Some(ch) => switch_reply(&c, &ch.id, &body, "POST /api/switch"),
+                None => error(StatusCode::NOT_FOUND, "no channels"),
+            }
         });
+
+    let channels = channel_routes(with_core.clone(), admin.clone().untuple_one());
 
     let scripts = warp::path!("api" / "scripts")
         .and(warp::get())
@@ -372,18 +475,24 @@ pub fn routes(
         });
 
     let preview_path = warp::path!("preview.flv")
+        .and(with_core.clone())
+        .map(|c: Arc<Core>| (c.channels.primary(), c))
+        .untuple_one()
         .or(warp::path!("api" / "channels" / String / "preview.flv")
-            .and_then(known_channel)
+            .and(with_core.clone())
+            .and_then(|id: String, c: Arc<Core>| async move {
+                let ch = find_channel(id, c.clone()).await?;
+                Ok::<_, warp::Rejection>((Some(ch), c))
+            })
             .untuple_one())
         .unify();
     let preview_route = preview_path
         .and(warp::get())
-        .and(with_core.clone())
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::header::optional::<String>("authorization"))
         .and_then(
-            move |c: Arc<Core>, q: HashMap<String, String>, auth: Option<String>| {
-                let f = fanout.clone();
+            move |channel: Option<Arc<Channel>>, c: Arc<Core>, q: HashMap<String, String>, auth: Option<String>| {
+                let f = channel.as_ref().and_then(|ch| ch.fanout());
                 let key_ok = match (preview_key.as_deref(), q.get("key")) {
                     (None, _) => true,
                     (Some(want), Some(given)) => constant_time_eq(given.as_bytes(), want.as_bytes()),
@@ -408,6 +517,12 @@ pub fn routes(
                             &format!("preview is full: {preview_max} viewers (http.preview_max_viewers)"),
                         ));
                     }
+                    let Some(f) = f else {
+                        return Ok(error(
+                            StatusCode::CONFLICT,
+                            "the channel is stopped: start it to preview",
+                        ));
+                    };
                     Ok::<_, warp::Rejection>(preview_stream(c, f))
                 }
             },
@@ -444,10 +559,6 @@ pub fn routes(
                 .or(destinations)
                 .unify()
                 .or(channels)
-                .unify()
-                .or(channel)
-                .unify()
-                .or(channel_switch)
                 .unify()
                 .or(scripts)
                 .unify()

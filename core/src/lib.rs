@@ -2,6 +2,7 @@
 //! persistent connection per platform, and policy in Lua.
 
 pub mod action;
+pub mod channel;
 pub mod config;
 pub mod db;
 pub mod destinations;

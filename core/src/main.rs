@@ -13,11 +13,8 @@ use tokio::net::TcpListener;
 
 use onair::config::{self, Config};
 use onair::engine::{Core, Counters, Engine};
-use onair::media::fallback::{self, Fallback, MediaKind};
-use onair::media::fanout::FanOut;
+use onair::media::fallback::{self, MediaKind};
 use onair::media::ingest::Ingest;
-use onair::media::output::Outputs;
-use onair::media::program::Program;
 use onair::policy::{Policy, PolicyOptions};
 use onair::{media, redact};
 
@@ -87,56 +84,70 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
-/// What the user must copy when onair made it: the generated stream key and preview URL.
+/// What the user must copy when onair made it: generated stream keys (channel, key, file) and
+/// the preview key.
 struct Generated {
-    stream_key: Option<(String, PathBuf)>,
+    stream_keys: Vec<(String, String, PathBuf)>,
     preview_key: Option<(String, PathBuf)>,
 }
 
-/// Closed by default: with `ingest.keys` empty (and `allow_any_key` off) the stream key comes
-/// from `data_dir/stream-key`, generated on first start; likewise the preview key.
-fn resolve_secrets(cfg: &mut Config) -> anyhow::Result<Generated> {
+/// Closed by default: a config channel without keys (and `allow_any_key` off) gets one generated
+/// on first start, kept in `data_dir/stream-key` (channel `default`) or `stream-key-ID`;
+/// likewise the preview key. Returns the channels with their keys filled in.
+fn resolve_secrets(
+    cfg: &mut Config,
+) -> anyhow::Result<(Vec<onair::config::ChannelSpec>, Generated)> {
     use onair::secrets::{PREVIEW_KEY_FILE, STREAM_KEY_FILE, load_or_create};
     let mut g = Generated {
-        stream_key: None,
+        stream_keys: Vec::new(),
         preview_key: None,
     };
-    if cfg.ingest.keys.is_empty() && !cfg.ingest.allow_any_key {
-        let (key, made) = load_or_create(&cfg.data_dir, STREAM_KEY_FILE, "live_")?;
-        let path = cfg.data_dir.join(STREAM_KEY_FILE);
-        if made {
-            tracing::info!(file = %path.display(), "ingest.keys is empty: generated a stream key");
+    let mut specs = cfg.channel_specs();
+    for spec in &mut specs {
+        if !spec.keys.is_empty() || cfg.ingest.allow_any_key {
+            continue;
         }
-        cfg.ingest.keys = vec![key.clone()];
-        g.stream_key = Some((key, path));
+        let file = if spec.id == onair::destinations::DEFAULT_CHANNEL {
+            STREAM_KEY_FILE.to_string()
+        } else {
+            format!("{STREAM_KEY_FILE}-{}", spec.id)
+        };
+        let (key, made) = load_or_create(&cfg.data_dir, &file, "live_")?;
+        let path = cfg.data_dir.join(&file);
+        if made {
+            tracing::info!(channel = %spec.id, file = %path.display(), "no stream keys set: generated one");
+        }
+        spec.keys = vec![key.clone()];
+        g.stream_keys.push((spec.id.clone(), key, path));
     }
     if cfg.http.preview && cfg.http.preview_key.is_none() {
         let (key, _) = load_or_create(&cfg.data_dir, PREVIEW_KEY_FILE, "pv_")?;
         cfg.http.preview_key = Some(key.clone());
         g.preview_key = Some((key, cfg.data_dir.join(PREVIEW_KEY_FILE)));
     }
-    Ok(g)
+    Ok((specs, g))
+}
+
+/// The OBS "Server" field for this ingest.
+fn obs_server(cfg: &Config) -> String {
+    let addr = cfg.ingest.rtmp_listen;
+    let host = if addr.ip().is_unspecified() {
+        "<this machine's address>".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    format!("rtmp://{host}:{}/{}", addr.port(), cfg.ingest.app)
 }
 
 /// Prints the generated secrets on stdout (the log only ever shows them redacted).
 fn print_generated(cfg: &Config, g: &Generated) {
-    if let Some((key, path)) = &g.stream_key {
-        let addr = cfg.ingest.rtmp_listen;
-        let host = if addr.ip().is_unspecified() {
-            "<this machine's address>".to_string()
-        } else {
-            addr.ip().to_string()
-        };
-        println!("OBS → Settings → Stream");
+    for (channel, key, path) in &g.stream_keys {
+        println!("OBS → Settings → Stream (channel {channel})");
         println!("  Service     Custom...");
-        println!(
-            "  Server      rtmp://{host}:{}/{}",
-            addr.port(),
-            cfg.ingest.app
-        );
+        println!("  Server      {}", obs_server(cfg));
         println!("  Stream Key  {key}");
         println!(
-            "  (generated, kept in {}; set ingest.keys to choose your own)",
+            "  (generated, kept in {}; set the channel's keys to choose your own)",
             path.display()
         );
     }
@@ -155,26 +166,17 @@ fn init_media() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What OBS asks for, in its own words.
-fn obs_settings(cfg: &Config) -> String {
-    let addr = cfg.ingest.rtmp_listen;
-    let host = if addr.ip().is_unspecified() {
-        "<this machine's address>".to_string()
-    } else {
-        addr.ip().to_string()
-    };
-    let key = match cfg.ingest.keys.first() {
-        Some(k) => format!("one of ingest.keys ({})", redact::key(k)),
+/// What OBS asks for, in its own words, for one channel.
+fn obs_settings(cfg: &Config, spec: &onair::config::ChannelSpec) -> String {
+    let key = match spec.keys.first() {
+        Some(k) => format!("one of its keys ({})", redact::key(k)),
         None if cfg.ingest.allow_any_key => "any (ingest.allow_any_key)".into(),
-        None => format!(
-            "generated on first start into {}",
-            cfg.data_dir.join(onair::secrets::STREAM_KEY_FILE).display()
-        ),
+        None => "generated on first start into data_dir".into(),
     };
     format!(
-        "OBS → Settings → Stream: Service \"Custom...\", Server \"rtmp://{host}:{}/{}\", Stream Key {key}",
-        addr.port(),
-        cfg.ingest.app
+        "channel {}: OBS → Settings → Stream: Service \"Custom...\", Server \"{}\", Stream Key {key}",
+        spec.id,
+        obs_server(cfg)
     )
 }
 
@@ -213,56 +215,58 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
     for s in policy.scripts() {
         println!("script: {} loads ({} route(s))", s.name, s.routes.len());
     }
-    let fb = match &cfg.fallback.media {
-        None => "slate".to_string(),
-        Some(p) => match fallback::probe(p)? {
-            MediaKind::Image => format!("image {}", p.display()),
-            MediaKind::Video {
-                has_audio,
-                duration_ms,
-            } => format!(
-                "video {} ({:.1} s loop, {})",
-                p.display(),
-                duration_ms as f64 / 1000.0,
-                if has_audio { "with audio" } else { "silent" }
-            ),
-        },
-    };
-    let o = &cfg.output;
     println!("would run:");
     println!(
-        "  ingest: rtmp on {} app {:?}, {} key(s)",
-        cfg.ingest.rtmp_listen,
-        cfg.ingest.app,
-        cfg.ingest.keys.len()
+        "  ingest: rtmp on {} app {:?}",
+        cfg.ingest.rtmp_listen, cfg.ingest.app
     );
-    println!("  {}", obs_settings(&cfg));
-    println!(
-        "  fallback: {fb}, stall timeout {} ms",
-        cfg.fallback.stall_timeout_ms
-    );
-    println!(
-        "  output: {}x{}@{} H.264 High CBR {} kbit/s, keyframe every {} s, x264 {}; AAC-LC 48 kHz stereo {} kbit/s",
-        o.width,
-        o.height,
-        o.fps,
-        o.video_bitrate_kbps,
-        o.keyframe_interval_s,
-        o.x264_preset,
-        o.audio_bitrate_kbps
-    );
+    for spec in cfg.channel_specs() {
+        let fb = match &spec.fallback.media {
+            None => "slate".to_string(),
+            Some(p) => match fallback::probe(p)
+                .with_context(|| format!("channel {}: fallback.media", spec.id))?
+            {
+                MediaKind::Image => format!("image {}", p.display()),
+                MediaKind::Video {
+                    has_audio,
+                    duration_ms,
+                } => format!(
+                    "video {} ({:.1} s loop, {})",
+                    p.display(),
+                    duration_ms as f64 / 1000.0,
+                    if has_audio { "with audio" } else { "silent" }
+                ),
+            },
+        };
+        let o = &spec.output;
+        println!("  {}", obs_settings(&cfg, &spec));
+        println!(
+            "    fallback: {fb}, stall timeout {} ms",
+            spec.fallback.stall_timeout_ms
+        );
+        println!(
+            "    output: {}x{}@{} H.264 High CBR {} kbit/s, keyframe every {} s, x264 {}; AAC-LC 48 kHz stereo {} kbit/s",
+            o.width,
+            o.height,
+            o.fps,
+            o.video_bitrate_kbps,
+            o.keyframe_interval_s,
+            o.x264_preset,
+            o.audio_bitrate_kbps
+        );
+        for d in &spec.destinations {
+            println!(
+                "    destination {}: {}{}",
+                d.name,
+                redact::url(&d.url),
+                if d.enabled { "" } else { " (disabled)" }
+            );
+        }
+    }
     if cfg.http.preview {
         println!("  preview: http://{}/preview.flv", cfg.http.listen);
     }
     println!("  api: http://{}/api/status", cfg.http.listen);
-    for d in &cfg.destinations {
-        println!(
-            "  destination {}: {}{}",
-            d.name,
-            redact::url(&d.url),
-            if d.enabled { "" } else { " (disabled)" }
-        );
-    }
     Ok(())
 }
 
@@ -279,7 +283,7 @@ fn policy_options(
         dir: cfg.scripts.dir.clone(),
         db: Some(db),
         store_import,
-        status: Arc::default(),
+        core: Arc::default(),
         actions,
         runtime,
         watch,
@@ -311,7 +315,7 @@ fn plugin_host(cfg: &Config) -> anyhow::Result<onair::wasm::SharedHost> {
 
 fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let mut cfg = load_config(path.as_deref())?;
-    let generated = resolve_secrets(&mut cfg)?;
+    let (specs, generated) = resolve_secrets(&mut cfg)?;
     let db = Arc::new(onair::db::Db::open(&cfg.data_dir)?);
     init_media()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -319,18 +323,18 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let file = config::source_name(path.as_deref());
-    rt.block_on(serve(cfg, generated, db, file))
+    rt.block_on(serve(cfg, specs, generated, db, file))
 }
 
 async fn serve(
     cfg: Config,
+    specs: Vec<onair::config::ChannelSpec>,
     generated: Generated,
     db: Arc<onair::db::Db>,
     config_file: String,
 ) -> anyhow::Result<()> {
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let (publish_tx, publish_rx) = tokio::sync::mpsc::unbounded_channel();
-    let fanout = Arc::new(FanOut::new());
 
     // Bind first: a busy port is a clear error before anything goes on air.
     let rtmp = TcpListener::bind(cfg.ingest.rtmp_listen)
@@ -344,14 +348,6 @@ async fn serve(
     let http = TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| format!("http.listen: cannot listen on {}", cfg.http.listen))?;
-
-    let program = Program::build(&cfg.output, fanout.clone(), events_tx.clone())?;
-    let fallback = Fallback::start(program.clone(), &cfg.fallback)?;
-    program
-        .pipeline()
-        .set_state(gst::State::Playing)
-        .context("starting the program pipeline")?;
-    watch_bus(program.pipeline());
 
     let (commands_tx, commands_rx) = tokio::sync::mpsc::unbounded_channel();
     let plugins = plugin_host(&cfg)?;
@@ -367,6 +363,22 @@ async fn serve(
             }
         }
     };
+    let shared = Arc::new(onair::channel::Shared {
+        db: db.clone(),
+        events: events_tx.clone(),
+        ingest: std::sync::OnceLock::new(),
+        plugins: plugins.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        file: config_file.clone(),
+    });
+    let obs: Vec<String> = specs.iter().map(|s| obs_settings(&cfg, s)).collect();
+    let channels = tokio::task::block_in_place(|| {
+        onair::channel::Channels::load(specs, &cfg, shared.clone())
+    })
+    .context("loading the channels")?;
+    let ingest = Ingest::new(&cfg.ingest, channels.clone(), publish_tx);
+    let _ = shared.ingest.set(ingest.clone());
+
     let mut opts = policy_options(
         &cfg,
         db.clone(),
@@ -376,28 +388,12 @@ async fn serve(
         true,
     );
     opts.plugins = Some(plugins.clone());
-    let status_cell = opts.status.clone();
+    let core_cell = opts.core.clone();
     let (policy, _errors) = Policy::start(opts); // already logged; `onair run` goes on
-    let ingest = Ingest::new(&cfg, program.clone(), events_tx.clone(), publish_tx);
-    use onair::destinations::{DEFAULT_CHANNEL, Destinations};
-    let dests = Destinations::load(&db, DEFAULT_CHANNEL, &cfg.destinations)
-        .context("loading the destinations kept in the database")?;
-    let outputs = Outputs::start(&dests, fanout.clone(), events_tx.clone());
-    let destinations = Destinations::new(
-        db.clone(),
-        outputs.clone(),
-        DEFAULT_CHANNEL,
-        &cfg.destinations,
-        &config_file,
-    );
     let (bus_tx, _) = tokio::sync::broadcast::channel(256);
     let core = Arc::new(Core {
-        program: program.clone(),
+        channels: channels.clone(),
         ingest: ingest.clone(),
-        outputs,
-        destinations,
-        channel_name: cfg.fallback.channel_name.clone(),
-        fallback,
         policy,
         counters: Counters::default(),
         started: Instant::now(),
@@ -407,20 +403,17 @@ async fn serve(
         commands: commands_tx,
         plugins,
     });
-    let weak = Arc::downgrade(&core);
-    let _ = status_cell.set(Box::new(move || {
-        weak.upgrade()
-            .and_then(|c| serde_json::to_value(c.status()).ok())
-            .unwrap_or(serde_json::Value::Null)
-    }));
+    let _ = core_cell.set(Arc::new(onair::engine::CoreView(Arc::downgrade(&core))));
 
     tokio::spawn(ingest.serve(rtmp));
-    let routes = onair::http::routes(core.clone(), fanout, &cfg.http);
+    let routes = onair::http::routes(core.clone(), &cfg.http);
     tokio::spawn(warp::serve(routes).incoming(http).run());
     let engine = tokio::spawn(Engine::new(core.clone()).run(events_rx, publish_rx, commands_rx));
 
     tracing::info!(listen = %cfg.ingest.rtmp_listen, "rtmp ingest ready");
-    tracing::info!("{}", obs_settings(&cfg));
+    for line in obs {
+        tracing::info!("{line}");
+    }
     if cfg.http.preview {
         tracing::info!(
             "preview: http://{}/preview.flv?key={} (ffplay, VLC, mpv)",
@@ -441,7 +434,11 @@ async fn serve(
         _ = engine => tracing::error!("engine stopped"),
     }
     drop(plugin_watch);
-    let _ = program.pipeline().set_state(gst::State::Null);
+    for c in channels.all() {
+        if let Some(p) = c.program() {
+            let _ = p.pipeline().set_state(gst::State::Null);
+        }
+    }
     Ok(())
 }
 
@@ -452,32 +449,4 @@ async fn terminate() {
         }
         Err(_) => std::future::pending().await,
     }
-}
-
-/// Logs the program pipeline's errors and warnings. An error there is logged, never fatal:
-/// destinations stay connected.
-fn watch_bus(pipeline: &gst::Pipeline) {
-    let Some(bus) = pipeline.bus() else { return };
-    std::thread::Builder::new()
-        .name("program-bus".into())
-        .spawn(move || {
-            for msg in bus.iter_timed(gst::ClockTime::NONE) {
-                match msg.view() {
-                    gst::MessageView::Error(e) => tracing::error!(
-                        source = ?e.src().map(|s| s.path_string()),
-                        error = %e.error(),
-                        debug = ?e.debug(),
-                        "program pipeline error"
-                    ),
-                    gst::MessageView::Warning(w) => tracing::warn!(
-                        source = ?w.src().map(|s| s.path_string()),
-                        warning = %w.error(),
-                        debug = ?w.debug(),
-                        "program pipeline warning"
-                    ),
-                    _ => {}
-                }
-            }
-        })
-        .ok();
 }

@@ -2,7 +2,10 @@
 local names = { "publish", "unpublish", "stall", "resume", "ingest-stats", "switched",
   "destination-up", "destination-down", "destination-retry" }
 for _, name in ipairs(names) do
-  onair.on(name, function(ev) assert(ev.event == name, "payload names its event") end)
+  onair.on(name, function(ev)
+    assert(ev.event == name, "payload names its event")
+    assert(ev.channel == "default", "payload names its channel")
+  end)
 end
 local ok, err = pcall(onair.on, "stalled", function() end)
 assert(not ok and tostring(err):find('unknown event "stalled"'), tostring(err))
@@ -41,7 +44,7 @@ for _, f in ipairs({ "remove", "enable", "disable" }) do
   assert(pcall(onair.destinations[f], "yt"))
 end
 local list = onair.destinations.list()
-assert(type(list) == "table" and list[1].name == "fixture", "list mirrors /api/status")
+assert(type(list) == "table" and list[1].name == "fixture-default", "list mirrors /api/status")
 
 onair.log.info("hello from the test")
 ok = pcall(onair.log.warn, nil)

@@ -4,7 +4,7 @@ assert(dofile == nil and loadfile == nil)
 assert(load("\27Lua") == nil, "binary chunks are refused")
 
 local st = onair.status()
-assert(st.on_air == "fallback" and st.destinations[1].name == "fixture")
+assert(st.on_air == "fallback" and st.destinations[1].name == "fixture-default")
 
 onair.route("GET", "/queue/:id", function(req)
   assert(req.method == "GET" and req.path == "/queue/7")

@@ -131,6 +131,15 @@ impl FanOut {
         self.lock().consumers.retain(|c| c.id != id);
     }
 
+    /// Forgets the stream headers and ends every consumer's stream (its receiver sees the end).
+    /// For a channel that stops: the next program run brings new headers.
+    pub fn reset(&self) {
+        let mut inner = self.lock();
+        inner.caps = None;
+        inner.headers.clear();
+        inner.consumers.clear();
+    }
+
     /// Whether the program has produced its stream headers yet.
     pub fn has_headers(&self) -> bool {
         !self.lock().headers.is_empty()

@@ -38,6 +38,23 @@ pub const STALLED_DISCONNECT: Duration = Duration::from_secs(30);
 /// kicks the session.
 pub const PUBLISH_VERDICT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Where a stream key publishes: its channel's running program and event sink.
+#[derive(Clone)]
+pub struct Route {
+    pub channel: String,
+    pub program: Arc<Program>,
+    pub events: EventSink,
+    /// The channel's `fallback.stall_timeout_ms`.
+    pub stall_timeout: Duration,
+}
+
+/// Maps stream keys to channels: the one place that decides which channel a publish feeds.
+pub trait Router: Send + Sync + 'static {
+    /// The channel `key` publishes to. `Err` says why not, in words for the log and the
+    /// publisher (an unknown key, a stopped channel).
+    fn route(&self, key: &str) -> Result<Route, String>;
+}
+
 /// A publish that passed the mechanical checks and awaits the policy's verdict.
 pub struct PublishRequest {
     pub event: Publish,
@@ -49,6 +66,8 @@ pub struct PublishRequest {
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionStatus {
     pub session: SessionId,
+    /// The channel the stream key belongs to.
+    pub channel: String,
     pub key: String,
     pub addr: String,
     /// Seconds since the publish was accepted.
@@ -68,15 +87,14 @@ pub struct SessionStatus {
     raw_key: String,
     #[serde(skip)]
     kick: Option<Arc<tokio::sync::Notify>>,
+    #[serde(skip)]
+    program: Option<Arc<Program>>,
 }
 
 /// Shared state of the ingest server.
 pub struct Ingest {
     app: String,
-    keys: Vec<String>,
-    stall_timeout: Duration,
-    program: Arc<Program>,
-    events: EventSink,
+    router: Arc<dyn Router>,
     publishes: tokio::sync::mpsc::UnboundedSender<PublishRequest>,
     sessions: Mutex<HashMap<SessionId, SessionStatus>>,
     next_session: AtomicU64,
@@ -118,29 +136,26 @@ impl Drop for Slot {
 }
 
 impl Ingest {
+    /// The ingest for `[ingest]`; `router` maps stream keys to channels.
     pub fn new(
-        cfg: &crate::config::Config,
-        program: Arc<Program>,
-        events: EventSink,
+        cfg: &crate::config::IngestConfig,
+        router: Arc<dyn Router>,
         publishes: tokio::sync::mpsc::UnboundedSender<PublishRequest>,
     ) -> Arc<Ingest> {
         Arc::new(Ingest {
-            app: cfg.ingest.app.clone(),
-            keys: cfg.ingest.keys.clone(),
-            stall_timeout: Duration::from_millis(cfg.fallback.stall_timeout_ms),
-            program,
-            events,
+            app: cfg.app.clone(),
+            router,
             publishes,
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             refused: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
-            connect_timeout: Duration::from_millis(cfg.ingest.connect_timeout_ms),
-            max_connections: cfg.ingest.max_connections,
-            max_per_ip: cfg.ingest.max_connections_per_ip,
+            connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
+            max_connections: cfg.max_connections,
+            max_per_ip: cfg.max_connections_per_ip,
             open: Mutex::default(),
             chunk_limits: super::chunk_guard::Limits {
-                max_message: cfg.ingest.max_message_kib as usize * 1024,
+                max_message: cfg.max_message_kib as usize * 1024,
                 ..Default::default()
             },
         })
@@ -199,15 +214,16 @@ impl Ingest {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every publishing session, oldest first.
-    pub fn sessions(&self) -> Vec<SessionStatus> {
+    /// Channel `channel`'s publishing sessions (every channel's with `None`), oldest first.
+    pub fn sessions(&self, channel: Option<&str>) -> Vec<SessionStatus> {
         let mut v: Vec<SessionStatus> = self
             .lock()
             .values()
+            .filter(|s| channel.is_none_or(|c| s.channel == c))
             .cloned()
             .map(|mut s| {
                 s.publishing_s = s.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
-                s.on_air = self.program.is_program(s.session);
+                s.on_air = s.program.as_ref().is_some_and(|p| p.is_program(s.session));
                 s
             })
             .collect();
@@ -215,13 +231,33 @@ impl Ingest {
         v
     }
 
-    /// The newest publishing session that is not stalled: the default live source.
-    pub fn newest_healthy(&self) -> Option<SessionId> {
+    /// Channel `channel`'s newest publishing session that is not stalled: its default live
+    /// source.
+    pub fn newest_healthy(&self, channel: &str) -> Option<SessionId> {
         self.lock()
             .values()
-            .filter(|s| !s.stalled)
+            .filter(|s| !s.stalled && s.channel == channel)
             .map(|s| s.session)
             .max()
+    }
+
+    /// The channel `session` publishes to.
+    pub fn channel_of(&self, session: SessionId) -> Option<String> {
+        self.lock().get(&session).map(|s| s.channel.clone())
+    }
+
+    /// Disconnects every publisher of `channel` (it stopped). Returns how many.
+    pub fn kick_channel(&self, channel: &str) -> usize {
+        let kicks: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|s| s.channel == channel)
+            .filter_map(|s| s.kick.clone())
+            .collect();
+        for k in &kicks {
+            k.notify_one();
+        }
+        kicks.len()
     }
 
     /// Disconnects a publisher. Returns false when no such session publishes.
@@ -349,6 +385,7 @@ async fn write(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), String> {
 /// A publishing session's own state.
 struct Active {
     id: SessionId,
+    route: Route,
     key: String,
     raw_key: String,
     decoder: LiveDecoder,
@@ -506,27 +543,29 @@ impl Conn {
                 st.kbps = kbps;
                 st.timestamp_drift_ms = drift;
             }
-            let _ = ingest.events.send(Event::IngestStats(IngestStats {
+            let _ = s.route.events.send(Event::IngestStats(IngestStats {
+                channel: s.route.channel.clone(),
                 session: s.id,
                 key: s.key.clone(),
                 kbps,
                 silent_ms: s.last_media.elapsed().as_millis() as u64,
                 stalled: s.stalled_since.is_some(),
-                on_air: ingest.program.is_program(s.id),
+                on_air: s.route.program.is_program(s.id),
             }));
         }
         let silent = s.last_media.elapsed();
-        if s.stalled_since.is_none() && silent >= ingest.stall_timeout {
+        if s.stalled_since.is_none() && silent >= s.route.stall_timeout {
             s.stalled_since = Some(Instant::now());
             if let Some(st) = ingest.lock().get_mut(&s.id) {
                 st.stalled = true;
             }
-            tracing::warn!(session = s.id, key = %s.key, silent_ms = silent.as_millis() as u64, "publisher stalled");
-            let _ = ingest.events.send(Event::Stall(Stall {
+            tracing::warn!(channel = %s.route.channel, session = s.id, key = %s.key, silent_ms = silent.as_millis() as u64, "publisher stalled");
+            let _ = s.route.events.send(Event::Stall(Stall {
+                channel: s.route.channel.clone(),
                 session: s.id,
                 key: s.key.clone(),
                 silent_ms: silent.as_millis() as u64,
-                on_air: ingest.program.is_program(s.id),
+                on_air: s.route.program.is_program(s.id),
             }));
         }
         (silent > STALLED_DISCONNECT).then_some(End::Closed("timeout"))
@@ -556,16 +595,17 @@ impl Conn {
         }
         if let Some(since) = s.stalled_since.take() {
             let stalled_ms =
-                since.elapsed().as_millis() as u64 + ingest.stall_timeout.as_millis() as u64;
+                since.elapsed().as_millis() as u64 + s.route.stall_timeout.as_millis() as u64;
             if let Some(st) = ingest.lock().get_mut(&s.id) {
                 st.stalled = false;
             }
-            tracing::info!(session = s.id, key = %s.key, stalled_ms, "publisher resumed");
-            let _ = ingest.events.send(Event::Resume(Resume {
+            tracing::info!(channel = %s.route.channel, session = s.id, key = %s.key, stalled_ms, "publisher resumed");
+            let _ = s.route.events.send(Event::Resume(Resume {
+                channel: s.route.channel.clone(),
                 session: s.id,
                 key: s.key.clone(),
                 stalled_ms,
-                on_air: ingest.program.is_program(s.id),
+                on_air: s.route.program.is_program(s.id),
             }));
         }
         s.decoder.push(tag_type, ts, data);
@@ -677,11 +717,7 @@ impl Conn {
     async fn admit(&mut self, stream_key: &str) -> Result<Active, String> {
         let ingest = self.ingest.clone();
         let key = crate::redact::key(stream_key);
-        if !ingest.keys.is_empty() && !ingest.keys.iter().any(|k| k == stream_key) {
-            return Err(format!(
-                "unknown stream key {key}: check OBS Settings → Stream → Stream Key"
-            ));
-        }
+        let route = ingest.router.route(stream_key)?;
         // OBS reconnecting after a network drop often finds its old connection still open (no
         // FIN arrived) and stalled: the new connection takes over instead of being refused until
         // the old one times out. A healthy session keeps its key.
@@ -712,6 +748,7 @@ impl Conn {
                 id,
                 SessionStatus {
                     session: id,
+                    channel: route.channel.clone(),
                     key: key.clone(),
                     addr: self.addr.to_string(),
                     publishing_s: 0.0,
@@ -723,6 +760,7 @@ impl Conn {
                     started: Some(Instant::now()),
                     raw_key: stream_key.to_string(),
                     kick: Some(kick.clone()),
+                    program: Some(route.program.clone()),
                 },
             );
         }
@@ -733,6 +771,7 @@ impl Conn {
         let (reply, verdict) = oneshot::channel();
         let request = PublishRequest {
             event: Publish {
+                channel: route.channel.clone(),
                 session: id,
                 key: key.clone(),
                 addr: self.addr.to_string(),
@@ -752,12 +791,13 @@ impl Conn {
                 "no publish verdict in time: accepted by default"
             ),
         }
-        let decoder = LiveDecoder::start(id, ingest.program.clone())
+        let decoder = LiveDecoder::start(id, route.program.clone())
             .map_err(|e| format!("cannot start decoding: {e}"))?;
         ingest.accepted.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(session = id, key = %key, client = %self.addr, "publish accepted");
+        tracing::info!(channel = %route.channel, session = id, key = %key, client = %self.addr, "publish accepted");
         Ok(Active {
             id,
+            route,
             key,
             raw_key: stream_key.to_string(),
             decoder,
@@ -792,13 +832,14 @@ impl Conn {
             End::Error(e) => format!("error: {e}"),
             End::Closed(why) => why.to_string(),
         };
-        let on_air = ingest.program.is_program(s.id);
+        let on_air = s.route.program.is_program(s.id);
         ingest.lock().remove(&s.id);
         let _ = &s.raw_key;
-        tracing::info!(session = s.id, key = %s.key, client = %self.addr, %reason, "unpublish");
-        let (id, key) = (s.id, s.key.clone());
+        tracing::info!(channel = %s.route.channel, session = s.id, key = %s.key, client = %self.addr, %reason, "unpublish");
+        let (id, key, route) = (s.id, s.key.clone(), s.route.clone());
         drop(s); // stops the decoder and releases the live input
-        let _ = ingest.events.send(Event::Unpublish(Unpublish {
+        let _ = route.events.send(Event::Unpublish(Unpublish {
+            channel: route.channel,
             session: id,
             key,
             reason,

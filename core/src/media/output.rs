@@ -35,7 +35,7 @@ pub struct DestinationStatus {
     pub name: String,
     /// URL with the stream key redacted.
     pub url: String,
-    /// `connecting`, `up`, `retrying` or `disabled`.
+    /// `connecting`, `up`, `retrying`, `disabled`, or `stopped` (enabled; its channel is stopped).
     pub state: &'static str,
     /// Seconds the current connection has been up.
     pub uptime_s: Option<f64>,
@@ -53,29 +53,70 @@ struct Tracked {
     task: Option<tokio::task::AbortHandle>,
 }
 
-/// All destinations, with their status. Destinations can be added, removed, enabled and
-/// disabled at run time; changes are not written back to the config file.
+/// One channel's destinations, with their status. Destinations can be added, removed, enabled
+/// and disabled at run time. They connect only while the channel runs ([`Outputs::resume`]);
+/// [`Outputs::suspend`] closes every connection and keeps the list.
 #[derive(Clone)]
 pub struct Outputs {
     tracked: Arc<Mutex<Vec<Tracked>>>,
     fanout: Arc<FanOut>,
     events: EventSink,
+    channel: Arc<str>,
+    running: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Outputs {
-    /// Starts one task per enabled destination on the current tokio runtime.
-    pub fn start(dests: &[DestinationConfig], fanout: Arc<FanOut>, events: EventSink) -> Outputs {
+    /// Channel `channel`'s destinations, not connected until [`Outputs::resume`].
+    pub fn new(
+        channel: &str,
+        dests: &[DestinationConfig],
+        fanout: Arc<FanOut>,
+        events: EventSink,
+    ) -> Outputs {
         let outputs = Outputs {
             tracked: Arc::default(),
             fanout,
             events,
+            channel: channel.into(),
+            running: Arc::default(),
         };
         for d in dests {
             if let Err(e) = outputs.add(d.clone()) {
-                tracing::error!(destination = %d.name, error = %e, "destination not started");
+                tracing::error!(channel = %channel, destination = %d.name, error = %e, "destination not added");
             }
         }
         outputs
+    }
+
+    /// Connects every enabled destination (one task each, on the current tokio runtime).
+    pub fn resume(&self) {
+        self.running.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut t = lock(&self.tracked);
+        for d in t.iter_mut().filter(|d| d.cfg.enabled) {
+            self.spawn(d);
+        }
+    }
+
+    /// Closes every connection (the platform sees the publisher leave); the list is kept.
+    pub fn suspend(&self) {
+        self.running.store(false, std::sync::atomic::Ordering::SeqCst);
+        for d in lock(&self.tracked).iter_mut() {
+            if let Some(task) = d.task.take() {
+                task.abort();
+            }
+            d.status.state = if d.cfg.enabled { "stopped" } else { "disabled" };
+            d.up_since = None;
+        }
+    }
+
+    fn spawn(&self, d: &mut Tracked) {
+        if d.task.is_some() || !self.running.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        d.status.state = "connecting";
+        let o = self.clone();
+        let cfg = d.cfg.clone();
+        d.task = Some(tokio::spawn(async move { o.run(cfg).await }).abort_handle());
     }
 
     /// Adds a destination and connects it if enabled. Errors: the name is taken or empty, or the
@@ -99,7 +140,11 @@ impl Outputs {
                 status: DestinationStatus {
                     name: d.name.clone(),
                     url: crate::redact::url(&d.url),
-                    state: "disabled",
+                    state: if self.running.load(std::sync::atomic::Ordering::SeqCst) {
+                        "disabled"
+                    } else {
+                        "stopped"
+                    },
                     uptime_s: None,
                     attempts: 0,
                     last_error: None,
@@ -132,22 +177,15 @@ impl Outputs {
             .find(|t| t.cfg.name == name)
             .ok_or_else(|| format!("no destination named {name:?}"))?;
         d.cfg.enabled = enabled;
-        match (enabled, d.task.is_some()) {
-            (true, false) => {
-                d.status.state = "connecting";
-                let o = self.clone();
-                let cfg = d.cfg.clone();
-                d.task = Some(tokio::spawn(async move { o.run(cfg).await }).abort_handle());
+        if enabled {
+            self.spawn(d);
+        } else {
+            if let Some(task) = d.task.take() {
+                task.abort();
+                tracing::info!(channel = %self.channel, destination = %name, "destination disabled");
             }
-            (false, true) => {
-                if let Some(task) = d.task.take() {
-                    task.abort();
-                }
-                d.status.state = "disabled";
-                d.up_since = None;
-                tracing::info!(destination = %name, "destination disabled");
-            }
-            _ => {}
+            d.status.state = "disabled";
+            d.up_since = None;
         }
         Ok(())
     }
@@ -186,7 +224,7 @@ impl Outputs {
                 t.status.state = "connecting";
                 t.status.bytes_sent = 0;
             });
-            tracing::info!(destination = %d.name, url = %url, attempt, "connecting");
+            tracing::info!(channel = %self.channel, destination = %d.name, url = %url, attempt, "connecting");
             let started = Instant::now();
             let error = match self.connection(i, &d, &fanout, &events, attempt).await {
                 Ok(()) => "connection closed".to_string(),
@@ -200,8 +238,9 @@ impl Outputs {
                 t.status.state = "retrying";
                 t.status.last_error = Some(error.clone());
             });
-            tracing::warn!(destination = %d.name, url = %url, error = %error, "destination down");
+            tracing::warn!(channel = %self.channel, destination = %d.name, url = %url, error = %error, "destination down");
             let _ = events.send(Event::DestinationDown(DestinationDown {
+                channel: self.channel.to_string(),
                 name: d.name.clone(),
                 error,
             }));
@@ -211,6 +250,7 @@ impl Outputs {
             let delay = backoff(attempt + 1);
             tracing::info!(destination = %d.name, delay_ms = delay.as_millis() as u64, "retrying");
             let _ = events.send(Event::DestinationRetry(DestinationRetry {
+                channel: self.channel.to_string(),
                 name: d.name.clone(),
                 attempt: attempt + 1,
                 delay_ms: delay.as_millis() as u64,
@@ -288,8 +328,9 @@ impl Outputs {
                             t.up_since = Some(Instant::now());
                             t.status.last_error = None;
                         });
-                        tracing::info!(destination = %d.name, attempt, "destination up");
+                        tracing::info!(channel = %self.channel, destination = %d.name, attempt, "destination up");
                         let _ = events.send(Event::DestinationUp(DestinationUp {
+                            channel: self.channel.to_string(),
                             name: d.name.clone(),
                             url: crate::redact::url(&d.url),
                             attempt,

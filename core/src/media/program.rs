@@ -110,6 +110,8 @@ pub struct Program {
     cut: Cut,
     state: Mutex<ProgramState>,
     events: EventSink,
+    /// The channel's id, stamped on its events.
+    channel: String,
     format: OutputFormat,
     overlay: Arc<super::overlay::Overlay>,
     /// Whether the live source is on air, for live-only overlay layers.
@@ -135,14 +137,16 @@ fn appsrc(name: &str, caps: &gst::Caps, max_buffers: u64) -> Result<gst_app::App
 }
 
 impl Program {
-    /// Builds the graph (not started). The appsink hands every muxed FLV buffer to `fanout`.
+    /// Builds channel `channel`'s graph (not started). The appsink hands every muxed FLV
+    /// buffer to `fanout`.
     pub fn build(
+        channel: &str,
         out: &OutputConfig,
         fanout: Arc<FanOut>,
         events: EventSink,
     ) -> Result<Arc<Program>, MediaError> {
         let format = OutputFormat::from(out);
-        let pipeline = gst::Pipeline::with_name("program");
+        let pipeline = gst::Pipeline::with_name(&format!("program-{channel}"));
         let latency = gst::ClockTime::from_mseconds(MIX_LATENCY_MS);
         let vcaps = format.video_caps();
         let acaps = format.audio_caps();
@@ -324,6 +328,7 @@ impl Program {
                 since: Instant::now(),
             }),
             events,
+            channel: channel.to_string(),
             format,
             overlay,
             live,
@@ -381,8 +386,9 @@ impl Program {
         st.on_air = to;
         st.since = Instant::now();
         let session = if to == Source::Live { st.program } else { None };
-        tracing::info!(from = from.as_str(), to = to.as_str(), session, %reason, "switched");
+        tracing::info!(channel = %self.channel, from = from.as_str(), to = to.as_str(), session, %reason, "switched");
         let _ = self.events.send(Event::Switched(Switched {
+            channel: self.channel.clone(),
             from,
             to,
             reason,
@@ -476,5 +482,13 @@ impl Program {
             st.last_audio_end = Some(pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO));
         }
         let _ = self.live_audio.push_buffer(buffer);
+    }
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
     }
 }

@@ -33,7 +33,8 @@ pub(crate) fn register(lua: &Lua, ctx: &Shared, services: &Arc<Services>) -> mlu
     register_events(lua, &onair)?;
     register_actions(lua, &onair, ctx)?;
     register_destinations(lua, &onair, ctx, services)?;
-    register_status(lua, &onair, services)?;
+    register_status(lua, &onair, ctx, services)?;
+    register_channels(lua, &onair, ctx, services)?;
     register_time(lua, &onair, ctx)?;
     register_http(lua, &onair, ctx, services)?;
     register_store(lua, &onair, services)?;
@@ -71,8 +72,18 @@ fn register_events(lua: &Lua, onair: &Table) -> mlua::Result<()> {
     onair.set("on", on)
 }
 
+/// Queues an action of the call in progress. Inside a channel handle's method it is addressed
+/// to that channel (a reject stays with the publish it answers).
 fn push(ctx: &Shared, a: Action) {
-    lock(ctx).actions.push(a);
+    let mut c = lock(ctx);
+    let a = match (&c.target, a) {
+        (Some(channel), a) if !matches!(a, Action::RejectPublish { .. }) => Action::OnChannel {
+            channel: channel.clone(),
+            action: Box::new(a),
+        },
+        (_, a) => a,
+    };
+    c.actions.push(a);
 }
 
 /// `onair.switch`, `onair.reject`, `onair.kick`, `onair.set_fallback`.
@@ -140,12 +151,23 @@ fn register_actions(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> 
     onair.set("set_fallback", set_fallback)
 }
 
-fn status_value(services: &Services) -> mlua::Result<serde_json::Value> {
-    let f = services
-        .status
+/// The status as `GET /api/status` gives it, focused on the channel in scope: a handle's, else
+/// the event's, else the primary channel.
+fn status_value(services: &Services, ctx: &Shared) -> mlua::Result<serde_json::Value> {
+    let core = services
+        .core
         .get()
         .ok_or_else(|| rt_err("onair.status: not available while onair starts".into()))?;
-    Ok(f())
+    let channel = {
+        let c = lock(ctx);
+        c.target.clone().or_else(|| c.event_channel.clone())
+    };
+    match channel {
+        Some(id) => core
+            .status(Some(&id))
+            .ok_or_else(|| rt_err(format!("no channel named {id:?}"))),
+        None => Ok(core.status(None).unwrap_or_default()),
+    }
 }
 
 /// `onair.destinations.list/add/remove/enable/disable`.
@@ -157,10 +179,11 @@ fn register_destinations(
 ) -> mlua::Result<()> {
     let d = lua.create_table()?;
     let s = services.clone();
+    let c = ctx.clone();
     d.set(
         "list",
         lua.create_function(move |lua, ()| {
-            let st = status_value(&s)?;
+            let st = status_value(&s, &c)?;
             lua.to_value_with(&st["destinations"], ser_options())
         })?,
     )?;
@@ -195,12 +218,141 @@ fn register_destinations(
     onair.set("destinations", d)
 }
 
-/// `onair.status()`: the same data as `GET /api/status`.
-fn register_status(lua: &Lua, onair: &Table, services: &Arc<Services>) -> mlua::Result<()> {
+/// `onair.status()`: the same data as `GET /api/status`, focused on the channel in scope.
+fn register_status(
+    lua: &Lua,
+    onair: &Table,
+    ctx: &Shared,
+    services: &Arc<Services>,
+) -> mlua::Result<()> {
     let s = services.clone();
-    let status =
-        lua.create_function(move |lua, ()| lua.to_value_with(&status_value(&s)?, ser_options()))?;
+    let c = ctx.clone();
+    let status = lua.create_function(move |lua, ()| {
+        lua.to_value_with(&status_value(&s, &c)?, ser_options())
+    })?;
     onair.set("status", status)
+}
+
+/// What a channel handle offers: these `onair.*` entries, acting on its channel.
+const CHANNEL_METHODS: &[&str] = &[
+    "switch",
+    "set_fallback",
+    "kick",
+    "reject",
+    "status",
+    "destinations",
+    "overlay",
+];
+
+/// `onair.channels()`, `onair.channel(id)` and `onair.channel_create{…}`.
+fn register_channels(
+    lua: &Lua,
+    onair: &Table,
+    ctx: &Shared,
+    services: &Arc<Services>,
+) -> mlua::Result<()> {
+    let s = services.clone();
+    let channels = lua.create_function(move |lua, ()| {
+        let core = s
+            .core
+            .get()
+            .ok_or_else(|| rt_err("onair.channels: not available while onair starts".into()))?;
+        let st = core.status(None).unwrap_or_default();
+        lua.to_value_with(&st["channels"], ser_options())
+    })?;
+    onair.set("channels", channels)?;
+
+    let s = services.clone();
+    let create = lua.create_function(move |lua, spec: Value| {
+        let core = s.core.get().ok_or_else(|| {
+            rt_err("onair.channel_create: not available while onair starts".into())
+        })?;
+        let body: serde_json::Value = lua.from_value(spec)?;
+        let created = core
+            .create_channel(body)
+            .map_err(|e| rt_err(format!("onair.channel_create: {e}")))?;
+        lua.to_value_with(&created, ser_options())
+    })?;
+    onair.set("channel_create", create)?;
+
+    let s = services.clone();
+    let c = ctx.clone();
+    let onair_weak = onair.clone();
+    let channel = lua.create_function(move |lua, id: String| {
+        let core = s
+            .core
+            .get()
+            .ok_or_else(|| rt_err("onair.channel: not available while onair starts".into()))?;
+        if core.status(Some(&id)).is_none() {
+            return Err(rt_err(format!("onair.channel: no channel named {id:?}")));
+        }
+        channel_handle(lua, &onair_weak, &c, id)
+    })?;
+    onair.set("channel", channel)
+}
+
+/// A handle on channel `id`: a table whose methods are the `onair.*` entries in
+/// [`CHANNEL_METHODS`] (and `start`, `stop`, `delete`), run with the channel as their target.
+/// Both `ch:switch("fallback")` and `ch.switch("fallback")` work.
+fn channel_handle(lua: &Lua, onair: &Table, ctx: &Shared, id: String) -> mlua::Result<Table> {
+    let h = lua.create_table()?;
+    h.set("id", id.clone())?;
+    for name in CHANNEL_METHODS {
+        let v: Value = onair.get(*name)?;
+        h.set(*name, scoped(lua, v, &h, ctx, &id)?)?;
+    }
+    for (name, action) in [
+        ("start", Action::ChannelStart),
+        ("stop", Action::ChannelStop),
+        ("delete", Action::ChannelDelete),
+    ] {
+        let c = ctx.clone();
+        let id = id.clone();
+        h.set(
+            name,
+            lua.create_function(move |_, _: mlua::MultiValue| {
+                lock(&c).actions.push(Action::OnChannel {
+                    channel: id.clone(),
+                    action: Box::new(action.clone()),
+                });
+                Ok(())
+            })?,
+        )?;
+    }
+    Ok(h)
+}
+
+/// `v` (a function, or a table of functions) wrapped to run with `ctx.target = id`. A first
+/// argument that is the handle itself (a `:` call) is dropped.
+fn scoped(lua: &Lua, v: Value, handle: &Table, ctx: &Shared, id: &str) -> mlua::Result<Value> {
+    match v {
+        Value::Function(f) => {
+            let c = ctx.clone();
+            let id = id.to_string();
+            let me = handle.clone();
+            let wrapped = lua.create_function(move |_, mut args: mlua::MultiValue| {
+                if let Some(Value::Table(t)) = args.front()
+                    && t.equals(&me)?
+                {
+                    args.pop_front();
+                }
+                let previous = lock(&c).target.replace(id.clone());
+                let r = f.call::<mlua::MultiValue>(args);
+                lock(&c).target = previous;
+                r
+            })?;
+            Ok(Value::Function(wrapped))
+        }
+        Value::Table(t) => {
+            let out = lua.create_table()?;
+            for pair in t.pairs::<Value, Value>() {
+                let (k, v) = pair?;
+                out.set(k, scoped(lua, v, &out, ctx, id)?)?;
+            }
+            Ok(Value::Table(out))
+        }
+        other => Ok(other),
+    }
 }
 
 fn add_timer(

@@ -42,8 +42,19 @@ use script::Services;
 /// The script that holds the switching policy, inside `scripts.dir`.
 pub const FAILOVER_SCRIPT: &str = "failover.lua";
 
-/// Gives `onair.status()` the same JSON as `GET /api/status`.
-pub type StatusFn = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// What scripts read from the core, and the channel creation they may ask for directly (it
+/// answers at once with the new channel or the error).
+pub trait CoreApi: Send + Sync {
+    /// `GET /api/status` as JSON, with `channel`'s state at the top level (the primary
+    /// channel's with `None`); `None` when no such channel exists.
+    fn status(&self, channel: Option<&str>) -> Option<serde_json::Value>;
+    /// Creates a run-time channel from a `POST /api/channels` body. Returns the channel as
+    /// `GET /api/channels/ID` shows it plus `stream_keys`, or the error in words.
+    fn create_channel(&self, body: serde_json::Value) -> Result<serde_json::Value, String>;
+}
+
+/// Set once the core exists (the policy starts before it).
+pub type CoreCell = Arc<OnceLock<Arc<dyn CoreApi>>>;
 
 /// An HTTP response for `onair.http.request`, or the error that replaced it.
 pub type HttpResult = Result<HttpResponse, String>;
@@ -134,7 +145,7 @@ pub struct PolicyOptions {
     /// `scripts.store`: a JSON file from older onair, imported once into the database.
     pub store_import: Option<PathBuf>,
     /// Filled in once the core exists.
-    pub status: Arc<OnceLock<StatusFn>>,
+    pub core: CoreCell,
     /// Where timers', callbacks' and routes' actions go (to the engine).
     pub actions: Option<tokio::sync::mpsc::UnboundedSender<Vec<Action>>>,
     /// The async runtime for `onair.http.request`.
@@ -216,7 +227,7 @@ impl Policy {
         let services = Arc::new(Services {
             dir: dir.clone(),
             store: std::sync::Mutex::new(store),
-            status: opts.status,
+            core: opts.core,
             jobs: tx.clone(),
             runtime: opts.runtime,
             http: reqwest::Client::new(),

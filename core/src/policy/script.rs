@@ -15,14 +15,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use mlua::{Function, HookTriggers, Lua, LuaOptions, LuaSerdeExt, StdLib, Table, Value, VmState};
 
 use super::api;
 use super::store::Store;
-use super::{HttpResult, Job, RouteRequest, RouteResponse, StatusFn};
+use super::{HttpResult, Job, RouteRequest, RouteResponse};
 use crate::action::Action;
 use crate::event::{Event, SessionId};
 
@@ -53,7 +53,7 @@ pub struct Services {
     /// `scripts.dir`: where scripts and `require`d modules live.
     pub dir: PathBuf,
     pub store: Mutex<Option<Store>>,
-    pub status: Arc<OnceLock<StatusFn>>,
+    pub core: super::CoreCell,
     /// The policy thread's queue, for HTTP responses arriving later.
     pub jobs: crossbeam_channel::Sender<Job>,
     /// Where `onair.http.request` runs (none in unit tests without a runtime).
@@ -88,6 +88,11 @@ pub(crate) struct Ctx {
     pub actions: Vec<Action>,
     /// The session of the `publish` event being handled, for `onair.reject`.
     pub publishing: Option<SessionId>,
+    /// The channel of the event being handled: what `onair.status()` describes.
+    pub event_channel: Option<String>,
+    /// Set while a channel handle's method runs (`onair.channel(id):switch(…)`): its actions
+    /// go to that channel.
+    pub target: Option<String>,
     /// What is being run, for messages: an event name, `timer`, `route`, `load`…
     pub running: String,
     pub timers: Vec<Timer>,
@@ -200,6 +205,8 @@ impl Script {
             generation,
             actions: Vec::new(),
             publishing: None,
+            event_channel: None,
+            target: None,
             running: "load".into(),
             timers: Vec::new(),
             routes: Vec::new(),
@@ -241,10 +248,23 @@ impl Script {
         publishing: Option<SessionId>,
         f: impl FnOnce(&Lua) -> mlua::Result<T>,
     ) -> Result<(T, Vec<Action>), ScriptError> {
+        self.call_on(running, publishing, None, f)
+    }
+
+    /// [`Self::call`] for an event of channel `channel`.
+    fn call_on<T>(
+        &self,
+        running: &str,
+        publishing: Option<SessionId>,
+        channel: Option<&str>,
+        f: impl FnOnce(&Lua) -> mlua::Result<T>,
+    ) -> Result<(T, Vec<Action>), ScriptError> {
         {
             let mut c = lock(&self.ctx);
             c.actions.clear();
             c.publishing = publishing;
+            c.event_channel = channel.map(str::to_string);
+            c.target = None;
             c.running = running.to_string();
         }
         self.expired.store(false, Ordering::Relaxed);
@@ -267,7 +287,7 @@ impl Script {
             Event::Publish(p) => Some(p.session),
             _ => None,
         };
-        let (stop, actions) = self.call(event.name(), publishing, |lua| {
+        let (stop, actions) = self.call_on(event.name(), publishing, Some(event.channel()), |lua| {
             let handlers: Table = lua.named_registry_value(HANDLERS)?;
             let Some(list) = handlers.get::<Option<Table>>(event.name())? else {
                 return Ok(false);

@@ -1,0 +1,980 @@
+//! Channels: onair's unit. A channel owns its switch, fallback, overlay, encode, fan-out,
+//! destinations and counters, and executes the actions addressed to it on its own worker thread,
+//! so a slow operation on one channel (probing fallback media, rendering an overlay, building its
+//! pipelines) never holds up another channel or the engine loop.
+//!
+//! Life cycle: `create → start → stop → delete`. A started channel is on air from its first
+//! second (the fallback); stopping closes its destination connections (the platforms see the
+//! publisher leave), disconnects its publishers and frees its pipelines. Started/stopped is
+//! kept in the database, as are channels created at run time.
+//!
+//! Ownership: a channel from `onair.toml` belongs to the file (it can be started and stopped,
+//! but edits and deletes answer [`ChannelError::OwnedByFile`]); one created at run time belongs
+//! to the database.
+//!
+//! Lock order: [`Channels::map`] before a channel's `running`, before its `spec`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::action::Action;
+use crate::config::{ChannelSpec, DestinationConfig, FallbackConfig, OutputConfig};
+use crate::db::Db;
+use crate::destinations::{DEFAULT_CHANNEL, Destinations};
+use crate::event::{Event, SessionId, Source};
+use crate::media::fallback::Fallback;
+use crate::media::fanout::FanOut;
+use crate::media::ingest::{Ingest, Route, Router, SessionStatus};
+use crate::media::output::{DestinationStatus, Outputs};
+use crate::media::program::{EventSink, Program};
+
+/// Why a channel operation was refused. Each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// 400: `field` is wrong.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// 404.
+    #[error("no channel named {0:?}")]
+    NotFound(String),
+    /// 409: the id is taken.
+    #[error("a channel named {0:?} exists")]
+    Exists(String),
+    /// 409: defined in the config file.
+    #[error(
+        "channel {id:?} is defined in {file}: edit or delete it there (it can be started and stopped here)"
+    )]
+    OwnedByFile { id: String, file: String },
+    /// 500.
+    #[error("database: {0}")]
+    Db(String),
+}
+
+/// A channel's counters, for the API.
+#[derive(Default)]
+pub struct Counters {
+    pub switches: AtomicU64,
+    pub stalls: AtomicU64,
+    pub publishes: AtomicU64,
+    pub rejected_by_policy: AtomicU64,
+}
+
+/// `onair.toml` or the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    File,
+    Database,
+}
+
+impl Owner {
+    /// As the API spells it: `config` or `runtime`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Owner::File => "config",
+            Owner::Database => "runtime",
+        }
+    }
+}
+
+/// A channel as `GET /api/channels` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelView {
+    pub id: String,
+    pub name: String,
+    /// `config` (onair.toml) or `runtime` (created over the API or from Lua).
+    pub owner: &'static str,
+    /// `started` or `stopped`.
+    pub state: &'static str,
+    /// Seconds since the channel last started (absent while stopped).
+    pub uptime_s: Option<f64>,
+    /// `live` or `fallback` (absent while stopped).
+    pub on_air: Option<Source>,
+    pub on_air_session: Option<SessionId>,
+    /// Seconds since the last switch.
+    pub on_air_for_s: Option<f64>,
+    /// What the fallback shows: `slate`, `image PATH` or `video PATH`.
+    pub fallback: String,
+    /// The stream keys, redacted (`live…a9f3`).
+    pub keys: Vec<String>,
+    /// The encode: `WIDTHxHEIGHT@FPS`, video and audio kbit/s.
+    pub output: OutputView,
+    pub sessions: Vec<SessionStatus>,
+    pub destinations: Vec<DestinationStatus>,
+    pub overlay: Vec<crate::media::overlay::LayerStatus>,
+    pub counters: ChannelCounters,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputView {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub video_bitrate_kbps: u32,
+    pub audio_bitrate_kbps: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelCounters {
+    pub publishes: u64,
+    pub rejected_by_policy: u64,
+    pub stalls: u64,
+    pub switches: u64,
+}
+
+/// What the channels share: the database, the engine's event queue, the ingest (for switching
+/// and kicking), the plugins (for overlay rendering) and the runtime their tasks run on.
+pub struct Shared {
+    pub db: Arc<Db>,
+    pub events: EventSink,
+    pub ingest: OnceLock<Arc<Ingest>>,
+    pub plugins: crate::wasm::SharedHost,
+    pub runtime: tokio::runtime::Handle,
+    /// The config file's name, for messages.
+    pub file: String,
+}
+
+/// One channel's pipelines while it runs.
+struct Running {
+    program: Arc<Program>,
+    /// Feeds the program; dropping the last clone stops its threads.
+    fallback: Arc<Fallback>,
+    since: Instant,
+}
+
+/// Work for a channel's worker thread, in order.
+enum Job {
+    Action(Action, Option<SessionId>),
+    Start,
+    Stop,
+}
+
+pub struct Channel {
+    pub id: String,
+    pub owner: Owner,
+    spec: Mutex<ChannelSpec>,
+    fanout: Arc<FanOut>,
+    pub destinations: Destinations,
+    events: EventSink,
+    running: Mutex<Option<Running>>,
+    pub counters: Counters,
+    jobs: crossbeam_channel::Sender<Job>,
+    shared: Arc<Shared>,
+    /// Set by [`Channels::delete`]: queued jobs are dropped.
+    deleted: std::sync::atomic::AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Channel {
+    /// Makes a stopped channel and its worker thread. `dests` are its destinations as loaded.
+    fn new(
+        spec: ChannelSpec,
+        owner: Owner,
+        dests: Vec<DestinationConfig>,
+        shared: Arc<Shared>,
+    ) -> Arc<Channel> {
+        let fanout = Arc::new(FanOut::new());
+        let _rt = shared.runtime.enter();
+        let outputs = Outputs::new(&spec.id, &dests, fanout.clone(), shared.events.clone());
+        let destinations = Destinations::new(
+            shared.db.clone(),
+            outputs,
+            &spec.id,
+            &spec.destinations,
+            &shared.file,
+        );
+        let (jobs, rx) = crossbeam_channel::unbounded();
+        let channel = Arc::new(Channel {
+            id: spec.id.clone(),
+            owner,
+            spec: Mutex::new(spec),
+            fanout,
+            destinations,
+            events: shared.events.clone(),
+            running: Mutex::new(None),
+            counters: Counters::default(),
+            jobs,
+            shared,
+            deleted: Default::default(),
+        });
+        let weak = Arc::downgrade(&channel);
+        let runtime = channel.shared.runtime.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("channel-{}", channel.id))
+            .spawn(move || worker(weak, rx, runtime));
+        if let Err(e) = spawned {
+            tracing::error!(channel = %channel.id, error = %e, "channel worker not started: its actions are ignored");
+        }
+        channel
+    }
+
+    pub fn spec(&self) -> ChannelSpec {
+        lock(&self.spec).clone()
+    }
+
+    /// The running program, or `None` while stopped.
+    pub fn program(&self) -> Option<Arc<Program>> {
+        lock(&self.running).as_ref().map(|r| r.program.clone())
+    }
+
+    pub fn is_started(&self) -> bool {
+        lock(&self.running).is_some()
+    }
+
+    /// The channel's encoded stream (for the preview), or `None` while stopped.
+    pub fn fanout(&self) -> Option<Arc<FanOut>> {
+        self.is_started().then(|| self.fanout.clone())
+    }
+
+    /// Queues `action` for this channel's worker. `cause` is the session whose event asked for
+    /// it, if any.
+    pub fn submit(&self, action: Action, cause: Option<SessionId>) {
+        let _ = self.jobs.send(Job::Action(action, cause));
+    }
+
+    /// Queues a start (true) or a stop (false); the worker keeps the state in the database.
+    pub fn submit_start(&self, start: bool) {
+        let _ = self.jobs.send(if start { Job::Start } else { Job::Stop });
+    }
+
+    pub fn view(&self) -> ChannelView {
+        let spec = self.spec();
+        let running = lock(&self.running);
+        let (on_air, on_air_session, on_air_for_s) = match running.as_ref() {
+            Some(r) => {
+                let (s, session, for_s) = r.program.on_air();
+                (Some(s), session, Some(for_s))
+            }
+            None => (None, None, None),
+        };
+        let fallback = running
+            .as_ref()
+            .map(|r| r.fallback.describe())
+            .unwrap_or_else(|| match &spec.fallback.media {
+                Some(p) => p.display().to_string(),
+                None => "slate".into(),
+            });
+        let overlay = running
+            .as_ref()
+            .map(|r| r.program.overlay().status())
+            .unwrap_or_default();
+        let uptime_s = running.as_ref().map(|r| r.since.elapsed().as_secs_f64());
+        drop(running);
+        let c = &self.counters;
+        ChannelView {
+            id: self.id.clone(),
+            name: spec.name.clone(),
+            owner: self.owner.as_str(),
+            state: if uptime_s.is_some() {
+                "started"
+            } else {
+                "stopped"
+            },
+            uptime_s,
+            on_air,
+            on_air_session,
+            on_air_for_s,
+            fallback,
+            keys: spec.keys.iter().map(|k| crate::redact::key(k)).collect(),
+            output: OutputView {
+                width: spec.output.width,
+                height: spec.output.height,
+                fps: spec.output.fps,
+                video_bitrate_kbps: spec.output.video_bitrate_kbps,
+                audio_bitrate_kbps: spec.output.audio_bitrate_kbps,
+            },
+            sessions: self
+                .shared
+                .ingest
+                .get()
+                .map(|i| i.sessions(Some(&self.id)))
+                .unwrap_or_default(),
+            destinations: self.destinations.outputs().status(),
+            overlay,
+            counters: ChannelCounters {
+                publishes: c.publishes.load(Ordering::Relaxed),
+                rejected_by_policy: c.rejected_by_policy.load(Ordering::Relaxed),
+                stalls: c.stalls.load(Ordering::Relaxed),
+                switches: c.switches.load(Ordering::Relaxed),
+            },
+        }
+    }
+
+    /// Builds and starts the program, the fallback and the destination connections. A no-op
+    /// when running.
+    fn start(&self) -> Result<(), crate::media::MediaError> {
+        let mut running = lock(&self.running);
+        if running.is_some() {
+            return Ok(());
+        }
+        let spec = self.spec();
+        let program = Program::build(
+            &self.id,
+            &spec.output,
+            self.fanout.clone(),
+            self.events.clone(),
+        )?;
+        let fallback = Fallback::start(program.clone(), &spec.fallback)?;
+        program
+            .pipeline()
+            .set_state(gst::State::Playing)
+            .map_err(|e| crate::media::MediaError::Start {
+                what: format!("channel {}'s program", self.id),
+                message: e.to_string(),
+            })?;
+        watch_bus(&self.id, program.pipeline());
+        let fallback = Arc::new(fallback);
+        *running = Some(Running {
+            program,
+            fallback,
+            since: Instant::now(),
+        });
+        drop(running);
+        {
+            let _rt = self.shared.runtime.enter();
+            self.destinations.outputs().resume();
+        }
+        tracing::info!(channel = %self.id, "channel started");
+        Ok(())
+    }
+
+    /// Closes the destination connections, disconnects the publishers and frees the pipelines.
+    fn stop(&self) {
+        let Some(r) = lock(&self.running).take() else {
+            return;
+        };
+        self.destinations.outputs().suspend();
+        if let Some(ingest) = self.shared.ingest.get() {
+            let n = ingest.kick_channel(&self.id);
+            if n > 0 {
+                tracing::info!(channel = %self.id, publishers = n, "channel stopping: disconnecting its publishers");
+            }
+        }
+        drop(r.fallback);
+        let _ = r.program.pipeline().set_state(gst::State::Null);
+        stop_bus_watch(r.program.pipeline());
+        self.fanout.reset();
+        tracing::info!(channel = %self.id, "channel stopped");
+    }
+
+    /// Keeps started/stopped in the database.
+    fn persist_started(&self, started: bool) {
+        let r = self.shared.db.conn().execute(
+            "INSERT INTO channels (id, owner, spec, started) VALUES (?1, 'config', NULL, ?2)
+             ON CONFLICT (id) DO UPDATE SET started = excluded.started",
+            (&self.id, started),
+        );
+        if let Err(e) = r {
+            tracing::error!(channel = %self.id, error = %e, "channel state not kept in the database");
+        }
+    }
+
+    /// Executes one action on this channel (on its worker thread).
+    fn execute(&self, action: Action, cause: Option<SessionId>) {
+        let id = &self.id;
+        let program = self.program();
+        let fallback = lock(&self.running).as_ref().map(|r| r.fallback.clone());
+        let stopped = |what: &str| {
+            tracing::warn!(channel = %id, "{what} ignored: the channel is stopped");
+        };
+        match action {
+            Action::Switch { to, media, reason } => {
+                let (Some(program), Some(fallback)) = (program, fallback) else {
+                    return stopped("switch");
+                };
+                if let Some(path) = media {
+                    self.set_fallback(&fallback, Some(path));
+                }
+                match to {
+                    Source::Fallback => program.cut_to_fallback(reason),
+                    Source::Live => {
+                        let ingest = self.shared.ingest.get();
+                        let target = cause
+                            .filter(|s| ingest.is_some_and(|i| i.channel_of(*s).as_ref() == Some(id)))
+                            .or_else(|| ingest.and_then(|i| i.newest_healthy(id)));
+                        match target {
+                            Some(session) => program.arm_live(session, reason),
+                            None => {
+                                tracing::warn!(channel = %id, %reason, "switch to live ignored: nobody is publishing")
+                            }
+                        }
+                    }
+                }
+            }
+            Action::Kick { session, reason } => {
+                let ingest = self.shared.ingest.get();
+                match ingest {
+                    Some(i) if i.channel_of(session).as_ref() == Some(id) && i.kick(session) => {
+                        tracing::info!(channel = %id, session, %reason, "kicking publisher");
+                    }
+                    _ => tracing::warn!(channel = %id, session, "kick ignored: no such session on this channel"),
+                }
+            }
+            Action::SetFallback { media } => match fallback {
+                Some(f) => self.set_fallback(&f, media),
+                None => {
+                    // kept for the next start
+                    lock(&self.spec).fallback.media = media;
+                    self.persist_spec();
+                }
+            },
+            Action::DestinationAdd { name, url } => log_err(id, &name, {
+                let _rt = self.shared.runtime.enter();
+                self.destinations.create(&name, &url, true)
+            }),
+            Action::DestinationRemove { name } => log_err(id, &name, self.destinations.delete(&name)),
+            Action::DestinationEnable { name } => log_err(id, &name, {
+                let _rt = self.shared.runtime.enter();
+                self.destinations.update(&name, None, Some(true))
+            }),
+            Action::DestinationDisable { name } => {
+                log_err(id, &name, self.destinations.update(&name, None, Some(false)))
+            }
+            Action::OverlaySet { layer } => {
+                let Some(program) = program else {
+                    return stopped("overlay");
+                };
+                let overlay = program.overlay();
+                if overlay.unchanged_source(&layer) {
+                    overlay.reposition(&layer);
+                    return;
+                }
+                let image = match crate::media::overlay::render_builtin(&layer.source) {
+                    Some(r) => r,
+                    None => match &layer.source {
+                        crate::action::LayerSource::Plugin { plugin, data } => {
+                            self.shared
+                                .plugins
+                                .render(plugin, layer.width, layer.height, data)
+                        }
+                        _ => Err("unsupported layer source".into()),
+                    },
+                };
+                match image.and_then(|img| overlay.set(&layer, &img)) {
+                    Ok(()) => tracing::debug!(channel = %id, layer = %layer.name, "overlay layer set"),
+                    Err(e) => {
+                        tracing::warn!(channel = %id, layer = %layer.name, error = %e, "overlay layer not shown")
+                    }
+                }
+            }
+            Action::OverlayHide { name } => match program {
+                Some(p) if p.overlay().hide(&name) => {}
+                _ => tracing::debug!(channel = %id, layer = %name, "overlay hide: no such layer"),
+            },
+            Action::ChannelStart => self.run_start(),
+            Action::ChannelStop => self.run_stop(),
+            Action::RejectPublish { .. }
+            | Action::OnChannel { .. }
+            | Action::ChannelDelete => {
+                tracing::warn!(channel = %id, action = ?action, "action not for a channel's worker: ignored");
+            }
+        }
+    }
+
+    fn run_start(&self) {
+        self.persist_started(true);
+        if let Err(e) = self.start() {
+            tracing::error!(channel = %self.id, error = %e, "channel not started");
+        }
+    }
+
+    fn run_stop(&self) {
+        self.persist_started(false);
+        self.stop();
+    }
+
+    fn set_fallback(&self, fallback: &Fallback, media: Option<PathBuf>) {
+        match fallback.set_media(media.as_deref()) {
+            Ok(what) => tracing::info!(channel = %self.id, fallback = %what, "fallback media set"),
+            Err(e) => {
+                tracing::error!(channel = %self.id, error = %e, "fallback media unusable: showing the slate instead")
+            }
+        }
+        if self.owner == Owner::Database {
+            lock(&self.spec).fallback.media = media;
+            self.persist_spec();
+        }
+    }
+
+    /// Writes a run-time channel's spec back (its fallback media changed).
+    fn persist_spec(&self) {
+        if self.owner != Owner::Database {
+            return;
+        }
+        let json = match serde_json::to_string(&self.spec()) {
+            Ok(j) => j,
+            Err(e) => return tracing::error!(channel = %self.id, error = %e, "channel not kept"),
+        };
+        if let Err(e) = self.shared.db.conn().execute(
+            "UPDATE channels SET spec = ?2 WHERE id = ?1",
+            (&self.id, json),
+        ) {
+            tracing::error!(channel = %self.id, error = %e, "channel change not kept in the database");
+        }
+    }
+}
+
+fn log_err(channel: &str, name: &str, r: Result<(), crate::destinations::DestinationError>) {
+    if let Err(e) = r {
+        tracing::warn!(channel, destination = %name, error = %e, "destination action ignored");
+    }
+}
+
+/// A channel's worker: runs its jobs one at a time until the channel is gone.
+fn worker(
+    channel: Weak<Channel>,
+    jobs: crossbeam_channel::Receiver<Job>,
+    runtime: tokio::runtime::Handle,
+) {
+    let _rt = runtime.enter();
+    for job in jobs {
+        let Some(c) = channel.upgrade() else { return };
+        if c.deleted.load(Ordering::SeqCst) {
+            return;
+        }
+        match job {
+            Job::Action(a, cause) => c.execute(a, cause),
+            Job::Start => c.run_start(),
+            Job::Stop => c.run_stop(),
+        }
+    }
+}
+
+/// Logs a program pipeline's errors and warnings until [`stop_bus_watch`]. An error there is
+/// logged, never fatal: destinations stay connected.
+fn watch_bus(channel: &str, pipeline: &gst::Pipeline) {
+    let Some(bus) = pipeline.bus() else { return };
+    let channel = channel.to_string();
+    std::thread::Builder::new()
+        .name(format!("bus-{channel}"))
+        .spawn(move || {
+            for msg in bus.iter_timed(gst::ClockTime::NONE) {
+                match msg.view() {
+                    gst::MessageView::Error(e) => tracing::error!(
+                        channel = %channel,
+                        source = ?e.src().map(|s| s.path_string()),
+                        error = %e.error(),
+                        debug = ?e.debug(),
+                        "program pipeline error"
+                    ),
+                    gst::MessageView::Warning(w) => tracing::warn!(
+                        channel = %channel,
+                        source = ?w.src().map(|s| s.path_string()),
+                        warning = %w.error(),
+                        debug = ?w.debug(),
+                        "program pipeline warning"
+                    ),
+                    gst::MessageView::Application(a)
+                        if a.structure().is_some_and(|s| s.name() == BUS_STOP) =>
+                    {
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .ok();
+}
+
+const BUS_STOP: &str = "onair-bus-stop";
+
+fn stop_bus_watch(pipeline: &gst::Pipeline) {
+    if let Some(bus) = pipeline.bus() {
+        let _ = bus.post(gst::message::Application::new(
+            gst::Structure::new_empty(BUS_STOP),
+        ));
+    }
+}
+
+/// `POST /api/channels` and `onair.channel_create`: a channel to create at run time. Absent
+/// fields take the top-level `[fallback]` and `[output]` of the config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewChannel {
+    pub id: String,
+    /// Default: the id.
+    pub name: Option<String>,
+    /// Default: one generated key (`live_…`), returned once in the answer.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// An image or video file for the fallback; default: the slate.
+    pub fallback_media: Option<PathBuf>,
+    pub output: Option<OutputConfig>,
+    #[serde(default)]
+    pub destinations: Vec<DestinationConfig>,
+    /// Start it at once. Default true.
+    pub start: Option<bool>,
+}
+
+/// `PATCH /api/channels/:id`. Output changes apply at the channel's next start.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelPatch {
+    pub name: Option<String>,
+    pub keys: Option<Vec<String>>,
+    pub output: Option<OutputConfig>,
+}
+
+/// Every channel, by id.
+pub struct Channels {
+    shared: Arc<Shared>,
+    map: RwLock<BTreeMap<String, Arc<Channel>>>,
+    /// `ingest.allow_any_key`: any key publishes to the primary channel.
+    allow_any_key: bool,
+    /// What a run-time channel takes when it does not say: the top-level tables.
+    template: (FallbackConfig, OutputConfig),
+}
+
+impl Channels {
+    /// Makes the config's channels and those kept in the database, and starts the ones that
+    /// were started (every config channel the first time). A database channel whose id is now
+    /// in the config is skipped with a warning: the file wins.
+    pub fn load(
+        specs: Vec<ChannelSpec>,
+        cfg: &crate::config::Config,
+        shared: Arc<Shared>,
+    ) -> Result<Arc<Channels>, ChannelError> {
+        let db_err = |e: rusqlite::Error| ChannelError::Db(e.to_string());
+        let rows: Vec<(String, String, Option<String>, bool)> = {
+            let conn = shared.db.conn();
+            let mut stmt = conn
+                .prepare("SELECT id, owner, spec, started FROM channels ORDER BY rowid")
+                .map_err(db_err)?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(db_err)?
+        };
+        let mut map = BTreeMap::new();
+        let mut starts = Vec::new();
+        for spec in specs {
+            let started = rows
+                .iter()
+                .find(|r| r.0 == spec.id && r.1 == "config")
+                .is_none_or(|r| r.3);
+            let dests = Destinations::load(&shared.db, &spec.id, &spec.destinations)
+                .map_err(|e| ChannelError::Db(e.to_string()))?;
+            let c = Channel::new(spec, Owner::File, dests, shared.clone());
+            starts.push((c.clone(), started));
+            map.insert(c.id.clone(), c);
+        }
+        for (id, owner, spec, started) in rows {
+            if owner != "db" {
+                continue;
+            }
+            if map.contains_key(&id) {
+                tracing::warn!(channel = %id, file = %shared.file, "a channel created at run time now has the id of one in the config file: the file's is used");
+                continue;
+            }
+            let spec: ChannelSpec = match spec.as_deref().map(serde_json::from_str) {
+                Some(Ok(s)) => s,
+                _ => {
+                    tracing::error!(channel = %id, "channel kept in the database is unreadable: skipped");
+                    continue;
+                }
+            };
+            let dests = Destinations::load(&shared.db, &id, &[])
+                .map_err(|e| ChannelError::Db(e.to_string()))?;
+            let c = Channel::new(spec, Owner::Database, dests, shared.clone());
+            starts.push((c.clone(), started));
+            map.insert(id, c);
+        }
+        for (c, started) in starts {
+            if started && let Err(e) = c.start() {
+                tracing::error!(channel = %c.id, error = %e, "channel not started");
+            } else if !started {
+                tracing::info!(channel = %c.id, "channel stays stopped (stopped before the restart)");
+            }
+        }
+        Ok(Arc::new(Channels {
+            shared,
+            map: RwLock::new(map),
+            allow_any_key: cfg.ingest.allow_any_key,
+            template: (cfg.fallback.clone(), cfg.output.clone()),
+        }))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Channel>>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Channel>> {
+        self.read().get(id).cloned()
+    }
+
+    /// Every channel, by id.
+    pub fn all(&self) -> Vec<Arc<Channel>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// The channel unqualified calls act on when no event names one (timers, routes,
+    /// `/api/switch`, `/preview.flv`): `default` if it exists, else the first by id.
+    pub fn primary(&self) -> Option<Arc<Channel>> {
+        let map = self.read();
+        map.get(DEFAULT_CHANNEL)
+            .or_else(|| map.values().next())
+            .cloned()
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Creates a run-time channel, keeps it in the database (with its destinations, in one
+    /// transaction) and queues its start. Returns it and its stream keys in full (the only time
+    /// the API shows them).
+    pub fn create(&self, req: NewChannel) -> Result<(Arc<Channel>, Vec<String>), ChannelError> {
+        if let Some(message) = crate::config::channel_id_error(&req.id) {
+            return Err(ChannelError::Invalid { field: "id", message });
+        }
+        let name = req.name.clone().unwrap_or_else(|| req.id.clone());
+        check_name(&name)?;
+        let keys = if req.keys.is_empty() {
+            vec![crate::secrets::generate("live_").map_err(|e| ChannelError::Db(e.to_string()))?]
+        } else {
+            req.keys.clone()
+        };
+        let output = req.output.clone().unwrap_or_else(|| self.template.1.clone());
+        if let Some((key, message)) = crate::config::output_error("output", &output) {
+            return Err(ChannelError::Invalid {
+                field: "output",
+                message: format!("{key}: {message}"),
+            });
+        }
+        let mut names = std::collections::HashSet::new();
+        for d in &req.destinations {
+            if let Err(e) = crate::destinations::validate(&d.name, &d.url) {
+                return Err(ChannelError::Invalid {
+                    field: "destinations",
+                    message: e.to_string(),
+                });
+            }
+            if !names.insert(d.name.as_str()) {
+                return Err(ChannelError::Invalid {
+                    field: "destinations",
+                    message: format!("{:?} is used by two destinations", d.name),
+                });
+            }
+        }
+        let spec = ChannelSpec {
+            id: req.id.clone(),
+            name: name.clone(),
+            keys: keys.clone(),
+            fallback: FallbackConfig {
+                media: req.fallback_media.clone(),
+                channel_name: name,
+                ..self.template.0.clone()
+            },
+            output,
+            destinations: Vec::new(),
+        };
+        let start = req.start.unwrap_or(true);
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if map.contains_key(&req.id) {
+            return Err(ChannelError::Exists(req.id));
+        }
+        self.check_keys(&map, &req.id, &keys)?;
+        {
+            let json = serde_json::to_string(&spec).map_err(|e| ChannelError::Db(e.to_string()))?;
+            let mut conn = self.shared.db.conn();
+            let tx = conn.transaction().map_err(|e| ChannelError::Db(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO channels (id, owner, spec, started) VALUES (?1, 'db', ?2, ?3)",
+                (&req.id, &json, start),
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    ChannelError::Exists(req.id.clone())
+                }
+                e => ChannelError::Db(e.to_string()),
+            })?;
+            // a channel deleted earlier under this id may have left destination rows
+            tx.execute("DELETE FROM destinations WHERE channel = ?1", [&req.id])
+                .map_err(|e| ChannelError::Db(e.to_string()))?;
+            for d in &req.destinations {
+                tx.execute(
+                    "INSERT INTO destinations (channel, name, url, enabled, owner) VALUES (?1, ?2, ?3, ?4, 'db')",
+                    (&req.id, &d.name, &d.url, d.enabled),
+                )
+                .map_err(|e| ChannelError::Db(e.to_string()))?;
+            }
+            tx.commit().map_err(|e| ChannelError::Db(e.to_string()))?;
+        }
+        let c = Channel::new(spec, Owner::Database, req.destinations.clone(), self.shared.clone());
+        map.insert(req.id.clone(), c.clone());
+        drop(map);
+        tracing::info!(channel = %c.id, destinations = req.destinations.len(), start, "channel created");
+        if start {
+            c.submit_start(true);
+        }
+        Ok((c, keys))
+    }
+
+    /// Changes a run-time channel's name, keys or encode (the encode at its next start).
+    pub fn update(&self, id: &str, patch: ChannelPatch) -> Result<Arc<Channel>, ChannelError> {
+        let map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let c = map
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ChannelError::NotFound(id.into()))?;
+        if c.owner == Owner::File {
+            return Err(ChannelError::OwnedByFile {
+                id: id.into(),
+                file: self.shared.file.clone(),
+            });
+        }
+        let mut spec = c.spec();
+        if let Some(name) = patch.name {
+            check_name(&name)?;
+            spec.fallback.channel_name = name.clone();
+            spec.name = name;
+        }
+        if let Some(keys) = patch.keys {
+            if keys.is_empty() {
+                return Err(ChannelError::Invalid {
+                    field: "keys",
+                    message: "a channel needs at least one stream key".into(),
+                });
+            }
+            self.check_keys(&map, id, &keys)?;
+            spec.keys = keys;
+        }
+        if let Some(output) = patch.output {
+            if let Some((key, message)) = crate::config::output_error("output", &output) {
+                return Err(ChannelError::Invalid {
+                    field: "output",
+                    message: format!("{key}: {message}"),
+                });
+            }
+            spec.output = output;
+        }
+        let json = serde_json::to_string(&spec).map_err(|e| ChannelError::Db(e.to_string()))?;
+        self.shared
+            .db
+            .conn()
+            .execute("UPDATE channels SET spec = ?2 WHERE id = ?1", (id, json))
+            .map_err(|e| ChannelError::Db(e.to_string()))?;
+        *lock(&c.spec) = spec;
+        drop(map);
+        tracing::info!(channel = %id, "channel updated");
+        Ok(c)
+    }
+
+    /// Stops and deletes a run-time channel with its destinations.
+    pub fn delete(&self, id: &str) -> Result<(), ChannelError> {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let c = map
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ChannelError::NotFound(id.into()))?;
+        if c.owner == Owner::File {
+            return Err(ChannelError::OwnedByFile {
+                id: id.into(),
+                file: self.shared.file.clone(),
+            });
+        }
+        {
+            let mut conn = self.shared.db.conn();
+            let tx = conn.transaction().map_err(|e| ChannelError::Db(e.to_string()))?;
+            tx.execute("DELETE FROM channels WHERE id = ?1", [id])
+                .map_err(|e| ChannelError::Db(e.to_string()))?;
+            tx.execute("DELETE FROM destinations WHERE channel = ?1", [id])
+                .map_err(|e| ChannelError::Db(e.to_string()))?;
+            tx.commit().map_err(|e| ChannelError::Db(e.to_string()))?;
+        }
+        map.remove(id);
+        drop(map);
+        c.deleted.store(true, Ordering::SeqCst);
+        c.stop();
+        tracing::info!(channel = %id, "channel deleted");
+        Ok(())
+    }
+
+    /// Refuses keys that another channel uses (a key publishes to one channel).
+    fn check_keys(
+        &self,
+        map: &BTreeMap<String, Arc<Channel>>,
+        id: &str,
+        keys: &[String],
+    ) -> Result<(), ChannelError> {
+        for k in keys {
+            if let Some(message) = crate::config::stream_key_error(k) {
+                return Err(ChannelError::Invalid { field: "keys", message });
+            }
+            if let Some(other) = map
+                .values()
+                .find(|c| c.id != id && lock(&c.spec).keys.iter().any(|x| x == k))
+            {
+                return Err(ChannelError::Invalid {
+                    field: "keys",
+                    message: format!(
+                        "stream key {} is channel {:?}'s: a key publishes to one channel",
+                        crate::redact::key(k),
+                        other.id
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_name(name: &str) -> Result<(), ChannelError> {
+    if name.trim().is_empty() || name.chars().count() > 100 {
+        return Err(ChannelError::Invalid {
+            field: "name",
+            message: format!("{name:?} must be 1 to 100 characters"),
+        });
+    }
+    Ok(())
+}
+
+impl Router for Channels {
+    fn route(&self, key: &str) -> Result<Route, String> {
+        let redacted = crate::redact::key(key);
+        let channel = self
+            .read()
+            .values()
+            .find(|c| lock(&c.spec).keys.iter().any(|k| k == key))
+            .cloned()
+            .or_else(|| if self.allow_any_key { self.primary() } else { None })
+            .ok_or_else(|| {
+                format!("unknown stream key {redacted}: check OBS Settings → Stream → Stream Key")
+            })?;
+        let program = channel
+            .program()
+            .ok_or_else(|| format!("channel {:?} is stopped: start it to publish", channel.id))?;
+        Ok(Route {
+            channel: channel.id.clone(),
+            program,
+            events: channel.events.clone(),
+            stall_timeout: Duration::from_millis(lock(&channel.spec).fallback.stall_timeout_ms),
+        })
+    }
+}
+
+/// Counts `ev` on its channel.
+pub fn observe(channels: &Channels, ev: &Event) {
+    let Some(c) = channels.get(ev.channel()) else {
+        return;
+    };
+    let n = &c.counters;
+    match ev {
+        Event::Switched(_) => n.switches.fetch_add(1, Ordering::Relaxed),
+        Event::Stall(_) => n.stalls.fetch_add(1, Ordering::Relaxed),
+        Event::Publish(_) => n.publishes.fetch_add(1, Ordering::Relaxed),
+        _ => 0,
+    };
+}
