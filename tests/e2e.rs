@@ -92,7 +92,7 @@ fn relay_survives_publisher_faults_on_one_output_connection() {
     );
     assert!(
         wait_until(SWITCH, || !onair
-            .log_lines(&[" unpublish session="])
+            .log_lines(&[" unpublish channel=default session="])
             .is_empty()),
         "no unpublish for the killed publisher"
     );
@@ -184,7 +184,7 @@ fn destination_rejoins_after_the_platform_restarts_without_disturbing_another() 
 
     platform_a.stop();
     assert!(
-        onair.wait_log("destination down destination=a", SWITCH),
+        onair.wait_log("destination down channel=default destination=a", SWITCH),
         "destination a did not notice its platform stopping"
     );
     std::thread::sleep(Duration::from_secs(3));
@@ -197,7 +197,7 @@ fn destination_rejoins_after_the_platform_restarts_without_disturbing_another() 
         "onair did not re-join platform a:\n{}",
         onair.log_text()
     );
-    assert!(onair.wait_log("destination up destination=a attempt=", SWITCH));
+    assert!(onair.wait_log("destination up channel=default destination=a attempt=", SWITCH));
     assert!(!onair.log_lines(&["retrying", "delay_ms="]).is_empty());
 
     // b never noticed

@@ -538,3 +538,108 @@ fn match_overlay_scoreboard_reaches_the_platform_and_follows_the_score() {
         "scoreboard vs reference MAE: {err1:.2} then {err2:.2}; region change {changed:.1}; {diff} pixels changed with the score"
     );
 }
+
+#[test]
+fn seed_004_streams_start_as_channels_with_their_scoreboard_list_their_uptime_and_stop() {
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let (port, data) = match_api();
+    let script = example("match-overlay/streams.lua")
+        .replace(
+            "http://127.0.0.1:9000/match/{stream}",
+            &format!("http://127.0.0.1:{port}/match/{{stream}}"),
+        )
+        .replace("local POLL_MS = 2000", "local POLL_MS = 500");
+    let onair = start(
+        &nginx,
+        "[plugins]\ndir = \"plugins\"\ndeadline_ms = 1000\n",
+        &[("streams.lua", script)],
+        |dir| {
+            std::fs::create_dir_all(dir.join("plugins")).expect("mkdir");
+            std::fs::copy(scoreboard_wasm(), dir.join("plugins/scoreboard.wasm"))
+                .expect("copy plugin");
+        },
+    );
+    let url = nginx.url("app2", "m1");
+    let start_body = format!(r#"{{"youtube_url": "{url}", "stream_name": "m1"}}"#);
+    for (body, code) in [
+        (r#"{"stream_name": "m1"}"#.to_string(), 400),
+        (r#"not json"#.to_string(), 400),
+        (
+            r#"{"youtube_url": "rtmp://127.0.0.1:1/app/k", "stream_name": "Bad Name"}"#.to_string(),
+            400,
+        ),
+    ] {
+        let (got, v) = onair.call("POST", "/start_stream", &body);
+        assert_eq!(got, code, "{body}: {v}");
+    }
+    let (code, v) = onair.call("POST", "/start_stream", &start_body);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["message"], "Stream m1 started successfully");
+    assert_eq!(v["youtube_url"], url.as_str());
+    assert_eq!(onair.call("POST", "/start_stream", &start_body).0, 409);
+    assert!(wait_until(SWITCH, || nginx.publishers("app2").len() == 1));
+    // the camera publishes with the stream name as its key
+    let _camera = Publisher::start(&onair.publish_url("m1"), "blue");
+    assert!(wait_until(SWITCH, || onair.get_json("/api/channels/m1")["on_air"] == "live"));
+    assert_eq!(
+        onair.get_json("/api/channels/default")["on_air"],
+        "fallback",
+        "the other channel is untouched"
+    );
+    let (fw, fh) = (640usize, 360usize);
+    let before = grab_rgb(&url, fw, fh);
+
+    let m1 = r#"{"home":{"name":"IND","score":"187/4"},"away":{"name":"AUS","score":154},"clock":"18.3 ov","title":"2nd T20I"}"#;
+    *data.lock().expect("lock") = Some(m1.to_string());
+    let reference = onair::wasm::PluginHost::new(
+        Path::new("/nonexistent"),
+        onair::wasm::PluginLimits {
+            deadline: Duration::from_secs(2),
+            ..Default::default()
+        },
+    )
+    .expect("host");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(scoreboard_wasm(), dir.path().join("scoreboard.wasm")).expect("copy");
+    reference
+        .load(&dir.path().join("scoreboard.wasm"))
+        .expect("load");
+    let ref1 = reference.render("scoreboard", 0, 0, m1).expect("render");
+    let (w, h) = (ref1.width as usize, ref1.height as usize);
+    let mut err = f64::MAX;
+    assert!(
+        wait_until(SWITCH, || {
+            let frame = grab_rgb(&url, fw, fh);
+            err = mae_vs_reference(&frame, &before, &ref1, 40, 40, fw);
+            mae_region(&frame, &before, 40, 40, w, h, fw) > 20.0 && err < 12.0
+        }),
+        "the scoreboard did not reach the stream's platform (MAE {err:.1})"
+    );
+    assert!(
+        onair.get_json("/api/channels/default")["overlay"]
+            .as_array()
+            .is_some_and(|a| a.is_empty()),
+        "the scoreboard is on the stream's channel only"
+    );
+
+    std::thread::sleep(Duration::from_secs(1));
+    let (code, list) = onair.call("GET", "/list_streams", "");
+    assert_eq!(code, 200, "{list}");
+    let uptime = list["m1"]["uptime"].as_f64().unwrap_or(0.0);
+    assert!(uptime > 1.0, "{list}");
+    assert!(list["m1"]["youtube_url"].as_str().is_some_and(|u| u.starts_with("rtmp://127.0.0.1")));
+
+    for (body, code) in [(r#"{}"#, 400), (r#"{"stream_name": "nope"}"#, 404)] {
+        assert_eq!(onair.call("POST", "/stop_stream", body).0, code, "{body}");
+    }
+    let (code, v) = onair.call("POST", "/stop_stream", r#"{"stream_name": "m1"}"#);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["message"], "Stream m1 stopped successfully");
+    assert!(wait_until(SWITCH, || nginx.publishers("app2").is_empty()));
+    assert_eq!(onair.call("GET", "/api/channels/m1", "").0, 404);
+    assert_eq!(onair.call("POST", "/stop_stream", r#"{"stream_name": "m1"}"#).0, 404);
+    let (_, list) = onair.call("GET", "/list_streams", "");
+    assert!(list.get("m1").is_none(), "{list}");
+    eprintln!("seed 004: scoreboard MAE {err:.2}, uptime {uptime:.1} s");
+}

@@ -4,6 +4,7 @@
 
 ---@class onair.Event
 ---@field event "publish"|"unpublish"|"stall"|"resume"|"ingest-stats"|"switched"|"destination-up"|"destination-down"|"destination-retry"
+---@field channel string the channel's id ("default" without [[channel]] tables)
 ---@field session? integer publisher session id
 ---@field key? string stream key, redacted
 ---@field addr? string publisher address ip:port (publish)
@@ -103,9 +104,37 @@ function onair.destinations.enable(name) end
 ---@param name string
 function onair.destinations.disable(name) end
 
----The same data as GET /api/status.
+---The same data as GET /api/status, its top-level fields for the channel in scope (a handle's,
+---the event's, else the primary channel).
 ---@return table
 function onair.status() end
+
+---Every channel, as GET /api/channels lists them.
+---@return table[]
+function onair.channels() end
+
+---@class onair.Channel
+---@field id string
+---@field switch fun(self: onair.Channel, source: "live"|"fallback", opts?: onair.SwitchOpts)
+---@field set_fallback fun(self: onair.Channel, path?: string)
+---@field kick fun(self: onair.Channel, session: integer, reason?: string)
+---@field reject fun(self: onair.Channel, reason: string)
+---@field status fun(self: onair.Channel): table
+---@field destinations table the onair.destinations calls, for this channel
+---@field overlay table the onair.overlay calls, for this channel
+---@field start fun(self: onair.Channel)
+---@field stop fun(self: onair.Channel)
+---@field delete fun(self: onair.Channel)
+
+---A handle on channel `id`; raises for an unknown id.
+---@param id string
+---@return onair.Channel
+function onair.channel(id) end
+
+---Creates a run-time channel (kept in the database) and starts it unless start = false.
+---@param spec {id: string, name?: string, keys?: string[], fallback_media?: string, output?: table, destinations?: {name: string, url: string, enabled?: boolean}[], start?: boolean}
+---@return table the channel as GET /api/channels/ID shows it, plus stream_keys
+function onair.channel_create(spec) end
 
 ---Milliseconds since the Unix epoch.
 ---@return integer

@@ -17,11 +17,25 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A port nothing listens on, below Linux's ephemeral range (32768–60999): a port the kernel
+/// handed out with `bind(0)` can be taken by an outgoing connection (ffmpeg, a destination)
+/// before the test's server binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 120) as u16 * 100,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        let p = 20_000 + (p - 20_000) % 12_000;
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -278,8 +292,9 @@ pub fn repo_root() -> PathBuf {
 }
 
 impl Onair {
-    /// Starts onair with `extra` TOML appended to a config that sets free ports, the test key
-    /// `test-key-123`, 640x360 output and the repo's scripts. Waits until it is ready.
+    /// Starts onair with `extra` TOML appended to a config that sets free ports, the test keys
+    /// `test-key-123` and `test-key-456` (none when `extra` has `[[channel]]` tables), 640x360
+    /// output and the repo's scripts. Waits until it is ready.
     pub fn start(extra: &str) -> Onair {
         Self::start_with(extra, |_| {})
     }
@@ -303,8 +318,14 @@ impl Onair {
                 repo_root().join("scripts").display()
             )
         };
+        // with [[channel]] tables each channel lists its own keys
+        let keys = if extra.contains("[[channel]]") {
+            ""
+        } else {
+            "keys = [\"test-key-123\", \"test-key-456\"]\n"
+        };
         let mut cfg = format!(
-            "[ingest]\nrtmp_listen = \"127.0.0.1:{rtmp_port}\"\nkeys = [\"test-key-123\", \"test-key-456\"]\n{ingest}\n\
+            "[ingest]\nrtmp_listen = \"127.0.0.1:{rtmp_port}\"\n{keys}{ingest}\n\
              [http]\nlisten = \"127.0.0.1:{http_port}\"\nadmin_token = \"{TOKEN}\"\npreview_key = \"{PREVIEW_KEY}\"\n{scripts}"
         );
         if !extra.contains("[output]") {
@@ -391,6 +412,43 @@ impl Onair {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON: {e}"))
     }
 
+    /// `method path` with the admin token and a JSON `body`: the status and the JSON answer
+    /// (null when the body is not JSON).
+    pub fn call(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let auth = format!("Bearer {TOKEN}");
+        let (code, text) = http_request(
+            self.http_port,
+            method,
+            path,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+        .unwrap_or_else(|| panic!("{method} {path} does not answer"));
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// CPU seconds (user + system) the process has used so far, from `/proc/PID/stat`.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // the fields after the command name, which is in parentheses
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // utime and stime are fields 14 and 15 of stat (11 and 12 after the state letter)
+        match (f.get(10), f.get(11)) {
+            (Some(u), Some(s)) => (u + s) as f64 / 100.0,
+            _ => 0.0,
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -426,6 +484,16 @@ impl Publisher {
 
     /// Like [`Self::start_args`] with another audio codec (an ffmpeg encoder name).
     pub fn start_codec(url: &str, color: &str, audio: bool, acodec: &str) -> Publisher {
+        Self::start_lavfi(url, &format!("color=c={color}:s=640x360:r=30"), audio, acodec)
+    }
+
+    /// Publishes the lavfi video source `video` (e.g. `testsrc2=s=640x360:r=30`, a moving
+    /// picture) with the tone.
+    pub fn start_video(url: &str, video: &str) -> Publisher {
+        Self::start_lavfi(url, video, true, "aac")
+    }
+
+    fn start_lavfi(url: &str, video: &str, audio: bool, acodec: &str) -> Publisher {
         let mut cmd = Command::new("ffmpeg");
         cmd.args([
             "-hide_banner",
@@ -436,7 +504,7 @@ impl Publisher {
             "lavfi",
             "-i",
         ])
-        .arg(format!("color=c={color}:s=640x360:r=30"));
+        .arg(video);
         if audio {
             cmd.args(["-f", "lavfi", "-i", "sine=f=440:sample_rate=48000"]);
         }

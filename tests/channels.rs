@@ -1,0 +1,334 @@
+//! Many channels in one onair: independent on air, created and changed at run time, kept in the
+//! database across a restart (and a kill -9), started and stopped. ffmpeg publishes, nginx-rtmp
+//! is the platform, ffmpeg watches what arrived there.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const SWITCH: Duration = Duration::from_secs(15);
+
+fn two_channels(nginx: &Nginx) -> String {
+    format!(
+        "[[channel]]\nid = \"court-a\"\nname = \"Court A\"\nkeys = [\"key-a\"]\n\
+         [[channel.destination]]\nname = \"yt\"\nurl = \"{}\"\n\
+         [[channel]]\nid = \"court-b\"\nkeys = [\"key-b\"]\n\
+         [[channel.destination]]\nname = \"yt\"\nurl = \"{}\"\n",
+        nginx.url("app", "a"),
+        nginx.url("app2", "b"),
+    )
+}
+
+/// The publishing connection's age at nginx, in ms, when there is exactly one.
+fn one_publisher(nginx: &Nginx, app: &str) -> Option<u64> {
+    match nginx.publishers(app).as_slice() {
+        [t] => Some(*t),
+        _ => None,
+    }
+}
+
+#[test]
+fn two_channels_are_independent_a_fault_on_one_never_touches_the_other() {
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let onair = Onair::start(&two_channels(&nginx));
+    assert!(wait_until(SWITCH, || one_publisher(&nginx, "app").is_some()
+        && one_publisher(&nginx, "app2").is_some()));
+
+    let list = onair.get_json("/api/channels");
+    let ids: Vec<&str> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["court-a", "court-b"], "{list}");
+    assert_eq!(list[0]["name"], "Court A");
+    assert_eq!(list[1]["name"], "court-b", "the name defaults to the id");
+    assert_eq!(list[0]["owner"], "config");
+
+    let mut pub_a = Publisher::start(&onair.publish_url("key-a"), "red");
+    let _pub_b = Publisher::start(&onair.publish_url("key-b"), "green");
+    let view_a = Viewer::start(&nginx.url("app", "a"));
+    let view_b = Viewer::start(&nginx.url("app2", "b"));
+    let t0 = Instant::now();
+    assert!(view_a.wait_for(t0, SWITCH, Frame::is_red), "channel A live");
+    assert!(view_b.wait_for(t0, SWITCH, Frame::is_green), "channel B live");
+    // each key feeds its own channel only
+    let a = onair.get_json("/api/channels/court-a");
+    let b = onair.get_json("/api/channels/court-b");
+    assert_eq!(a["on_air"], "live", "{a}");
+    assert_eq!(b["on_air"], "live", "{b}");
+    assert_eq!(a["sessions"].as_array().map(Vec::len), Some(1), "{a}");
+    assert_eq!(b["sessions"][0]["channel"], "court-b", "{b}");
+    let b_switches = b["counters"]["switches"].as_u64().expect("counter");
+    let (age_a, age_b) = (
+        one_publisher(&nginx, "app").expect("one"),
+        one_publisher(&nginx, "app2").expect("one"),
+    );
+
+    // kill channel A's publisher: A falls back, B does not notice
+    let cut = Instant::now();
+    let frames_b_before = view_b.frames().len();
+    pub_a.kill9();
+    assert!(
+        view_a.wait_for(cut, SWITCH, |f| !f.is_red()),
+        "channel A shows its fallback"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let after: Vec<Frame> = view_b.frames()[frames_b_before..].to_vec();
+    assert!(after.len() > 60, "B kept playing: {} frames", after.len());
+    assert!(after.iter().all(Frame::is_green), "B stayed on its live feed");
+    let max_step = after
+        .windows(2)
+        .map(|w| (w[1].pts - w[0].pts) * 1000.0)
+        .fold(0.0, f64::max);
+    assert!(
+        max_step <= 100.0,
+        "B's video has a {max_step:.0} ms gap while A switched"
+    );
+    let b = onair.get_json("/api/channels/court-b");
+    assert_eq!(b["on_air"], "live");
+    assert_eq!(b["counters"]["switches"].as_u64(), Some(b_switches), "B never switched: {b}");
+    assert_eq!(onair.get_json("/api/channels/court-a")["on_air"], "fallback");
+    assert!(
+        onair
+            .log_lines(&["switched", "court-b", "to=\"fallback\""])
+            .is_empty()
+            && onair.log_lines(&["switched", "court-b"]).len() == 1,
+        "B switched once (to live) only:\n{}",
+        onair.log_lines(&["switched"]).join("\n")
+    );
+    // both platform connections are the ones opened at the start
+    let elapsed = age_a.min(age_b);
+    let (now_a, now_b) = (
+        one_publisher(&nginx, "app").expect("A still connected"),
+        one_publisher(&nginx, "app2").expect("B still connected"),
+    );
+    assert!(now_a > age_a && now_b > age_b && elapsed > 0, "connections re-opened");
+    // the old single-channel routes act on the primary channel (here the first by id)
+    assert_eq!(onair.status()["channel"], "court-a");
+}
+
+#[test]
+fn a_channel_created_over_the_api_goes_live_grows_a_destination_and_survives_a_restart() {
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let mut onair = Onair::start("");
+
+    // bad input names the field; config-owned channels refuse edits
+    for (body, field) in [
+        (r#"{"id": "Court 2"}"#, "id"),
+        (r#"{"id": "c2", "keys": ["test-key-123"]}"#, "keys"),
+        (r#"{"id": "c2", "output": {"width": 641}}"#, "output"),
+        (
+            r#"{"id": "c2", "destinations": [{"name": "x", "url": "http://nope"}]}"#,
+            "destinations",
+        ),
+    ] {
+        let (code, v) = onair.call("POST", "/api/channels", body);
+        assert_eq!((code, v["field"].as_str()), (400, Some(field)), "{body}: {v}");
+    }
+    let (code, v) = onair.call("POST", "/api/channels", r#"{"id": "c2", "colour": 1}"#);
+    assert_eq!(code, 400, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("colour")), "{v}");
+    for method in ["PATCH", "DELETE"] {
+        let (code, v) = onair.call(method, "/api/channels/default", r#"{"name": "x"}"#);
+        assert_eq!(code, 409, "{method}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| e.contains("onair.toml")), "{v}");
+    }
+    assert_eq!(onair.call("DELETE", "/api/channels/nope", "").0, 404);
+
+    let body = format!(
+        r#"{{"id": "court-2", "name": "Court 2", "keys": ["court-2-key"],
+            "destinations": [{{"name": "first", "url": "{}"}}]}}"#,
+        nginx.url("app", "c2")
+    );
+    let (code, made) = onair.call("POST", "/api/channels", &body);
+    assert_eq!(code, 201, "{made}");
+    assert_eq!(made["stream_keys"][0], "court-2-key");
+    assert_eq!(made["owner"], "runtime");
+    assert_eq!(onair.call("POST", "/api/channels", &body).0, 409, "same id twice");
+    assert!(wait_until(SWITCH, || one_publisher(&nginx, "app").is_some()));
+
+    let publisher = Publisher::start(&onair.publish_url("court-2-key"), "red");
+    let viewer = Viewer::start(&nginx.url("app", "c2"));
+    let t0 = Instant::now();
+    assert!(viewer.wait_for(t0, SWITCH, Frame::is_red), "live at its platform");
+    let first_age = one_publisher(&nginx, "app").expect("one");
+
+    // a second destination joins without disturbing the first
+    let (code, v) = onair.call(
+        "POST",
+        "/api/channels/court-2/destinations",
+        &format!(r#"{{"name": "second", "url": "{}"}}"#, nginx.url("app2", "c2")),
+    );
+    assert_eq!(code, 201, "{v}");
+    assert!(wait_until(SWITCH, || one_publisher(&nginx, "app2").is_some()));
+    assert!(
+        one_publisher(&nginx, "app").is_some_and(|age| age > first_age),
+        "the first destination was re-opened"
+    );
+    let (max_step, _) = viewer.video_pts_gaps();
+    assert!(max_step <= 100.0, "{max_step:.0} ms gap at the first platform");
+    // a generated key when none is given, shown once
+    let (code, gen_made) = onair.call("POST", "/api/channels", r#"{"id": "spare", "start": false}"#);
+    assert_eq!(code, 201, "{gen_made}");
+    let generated = gen_made["stream_keys"][0].as_str().expect("key").to_string();
+    assert!(generated.starts_with("live_") && generated.len() > 30, "{generated}");
+    let shown = onair.get_json("/api/channels/spare");
+    assert!(!shown.to_string().contains(&generated), "GET shows the key redacted: {shown}");
+    assert_eq!(shown["state"], "stopped");
+
+    drop(publisher);
+    drop(viewer);
+    onair.kill9_and_restart();
+    let back = onair.get_json("/api/channels/court-2");
+    assert_eq!(back["state"], "started", "{back}");
+    assert_eq!(back["name"], "Court 2");
+    let names: Vec<&str> = back["destinations"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(names, ["first", "second"], "{back}");
+    assert_eq!(onair.get_json("/api/channels/spare")["state"], "stopped");
+    assert!(wait_until(SWITCH, || one_publisher(&nginx, "app").is_some()
+        && one_publisher(&nginx, "app2").is_some()));
+    let _publisher = Publisher::start(&onair.publish_url("court-2-key"), "blue");
+    let viewer = Viewer::start(&nginx.url("app2", "c2"));
+    assert!(
+        viewer.wait_for(Instant::now(), SWITCH, Frame::is_blue),
+        "on air after the restart"
+    );
+
+    // a renamed run-time channel, then deleted: its key is refused
+    let (code, v) = onair.call("PATCH", "/api/channels/court-2", r#"{"name": "Centre Court"}"#);
+    assert_eq!((code, v["name"].as_str()), (200, Some("Centre Court")), "{v}");
+    assert_eq!(onair.call("DELETE", "/api/channels/court-2", "").0, 204);
+    assert!(wait_until(SWITCH, || nginx.publishers("app").is_empty()));
+    assert_eq!(onair.call("GET", "/api/channels/court-2", "").0, 404);
+    assert!(
+        RawPublisher::publish(onair.rtmp_port, "live", "court-2-key").is_err(),
+        "a deleted channel's key is refused"
+    );
+    assert!(onair.wait_log("unknown stream key co…-key", SWITCH));
+}
+
+#[test]
+fn stopping_a_channel_ends_its_platform_stream_refuses_its_key_and_frees_its_cpu() {
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let mut onair = Onair::start(&two_channels(&nginx));
+    assert!(wait_until(SWITCH, || one_publisher(&nginx, "app").is_some()
+        && one_publisher(&nginx, "app2").is_some()));
+    // a moving picture: channel B's decode and encode are most of the process's CPU
+    let mut publisher = Publisher::start_video(&onair.publish_url("key-b"), "testsrc2=s=640x360:r=30");
+    assert!(wait_until(SWITCH, || onair.get_json("/api/channels/court-b")["on_air"] == "live"));
+
+    let cpu = |o: &Onair| {
+        let (c0, t0) = (o.cpu_seconds(), Instant::now());
+        std::thread::sleep(Duration::from_secs(4));
+        (o.cpu_seconds() - c0) / t0.elapsed().as_secs_f64()
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let both = cpu(&onair);
+
+    let (code, v) = onair.call("POST", "/api/channels/court-b/stop", "");
+    assert_eq!(code, 202, "{v}");
+    assert!(
+        wait_until(SWITCH, || nginx.publishers("app2").is_empty()),
+        "the platform saw the publisher leave"
+    );
+    assert_eq!(
+        publisher.wait_exit(SWITCH),
+        Some(false),
+        "the channel's publisher was disconnected"
+    );
+    let b = onair.get_json("/api/channels/court-b");
+    assert_eq!(b["state"], "stopped", "{b}");
+    assert_eq!(b["destinations"][0]["state"], "stopped", "{b}");
+    assert!(
+        RawPublisher::publish(onair.rtmp_port, "live", "key-b").is_err(),
+        "a stopped channel's key is refused"
+    );
+    assert!(onair.wait_log("channel \"court-b\" is stopped", SWITCH));
+    let (code, _) = http_get(
+        onair.http_port,
+        &format!("/api/channels/court-b/preview.flv?key={PREVIEW_KEY}"),
+    )
+    .expect("answers");
+    assert_eq!(code, 409, "no preview of a stopped channel");
+    assert!(one_publisher(&nginx, "app").is_some(), "A untouched");
+
+    std::thread::sleep(Duration::from_secs(2));
+    let one = cpu(&onair);
+    println!("CPU: idle A + live B {both:.2} cores, after stopping B {one:.2} cores");
+    assert!(
+        one < both * 0.6,
+        "stopping the live channel should free most of the CPU: {both:.2} → {one:.2} cores"
+    );
+
+    // stopped is kept across a restart; start opens a new connection
+    onair.kill9_and_restart();
+    assert_eq!(onair.get_json("/api/channels/court-b")["state"], "stopped");
+    assert!(onair.wait_log("channel stays stopped", SWITCH));
+    assert_eq!(onair.call("POST", "/api/channels/court-b/start", "").0, 202);
+    assert!(wait_until(SWITCH, || one_publisher(&nginx, "app2").is_some()));
+    assert_eq!(onair.get_json("/api/channels/court-b")["state"], "started");
+    assert!(RawPublisher::publish(onair.rtmp_port, "live", "key-b").is_ok());
+}
+
+#[test]
+fn every_acknowledged_write_survives_a_kill_9_in_the_middle_of_a_burst() {
+    let _serial = serial();
+    let mut onair = Onair::start("");
+    let port = onair.http_port;
+    let writer = std::thread::spawn(move || {
+        let auth = format!("Bearer {TOKEN}");
+        let mut acknowledged = Vec::new();
+        for i in 0..100 {
+            let body = format!(
+                r#"{{"name": "d{i}", "url": "rtmp://127.0.0.1:9/app/k{i}", "enabled": false}}"#
+            );
+            match http_request(
+                port,
+                "POST",
+                "/api/channels/default/destinations",
+                &[("Authorization", &auth), ("Content-Type", "application/json")],
+                &body,
+            ) {
+                Some((201, _)) => acknowledged.push(format!("d{i}")),
+                _ => break,
+            }
+        }
+        acknowledged
+    });
+    // kill in the middle of the burst
+    assert!(wait_until(SWITCH, || onair.log_lines(&["destination created"]).len() >= 30));
+    onair.kill9_and_restart();
+    let acknowledged = writer.join().expect("writer");
+    assert!(
+        (30..100).contains(&acknowledged.len()),
+        "the kill came mid-burst: {} acknowledged",
+        acknowledged.len()
+    );
+    let list = onair.get_json("/api/channels/default/destinations");
+    let kept: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    for name in &acknowledged {
+        assert!(kept.contains(&name.as_str()), "{name} was acknowledged and lost");
+    }
+    println!(
+        "acknowledged {} writes before the kill, {} kept",
+        acknowledged.len(),
+        kept.len()
+    );
+}
