@@ -264,13 +264,68 @@ fn a_guest_allocating_past_the_cap_is_refused() {
 }
 
 #[test]
+fn a_0_1_0_and_a_0_2_0_policy_plugin_loaded_together_both_act() {
+    let (_d, host) = host_with(&[
+        ("priority_failover", "priority-failover"),
+        ("channel_policy", "channel-policy"),
+    ]);
+    let info = host.info();
+    let versions: Vec<(&str, Option<&str>, bool)> = info
+        .iter()
+        .map(|i| (i.name.as_str(), i.version, i.loaded))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("channel-policy", Some("0.2.0"), true),
+            ("priority-failover", Some("0.1.0"), true)
+        ],
+        "{info:?}"
+    );
+    let stall_on = |channel: &str| {
+        Event::Stall(Stall {
+            channel: channel.into(),
+            session: 3,
+            key: "k…y".into(),
+            silent_ms: 1000,
+            on_air: true,
+        })
+    };
+    assert_eq!(
+        host.on_event(&stall_on("court-2")),
+        vec![
+            // 0.2.0: it saw the channel, and addressed its second action to another one
+            Action::Switch {
+                to: Source::Fallback,
+                media: None,
+                reason: "channel-policy: stall on court-2".into()
+            },
+            Action::OnChannel {
+                channel: "big-screen".into(),
+                action: Box::new(Action::OverlayHide {
+                    name: "replay".into()
+                }),
+            },
+            // 0.1.0: unchanged, its actions go to the event's channel
+            Action::Switch {
+                to: Source::Fallback,
+                media: None,
+                reason: "stall of session 3: no media for 1000 ms".into()
+            },
+        ]
+    );
+    assert!(host.info().iter().all(|i| i.last_error.is_none()));
+}
+
+#[test]
 fn a_wrong_version_component_is_rejected_with_a_clear_message() {
     let (_d, host) = host_with(&[("wrong_version", "wrong-version")]);
     let info = &host.info()[0];
     assert!(!info.loaded);
     let err = info.last_error.clone().unwrap_or_default();
     assert!(
-        err.contains("built for onair:plugin@0.2.0") && err.contains("onair:plugin@0.1.0"),
+        err.contains("built for onair:plugin@0.9.0")
+            && err.contains("onair:plugin@0.2.0 and @0.1.0"),
         "{err}"
     );
 }

@@ -1,20 +1,42 @@
-//! wasmtime bindings, one `bindgen!` per world of the released WIT package
-//! `onair:plugin@0.1.0` (`wit/onair-plugin@0.1.0/`, frozen). A later WIT version gets its own
-//! folder and its own bindings here; older versions then delegate to the newest.
+//! wasmtime bindings, one `bindgen!` per world of each released WIT package (each frozen):
+//! `onair:plugin@0.2.0` (`wit/onair-plugin@0.2.0/`, the newest: channels) at the top, and
+//! `onair:plugin@0.1.0` in [`v0_1`]. Both run side by side; `convert.rs` translates the core's
+//! types to and from the newest only, and the older version delegates to it (its events are the
+//! newest ones without the channel, its actions the newest ones addressed to the event's
+//! channel).
 
-/// The version of the WIT package these bindings are for.
-pub const WIT_VERSION: &str = "0.1.0";
+/// The newest WIT package version, the one new plugins are built against.
+pub const WIT_VERSION: &str = "0.2.0";
+/// Every version this host runs, newest first.
+pub const WIT_VERSIONS: &[&str] = &["0.2.0", "0.1.0"];
 
 pub mod policy {
     wasmtime::component::bindgen!({
-        path: "../wit/onair-plugin@0.1.0",
+        path: "../wit/onair-plugin@0.2.0",
         world: "policy",
     });
 }
 
 pub mod overlay {
     wasmtime::component::bindgen!({
-        path: "../wit/onair-plugin@0.1.0",
+        path: "../wit/onair-plugin@0.2.0",
         world: "overlay",
     });
+}
+
+/// `onair:plugin@0.1.0`: no channels.
+pub mod v0_1 {
+    pub mod policy {
+        wasmtime::component::bindgen!({
+            path: "../wit/onair-plugin@0.1.0",
+            world: "policy",
+        });
+    }
+
+    pub mod overlay {
+        wasmtime::component::bindgen!({
+            path: "../wit/onair-plugin@0.1.0",
+            world: "overlay",
+        });
+    }
 }

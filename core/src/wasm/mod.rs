@@ -28,7 +28,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::action::Action;
 use crate::event::Event;
-use bindings::WIT_VERSION;
+use bindings::{WIT_VERSION, WIT_VERSIONS};
 
 /// How often the engine's epoch advances: the resolution of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -170,42 +170,41 @@ fn log(name: &str, level: u8, message: &str) {
     }
 }
 
-impl bindings::policy::onair::plugin::log::Host for PluginState {
-    fn log(&mut self, level: bindings::policy::onair::plugin::log::Level, message: String) {
-        use bindings::policy::onair::plugin::log::Level as L;
-        let l = match level {
-            L::Debug => 0,
-            L::Info => 1,
-            L::Warn => 2,
-            L::Error => 3,
-        };
-        log(&self.name, l, &message);
-    }
+/// `log` and `types` for one world of one WIT version: every version logs the same way.
+macro_rules! host_interfaces {
+    ($($m:ident)::+) => {
+        impl $($m)::+::onair::plugin::log::Host for PluginState {
+            fn log(&mut self, level: $($m)::+::onair::plugin::log::Level, message: String) {
+                use $($m)::+::onair::plugin::log::Level as L;
+                let l = match level {
+                    L::Debug => 0,
+                    L::Info => 1,
+                    L::Warn => 2,
+                    L::Error => 3,
+                };
+                log(&self.name, l, &message);
+            }
+        }
+        impl $($m)::+::onair::plugin::types::Host for PluginState {}
+    };
 }
 
-impl bindings::overlay::onair::plugin::log::Host for PluginState {
-    fn log(&mut self, level: bindings::overlay::onair::plugin::log::Level, message: String) {
-        use bindings::overlay::onair::plugin::log::Level as L;
-        let l = match level {
-            L::Debug => 0,
-            L::Info => 1,
-            L::Warn => 2,
-            L::Error => 3,
-        };
-        log(&self.name, l, &message);
-    }
-}
-
-impl bindings::policy::onair::plugin::types::Host for PluginState {}
-impl bindings::overlay::onair::plugin::types::Host for PluginState {}
+host_interfaces!(bindings::policy);
+host_interfaces!(bindings::overlay);
+host_interfaces!(bindings::v0_1::policy);
+host_interfaces!(bindings::v0_1::overlay);
 
 enum Instance {
     Policy(bindings::policy::Policy),
     Overlay(bindings::overlay::Overlay),
+    PolicyV01(bindings::v0_1::policy::Policy),
+    OverlayV01(bindings::v0_1::overlay::Overlay),
 }
 
 struct Plugin {
     world: World,
+    /// The WIT package version it was built for.
+    version: &'static str,
     component: Component,
     store: Store<PluginState>,
     instance: Instance,
@@ -295,9 +294,13 @@ impl PluginHost {
         let mut policy_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut policy_linker)?;
         bindings::policy::Policy::add_to_linker::<_, HasSelf<_>>(&mut policy_linker, |s| s)?;
+        bindings::v0_1::policy::Policy::add_to_linker::<_, HasSelf<_>>(&mut policy_linker, |s| s)?;
         let mut overlay_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut overlay_linker)?;
         bindings::overlay::Overlay::add_to_linker::<_, HasSelf<_>>(&mut overlay_linker, |s| s)?;
+        bindings::v0_1::overlay::Overlay::add_to_linker::<_, HasSelf<_>>(&mut overlay_linker, |s| {
+            s
+        })?;
         Ok(PluginHost {
             engine,
             policy_linker,
@@ -359,55 +362,95 @@ impl PluginHost {
         (self.limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
     }
 
-    /// Checks the WIT version and the world of a compiled component.
-    fn classify(&self, component: &Component) -> Result<World, String> {
+    /// The world of a compiled component and the WIT versions to try, from the versions of
+    /// the `onair:plugin/…` interfaces it imports (every version this host runs when it
+    /// imports none of them). Errors: a version this host does not run, or neither world.
+    fn classify(&self, component: &Component) -> Result<(World, Vec<&'static str>), String> {
         let ty = component.component_type();
+        let mut versions: Vec<&'static str> = Vec::new();
         for (name, _) in ty.imports(&self.engine) {
             if let Some(rest) = name.strip_prefix("onair:plugin/")
                 && let Some((_, version)) = rest.split_once('@')
-                && version != WIT_VERSION
             {
-                return Err(format!(
-                    "built for onair:plugin@{version}, but this onair runs onair:plugin@{WIT_VERSION}: rebuild it against wit/onair-plugin@{WIT_VERSION}"
-                ));
+                match WIT_VERSIONS.iter().find(|v| **v == version) {
+                    Some(v) if !versions.contains(v) => versions.push(v),
+                    Some(_) => {}
+                    None => {
+                        return Err(format!(
+                            "built for onair:plugin@{version}, but this onair runs onair:plugin@{}: rebuild it against wit/onair-plugin@{WIT_VERSION}",
+                            WIT_VERSIONS.join(" and @")
+                        ));
+                    }
+                }
             }
+        }
+        if versions.len() > 1 {
+            return Err(format!(
+                "imports onair:plugin@{}: one component must use one version",
+                versions.join(" and @")
+            ));
+        }
+        if versions.is_empty() {
+            versions = WIT_VERSIONS.to_vec();
         }
         let exports: Vec<String> = ty
             .exports(&self.engine)
             .map(|(n, _)| n.to_string())
             .collect();
         if exports.iter().any(|e| e == "on-event") {
-            Ok(World::Policy)
+            Ok((World::Policy, versions))
         } else if exports.iter().any(|e| e == "render") {
-            Ok(World::Overlay)
+            Ok((World::Overlay, versions))
         } else {
             Err(format!(
-                "exports neither on-event (policy world) nor render (overlay world) of onair:plugin@{WIT_VERSION}; it exports: {}",
+                "exports neither on-event (policy world) nor render (overlay world) of onair:plugin; it exports: {}",
                 exports.join(", ")
             ))
         }
     }
 
+    /// Instantiates `component` as `world` of the first of `versions` whose types it matches.
     fn instantiate(
         &self,
         name: &str,
         world: World,
+        versions: &[&'static str],
         component: &Component,
-    ) -> Result<(Store<PluginState>, Instance), String> {
-        let mut store = self.new_store(name);
-        store.set_epoch_deadline(self.deadline_ticks());
-        let instance = match world {
-            World::Policy => {
-                bindings::policy::Policy::instantiate(&mut store, component, &self.policy_linker)
-                    .map(Instance::Policy)
-            }
-            World::Overlay => {
-                bindings::overlay::Overlay::instantiate(&mut store, component, &self.overlay_linker)
-                    .map(Instance::Overlay)
+    ) -> Result<(Store<PluginState>, Instance, &'static str), String> {
+        let mut last = String::new();
+        for &version in versions {
+            let mut store = self.new_store(name);
+            store.set_epoch_deadline(self.deadline_ticks());
+            let instance = match (world, version) {
+                (World::Policy, "0.1.0") => bindings::v0_1::policy::Policy::instantiate(
+                    &mut store,
+                    component,
+                    &self.policy_linker,
+                )
+                .map(Instance::PolicyV01),
+                (World::Policy, _) => {
+                    bindings::policy::Policy::instantiate(&mut store, component, &self.policy_linker)
+                        .map(Instance::Policy)
+                }
+                (World::Overlay, "0.1.0") => bindings::v0_1::overlay::Overlay::instantiate(
+                    &mut store,
+                    component,
+                    &self.overlay_linker,
+                )
+                .map(Instance::OverlayV01),
+                (World::Overlay, _) => bindings::overlay::Overlay::instantiate(
+                    &mut store,
+                    component,
+                    &self.overlay_linker,
+                )
+                .map(Instance::Overlay),
+            };
+            match instance {
+                Ok(i) => return Ok((store, i, version)),
+                Err(e) => last = format!("cannot instantiate: {e:#}"),
             }
         }
-        .map_err(|e| format!("cannot instantiate: {e:#}"))?;
-        Ok((store, instance))
+        Err(last)
     }
 
     /// (Re)loads one plugin file: build → validate → swap.
@@ -428,20 +471,22 @@ impl PluginHost {
             Component::from_binary(&self.engine, &bytes)
                 .map_err(|e| format!("not a valid WebAssembly component: {e}"))
                 .and_then(|component| {
-                    let world = self.classify(&component)?;
-                    let (store, instance) = self.instantiate(&name, world, &component)?;
-                    Ok((component, world, store, instance))
+                    let (world, versions) = self.classify(&component)?;
+                    let (store, instance, version) =
+                        self.instantiate(&name, world, &versions, &component)?;
+                    Ok((component, world, version, store, instance))
                 })
         });
         let previous = read(&self.info).get(&name).map(|i| i.generation);
         match result {
-            Ok((component, world, store, instance)) => {
+            Ok((component, world, version, store, instance)) => {
                 let generation = previous.unwrap_or(0) + 1;
                 let loaded_at = SystemTime::now();
                 write(&self.plugins).insert(
                     name.clone(),
                     Arc::new(Mutex::new(Plugin {
                         world,
+                        version,
                         component,
                         store,
                         instance,
@@ -452,7 +497,7 @@ impl PluginHost {
                     PluginInfo {
                         name: name.clone(),
                         world: Some(world),
-                        version: Some(WIT_VERSION),
+                        version: Some(version),
                         loaded: true,
                         generation,
                         loaded_at: loaded_at
@@ -462,7 +507,7 @@ impl PluginHost {
                         last_error: None,
                     },
                 );
-                tracing::info!(plugin = %name, world = ?world, generation, "plugin loaded");
+                tracing::info!(plugin = %name, world = ?world, wit = version, generation, "plugin loaded");
                 Ok(())
             }
             Err(e) => {
@@ -556,8 +601,8 @@ impl PluginHost {
         if let Some(i) = write(&self.info).get_mut(name) {
             i.last_error = Some(message.clone());
         }
-        match self.instantiate(name, p.world, &p.component.clone()) {
-            Ok((store, instance)) => {
+        match self.instantiate(name, p.world, &[p.version], &p.component.clone()) {
+            Ok((store, instance, _)) => {
                 p.store = store;
                 p.instance = instance;
             }
@@ -588,14 +633,24 @@ impl PluginHost {
                 let Plugin {
                     store, instance, ..
                 } = &mut *p;
-                let Instance::Policy(policy) = instance else {
-                    continue;
-                };
                 store.set_epoch_deadline(ticks);
-                policy.call_on_event(store, &wit_event)
+                match instance {
+                    Instance::Policy(policy) => policy
+                        .call_on_event(store, &wit_event)
+                        .map(|l| l.into_iter().map(convert::channel_action).collect::<Vec<_>>()),
+                    Instance::PolicyV01(policy) => policy
+                        .call_on_event(store, &convert::v0_1::event(wit_event.clone()))
+                        .map(|l| {
+                            // addressed to the event's channel: the engine's default
+                            l.into_iter()
+                                .map(|a| convert::action(convert::v0_1::action(a)))
+                                .collect()
+                        }),
+                    _ => continue,
+                }
             };
             match result {
-                Ok(list) => actions.extend(list.into_iter().map(convert::action)),
+                Ok(list) => actions.extend(list),
                 Err(e) => {
                     self.call_failed(&name, &plugin, &mut p, e);
                 }
@@ -616,13 +671,30 @@ impl PluginHost {
             let Plugin {
                 store, instance, ..
             } = &mut *p;
-            let Instance::Overlay(overlay) = instance else {
-                return Err(format!(
-                    "plugin {name:?} is a policy plugin, not an overlay"
-                ));
-            };
             store.set_epoch_deadline(ticks);
-            overlay.call_render(store, width, height, data)
+            match instance {
+                Instance::Overlay(overlay) => overlay
+                    .call_render(store, width, height, data)
+                    .map(|r| r.map(|i| Image {
+                        width: i.width,
+                        height: i.height,
+                        stride: i.stride,
+                        pixels: i.pixels,
+                    })),
+                Instance::OverlayV01(overlay) => overlay
+                    .call_render(store, width, height, data)
+                    .map(|r| r.map(|i| Image {
+                        width: i.width,
+                        height: i.height,
+                        stride: i.stride,
+                        pixels: i.pixels,
+                    })),
+                _ => {
+                    return Err(format!(
+                        "plugin {name:?} is a policy plugin, not an overlay"
+                    ));
+                }
+            }
         };
         match result {
             Ok(Ok(img)) => {
@@ -640,12 +712,7 @@ impl PluginHost {
                         img.pixels.len()
                     ));
                 }
-                Ok(Image {
-                    width: img.width,
-                    height: img.height,
-                    stride: img.stride,
-                    pixels: img.pixels,
-                })
+                Ok(img)
             }
             Ok(Err(e)) => Err(format!("plugin {name:?}: {e}")),
             Err(e) => Err(self.call_failed(name, &plugin, &mut p, e)),
