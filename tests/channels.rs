@@ -332,3 +332,103 @@ fn every_acknowledged_write_survives_a_kill_9_in_the_middle_of_a_burst() {
         kept.len()
     );
 }
+
+/// The route patterns of `core/src/http.rs`: each `warp::path!(…)` that starts at the root, as
+/// segments (`{}` for a parameter), and whether it ends in `..` (a prefix).
+fn routes_in_source() -> Vec<(Vec<String>, bool)> {
+    let src = std::fs::read_to_string(repo_root().join("core/src/http.rs")).expect("http.rs");
+    src.split("warp::path!(")
+        .skip(1)
+        .filter_map(|rest| {
+            let args = rest.split(')').next()?;
+            let segs: Vec<String> = args
+                .split('/')
+                .map(|s| s.trim())
+                .map(|s| match s {
+                    "String" => "{}".to_string(),
+                    s => s.trim_matches('"').to_string(),
+                })
+                .collect();
+            let prefix = segs.last().is_some_and(|s| s == "..");
+            let segs: Vec<String> = segs.into_iter().filter(|s| s != "..").collect();
+            // fragments mounted under another filter (`warp::path!(String)`) are not roots
+            matches!(segs.first().map(String::as_str), Some("api" | "preview.flv"))
+                .then_some((segs, prefix))
+        })
+        .collect()
+}
+
+#[test]
+fn the_openapi_document_covers_every_route_and_each_answers_as_documented() {
+    let _serial = serial();
+    let onair = Onair::start(
+        "[[destination]]\nname = \"doc-test\"\nurl = \"rtmp://127.0.0.1:9/app/k\"\nenabled = false\n",
+    );
+    let (code, text) = http_get(onair.http_port, "/api/openapi.json").expect("answers");
+    assert_eq!(code, 200, "served without the token: {text}");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{doc}");
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(doc["components"]["schemas"]["ChannelView"].is_object(), "schemas derived from the code");
+
+    // every route in the source is documented
+    let documented: Vec<Vec<&str>> = paths
+        .keys()
+        .map(|p| p.trim_start_matches('/').split('/').collect())
+        .collect();
+    let routes = routes_in_source();
+    assert!(routes.len() >= 10, "{routes:?}");
+    for (segs, prefix) in &routes {
+        let matches = |d: &Vec<&str>| {
+            (if *prefix { d.len() > segs.len() } else { d.len() == segs.len() })
+                && segs
+                    .iter()
+                    .zip(d)
+                    .all(|(s, d)| s == "{}" || s == d)
+        };
+        assert!(
+            documented.iter().any(matches),
+            "route /{} is not in /api/openapi.json",
+            segs.join("/")
+        );
+    }
+
+    // every documented operation answers with a documented status
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let mut ops: Vec<(usize, String, String, serde_json::Value)> = Vec::new();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("operations") {
+            let order = ["get", "post", "patch", "delete"]
+                .iter()
+                .position(|m| m == method)
+                .unwrap_or(9);
+            ops.push((order, method.clone(), path.clone(), op.clone()));
+        }
+    }
+    ops.sort_by_key(|o| o.0);
+    let mut checked = 0;
+    for (_, method, path, op) in ops {
+        let url = format!(
+            "http://127.0.0.1:{}{}?key={PREVIEW_KEY}",
+            onair.http_port,
+            path.replace("{id}", "default").replace("{name}", "doc-test")
+        );
+        let body = op["requestBody"]["content"]["application/json"]["example"].to_string();
+        let verb = method.to_uppercase();
+        let mut args = vec!["-X", verb.as_str(), "-H", auth.as_str(), "--max-time", "2"];
+        if op["requestBody"].is_object() {
+            args.extend(["-H", "Content-Type: application/json", "-d", body.as_str()]);
+        }
+        args.push(url.as_str());
+        let (status, answer) = curl(&args);
+        let allowed: Vec<&String> = op["responses"].as_object().expect("responses").keys().collect();
+        assert!(
+            allowed.iter().any(|a| **a == status.to_string()),
+            "{} {path} answered {status} (documented: {allowed:?}): {answer}",
+            method.to_uppercase()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "{checked} operations");
+    println!("{checked} documented operations answered as documented; {} routes in http.rs documented", routes.len());
+}

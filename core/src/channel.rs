@@ -86,7 +86,7 @@ impl Owner {
 }
 
 /// A channel as `GET /api/channels` lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChannelView {
     pub id: String,
     pub name: String,
@@ -113,7 +113,7 @@ pub struct ChannelView {
     pub counters: ChannelCounters,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OutputView {
     pub width: u32,
     pub height: u32,
@@ -122,7 +122,7 @@ pub struct OutputView {
     pub audio_bitrate_kbps: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChannelCounters {
     pub publishes: u64,
     pub rejected_by_policy: u64,
@@ -599,7 +599,7 @@ fn stop_bus_watch(pipeline: &gst::Pipeline) {
 
 /// `POST /api/channels` and `onair.channel_create`: a channel to create at run time. Absent
 /// fields take the top-level `[fallback]` and `[output]` of the config.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewChannel {
     pub id: String,
@@ -609,6 +609,7 @@ pub struct NewChannel {
     #[serde(default)]
     pub keys: Vec<String>,
     /// An image or video file for the fallback; default: the slate.
+    #[schema(value_type = Option<String>)]
     pub fallback_media: Option<PathBuf>,
     pub output: Option<OutputConfig>,
     #[serde(default)]
@@ -618,7 +619,7 @@ pub struct NewChannel {
 }
 
 /// `PATCH /api/channels/:id`. Output changes apply at the channel's next start.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelPatch {
     pub name: Option<String>,

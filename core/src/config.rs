@@ -296,7 +296,7 @@ impl Default for FallbackConfig {
 }
 
 /// `[output]`: the one encode that every destination receives.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputConfig {
     /// Output width in pixels (even). Default 1280.
@@ -422,7 +422,7 @@ impl Default for PluginsConfig {
 }
 
 /// One `[[destination]]`: a platform endpoint that receives the output.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
     /// A short unique name, used in logs, events and the API (`twitch`, `youtube`).

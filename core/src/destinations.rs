@@ -45,7 +45,7 @@ pub enum DestinationError {
 }
 
 /// One destination, as the API shows it (the URL's stream key redacted).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DestinationView {
     pub name: String,
     pub url: String,

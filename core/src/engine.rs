@@ -47,7 +47,7 @@ pub struct Core {
 
 /// `GET /api/status`: the process, every channel, and (at the top level, as before channels
 /// existed) one channel's state: the primary channel's, or the one asked for.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Status {
     /// The channel the top-level fields describe.
     pub channel: Option<String>,
@@ -73,7 +73,7 @@ pub struct Status {
     pub channels: Vec<ChannelView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CounterStatus {
     pub publishes: u64,
     pub refused_connections: u64,

@@ -11,7 +11,7 @@ use serde::Serialize;
 pub type SessionId = u64;
 
 /// The source the output shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// The current publisher's feed.

@@ -55,11 +55,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `POST /api/channels/:id/destinations`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateDestination {
+pub(crate) struct CreateDestination {
+    /// 1 to 64 letters, digits, '-' or '_' (not "preview").
     name: String,
+    /// `rtmp://` or `rtmps://`, with the stream key, as the platform shows it.
     url: String,
+    /// Default true.
     #[serde(default = "yes")]
     enabled: bool,
 }
@@ -69,9 +72,9 @@ fn yes() -> bool {
 }
 
 /// `PATCH /api/channels/:id/destinations/:name`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PatchDestination {
+pub(crate) struct PatchDestination {
     url: Option<String>,
     enabled: Option<bool>,
 }
@@ -363,9 +366,12 @@ fn switch_reply(c: &Core, channel: &str, body: &[u8], reason: &str) -> warp::rep
     json_response(StatusCode::ACCEPTED, &serde_json::json!({ "source": to }))
 }
 
-#[derive(Deserialize)]
-struct SwitchBody {
+/// `POST /api/switch` and `POST /api/channels/:id/switch`.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct SwitchBody {
+    /// `live` or `fallback`.
     source: String,
+    /// Replace the fallback media first: an image or video path.
     media: Option<String>,
 }
 
@@ -421,6 +427,10 @@ pub fn routes(
         });
 
     let channels = channel_routes(with_core.clone(), admin.clone().untuple_one());
+
+    let openapi = warp::path!("api" / "openapi.json")
+        .and(warp::get())
+        .map(|| json_response(StatusCode::OK, &crate::openapi::document()));
 
     let scripts = warp::path!("api" / "scripts")
         .and(warp::get())
@@ -559,6 +569,8 @@ pub fn routes(
                 .or(destinations)
                 .unify()
                 .or(channels)
+                .unify()
+                .or(openapi)
                 .unify()
                 .or(scripts)
                 .unify()

@@ -63,7 +63,7 @@ pub struct PublishRequest {
 }
 
 /// A live publish session, for `/api/status` and for choosing the live source.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SessionStatus {
     pub session: SessionId,
     /// The channel the stream key belongs to.

@@ -30,7 +30,7 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 /// A destination's state, for `/api/status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DestinationStatus {
     pub name: String,
     /// URL with the stream key redacted.

@@ -52,7 +52,7 @@ struct Entry {
 }
 
 /// A layer as `/api/status` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LayerStatus {
     pub name: String,
     pub x: i32,

@@ -26,7 +26,7 @@ use crate::event::Event;
 use crate::watch::content_hash;
 
 /// One script's state, for `GET /api/scripts`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ScriptInfo {
     pub name: String,
     /// Whether a generation of it is running.

@@ -83,7 +83,7 @@ fn wasi_ctx(grants: &[Capability]) -> WasiCtx {
 }
 
 /// Which world a plugin implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum World {
     Policy,
@@ -91,7 +91,7 @@ pub enum World {
 }
 
 /// One plugin's state, for `GET /api/plugins`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PluginInfo {
     /// File name without `.wasm`.
     pub name: String,

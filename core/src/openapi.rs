@@ -1,0 +1,235 @@
+//! The OpenAPI 3 document of onair's built-in HTTP API, served at `GET /api/openapi.json`.
+//! Schemas are derived from the Rust types the routes read and answer (`utoipa::ToSchema`);
+//! each route of `http.rs` has its entry below (a function that only carries the attribute).
+//! `tests/channels.rs` calls every documented operation and checks the status it answers is
+//! documented, and that every `warp::path!` in `http.rs` is documented.
+//!
+//! To add a route: its `#[utoipa::path]` entry here and its name in [`ApiDoc`]'s `paths(…)`.
+
+#![allow(dead_code)] // the functions exist for their attributes
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::channel::{ChannelPatch, ChannelView, NewChannel};
+use crate::destinations::DestinationView;
+use crate::engine::Status;
+use crate::http::{CreateDestination, PatchDestination, SwitchBody};
+use crate::policy::host::ScriptInfo;
+use crate::wasm::PluginInfo;
+
+/// Every error answer: `error` in words; for a 400, `field` names the wrong field and `message`
+/// says what is wrong with it.
+#[derive(ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    pub field: Option<String>,
+    pub message: Option<String>,
+}
+
+/// `202` of a switch: the source asked for.
+#[derive(ToSchema)]
+pub struct SwitchAccepted {
+    /// `live` or `fallback`.
+    pub source: String,
+}
+
+/// `202` of a start or stop: `starting` or `stopping`.
+#[derive(ToSchema)]
+pub struct StateAccepted {
+    pub id: String,
+    pub state: String,
+}
+
+/// `201` of `POST /api/channels`: the channel plus its stream keys in full (the only time the
+/// API shows them).
+#[derive(ToSchema, serde::Serialize)]
+pub struct CreatedChannel {
+    #[serde(flatten)]
+    pub channel: ChannelView,
+    pub stream_keys: Vec<String>,
+}
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("http.admin_token"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "onair",
+        description = "Keeps a live stream on air: channels, their destinations, switching and preview. \
+                       Every /api/ route needs `Authorization: Bearer <http.admin_token>` when a token is set."
+    ),
+    paths(
+        status, switch, channels_list, channels_create, channel_get, channel_patch, channel_delete,
+        channel_start, channel_stop, channel_switch, channel_preview, destinations_list,
+        destinations_create, destination_get, destination_patch, destination_delete,
+        destination_enable, destination_disable, scripts, plugins, events, preview, openapi_json
+    ),
+    components(schemas(ErrorBody, SwitchAccepted, StateAccepted, CreatedChannel)),
+    modifiers(&BearerToken),
+    security(("admin_token" = []))
+)]
+pub struct ApiDoc;
+
+/// The document as JSON.
+pub fn document() -> serde_json::Value {
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
+}
+
+#[utoipa::path(get, path = "/api/status", tag = "status",
+    responses((status = 200, body = Status), (status = 401, body = ErrorBody)))]
+fn status() {}
+
+#[utoipa::path(post, path = "/api/switch", tag = "channels",
+    request_body(content = SwitchBody, example = json!({"source": "fallback"})),
+    responses((status = 202, body = SwitchAccepted), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+fn switch() {}
+
+#[utoipa::path(get, path = "/api/channels", tag = "channels",
+    responses((status = 200, body = Vec<ChannelView>), (status = 401, body = ErrorBody)))]
+fn channels_list() {}
+
+#[utoipa::path(post, path = "/api/channels", tag = "channels",
+    request_body(content = NewChannel, example = json!({"id": "court-9", "name": "Court 9", "start": false})),
+    responses((status = 201, body = CreatedChannel), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+fn channels_create() {}
+
+#[utoipa::path(get, path = "/api/channels/{id}", tag = "channels",
+    params(("id" = String, Path, description = "channel id")),
+    responses((status = 200, body = ChannelView), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+fn channel_get() {}
+
+#[utoipa::path(patch, path = "/api/channels/{id}", tag = "channels",
+    params(("id" = String, Path, description = "channel id")),
+    request_body(content = ChannelPatch, example = json!({"name": "Centre Court"})),
+    responses((status = 200, body = ChannelView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "defined in the config file", body = ErrorBody)))]
+fn channel_patch() {}
+
+#[utoipa::path(delete, path = "/api/channels/{id}", tag = "channels",
+    params(("id" = String, Path, description = "channel id")),
+    responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "defined in the config file", body = ErrorBody)))]
+fn channel_delete() {}
+
+#[utoipa::path(post, path = "/api/channels/{id}/start", tag = "channels",
+    params(("id" = String, Path, description = "channel id")),
+    responses((status = 202, body = StateAccepted), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+fn channel_start() {}
+
+#[utoipa::path(post, path = "/api/channels/{id}/stop", tag = "channels",
+    params(("id" = String, Path, description = "channel id")),
+    responses((status = 202, body = StateAccepted), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+fn channel_stop() {}
+
+#[utoipa::path(post, path = "/api/channels/{id}/switch", tag = "channels",
+    params(("id" = String, Path, description = "channel id")),
+    request_body(content = SwitchBody, example = json!({"source": "fallback"})),
+    responses((status = 202, body = SwitchAccepted), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+fn channel_switch() {}
+
+#[utoipa::path(get, path = "/api/channels/{id}/preview.flv", tag = "preview",
+    params(("id" = String, Path, description = "channel id"),
+        ("key" = Option<String>, Query, description = "http.preview_key (or the bearer token)")),
+    responses((status = 200, description = "the channel's output as an endless HTTP-FLV stream", content_type = "video/x-flv"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "the channel is stopped", body = ErrorBody),
+        (status = 503, description = "http.preview_max_viewers reached", body = ErrorBody)))]
+fn channel_preview() {}
+
+#[utoipa::path(get, path = "/api/channels/{id}/destinations", tag = "destinations",
+    params(("id" = String, Path, description = "channel id")),
+    responses((status = 200, body = Vec<DestinationView>), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+fn destinations_list() {}
+
+#[utoipa::path(post, path = "/api/channels/{id}/destinations", tag = "destinations",
+    params(("id" = String, Path, description = "channel id")),
+    request_body(content = CreateDestination,
+        example = json!({"name": "doc-example", "url": "rtmp://127.0.0.1:9/app/key", "enabled": false})),
+    responses((status = 201, body = DestinationView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+fn destinations_create() {}
+
+#[utoipa::path(get, path = "/api/channels/{id}/destinations/{name}", tag = "destinations",
+    params(("id" = String, Path, description = "channel id"), ("name" = String, Path, description = "destination name")),
+    responses((status = 200, body = DestinationView), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+fn destination_get() {}
+
+#[utoipa::path(patch, path = "/api/channels/{id}/destinations/{name}", tag = "destinations",
+    params(("id" = String, Path, description = "channel id"), ("name" = String, Path, description = "destination name")),
+    request_body(content = PatchDestination, example = json!({"enabled": false})),
+    responses((status = 200, body = DestinationView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "its URL is defined in the config file", body = ErrorBody)))]
+fn destination_patch() {}
+
+#[utoipa::path(delete, path = "/api/channels/{id}/destinations/{name}", tag = "destinations",
+    params(("id" = String, Path, description = "channel id"), ("name" = String, Path, description = "destination name")),
+    responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "defined in the config file", body = ErrorBody)))]
+fn destination_delete() {}
+
+#[utoipa::path(post, path = "/api/channels/{id}/destinations/{name}/enable", tag = "destinations",
+    params(("id" = String, Path, description = "channel id"), ("name" = String, Path, description = "destination name")),
+    responses((status = 200, body = DestinationView), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+fn destination_enable() {}
+
+#[utoipa::path(post, path = "/api/channels/{id}/destinations/{name}/disable", tag = "destinations",
+    params(("id" = String, Path, description = "channel id"), ("name" = String, Path, description = "destination name")),
+    responses((status = 200, body = DestinationView), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+fn destination_disable() {}
+
+#[utoipa::path(get, path = "/api/scripts", tag = "scripts",
+    responses((status = 200, body = Vec<ScriptInfo>), (status = 401, body = ErrorBody)))]
+fn scripts() {}
+
+#[utoipa::path(get, path = "/api/plugins", tag = "plugins",
+    responses((status = 200, body = Vec<PluginInfo>), (status = 401, body = ErrorBody)))]
+fn plugins() {}
+
+#[utoipa::path(get, path = "/api/events", tag = "events",
+    responses((status = 200, description = "Server-Sent Events: one per core event (docs/events.md), named by the event, its JSON as data", content_type = "text/event-stream"),
+        (status = 401, body = ErrorBody),
+        (status = 503, description = "http.max_sse_clients reached", body = ErrorBody)))]
+fn events() {}
+
+#[utoipa::path(get, path = "/preview.flv", tag = "preview",
+    params(("key" = Option<String>, Query, description = "http.preview_key (or the bearer token)")),
+    responses((status = 200, description = "the primary channel's output as an endless HTTP-FLV stream", content_type = "video/x-flv"),
+        (status = 401, body = ErrorBody),
+        (status = 409, description = "the channel is stopped", body = ErrorBody),
+        (status = 503, description = "http.preview_max_viewers reached", body = ErrorBody)))]
+fn preview() {}
+
+#[utoipa::path(get, path = "/api/openapi.json", tag = "status", security(()),
+    responses((status = 200, description = "this document")))]
+fn openapi_json() {}
