@@ -34,7 +34,8 @@ fn two_channels_are_independent_a_fault_on_one_never_touches_the_other() {
     let _serial = serial();
     let nginx = Nginx::start();
     let onair = Onair::start(&two_channels(&nginx));
-    assert!(wait_until(SWITCH, || one_publisher(&nginx, "app").is_some()
+    assert!(wait_until(SWITCH, || one_publisher(&nginx, "app")
+        .is_some()
         && one_publisher(&nginx, "app2").is_some()));
 
     let list = onair.get_json("/api/channels");
@@ -55,7 +56,10 @@ fn two_channels_are_independent_a_fault_on_one_never_touches_the_other() {
     let view_b = Viewer::start(&nginx.url("app2", "b"));
     let t0 = Instant::now();
     assert!(view_a.wait_for(t0, SWITCH, Frame::is_red), "channel A live");
-    assert!(view_b.wait_for(t0, SWITCH, Frame::is_green), "channel B live");
+    assert!(
+        view_b.wait_for(t0, SWITCH, Frame::is_green),
+        "channel B live"
+    );
     // each key feeds its own channel only
     let a = onair.get_json("/api/channels/court-a");
     let b = onair.get_json("/api/channels/court-b");
@@ -80,7 +84,10 @@ fn two_channels_are_independent_a_fault_on_one_never_touches_the_other() {
     std::thread::sleep(Duration::from_secs(3));
     let after: Vec<Frame> = view_b.frames()[frames_b_before..].to_vec();
     assert!(after.len() > 60, "B kept playing: {} frames", after.len());
-    assert!(after.iter().all(Frame::is_green), "B stayed on its live feed");
+    assert!(
+        after.iter().all(Frame::is_green),
+        "B stayed on its live feed"
+    );
     let max_step = after
         .windows(2)
         .map(|w| (w[1].pts - w[0].pts) * 1000.0)
@@ -91,8 +98,15 @@ fn two_channels_are_independent_a_fault_on_one_never_touches_the_other() {
     );
     let b = onair.get_json("/api/channels/court-b");
     assert_eq!(b["on_air"], "live");
-    assert_eq!(b["counters"]["switches"].as_u64(), Some(b_switches), "B never switched: {b}");
-    assert_eq!(onair.get_json("/api/channels/court-a")["on_air"], "fallback");
+    assert_eq!(
+        b["counters"]["switches"].as_u64(),
+        Some(b_switches),
+        "B never switched: {b}"
+    );
+    assert_eq!(
+        onair.get_json("/api/channels/court-a")["on_air"],
+        "fallback"
+    );
     assert!(
         onair
             .log_lines(&["switched", "court-b", "to=\"fallback\""])
@@ -107,7 +121,10 @@ fn two_channels_are_independent_a_fault_on_one_never_touches_the_other() {
         one_publisher(&nginx, "app").expect("A still connected"),
         one_publisher(&nginx, "app2").expect("B still connected"),
     );
-    assert!(now_a > age_a && now_b > age_b && elapsed > 0, "connections re-opened");
+    assert!(
+        now_a > age_a && now_b > age_b && elapsed > 0,
+        "connections re-opened"
+    );
     // the old single-channel routes act on the primary channel (here the first by id)
     assert_eq!(onair.status()["channel"], "court-a");
 }
@@ -129,15 +146,27 @@ fn a_channel_created_over_the_api_goes_live_grows_a_destination_and_survives_a_r
         ),
     ] {
         let (code, v) = onair.call("POST", "/api/channels", body);
-        assert_eq!((code, v["field"].as_str()), (400, Some(field)), "{body}: {v}");
+        assert_eq!(
+            (code, v["field"].as_str()),
+            (400, Some(field)),
+            "{body}: {v}"
+        );
     }
     let (code, v) = onair.call("POST", "/api/channels", r#"{"id": "c2", "colour": 1}"#);
     assert_eq!(code, 400, "{v}");
-    assert!(v["error"].as_str().is_some_and(|e| e.contains("colour")), "{v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("colour")),
+        "{v}"
+    );
     for method in ["PATCH", "DELETE"] {
         let (code, v) = onair.call(method, "/api/channels/default", r#"{"name": "x"}"#);
         assert_eq!(code, 409, "{method}: {v}");
-        assert!(v["error"].as_str().is_some_and(|e| e.contains("onair.toml")), "{v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("onair.toml")),
+            "{v}"
+        );
     }
     assert_eq!(onair.call("DELETE", "/api/channels/nope", "").0, 404);
 
@@ -150,20 +179,30 @@ fn a_channel_created_over_the_api_goes_live_grows_a_destination_and_survives_a_r
     assert_eq!(code, 201, "{made}");
     assert_eq!(made["stream_keys"][0], "court-2-key");
     assert_eq!(made["owner"], "runtime");
-    assert_eq!(onair.call("POST", "/api/channels", &body).0, 409, "same id twice");
+    assert_eq!(
+        onair.call("POST", "/api/channels", &body).0,
+        409,
+        "same id twice"
+    );
     assert!(wait_until(SWITCH, || one_publisher(&nginx, "app").is_some()));
 
     let publisher = Publisher::start(&onair.publish_url("court-2-key"), "red");
     let viewer = Viewer::start(&nginx.url("app", "c2"));
     let t0 = Instant::now();
-    assert!(viewer.wait_for(t0, SWITCH, Frame::is_red), "live at its platform");
+    assert!(
+        viewer.wait_for(t0, SWITCH, Frame::is_red),
+        "live at its platform"
+    );
     let first_age = one_publisher(&nginx, "app").expect("one");
 
     // a second destination joins without disturbing the first
     let (code, v) = onair.call(
         "POST",
         "/api/channels/court-2/destinations",
-        &format!(r#"{{"name": "second", "url": "{}"}}"#, nginx.url("app2", "c2")),
+        &format!(
+            r#"{{"name": "second", "url": "{}"}}"#,
+            nginx.url("app2", "c2")
+        ),
     );
     assert_eq!(code, 201, "{v}");
     assert!(wait_until(SWITCH, || one_publisher(&nginx, "app2").is_some()));
@@ -172,14 +211,30 @@ fn a_channel_created_over_the_api_goes_live_grows_a_destination_and_survives_a_r
         "the first destination was re-opened"
     );
     let (max_step, _) = viewer.video_pts_gaps();
-    assert!(max_step <= 100.0, "{max_step:.0} ms gap at the first platform");
+    assert!(
+        max_step <= 100.0,
+        "{max_step:.0} ms gap at the first platform"
+    );
     // a generated key when none is given, shown once
-    let (code, gen_made) = onair.call("POST", "/api/channels", r#"{"id": "spare", "start": false}"#);
+    let (code, gen_made) = onair.call(
+        "POST",
+        "/api/channels",
+        r#"{"id": "spare", "start": false}"#,
+    );
     assert_eq!(code, 201, "{gen_made}");
-    let generated = gen_made["stream_keys"][0].as_str().expect("key").to_string();
-    assert!(generated.starts_with("live_") && generated.len() > 30, "{generated}");
+    let generated = gen_made["stream_keys"][0]
+        .as_str()
+        .expect("key")
+        .to_string();
+    assert!(
+        generated.starts_with("live_") && generated.len() > 30,
+        "{generated}"
+    );
     let shown = onair.get_json("/api/channels/spare");
-    assert!(!shown.to_string().contains(&generated), "GET shows the key redacted: {shown}");
+    assert!(
+        !shown.to_string().contains(&generated),
+        "GET shows the key redacted: {shown}"
+    );
     assert_eq!(shown["state"], "stopped");
 
     drop(publisher);
@@ -196,7 +251,8 @@ fn a_channel_created_over_the_api_goes_live_grows_a_destination_and_survives_a_r
         .collect();
     assert_eq!(names, ["first", "second"], "{back}");
     assert_eq!(onair.get_json("/api/channels/spare")["state"], "stopped");
-    assert!(wait_until(SWITCH, || one_publisher(&nginx, "app").is_some()
+    assert!(wait_until(SWITCH, || one_publisher(&nginx, "app")
+        .is_some()
         && one_publisher(&nginx, "app2").is_some()));
     let _publisher = Publisher::start(&onair.publish_url("court-2-key"), "blue");
     let viewer = Viewer::start(&nginx.url("app2", "c2"));
@@ -206,8 +262,16 @@ fn a_channel_created_over_the_api_goes_live_grows_a_destination_and_survives_a_r
     );
 
     // a renamed run-time channel, then deleted: its key is refused
-    let (code, v) = onair.call("PATCH", "/api/channels/court-2", r#"{"name": "Centre Court"}"#);
-    assert_eq!((code, v["name"].as_str()), (200, Some("Centre Court")), "{v}");
+    let (code, v) = onair.call(
+        "PATCH",
+        "/api/channels/court-2",
+        r#"{"name": "Centre Court"}"#,
+    );
+    assert_eq!(
+        (code, v["name"].as_str()),
+        (200, Some("Centre Court")),
+        "{v}"
+    );
     assert_eq!(onair.call("DELETE", "/api/channels/court-2", "").0, 204);
     assert!(wait_until(SWITCH, || nginx.publishers("app").is_empty()));
     assert_eq!(onair.call("GET", "/api/channels/court-2", "").0, 404);
@@ -223,11 +287,15 @@ fn stopping_a_channel_ends_its_platform_stream_refuses_its_key_and_frees_its_cpu
     let _serial = serial();
     let nginx = Nginx::start();
     let mut onair = Onair::start(&two_channels(&nginx));
-    assert!(wait_until(SWITCH, || one_publisher(&nginx, "app").is_some()
+    assert!(wait_until(SWITCH, || one_publisher(&nginx, "app")
+        .is_some()
         && one_publisher(&nginx, "app2").is_some()));
     // a moving picture: channel B's decode and encode are most of the process's CPU
-    let mut publisher = Publisher::start_video(&onair.publish_url("key-b"), "testsrc2=s=640x360:r=30");
-    assert!(wait_until(SWITCH, || onair.get_json("/api/channels/court-b")["on_air"] == "live"));
+    let mut publisher =
+        Publisher::start_video(&onair.publish_url("key-b"), "testsrc2=s=640x360:r=30");
+    assert!(wait_until(SWITCH, || onair
+        .get_json("/api/channels/court-b")["on_air"]
+        == "live"));
 
     let cpu = |o: &Onair| {
         let (c0, t0) = (o.cpu_seconds(), Instant::now());
@@ -298,7 +366,10 @@ fn every_acknowledged_write_survives_a_kill_9_in_the_middle_of_a_burst() {
                 port,
                 "POST",
                 "/api/channels/default/destinations",
-                &[("Authorization", &auth), ("Content-Type", "application/json")],
+                &[
+                    ("Authorization", &auth),
+                    ("Content-Type", "application/json"),
+                ],
                 &body,
             ) {
                 Some((201, _)) => acknowledged.push(format!("d{i}")),
@@ -308,7 +379,10 @@ fn every_acknowledged_write_survives_a_kill_9_in_the_middle_of_a_burst() {
         acknowledged
     });
     // kill in the middle of the burst
-    assert!(wait_until(SWITCH, || onair.log_lines(&["destination created"]).len() >= 30));
+    assert!(wait_until(SWITCH, || onair
+        .log_lines(&["destination created"])
+        .len()
+        >= 30));
     onair.kill9_and_restart();
     let acknowledged = writer.join().expect("writer");
     assert!(
@@ -324,7 +398,10 @@ fn every_acknowledged_write_survives_a_kill_9_in_the_middle_of_a_burst() {
         .filter_map(|d| d["name"].as_str())
         .collect();
     for name in &acknowledged {
-        assert!(kept.contains(&name.as_str()), "{name} was acknowledged and lost");
+        assert!(
+            kept.contains(&name.as_str()),
+            "{name} was acknowledged and lost"
+        );
     }
     println!(
         "acknowledged {} writes before the kill, {} kept",
@@ -352,8 +429,11 @@ fn routes_in_source() -> Vec<(Vec<String>, bool)> {
             let prefix = segs.last().is_some_and(|s| s == "..");
             let segs: Vec<String> = segs.into_iter().filter(|s| s != "..").collect();
             // fragments mounted under another filter (`warp::path!(String)`) are not roots
-            matches!(segs.first().map(String::as_str), Some("api" | "preview.flv"))
-                .then_some((segs, prefix))
+            matches!(
+                segs.first().map(String::as_str),
+                Some("api" | "preview.flv")
+            )
+            .then_some((segs, prefix))
         })
         .collect()
 }
@@ -367,9 +447,15 @@ fn the_openapi_document_covers_every_route_and_each_answers_as_documented() {
     let (code, text) = http_get(onair.http_port, "/api/openapi.json").expect("answers");
     assert_eq!(code, 200, "served without the token: {text}");
     let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{doc}");
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
     let paths = doc["paths"].as_object().expect("paths");
-    assert!(doc["components"]["schemas"]["ChannelView"].is_object(), "schemas derived from the code");
+    assert!(
+        doc["components"]["schemas"]["ChannelView"].is_object(),
+        "schemas derived from the code"
+    );
 
     // every route in the source is documented
     let documented: Vec<Vec<&str>> = paths
@@ -380,11 +466,11 @@ fn the_openapi_document_covers_every_route_and_each_answers_as_documented() {
     assert!(routes.len() >= 10, "{routes:?}");
     for (segs, prefix) in &routes {
         let matches = |d: &Vec<&str>| {
-            (if *prefix { d.len() > segs.len() } else { d.len() == segs.len() })
-                && segs
-                    .iter()
-                    .zip(d)
-                    .all(|(s, d)| s == "{}" || s == d)
+            (if *prefix {
+                d.len() > segs.len()
+            } else {
+                d.len() == segs.len()
+            }) && segs.iter().zip(d).all(|(s, d)| s == "{}" || s == d)
         };
         assert!(
             documented.iter().any(matches),
@@ -411,7 +497,8 @@ fn the_openapi_document_covers_every_route_and_each_answers_as_documented() {
         let url = format!(
             "http://127.0.0.1:{}{}?key={PREVIEW_KEY}",
             onair.http_port,
-            path.replace("{id}", "default").replace("{name}", "doc-test")
+            path.replace("{id}", "default")
+                .replace("{name}", "doc-test")
         );
         let body = op["requestBody"]["content"]["application/json"]["example"].to_string();
         let verb = method.to_uppercase();
@@ -421,7 +508,11 @@ fn the_openapi_document_covers_every_route_and_each_answers_as_documented() {
         }
         args.push(url.as_str());
         let (status, answer) = curl(&args);
-        let allowed: Vec<&String> = op["responses"].as_object().expect("responses").keys().collect();
+        let allowed: Vec<&String> = op["responses"]
+            .as_object()
+            .expect("responses")
+            .keys()
+            .collect();
         assert!(
             allowed.iter().any(|a| **a == status.to_string()),
             "{} {path} answered {status} (documented: {allowed:?}): {answer}",
@@ -430,5 +521,8 @@ fn the_openapi_document_covers_every_route_and_each_answers_as_documented() {
         checked += 1;
     }
     assert!(checked >= 20, "{checked} operations");
-    println!("{checked} documented operations answered as documented; {} routes in http.rs documented", routes.len());
+    println!(
+        "{checked} documented operations answered as documented; {} routes in http.rs documented",
+        routes.len()
+    );
 }

@@ -197,7 +197,10 @@ fn destination_rejoins_after_the_platform_restarts_without_disturbing_another() 
         "onair did not re-join platform a:\n{}",
         onair.log_text()
     );
-    assert!(onair.wait_log("destination up channel=default destination=a attempt=", SWITCH));
+    assert!(onair.wait_log(
+        "destination up channel=default destination=a attempt=",
+        SWITCH
+    ));
     assert!(!onair.log_lines(&["retrying", "delay_ms="]).is_empty());
 
     // b never noticed

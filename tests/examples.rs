@@ -581,7 +581,10 @@ fn seed_004_streams_start_as_channels_with_their_scoreboard_list_their_uptime_an
     assert!(wait_until(SWITCH, || nginx.publishers("app2").len() == 1));
     // the camera publishes with the stream name as its key
     let _camera = Publisher::start(&onair.publish_url("m1"), "blue");
-    assert!(wait_until(SWITCH, || onair.get_json("/api/channels/m1")["on_air"] == "live"));
+    assert!(wait_until(
+        SWITCH,
+        || onair.get_json("/api/channels/m1")["on_air"] == "live"
+    ));
     assert_eq!(
         onair.get_json("/api/channels/default")["on_air"],
         "fallback",
@@ -628,7 +631,11 @@ fn seed_004_streams_start_as_channels_with_their_scoreboard_list_their_uptime_an
     assert_eq!(code, 200, "{list}");
     let uptime = list["m1"]["uptime"].as_f64().unwrap_or(0.0);
     assert!(uptime > 1.0, "{list}");
-    assert!(list["m1"]["youtube_url"].as_str().is_some_and(|u| u.starts_with("rtmp://127.0.0.1")));
+    assert!(
+        list["m1"]["youtube_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("rtmp://127.0.0.1"))
+    );
 
     for (body, code) in [(r#"{}"#, 400), (r#"{"stream_name": "nope"}"#, 404)] {
         assert_eq!(onair.call("POST", "/stop_stream", body).0, code, "{body}");
@@ -638,7 +645,12 @@ fn seed_004_streams_start_as_channels_with_their_scoreboard_list_their_uptime_an
     assert_eq!(v["message"], "Stream m1 stopped successfully");
     assert!(wait_until(SWITCH, || nginx.publishers("app2").is_empty()));
     assert_eq!(onair.call("GET", "/api/channels/m1", "").0, 404);
-    assert_eq!(onair.call("POST", "/stop_stream", r#"{"stream_name": "m1"}"#).0, 404);
+    assert_eq!(
+        onair
+            .call("POST", "/stop_stream", r#"{"stream_name": "m1"}"#)
+            .0,
+        404
+    );
     let (_, list) = onair.call("GET", "/list_streams", "");
     assert!(list.get("m1").is_none(), "{list}");
     eprintln!("seed 004: scoreboard MAE {err:.2}, uptime {uptime:.1} s");

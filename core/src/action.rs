@@ -40,7 +40,10 @@ pub enum Action {
     DestinationDisable { name: String },
     /// Run `action` on channel `channel` rather than on the event's channel (or, with no event,
     /// the primary channel: `default`, else the first by id).
-    OnChannel { channel: String, action: Box<Action> },
+    OnChannel {
+        channel: String,
+        action: Box<Action>,
+    },
     /// Start the channel (a no-op when started); kept across restarts.
     ChannelStart,
     /// Stop the channel: its platforms see the publisher leave, its publishers are

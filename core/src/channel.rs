@@ -28,10 +28,10 @@ use crate::config::{ChannelSpec, DestinationConfig, FallbackConfig, OutputConfig
 use crate::db::Db;
 use crate::destinations::{DEFAULT_CHANNEL, Destinations};
 use crate::event::{Event, SessionId, Source};
+use crate::media::destination::{Connections, DestinationStatus};
 use crate::media::fallback::Fallback;
 use crate::media::fanout::FanOut;
 use crate::media::ingest::{Ingest, Route, Router, SessionStatus};
-use crate::media::output::{DestinationStatus, Outputs};
 use crate::media::program::{EventSink, Program};
 
 /// Why a channel operation was refused. Each maps to one HTTP status.
@@ -186,10 +186,10 @@ impl Channel {
     ) -> Arc<Channel> {
         let fanout = Arc::new(FanOut::new());
         let _rt = shared.runtime.enter();
-        let outputs = Outputs::new(&spec.id, &dests, fanout.clone(), shared.events.clone());
+        let connections = Connections::new(&spec.id, &dests, fanout.clone(), shared.events.clone());
         let destinations = Destinations::new(
             shared.db.clone(),
-            outputs,
+            connections,
             &spec.id,
             &spec.destinations,
             &shared.file,
@@ -300,7 +300,7 @@ impl Channel {
                 .get()
                 .map(|i| i.sessions(Some(&self.id)))
                 .unwrap_or_default(),
-            destinations: self.destinations.outputs().status(),
+            destinations: self.destinations.connections().status(),
             overlay,
             counters: ChannelCounters {
                 publishes: c.publishes.load(Ordering::Relaxed),
@@ -343,7 +343,7 @@ impl Channel {
         drop(running);
         {
             let _rt = self.shared.runtime.enter();
-            self.destinations.outputs().resume();
+            self.destinations.connections().resume();
         }
         tracing::info!(channel = %self.id, "channel started");
         Ok(())
@@ -354,7 +354,7 @@ impl Channel {
         let Some(r) = lock(&self.running).take() else {
             return;
         };
-        self.destinations.outputs().suspend();
+        self.destinations.connections().suspend();
         if let Some(ingest) = self.shared.ingest.get() {
             let n = ingest.kick_channel(&self.id);
             if n > 0 {
@@ -401,7 +401,9 @@ impl Channel {
                     Source::Live => {
                         let ingest = self.shared.ingest.get();
                         let target = cause
-                            .filter(|s| ingest.is_some_and(|i| i.channel_of(*s).as_ref() == Some(id)))
+                            .filter(|s| {
+                                ingest.is_some_and(|i| i.channel_of(*s).as_ref() == Some(id))
+                            })
                             .or_else(|| ingest.and_then(|i| i.newest_healthy(id)));
                         match target {
                             Some(session) => program.arm_live(session, reason),
@@ -418,7 +420,9 @@ impl Channel {
                     Some(i) if i.channel_of(session).as_ref() == Some(id) && i.kick(session) => {
                         tracing::info!(channel = %id, session, %reason, "kicking publisher");
                     }
-                    _ => tracing::warn!(channel = %id, session, "kick ignored: no such session on this channel"),
+                    _ => {
+                        tracing::warn!(channel = %id, session, "kick ignored: no such session on this channel")
+                    }
                 }
             }
             Action::SetFallback { media } => match fallback {
@@ -433,14 +437,18 @@ impl Channel {
                 let _rt = self.shared.runtime.enter();
                 self.destinations.create(&name, &url, true)
             }),
-            Action::DestinationRemove { name } => log_err(id, &name, self.destinations.delete(&name)),
+            Action::DestinationRemove { name } => {
+                log_err(id, &name, self.destinations.delete(&name))
+            }
             Action::DestinationEnable { name } => log_err(id, &name, {
                 let _rt = self.shared.runtime.enter();
                 self.destinations.update(&name, None, Some(true))
             }),
-            Action::DestinationDisable { name } => {
-                log_err(id, &name, self.destinations.update(&name, None, Some(false)))
-            }
+            Action::DestinationDisable { name } => log_err(
+                id,
+                &name,
+                self.destinations.update(&name, None, Some(false)),
+            ),
             Action::OverlaySet { layer } => {
                 let Some(program) = program else {
                     return stopped("overlay");
@@ -453,16 +461,17 @@ impl Channel {
                 let image = match crate::media::overlay::render_builtin(&layer.source) {
                     Some(r) => r,
                     None => match &layer.source {
-                        crate::action::LayerSource::Plugin { plugin, data } => {
-                            self.shared
-                                .plugins
-                                .render(plugin, layer.width, layer.height, data)
-                        }
+                        crate::action::LayerSource::Plugin { plugin, data } => self
+                            .shared
+                            .plugins
+                            .render(plugin, layer.width, layer.height, data),
                         _ => Err("unsupported layer source".into()),
                     },
                 };
                 match image.and_then(|img| overlay.set(&layer, &img)) {
-                    Ok(()) => tracing::debug!(channel = %id, layer = %layer.name, "overlay layer set"),
+                    Ok(()) => {
+                        tracing::debug!(channel = %id, layer = %layer.name, "overlay layer set")
+                    }
                     Err(e) => {
                         tracing::warn!(channel = %id, layer = %layer.name, error = %e, "overlay layer not shown")
                     }
@@ -474,9 +483,7 @@ impl Channel {
             },
             Action::ChannelStart => self.run_start(),
             Action::ChannelStop => self.run_stop(),
-            Action::RejectPublish { .. }
-            | Action::OnChannel { .. }
-            | Action::ChannelDelete => {
+            Action::RejectPublish { .. } | Action::OnChannel { .. } | Action::ChannelDelete => {
                 tracing::warn!(channel = %id, action = ?action, "action not for a channel's worker: ignored");
             }
         }
@@ -591,9 +598,9 @@ const BUS_STOP: &str = "onair-bus-stop";
 
 fn stop_bus_watch(pipeline: &gst::Pipeline) {
     if let Some(bus) = pipeline.bus() {
-        let _ = bus.post(gst::message::Application::new(
-            gst::Structure::new_empty(BUS_STOP),
-        ));
+        let _ = bus.post(gst::message::Application::new(gst::Structure::new_empty(
+            BUS_STOP,
+        )));
     }
 }
 
@@ -736,7 +743,10 @@ impl Channels {
     /// the API shows them).
     pub fn create(&self, req: NewChannel) -> Result<(Arc<Channel>, Vec<String>), ChannelError> {
         if let Some(message) = crate::config::channel_id_error(&req.id) {
-            return Err(ChannelError::Invalid { field: "id", message });
+            return Err(ChannelError::Invalid {
+                field: "id",
+                message,
+            });
         }
         let name = req.name.clone().unwrap_or_else(|| req.id.clone());
         check_name(&name)?;
@@ -745,7 +755,10 @@ impl Channels {
         } else {
             req.keys.clone()
         };
-        let output = req.output.clone().unwrap_or_else(|| self.template.1.clone());
+        let output = req
+            .output
+            .clone()
+            .unwrap_or_else(|| self.template.1.clone());
         if let Some((key, message)) = crate::config::output_error("output", &output) {
             return Err(ChannelError::Invalid {
                 field: "output",
@@ -788,7 +801,9 @@ impl Channels {
         {
             let json = serde_json::to_string(&spec).map_err(|e| ChannelError::Db(e.to_string()))?;
             let mut conn = self.shared.db.conn();
-            let tx = conn.transaction().map_err(|e| ChannelError::Db(e.to_string()))?;
+            let tx = conn
+                .transaction()
+                .map_err(|e| ChannelError::Db(e.to_string()))?;
             tx.execute(
                 "INSERT INTO channels (id, owner, spec, started) VALUES (?1, 'db', ?2, ?3)",
                 (&req.id, &json, start),
@@ -813,7 +828,12 @@ impl Channels {
             }
             tx.commit().map_err(|e| ChannelError::Db(e.to_string()))?;
         }
-        let c = Channel::new(spec, Owner::Database, req.destinations.clone(), self.shared.clone());
+        let c = Channel::new(
+            spec,
+            Owner::Database,
+            req.destinations.clone(),
+            self.shared.clone(),
+        );
         map.insert(req.id.clone(), c.clone());
         drop(map);
         tracing::info!(channel = %c.id, destinations = req.destinations.len(), start, "channel created");
@@ -888,7 +908,9 @@ impl Channels {
         }
         {
             let mut conn = self.shared.db.conn();
-            let tx = conn.transaction().map_err(|e| ChannelError::Db(e.to_string()))?;
+            let tx = conn
+                .transaction()
+                .map_err(|e| ChannelError::Db(e.to_string()))?;
             tx.execute("DELETE FROM channels WHERE id = ?1", [id])
                 .map_err(|e| ChannelError::Db(e.to_string()))?;
             tx.execute("DELETE FROM destinations WHERE channel = ?1", [id])
@@ -912,7 +934,10 @@ impl Channels {
     ) -> Result<(), ChannelError> {
         for k in keys {
             if let Some(message) = crate::config::stream_key_error(k) {
-                return Err(ChannelError::Invalid { field: "keys", message });
+                return Err(ChannelError::Invalid {
+                    field: "keys",
+                    message,
+                });
             }
             if let Some(other) = map
                 .values()
@@ -950,7 +975,13 @@ impl Router for Channels {
             .values()
             .find(|c| lock(&c.spec).keys.iter().any(|k| k == key))
             .cloned()
-            .or_else(|| if self.allow_any_key { self.primary() } else { None })
+            .or_else(|| {
+                if self.allow_any_key {
+                    self.primary()
+                } else {
+                    None
+                }
+            })
             .ok_or_else(|| {
                 format!("unknown stream key {redacted}: check OBS Settings → Stream → Stream Key")
             })?;

@@ -184,12 +184,18 @@ pub fn output_error(key: &str, o: &OutputConfig) -> Option<(String, String)> {
         ("keyframe_interval_s", o.keyframe_interval_s, 1, 10),
     ] {
         if v < lo || v > hi {
-            return Some((format!("{key}.{field}"), format!("{v} is outside {lo}..={hi}")));
+            return Some((
+                format!("{key}.{field}"),
+                format!("{v} is outside {lo}..={hi}"),
+            ));
         }
     }
     for (field, v) in [("width", o.width), ("height", o.height)] {
         if v % 2 != 0 {
-            return Some((format!("{key}.{field}"), format!("{v} must be even for 4:2:0 video")));
+            return Some((
+                format!("{key}.{field}"),
+                format!("{v} must be even for 4:2:0 video"),
+            ));
         }
     }
     if !X264_PRESETS.contains(&o.x264_preset.as_str()) {
@@ -211,7 +217,10 @@ fn destinations_error(key: &str, list: &[DestinationConfig]) -> Option<(String, 
     for (i, d) in list.iter().enumerate() {
         let key = format!("{key}[{i}]");
         if d.name.is_empty() || d.name == "preview" {
-            return Some((format!("{key}.name"), format!("{:?} is empty or reserved", d.name)));
+            return Some((
+                format!("{key}.name"),
+                format!("{:?} is empty or reserved", d.name),
+            ));
         }
         if !names.insert(d.name.as_str()) {
             return Some((
@@ -659,7 +668,10 @@ impl Config {
                 return bad(&format!("{at}.id"), e);
             }
             if !ids.insert(c.id.as_str()) {
-                return bad(&format!("{at}.id"), format!("{:?} is used by two channels", c.id));
+                return bad(
+                    &format!("{at}.id"),
+                    format!("{:?} is used by two channels", c.id),
+                );
             }
             for (j, k) in c.keys.iter().enumerate() {
                 if let Some(e) = stream_key_error(k) {
@@ -668,7 +680,9 @@ impl Config {
                 if let Some(other) = keys.insert(k.as_str(), c.id.as_str()) {
                     return bad(
                         &format!("{at}.keys[{j}]"),
-                        format!("this stream key is also channel {other:?}'s: a key publishes to one channel"),
+                        format!(
+                            "this stream key is also channel {other:?}'s: a key publishes to one channel"
+                        ),
                     );
                 }
             }
@@ -676,7 +690,11 @@ impl Config {
                 .fallback
                 .as_ref()
                 .and_then(|f| fallback_error(&format!("{at}.fallback"), f))
-                .or_else(|| c.output.as_ref().and_then(|o| output_error(&format!("{at}.output"), o)))
+                .or_else(|| {
+                    c.output
+                        .as_ref()
+                        .and_then(|o| output_error(&format!("{at}.output"), o))
+                })
                 .or_else(|| destinations_error(&format!("{at}.destination"), &c.destinations));
             if let Some((key, message)) = problem {
                 return bad(&key, message);

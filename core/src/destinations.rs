@@ -1,5 +1,5 @@
 //! A channel's destinations as operators change them: over the API, from Lua or from a plugin.
-//! Every change is written to the database first and then applied to the running outputs, so
+//! Every change is written to the database first and then applied to the running connections, so
 //! what was created or changed at run time is back after a restart.
 //!
 //! Ownership: a destination from `onair.toml` belongs to the file: it can be enabled and
@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::config::DestinationConfig;
 use crate::db::Db;
-use crate::media::output::Outputs;
+use crate::media::destination::Connections;
 
 /// The one channel of a config without `[[channel]]` tables.
 pub const DEFAULT_CHANNEL: &str = "default";
@@ -56,7 +56,7 @@ pub struct DestinationView {
 
 pub struct Destinations {
     db: Arc<Db>,
-    outputs: Outputs,
+    connections: Connections,
     channel: String,
     /// Names defined in the config file, and the file's name for messages.
     from_file: BTreeSet<String>,
@@ -96,7 +96,7 @@ pub fn validate(name: &str, url: &str) -> Result<(), DestinationError> {
 
 impl Destinations {
     /// The config's destinations (with the enabled flags kept in the database) and the ones
-    /// created at run time, in that order. Returns them to start [`Outputs`] with.
+    /// created at run time, in that order. Returns them to start [`Connections`] with.
     pub fn load(
         db: &Db,
         channel: &str,
@@ -128,14 +128,14 @@ impl Destinations {
 
     pub fn new(
         db: Arc<Db>,
-        outputs: Outputs,
+        connections: Connections,
         channel: &str,
         config: &[DestinationConfig],
         file: &str,
     ) -> Destinations {
         Destinations {
             db,
-            outputs,
+            connections,
             channel: channel.to_string(),
             from_file: config.iter().map(|d| d.name.clone()).collect(),
             file: file.to_string(),
@@ -143,18 +143,21 @@ impl Destinations {
     }
 
     /// The destinations' connections.
-    pub fn outputs(&self) -> &Outputs {
-        &self.outputs
+    pub fn connections(&self) -> &Connections {
+        &self.connections
     }
 
     /// The running destination named `name`, with its URL and enabled flag.
     fn current(&self, name: &str) -> Option<DestinationConfig> {
-        self.outputs.configs().into_iter().find(|d| d.name == name)
+        self.connections
+            .configs()
+            .into_iter()
+            .find(|d| d.name == name)
     }
 
-    /// Adds it to the running outputs (connecting it when enabled).
+    /// Adds it to the running connections (connecting it when enabled).
     fn start(&self, name: &str, url: &str, enabled: bool) -> Result<(), DestinationError> {
-        self.outputs
+        self.connections
             .add(DestinationConfig {
                 name: name.into(),
                 url: url.into(),
@@ -172,7 +175,7 @@ impl Destinations {
 
     /// Every destination of the channel.
     pub fn list(&self) -> Vec<DestinationView> {
-        self.outputs
+        self.connections
             .configs()
             .into_iter()
             .map(|d| DestinationView {
@@ -254,10 +257,10 @@ impl Destinations {
             )
             .map_err(Self::db_err)?;
         if url != current.url {
-            let _ = self.outputs.remove(name);
+            let _ = self.connections.remove(name);
             self.start(name, url, enabled)?;
         } else if enabled != current.enabled {
-            self.outputs
+            self.connections
                 .set_enabled(name, enabled)
                 .map_err(|_| DestinationError::NotFound(name.into()))?;
         }
@@ -283,7 +286,7 @@ impl Destinations {
                 (&self.channel, name),
             )
             .map_err(Self::db_err)?;
-        let _ = self.outputs.remove(name);
+        let _ = self.connections.remove(name);
         Ok(())
     }
 }

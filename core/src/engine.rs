@@ -14,8 +14,8 @@ use tokio::sync::{broadcast, mpsc};
 use crate::action::Action;
 use crate::channel::{ChannelView, Channels};
 use crate::event::{Event, Source};
+use crate::media::destination::DestinationStatus;
 use crate::media::ingest::{Ingest, PublishRequest, SessionStatus};
-use crate::media::output::DestinationStatus;
 use crate::policy::Policy;
 
 /// Process-wide counters for `/api/status` (each channel also counts its own).
@@ -122,7 +122,10 @@ impl Core {
             scripts: self.policy.scripts(),
             plugins: self.plugin_info(),
             overlay: view.as_ref().map(|v| v.overlay.clone()).unwrap_or_default(),
-            sessions: view.as_ref().map(|v| v.sessions.clone()).unwrap_or_default(),
+            sessions: view
+                .as_ref()
+                .map(|v| v.sessions.clone())
+                .unwrap_or_default(),
             destinations: view
                 .as_ref()
                 .map(|v| v.destinations.clone())
@@ -142,7 +145,6 @@ impl Core {
             channels: self.channels.all().iter().map(|c| c.view()).collect(),
         }
     }
-
 }
 
 pub struct Engine {
@@ -211,7 +213,9 @@ impl Engine {
                 .rejected_by_policy
                 .fetch_add(1, Ordering::Relaxed);
             if let Some(c) = self.core.channels.get(&req.event.channel) {
-                c.counters.rejected_by_policy.fetch_add(1, Ordering::Relaxed);
+                c.counters
+                    .rejected_by_policy
+                    .fetch_add(1, Ordering::Relaxed);
             }
             tracing::warn!(session, %reason, "publish rejected by policy; its other actions are dropped");
             if req.reply.send(Err(reason.clone())).is_err() && self.core.ingest.kick(session) {

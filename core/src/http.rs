@@ -156,12 +156,16 @@ fn destination_routes(
             }
         });
     let one = channel.clone().and(warp::path::param::<String>());
-    let get = one.clone().and(warp::path::end()).and(warp::get()).map(
-        |c: Arc<Channel>, name: String| match c.destinations.get(&name) {
-            Ok(v) => json_response(StatusCode::OK, &serde_json::json!(v)),
-            Err(e) => destination_error(&e),
-        },
-    );
+    let get =
+        one.clone()
+            .and(warp::path::end())
+            .and(warp::get())
+            .map(
+                |c: Arc<Channel>, name: String| match c.destinations.get(&name) {
+                    Ok(v) => json_response(StatusCode::OK, &serde_json::json!(v)),
+                    Err(e) => destination_error(&e),
+                },
+            );
     let patch = one
         .clone()
         .and(warp::path::end())
@@ -182,20 +186,18 @@ fn destination_routes(
                 Err(e) => destination_error(&e),
             }
         });
-    let delete =
-        one.clone()
-            .and(warp::path::end())
-            .and(warp::delete())
-            .map(|c: Arc<Channel>, name: String| {
-                match tokio::task::block_in_place(|| c.destinations.delete(&name)) {
-                    Ok(()) => {
-                        let mut r = warp::reply::Response::new(Vec::new().into());
-                        *r.status_mut() = StatusCode::NO_CONTENT;
-                        r
-                    }
-                    Err(e) => destination_error(&e),
-                }
-            });
+    let delete = one.clone().and(warp::path::end()).and(warp::delete()).map(
+        |c: Arc<Channel>, name: String| match tokio::task::block_in_place(|| {
+            c.destinations.delete(&name)
+        }) {
+            Ok(()) => {
+                let mut r = warp::reply::Response::new(Vec::new().into());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                r
+            }
+            Err(e) => destination_error(&e),
+        },
+    );
     let toggle = one.and(warp::path!(String)).and(warp::post()).map(
         |c: Arc<Channel>, name: String, what: String| {
             let enabled = match what.as_str() {
@@ -203,9 +205,7 @@ fn destination_routes(
                 "disable" => false,
                 _ => return error(StatusCode::NOT_FOUND, "not found: use /enable or /disable"),
             };
-            match tokio::task::block_in_place(|| {
-                c.destinations.update(&name, None, Some(enabled))
-            })
+            match tokio::task::block_in_place(|| c.destinations.update(&name, None, Some(enabled)))
                 .and_then(|()| c.destinations.get(&name))
             {
                 Ok(v) => json_response(StatusCode::OK, &serde_json::json!(v)),
@@ -279,18 +279,16 @@ fn channel_routes(
                 Err(e) => channel_error(&e),
             }
         });
-    let delete = one
-        .and(warp::delete())
-        .map(|id: String, c: Arc<Core>| {
-            match tokio::task::block_in_place(|| c.channels.delete(&id)) {
-                Ok(()) => {
-                    let mut r = warp::reply::Response::new(Vec::new().into());
-                    *r.status_mut() = StatusCode::NO_CONTENT;
-                    r
-                }
-                Err(e) => channel_error(&e),
+    let delete = one.and(warp::delete()).map(|id: String, c: Arc<Core>| {
+        match tokio::task::block_in_place(|| c.channels.delete(&id)) {
+            Ok(()) => {
+                let mut r = warp::reply::Response::new(Vec::new().into());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                r
             }
-        });
+            Err(e) => channel_error(&e),
+        }
+    });
     let verb = warp::path!("api" / "channels" / String / String)
         .and(warp::post())
         .and(admin)
@@ -419,11 +417,9 @@ pub fn routes(
         .and(admin.clone())
         .and(with_core.clone())
         .and(body_up_to(API_BODY_MAX))
-        .map(|(), c: Arc<Core>, body: Bytes| {
-            match c.channels.primary() {
-                Some(ch) => switch_reply(&c, &ch.id, &body, "POST /api/switch"),
-                None => error(StatusCode::NOT_FOUND, "no channels"),
-            }
+        .map(|(), c: Arc<Core>, body: Bytes| match c.channels.primary() {
+            Some(ch) => switch_reply(&c, &ch.id, &body, "POST /api/switch"),
+            None => error(StatusCode::NOT_FOUND, "no channels"),
         });
 
     let channels = channel_routes(with_core.clone(), admin.clone().untuple_one());

@@ -372,10 +372,9 @@ async fn serve(
         file: config_file.clone(),
     });
     let obs: Vec<String> = specs.iter().map(|s| obs_settings(&cfg, s)).collect();
-    let channels = tokio::task::block_in_place(|| {
-        onair::channel::Channels::load(specs, &cfg, shared.clone())
-    })
-    .context("loading the channels")?;
+    let channels =
+        tokio::task::block_in_place(|| onair::channel::Channels::load(specs, &cfg, shared.clone()))
+            .context("loading the channels")?;
     let ingest = Ingest::new(&cfg.ingest, channels.clone(), publish_tx);
     let _ = shared.ingest.set(ingest.clone());
 

@@ -435,7 +435,8 @@ impl Onair {
 
     /// CPU seconds (user + system) the process has used so far, from `/proc/PID/stat`.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         // the fields after the command name, which is in parentheses
         let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
         let f: Vec<u64> = rest
@@ -484,7 +485,12 @@ impl Publisher {
 
     /// Like [`Self::start_args`] with another audio codec (an ffmpeg encoder name).
     pub fn start_codec(url: &str, color: &str, audio: bool, acodec: &str) -> Publisher {
-        Self::start_lavfi(url, &format!("color=c={color}:s=640x360:r=30"), audio, acodec)
+        Self::start_lavfi(
+            url,
+            &format!("color=c={color}:s=640x360:r=30"),
+            audio,
+            acodec,
+        )
     }
 
     /// Publishes the lavfi video source `video` (e.g. `testsrc2=s=640x360:r=30`, a moving

@@ -6,15 +6,15 @@
 //! - `fallback`: the fallback media (image, looping video, slate) fed into the switch
 //! - `program`: switch → encode → mux, the long-lived pipeline
 //! - `fanout`: one encode to every consumer, each behind its own leaky queue
-//! - `output`: destinations (RTMP/RTMPS), each its own pipeline, reconnecting with backoff
+//! - `destination`: each destination's connection (RTMP/RTMPS), its own pipeline, reconnecting with backoff
 
 pub mod chunk_guard;
 pub mod decode;
+pub mod destination;
 pub mod fallback;
 pub mod fanout;
 pub mod flv;
 pub mod ingest;
-pub mod output;
 pub mod overlay;
 pub mod program;
 

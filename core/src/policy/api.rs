@@ -227,9 +227,8 @@ fn register_status(
 ) -> mlua::Result<()> {
     let s = services.clone();
     let c = ctx.clone();
-    let status = lua.create_function(move |lua, ()| {
-        lua.to_value_with(&status_value(&s, &c)?, ser_options())
-    })?;
+    let status = lua
+        .create_function(move |lua, ()| lua.to_value_with(&status_value(&s, &c)?, ser_options()))?;
     onair.set("status", status)
 }
 

@@ -287,19 +287,20 @@ impl Script {
             Event::Publish(p) => Some(p.session),
             _ => None,
         };
-        let (stop, actions) = self.call_on(event.name(), publishing, Some(event.channel()), |lua| {
-            let handlers: Table = lua.named_registry_value(HANDLERS)?;
-            let Some(list) = handlers.get::<Option<Table>>(event.name())? else {
-                return Ok(false);
-            };
-            let payload = lua.to_value_with(event, api::ser_options())?;
-            for f in list.sequence_values::<Function>() {
-                if f?.call::<Value>(payload.clone())? == Value::Boolean(false) {
-                    return Ok(true);
+        let (stop, actions) =
+            self.call_on(event.name(), publishing, Some(event.channel()), |lua| {
+                let handlers: Table = lua.named_registry_value(HANDLERS)?;
+                let Some(list) = handlers.get::<Option<Table>>(event.name())? else {
+                    return Ok(false);
+                };
+                let payload = lua.to_value_with(event, api::ser_options())?;
+                for f in list.sequence_values::<Function>() {
+                    if f?.call::<Value>(payload.clone())? == Value::Boolean(false) {
+                        return Ok(true);
+                    }
                 }
-            }
-            Ok(false)
-        })?;
+                Ok(false)
+            })?;
         Ok((actions, stop))
     }
 

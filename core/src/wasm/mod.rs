@@ -298,9 +298,10 @@ impl PluginHost {
         let mut overlay_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut overlay_linker)?;
         bindings::overlay::Overlay::add_to_linker::<_, HasSelf<_>>(&mut overlay_linker, |s| s)?;
-        bindings::v0_1::overlay::Overlay::add_to_linker::<_, HasSelf<_>>(&mut overlay_linker, |s| {
-            s
-        })?;
+        bindings::v0_1::overlay::Overlay::add_to_linker::<_, HasSelf<_>>(
+            &mut overlay_linker,
+            |s| s,
+        )?;
         Ok(PluginHost {
             engine,
             policy_linker,
@@ -428,10 +429,12 @@ impl PluginHost {
                     &self.policy_linker,
                 )
                 .map(Instance::PolicyV01),
-                (World::Policy, _) => {
-                    bindings::policy::Policy::instantiate(&mut store, component, &self.policy_linker)
-                        .map(Instance::Policy)
-                }
+                (World::Policy, _) => bindings::policy::Policy::instantiate(
+                    &mut store,
+                    component,
+                    &self.policy_linker,
+                )
+                .map(Instance::Policy),
                 (World::Overlay, "0.1.0") => bindings::v0_1::overlay::Overlay::instantiate(
                     &mut store,
                     component,
@@ -635,9 +638,11 @@ impl PluginHost {
                 } = &mut *p;
                 store.set_epoch_deadline(ticks);
                 match instance {
-                    Instance::Policy(policy) => policy
-                        .call_on_event(store, &wit_event)
-                        .map(|l| l.into_iter().map(convert::channel_action).collect::<Vec<_>>()),
+                    Instance::Policy(policy) => policy.call_on_event(store, &wit_event).map(|l| {
+                        l.into_iter()
+                            .map(convert::channel_action)
+                            .collect::<Vec<_>>()
+                    }),
                     Instance::PolicyV01(policy) => policy
                         .call_on_event(store, &convert::v0_1::event(wit_event.clone()))
                         .map(|l| {
@@ -673,22 +678,26 @@ impl PluginHost {
             } = &mut *p;
             store.set_epoch_deadline(ticks);
             match instance {
-                Instance::Overlay(overlay) => overlay
-                    .call_render(store, width, height, data)
-                    .map(|r| r.map(|i| Image {
-                        width: i.width,
-                        height: i.height,
-                        stride: i.stride,
-                        pixels: i.pixels,
-                    })),
-                Instance::OverlayV01(overlay) => overlay
-                    .call_render(store, width, height, data)
-                    .map(|r| r.map(|i| Image {
-                        width: i.width,
-                        height: i.height,
-                        stride: i.stride,
-                        pixels: i.pixels,
-                    })),
+                Instance::Overlay(overlay) => {
+                    overlay.call_render(store, width, height, data).map(|r| {
+                        r.map(|i| Image {
+                            width: i.width,
+                            height: i.height,
+                            stride: i.stride,
+                            pixels: i.pixels,
+                        })
+                    })
+                }
+                Instance::OverlayV01(overlay) => {
+                    overlay.call_render(store, width, height, data).map(|r| {
+                        r.map(|i| Image {
+                            width: i.width,
+                            height: i.height,
+                            stride: i.stride,
+                            pixels: i.pixels,
+                        })
+                    })
+                }
                 _ => {
                     return Err(format!(
                         "plugin {name:?} is a policy plugin, not an overlay"

@@ -54,10 +54,10 @@ struct Tracked {
 }
 
 /// One channel's destinations, with their status. Destinations can be added, removed, enabled
-/// and disabled at run time. They connect only while the channel runs ([`Outputs::resume`]);
-/// [`Outputs::suspend`] closes every connection and keeps the list.
+/// and disabled at run time. They connect only while the channel runs ([`Connections::resume`]);
+/// [`Connections::suspend`] closes every connection and keeps the list.
 #[derive(Clone)]
-pub struct Outputs {
+pub struct Connections {
     tracked: Arc<Mutex<Vec<Tracked>>>,
     fanout: Arc<FanOut>,
     events: EventSink,
@@ -65,15 +65,15 @@ pub struct Outputs {
     running: Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl Outputs {
-    /// Channel `channel`'s destinations, not connected until [`Outputs::resume`].
+impl Connections {
+    /// Channel `channel`'s destinations, not connected until [`Connections::resume`].
     pub fn new(
         channel: &str,
         dests: &[DestinationConfig],
         fanout: Arc<FanOut>,
         events: EventSink,
-    ) -> Outputs {
-        let outputs = Outputs {
+    ) -> Connections {
+        let outputs = Connections {
             tracked: Arc::default(),
             fanout,
             events,
@@ -90,7 +90,8 @@ impl Outputs {
 
     /// Connects every enabled destination (one task each, on the current tokio runtime).
     pub fn resume(&self) {
-        self.running.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.running
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let mut t = lock(&self.tracked);
         for d in t.iter_mut().filter(|d| d.cfg.enabled) {
             self.spawn(d);
@@ -99,7 +100,8 @@ impl Outputs {
 
     /// Closes every connection (the platform sees the publisher leave); the list is kept.
     pub fn suspend(&self) {
-        self.running.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.running
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         for d in lock(&self.tracked).iter_mut() {
             if let Some(task) = d.task.take() {
                 task.abort();
