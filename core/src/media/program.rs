@@ -1,4 +1,5 @@
-//! The program graph: switch → encode → mux, one long-lived live pipeline.
+//! The program graph: switch → encode → mux, one long-lived live pipeline per channel, built from
+//! one bin per piece (`switch-video`, `switch-audio`, `encode-video`, `encode-audio`, `mux`).
 //!
 //! ```text
 //! appsrc fallback_video ─┐
@@ -136,9 +137,227 @@ fn appsrc(name: &str, caps: &gst::Caps, max_buffers: u64) -> Result<gst_app::App
     Ok(src)
 }
 
+/// One half of the switch: a live and a fallback appsrc into an aggregator (compositor or
+/// audiomixer) whose pads carry the cut's controlled properties.
+struct Switch {
+    bin: gst::Bin,
+    live: gst_app::AppSrc,
+    fallback: gst_app::AppSrc,
+    live_pad: gst::Pad,
+    fallback_pad: gst::Pad,
+    /// The switch's output pad inside the bin (the overlay's probe goes there).
+    out: gst::Pad,
+}
+
+fn bin_error(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Build(e.to_string())
+}
+
+/// Links `src`'s src pad to a new request pad of aggregator `agg`.
+fn request(agg: &gst::Element, src: &gst::Element) -> Result<gst::Pad, MediaError> {
+    let pad = agg
+        .request_pad_simple("sink_%u")
+        .ok_or_else(|| MediaError::Build(format!("no sink pad on {}", agg.name())))?;
+    let srcpad = src
+        .static_pad("src")
+        .ok_or_else(|| MediaError::Build(format!("no src pad on {}", src.name())))?;
+    srcpad
+        .link(&pad)
+        .map_err(|e| MediaError::Build(format!("linking {} → {}: {e}", src.name(), agg.name())))?;
+    Ok(pad)
+}
+
+/// Adds `pad` (of an element inside `bin`) to the bin as a ghost pad named `name`.
+fn ghost(bin: &gst::Bin, name: &str, pad: &gst::Pad) -> Result<(), MediaError> {
+    let g = gst::GhostPad::builder_with_target(pad)
+        .map_err(bin_error)?
+        .name(name)
+        .build();
+    bin.add_pad(&g).map_err(bin_error)
+}
+
+fn static_pad(e: &gst::Element, name: &str) -> Result<gst::Pad, MediaError> {
+    e.static_pad(name)
+        .ok_or_else(|| MediaError::Build(format!("no {name} pad on {}", e.name())))
+}
+
+/// Links `elements` in a row inside `bin`, ghosting the first one's sink (when it has one) and
+/// the last one's src.
+fn chain(bin: &gst::Bin, elements: &[&gst::Element]) -> Result<(), MediaError> {
+    bin.add_many(elements.iter().copied()).map_err(bin_error)?;
+    gst::Element::link_many(elements.iter().copied())
+        .map_err(|e| MediaError::Build(format!("linking the elements of {}: {e}", bin.name())))?;
+    if let Some(first) = elements.first()
+        && let Some(sink) = first.static_pad("sink")
+    {
+        ghost(bin, "sink", &sink)?;
+    }
+    if let Some(last) = elements.last() {
+        ghost(bin, "src", &static_pad(last, "src")?)?;
+    }
+    Ok(())
+}
+
+/// The video switch: fallback (zorder 0) and live (zorder 1) into a compositor on a black
+/// background, fixed to the output caps.
+fn video_switch(format: &OutputFormat, latency: gst::ClockTime) -> Result<Switch, MediaError> {
+    let vcaps = format.video_caps();
+    let bin = gst::Bin::with_name("switch-video");
+    let fallback = appsrc("fallback_video", &vcaps, 4)?;
+    let live = appsrc("live_video", &vcaps, 60)?;
+    let mix = make("compositor", "mix")?;
+    mix.set_property_from_str("background", "black");
+    mix.set_property("latency", latency.nseconds());
+    let caps = make("capsfilter", "mix_caps")?;
+    caps.set_property("caps", &vcaps);
+    bin.add_many([fallback.upcast_ref(), live.upcast_ref(), &mix, &caps])
+        .map_err(bin_error)?;
+    let fallback_pad = request(&mix, fallback.upcast_ref())?;
+    fallback_pad.set_property("zorder", 0u32);
+    let live_pad = request(&mix, live.upcast_ref())?;
+    live_pad.set_property("zorder", 1u32);
+    mix.link(&caps).map_err(bin_error)?;
+    let out = static_pad(&caps, "src")?;
+    ghost(&bin, "src", &out)?;
+    Ok(Switch {
+        bin,
+        live,
+        fallback,
+        live_pad,
+        fallback_pad,
+        out,
+    })
+}
+
+/// The audio switch: silence (so the timeline never has a hole), fallback and live into an
+/// audiomixer, fixed to F32 48 kHz stereo.
+fn audio_switch(format: &OutputFormat, latency: gst::ClockTime) -> Result<Switch, MediaError> {
+    let acaps = format.audio_caps();
+    let bin = gst::Bin::with_name("switch-audio");
+    let silence = make("audiotestsrc", "silence")?;
+    silence.set_property_from_str("wave", "silence");
+    silence.set_property("is-live", true);
+    silence.set_property("samplesperbuffer", 960i32); // 20 ms at 48 kHz
+    let silence_caps = make("capsfilter", "silence_caps")?;
+    silence_caps.set_property("caps", &acaps);
+    let fallback = appsrc("fallback_audio", &acaps, 50)?;
+    let live = appsrc("live_audio", &acaps, 200)?;
+    let amix = make("audiomixer", "amix")?;
+    amix.set_property("latency", latency.nseconds());
+    let caps = make("capsfilter", "amix_caps")?;
+    caps.set_property("caps", &acaps);
+    bin.add_many([
+        &silence,
+        &silence_caps,
+        fallback.upcast_ref(),
+        live.upcast_ref(),
+        &amix,
+        &caps,
+    ])
+    .map_err(bin_error)?;
+    silence.link(&silence_caps).map_err(bin_error)?;
+    request(&amix, &silence_caps)?;
+    let fallback_pad = request(&amix, fallback.upcast_ref())?;
+    let live_pad = request(&amix, live.upcast_ref())?;
+    amix.link(&caps).map_err(bin_error)?;
+    let out = static_pad(&caps, "src")?;
+    ghost(&bin, "src", &out)?;
+    Ok(Switch {
+        bin,
+        live,
+        fallback,
+        live_pad,
+        fallback_pad,
+        out,
+    })
+}
+
+/// Video encode: x264, 8-bit 4:2:0 High, CBR with a one-second VBV, a keyframe exactly every
+/// `keyframe_interval_s`.
+fn video_encode(out: &OutputConfig) -> Result<gst::Bin, MediaError> {
+    let bin = gst::Bin::with_name("encode-video");
+    let queue = make("queue", "venc_queue")?;
+    let x264 = make("x264enc", "x264")?;
+    x264.set_property("bitrate", out.video_bitrate_kbps);
+    x264.set_property_from_str("speed-preset", &out.x264_preset);
+    x264.set_property_from_str("tune", "zerolatency");
+    x264.set_property("key-int-max", out.fps * out.keyframe_interval_s);
+    // VBV of one second at the target rate: the CBR buffer platforms expect.
+    x264.set_property("vbv-buf-capacity", 1000u32);
+    // A keyframe exactly every keyframe_interval_s: no extra keyframes on scene cuts (every
+    // switch is one), which platforms flag as an irregular GOP.
+    let keyint = out.fps * out.keyframe_interval_s;
+    x264.set_property(
+        "option-string",
+        format!("scenecut=0:min-keyint={keyint}:nal-hrd=cbr:force-cfr=1"),
+    );
+    let caps = make("capsfilter", "h264_caps")?;
+    caps.set_property(
+        "caps",
+        gst::Caps::builder("video/x-h264")
+            .field("profile", "high")
+            .field("stream-format", "avc")
+            .field("alignment", "au")
+            .build(),
+    );
+    let mux_queue = make("queue", "vmux_queue")?;
+    chain(&bin, &[&queue, &x264, &caps, &mux_queue])?;
+    Ok(bin)
+}
+
+/// Audio encode: AAC-LC 48 kHz stereo at `audio_bitrate_kbps`.
+fn audio_encode(out: &OutputConfig) -> Result<gst::Bin, MediaError> {
+    let bin = gst::Bin::with_name("encode-audio");
+    let convert = make("audioconvert", "aenc_convert")?;
+    let aac = make("avenc_aac", "aac")?;
+    aac.set_property("bitrate", (out.audio_bitrate_kbps * 1000) as i32);
+    let queue = make("queue", "amux_queue")?;
+    chain(&bin, &[&convert, &aac, &queue])?;
+    Ok(bin)
+}
+
+/// Mux: flvmux (streamable) into an appsink that hands every buffer to `fanout`. Sink ghost pads
+/// `video` and `audio`.
+fn mux(fanout: Arc<FanOut>) -> Result<gst::Bin, MediaError> {
+    let bin = gst::Bin::with_name("mux");
+    let mux = make("flvmux", "mux")?;
+    mux.set_property("streamable", true);
+    // The AAC encoder holds ~2 frames (43 ms) before its first output; without a wait the live
+    // muxer writes video first and clamps the late audio to the video's timestamps.
+    mux.set_property(
+        "latency",
+        gst::ClockTime::from_mseconds(MUX_LATENCY_MS).nseconds(),
+    );
+    let sink = make("appsink", "out")?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| MediaError::Build("appsink is not an AppSink".into()))?;
+    sink.set_sync(false);
+    sink.set_async(false);
+    sink.set_max_buffers(200);
+    sink.set_drop(true);
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
+                fanout.push_sample(&sample);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    bin.add_many([&mux, sink.upcast_ref()]).map_err(bin_error)?;
+    mux.link(&sink).map_err(bin_error)?;
+    for kind in ["video", "audio"] {
+        let pad = mux
+            .request_pad_simple(kind)
+            .ok_or_else(|| MediaError::Build(format!("flvmux has no {kind} pad")))?;
+        ghost(&bin, kind, &pad)?;
+    }
+    Ok(bin)
+}
+
 impl Program {
-    /// Builds channel `channel`'s graph (not started). The appsink hands every muxed FLV
-    /// buffer to `fanout`.
+    /// Builds channel `channel`'s graph (not started): the switch, encode and mux pieces, each
+    /// a bin, linked in one pipeline. The appsink hands every muxed FLV buffer to `fanout`.
     pub fn build(
         channel: &str,
         out: &OutputConfig,
@@ -148,169 +367,39 @@ impl Program {
         let format = OutputFormat::from(out);
         let pipeline = gst::Pipeline::with_name(&format!("program-{channel}"));
         let latency = gst::ClockTime::from_mseconds(MIX_LATENCY_MS);
-        let vcaps = format.video_caps();
-        let acaps = format.audio_caps();
 
-        // switch: video
-        let fallback_video = appsrc("fallback_video", &vcaps, 4)?;
-        let live_video = appsrc("live_video", &vcaps, 60)?;
-        let mix = make("compositor", "mix")?;
-        mix.set_property_from_str("background", "black");
-        mix.set_property("latency", latency.nseconds());
-        let mix_caps = make("capsfilter", "mix_caps")?;
-        mix_caps.set_property("caps", &vcaps);
-
-        // overlay layers (scoreboard, text, images), blended into their rectangles only
-        let live = Arc::new(AtomicBool::new(false));
-        let overlay = super::overlay::Overlay::new(live.clone(), out.height);
-
-        // encode: video (x264, 8-bit 4:2:0 High, CBR, fixed GOP)
-        let venc_q = make("queue", "venc_queue")?;
-        let x264 = make("x264enc", "x264")?;
-        x264.set_property("bitrate", out.video_bitrate_kbps);
-        x264.set_property_from_str("speed-preset", &out.x264_preset);
-        x264.set_property_from_str("tune", "zerolatency");
-        x264.set_property("key-int-max", out.fps * out.keyframe_interval_s);
-        // VBV of one second at the target rate: the CBR buffer platforms expect.
-        x264.set_property("vbv-buf-capacity", 1000u32);
-        // A keyframe exactly every keyframe_interval_s: no extra keyframes on scene cuts (every
-        // switch is one), which platforms flag as an irregular GOP.
-        let keyint = out.fps * out.keyframe_interval_s;
-        x264.set_property(
-            "option-string",
-            format!("scenecut=0:min-keyint={keyint}:nal-hrd=cbr:force-cfr=1"),
-        );
-        let h264_caps = make("capsfilter", "h264_caps")?;
-        h264_caps.set_property(
-            "caps",
-            gst::Caps::builder("video/x-h264")
-                .field("profile", "high")
-                .field("stream-format", "avc")
-                .field("alignment", "au")
-                .build(),
-        );
-        let vmux_q = make("queue", "vmux_queue")?;
-
-        // switch: audio
-        let silence = make("audiotestsrc", "silence")?;
-        silence.set_property_from_str("wave", "silence");
-        silence.set_property("is-live", true);
-        silence.set_property("samplesperbuffer", 960i32); // 20 ms at 48 kHz
-        let silence_caps = make("capsfilter", "silence_caps")?;
-        silence_caps.set_property("caps", &acaps);
-        let fallback_audio = appsrc("fallback_audio", &acaps, 50)?;
-        let live_audio = appsrc("live_audio", &acaps, 200)?;
-        let amix = make("audiomixer", "amix")?;
-        amix.set_property("latency", latency.nseconds());
-        let amix_caps = make("capsfilter", "amix_caps")?;
-        amix_caps.set_property("caps", &acaps);
-
-        // encode: audio (AAC-LC 48 kHz stereo)
-        let aconv = make("audioconvert", "aenc_convert")?;
-        let aenc = make("avenc_aac", "aac")?;
-        aenc.set_property("bitrate", (out.audio_bitrate_kbps * 1000) as i32);
-        let amux_q = make("queue", "amux_queue")?;
-
-        // mux
-        let mux = make("flvmux", "mux")?;
-        mux.set_property("streamable", true);
-        // The AAC encoder holds ~2 frames (43 ms) before its first output; without a wait the live
-        // muxer writes video first and clamps the late audio to the video's timestamps.
-        mux.set_property(
-            "latency",
-            gst::ClockTime::from_mseconds(MUX_LATENCY_MS).nseconds(),
-        );
-        let sink = make("appsink", "out")?
-            .downcast::<gst_app::AppSink>()
-            .map_err(|_| MediaError::Build("appsink is not an AppSink".into()))?;
-        sink.set_sync(false);
-        sink.set_async(false);
-        sink.set_max_buffers(200);
-        sink.set_drop(true);
-
+        let video = video_switch(&format, latency)?;
+        let audio = audio_switch(&format, latency)?;
+        let venc = video_encode(out)?;
+        let aenc = audio_encode(out)?;
+        let mux = mux(fanout)?;
         pipeline
-            .add_many([
-                fallback_video.upcast_ref(),
-                live_video.upcast_ref(),
-                &mix,
-                &mix_caps,
-                &venc_q,
-                &x264,
-                &h264_caps,
-                &vmux_q,
-                &silence,
-                &silence_caps,
-                fallback_audio.upcast_ref(),
-                live_audio.upcast_ref(),
-                &amix,
-                &amix_caps,
-                &aconv,
-                &aenc,
-                &amux_q,
-                &mux,
-                sink.upcast_ref(),
-            ])
+            .add_many([&video.bin, &audio.bin, &venc, &aenc, &mux])
             .map_err(|e| MediaError::Build(e.to_string()))?;
-
-        let link = |a: &gst::Element, b: &gst::Element| {
-            a.link(b)
+        let link = |a: &gst::Bin, pad: &str, b: &gst::Bin| {
+            a.link_pads(Some("src"), b, Some(pad))
                 .map_err(|e| MediaError::Build(format!("linking {} → {}: {e}", a.name(), b.name())))
         };
-        let request = |agg: &gst::Element, src: &gst::Element| -> Result<gst::Pad, MediaError> {
-            let pad = agg
-                .request_pad_simple("sink_%u")
-                .ok_or_else(|| MediaError::Build(format!("no sink pad on {}", agg.name())))?;
-            let srcpad = src
-                .static_pad("src")
-                .ok_or_else(|| MediaError::Build(format!("no src pad on {}", src.name())))?;
-            srcpad.link(&pad).map_err(|e| {
-                MediaError::Build(format!("linking {} → {}: {e}", src.name(), agg.name()))
-            })?;
-            Ok(pad)
-        };
+        link(&video.bin, "sink", &venc)?;
+        link(&venc, "video", &mux)?;
+        link(&audio.bin, "sink", &aenc)?;
+        link(&aenc, "audio", &mux)?;
 
-        let fallback_vpad = request(&mix, fallback_video.upcast_ref())?;
-        fallback_vpad.set_property("zorder", 0u32);
-        let live_vpad = request(&mix, live_video.upcast_ref())?;
-        live_vpad.set_property("zorder", 1u32);
-        link(&mix, &mix_caps)?;
-        link(&mix_caps, &venc_q)?;
-        if let Some(pad) = mix_caps.static_pad("src") {
-            overlay.attach(&pad);
-        }
-        link(&venc_q, &x264)?;
-        link(&x264, &h264_caps)?;
-        link(&h264_caps, &vmux_q)?;
-        link(&vmux_q, &mux)?;
-
-        link(&silence, &silence_caps)?;
-        request(&amix, &silence_caps)?;
-        let fallback_apad = request(&amix, fallback_audio.upcast_ref())?;
-        let live_apad = request(&amix, live_audio.upcast_ref())?;
-        link(&amix, &amix_caps)?;
-        link(&amix_caps, &aconv)?;
-        link(&aconv, &aenc)?;
-        link(&aenc, &amux_q)?;
-        link(&amux_q, &mux)?;
-        link(&mux, sink.upcast_ref())?;
+        // overlay layers (scoreboard, text, images), blended into their rectangles only, between
+        // the switch and the encoder
+        let live = Arc::new(AtomicBool::new(false));
+        let overlay = super::overlay::Overlay::new(live.clone(), out.height);
+        overlay.attach(&video.out);
 
         // Off air at start: the fallback shows.
         let cut = Cut {
-            live_alpha: Control::bind(&live_vpad, "alpha", 0.0)?,
-            fallback_alpha: Control::bind(&fallback_vpad, "alpha", 1.0)?,
-            live_volume: Control::bind(&live_apad, "volume", 0.0)?,
-            fallback_volume: Control::bind(&fallback_apad, "volume", 1.0)?,
+            live_alpha: Control::bind(&video.live_pad, "alpha", 0.0)?,
+            fallback_alpha: Control::bind(&video.fallback_pad, "alpha", 1.0)?,
+            live_volume: Control::bind(&audio.live_pad, "volume", 0.0)?,
+            fallback_volume: Control::bind(&audio.fallback_pad, "volume", 1.0)?,
         };
-
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
-                    fanout.push_sample(&sample);
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
+        let (live_video, fallback_video) = (video.live, video.fallback);
+        let (live_audio, fallback_audio) = (audio.live, audio.fallback);
 
         Ok(Arc::new(Program {
             pipeline,
