@@ -178,7 +178,10 @@ impl Engine {
         }
     }
 
-    fn observe(&self, ev: &Event) {
+    /// The one place an event is logged, counted (process-wide and on its channel) and
+    /// broadcast to observers (SSE, tests).
+    fn emit(&self, ev: &Event) {
+        ev.log();
         let c = &self.core.counters;
         match ev {
             Event::Switched(_) => c.switches.fetch_add(1, Ordering::Relaxed),
@@ -191,7 +194,7 @@ impl Engine {
     }
 
     async fn on_event(&self, ev: Event) {
-        self.observe(&ev);
+        self.emit(&ev);
         let actions = self.core.policy.decide(ev.clone()).await;
         for a in actions {
             self.route(a, Some(&ev));
@@ -201,7 +204,7 @@ impl Engine {
     async fn on_publish(&self, req: PublishRequest) {
         let ev = Event::Publish(req.event.clone());
         let session = req.event.session;
-        self.observe(&ev);
+        self.emit(&ev);
         let actions = self.core.policy.decide(ev.clone()).await;
         let rejection = actions.iter().find_map(|a| match a {
             Action::RejectPublish { session: s, reason } if *s == session => Some(reason.clone()),

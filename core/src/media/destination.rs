@@ -240,7 +240,6 @@ impl Connections {
                 t.status.state = "retrying";
                 t.status.last_error = Some(error.clone());
             });
-            tracing::warn!(channel = %self.channel, destination = %d.name, url = %url, error = %error, "destination down");
             let _ = events.send(Event::DestinationDown(DestinationDown {
                 channel: self.channel.to_string(),
                 name: d.name.clone(),
@@ -250,7 +249,6 @@ impl Connections {
                 attempt = 1;
             }
             let delay = backoff(attempt + 1);
-            tracing::info!(destination = %d.name, delay_ms = delay.as_millis() as u64, "retrying");
             let _ = events.send(Event::DestinationRetry(DestinationRetry {
                 channel: self.channel.to_string(),
                 name: d.name.clone(),
@@ -330,7 +328,6 @@ impl Connections {
                             t.up_since = Some(Instant::now());
                             t.status.last_error = None;
                         });
-                        tracing::info!(channel = %self.channel, destination = %d.name, attempt, "destination up");
                         let _ = events.send(Event::DestinationUp(DestinationUp {
                             channel: self.channel.to_string(),
                             name: d.name.clone(),

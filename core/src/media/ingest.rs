@@ -559,7 +559,6 @@ impl Conn {
             if let Some(st) = ingest.lock().get_mut(&s.id) {
                 st.stalled = true;
             }
-            tracing::warn!(channel = %s.route.channel, session = s.id, key = %s.key, silent_ms = silent.as_millis() as u64, "publisher stalled");
             let _ = s.route.events.send(Event::Stall(Stall {
                 channel: s.route.channel.clone(),
                 session: s.id,
@@ -599,7 +598,6 @@ impl Conn {
             if let Some(st) = ingest.lock().get_mut(&s.id) {
                 st.stalled = false;
             }
-            tracing::info!(channel = %s.route.channel, session = s.id, key = %s.key, stalled_ms, "publisher resumed");
             let _ = s.route.events.send(Event::Resume(Resume {
                 channel: s.route.channel.clone(),
                 session: s.id,
@@ -835,7 +833,6 @@ impl Conn {
         let on_air = s.route.program.is_program(s.id);
         ingest.lock().remove(&s.id);
         let _ = &s.raw_key;
-        tracing::info!(channel = %s.route.channel, session = s.id, key = %s.key, client = %self.addr, %reason, "unpublish");
         let (id, key, route) = (s.id, s.key.clone(), s.route.clone());
         drop(s); // stops the decoder and releases the live input
         let _ = route.events.send(Event::Unpublish(Unpublish {

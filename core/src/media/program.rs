@@ -475,7 +475,6 @@ impl Program {
         st.on_air = to;
         st.since = Instant::now();
         let session = if to == Source::Live { st.program } else { None };
-        tracing::info!(channel = %self.channel, from = from.as_str(), to = to.as_str(), session, %reason, "switched");
         let _ = self.events.send(Event::Switched(Switched {
             channel: self.channel.clone(),
             from,
