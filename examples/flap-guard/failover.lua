@@ -6,18 +6,19 @@ local HEALTHY_MS = 5000
 
 local healthy_since = {}   -- session -> onair.now() when it last became healthy
 
-local function go_live_when_stable(session)
-  local since = onair.now()
+local function go_live_when_stable(ev)
+  local session, since = ev.session, onair.now()
   healthy_since[session] = since
   onair.after(HEALTHY_MS, function()
     if healthy_since[session] == since then
-      onair.switch("live", { reason = "session " .. session .. " healthy for " .. HEALTHY_MS .. " ms" })
+      -- a timer has no event: address the session's channel explicitly
+      onair.channel(ev.channel):switch("live", { reason = "session " .. session .. " healthy for " .. HEALTHY_MS .. " ms" })
     end
   end)
 end
 
-onair.on("publish", function(ev) go_live_when_stable(ev.session) end)
-onair.on("resume", function(ev) go_live_when_stable(ev.session) end)
+onair.on("publish", go_live_when_stable)
+onair.on("resume", go_live_when_stable)
 
 onair.on("stall", function(ev)
   healthy_since[ev.session] = nil
