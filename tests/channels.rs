@@ -526,3 +526,71 @@ fn the_openapi_document_covers_every_route_and_each_answers_as_documented() {
         routes.len()
     );
 }
+
+#[test]
+fn the_chosen_fallback_and_overlay_layers_are_back_after_a_restart() {
+    let _serial = serial();
+    let script = r#"
+        onair.route("POST", "/t/set", function()
+          onair.overlay.text("banner", "HELLO", { size = 30, x = 20, y = 20 })
+          onair.set_fallback("brb.png")
+          return { json = {} }
+        end, { auth = true })
+        onair.route("POST", "/t/clear", function()
+          onair.overlay.hide("banner")
+          onair.set_fallback(nil)
+          return { json = {} }
+        end, { auth = true })
+    "#;
+    let mut onair = Onair::start_with("[scripts]\ndir = \"s\"\nstore = \"store.json\"\n", |dir| {
+        std::fs::create_dir_all(dir.join("s")).expect("mkdir");
+        std::fs::write(dir.join("s/routes.lua"), script).expect("script");
+        make_media(
+            &dir.join("brb.png"),
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=purple:s=640x360",
+                "-frames:v",
+                "1",
+            ],
+        );
+    });
+    let state = |o: &Onair| {
+        let c = o.get_json("/api/channels/default");
+        let layers: Vec<String> = c["overlay"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (layers, c["fallback"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(state(&onair), (vec![], "slate".to_string()));
+    assert_eq!(onair.call("POST", "/t/set", "").0, 200);
+    let chosen = |o: &Onair| {
+        let (layers, fallback) = state(o);
+        layers == ["banner"] && fallback.starts_with("image") && fallback.ends_with("brb.png")
+    };
+    assert!(wait_until(SWITCH, || chosen(&onair)), "{:?}", state(&onair));
+
+    onair.kill9_and_restart();
+    assert!(
+        wait_until(SWITCH, || chosen(&onair)),
+        "not back after the restart: {:?}",
+        state(&onair)
+    );
+
+    assert_eq!(onair.call("POST", "/t/clear", "").0, 200);
+    assert!(wait_until(SWITCH, || state(&onair) == (vec![], "slate".to_string())));
+    onair.kill9_and_restart();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        state(&onair),
+        (vec![], "slate".to_string()),
+        "a cleared choice stays cleared"
+    );
+}

@@ -53,8 +53,8 @@ pub enum Action {
     ChannelDelete,
 }
 
-/// An overlay layer. Positions and sizes in output pixels.
-#[derive(Debug, Clone, PartialEq)]
+/// An overlay layer. Positions and sizes in output pixels. Kept in the database as JSON.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Layer {
     pub name: String,
     pub source: LayerSource,
@@ -71,7 +71,8 @@ pub struct Layer {
 }
 
 /// Where a layer's pixels come from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LayerSource {
     /// An overlay plugin's `render`, by plugin name, with JSON data.
     Plugin { plugin: String, data: String },

@@ -170,6 +170,8 @@ pub struct Channel {
     shared: Arc<Shared>,
     /// Set by [`Channels::delete`]: queued jobs are dropped.
     deleted: std::sync::atomic::AtomicBool,
+    /// The layer JSON last written to the database, by name (`None`: removed).
+    kept_layers: Mutex<std::collections::HashMap<String, Option<String>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -207,6 +209,7 @@ impl Channel {
             jobs,
             shared,
             deleted: Default::default(),
+            kept_layers: Mutex::default(),
         });
         let weak = Arc::downgrade(&channel);
         let runtime = channel.shared.runtime.clone();
@@ -346,6 +349,10 @@ impl Channel {
             self.destinations.connections().resume();
         }
         tracing::info!(channel = %self.id, "channel started");
+        // the layers it showed before, in order, after anything already queued
+        for layer in self.layers_to_restore() {
+            self.submit(Action::OverlaySet { layer }, None);
+        }
         Ok(())
     }
 
@@ -427,11 +434,7 @@ impl Channel {
             }
             Action::SetFallback { media } => match fallback {
                 Some(f) => self.set_fallback(&f, media),
-                None => {
-                    // kept for the next start
-                    lock(&self.spec).fallback.media = media;
-                    self.persist_spec();
-                }
+                None => self.keep_fallback(media), // for the next start
             },
             Action::DestinationAdd { name, url } => log_err(id, &name, {
                 let _rt = self.shared.runtime.enter();
@@ -456,6 +459,7 @@ impl Channel {
                 let overlay = program.overlay();
                 if overlay.unchanged_source(&layer) {
                     overlay.reposition(&layer);
+                    self.keep_layer(&layer.name, Some(&layer));
                     return;
                 }
                 let image = match crate::media::overlay::render_builtin(&layer.source) {
@@ -470,17 +474,23 @@ impl Channel {
                 };
                 match image.and_then(|img| overlay.set(&layer, &img)) {
                     Ok(()) => {
-                        tracing::debug!(channel = %id, layer = %layer.name, "overlay layer set")
+                        tracing::debug!(channel = %id, layer = %layer.name, "overlay layer set");
+                        self.keep_layer(&layer.name, Some(&layer));
                     }
                     Err(e) => {
                         tracing::warn!(channel = %id, layer = %layer.name, error = %e, "overlay layer not shown")
                     }
                 }
             }
-            Action::OverlayHide { name } => match program {
-                Some(p) if p.overlay().hide(&name) => {}
-                _ => tracing::debug!(channel = %id, layer = %name, "overlay hide: no such layer"),
-            },
+            Action::OverlayHide { name } => {
+                self.keep_layer(&name, None);
+                match program {
+                    Some(p) if p.overlay().hide(&name) => {}
+                    _ => {
+                        tracing::debug!(channel = %id, layer = %name, "overlay hide: no such layer")
+                    }
+                }
+            }
             Action::ChannelStart => self.run_start(),
             Action::ChannelStop => self.run_stop(),
             Action::RejectPublish { .. } | Action::OnChannel { .. } | Action::ChannelDelete => {
@@ -508,9 +518,80 @@ impl Channel {
                 tracing::error!(channel = %self.id, error = %e, "fallback media unusable: showing the slate instead")
             }
         }
-        if self.owner == Owner::Database {
-            lock(&self.spec).fallback.media = media;
-            self.persist_spec();
+        self.keep_fallback(media);
+    }
+
+    /// Keeps the chosen fallback media (`None`: the slate) for the next start and in the
+    /// database, for every channel.
+    fn keep_fallback(&self, media: Option<PathBuf>) {
+        let column = media
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(); // '' is the slate; NULL is "as configured"
+        lock(&self.spec).fallback.media = media;
+        let started = self.is_started();
+        let r = self.shared.db.conn().execute(
+            "INSERT INTO channels (id, owner, spec, started, fallback_media) VALUES (?1, 'config', NULL, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET fallback_media = excluded.fallback_media",
+            (&self.id, started, &column),
+        );
+        if let Err(e) = r {
+            tracing::error!(channel = %self.id, error = %e, "fallback choice not kept in the database");
+        }
+        self.persist_spec();
+    }
+
+    /// Keeps an overlay layer (`None`: removes it) in the database; the layers are shown again
+    /// when the channel starts.
+    fn keep_layer(&self, name: &str, layer: Option<&crate::action::Layer>) {
+        let json = layer.map(serde_json::to_string);
+        {
+            // a scoreboard re-sends the same layer every poll: write only changes
+            let mut kept = lock(&self.kept_layers);
+            let now = json.as_ref().and_then(|j| j.as_ref().ok()).cloned();
+            if kept.get(name) == Some(&now) {
+                return;
+            }
+            kept.insert(name.to_string(), now);
+        }
+        let conn = self.shared.db.conn();
+        let r = match json {
+            Some(Ok(json)) => conn.execute(
+                "INSERT INTO overlay_layers (channel, name, layer) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (channel, name) DO UPDATE SET layer = excluded.layer",
+                (&self.id, name, json),
+            ),
+            Some(Err(e)) => {
+                return tracing::error!(channel = %self.id, layer = %name, error = %e, "layer not kept");
+            }
+            None => conn.execute(
+                "DELETE FROM overlay_layers WHERE channel = ?1 AND name = ?2",
+                (&self.id, name),
+            ),
+        };
+        if let Err(e) = r {
+            tracing::error!(channel = %self.id, layer = %name, error = %e, "overlay layer not kept in the database");
+        }
+    }
+
+    /// The overlay layers kept for this channel, to show again at start.
+    fn layers_to_restore(&self) -> Vec<crate::action::Layer> {
+        let conn = self.shared.db.conn();
+        let rows: Result<Vec<String>, _> = conn
+            .prepare("SELECT layer FROM overlay_layers WHERE channel = ?1 ORDER BY rowid")
+            .and_then(|mut st| {
+                st.query_map([&self.id], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+            });
+        match rows {
+            Ok(rows) => rows
+                .iter()
+                .filter_map(|j| serde_json::from_str(j).ok())
+                .collect(),
+            Err(e) => {
+                tracing::error!(channel = %self.id, error = %e, "overlay layers kept in the database unreadable");
+                Vec::new()
+            }
         }
     }
 
@@ -654,18 +735,30 @@ impl Channels {
         shared: Arc<Shared>,
     ) -> Result<Arc<Channels>, ChannelError> {
         let db_err = |e: rusqlite::Error| ChannelError::Db(e.to_string());
-        let rows: Vec<(String, String, Option<String>, bool)> = {
+        type Row = (String, String, Option<String>, bool, Option<String>);
+        let rows: Vec<Row> = {
             let conn = shared.db.conn();
             let mut stmt = conn
-                .prepare("SELECT id, owner, spec, started FROM channels ORDER BY rowid")
+                .prepare(
+                    "SELECT id, owner, spec, started, fallback_media FROM channels ORDER BY rowid",
+                )
                 .map_err(db_err)?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .and_then(|rows| rows.collect())
-                .map_err(db_err)?
+            stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(db_err)?
+        };
+        // the fallback chosen at run time ('' = the slate) over the configured one
+        let chosen = |id: &str, spec: &mut ChannelSpec| {
+            if let Some(Some(media)) = rows.iter().find(|r| r.0 == id).map(|r| r.4.clone()) {
+                spec.fallback.media = (!media.is_empty()).then(|| PathBuf::from(media));
+            }
         };
         let mut map = BTreeMap::new();
         let mut starts = Vec::new();
-        for spec in specs {
+        for mut spec in specs {
+            chosen(&spec.id.clone(), &mut spec);
             let started = rows
                 .iter()
                 .find(|r| r.0 == spec.id && r.1 == "config")
@@ -676,7 +769,7 @@ impl Channels {
             starts.push((c.clone(), started));
             map.insert(c.id.clone(), c);
         }
-        for (id, owner, spec, started) in rows {
+        for (id, owner, spec, started, _) in rows.clone() {
             if owner != "db" {
                 continue;
             }
@@ -684,13 +777,14 @@ impl Channels {
                 tracing::warn!(channel = %id, file = %shared.file, "a channel created at run time now has the id of one in the config file: the file's is used");
                 continue;
             }
-            let spec: ChannelSpec = match spec.as_deref().map(serde_json::from_str) {
+            let mut spec: ChannelSpec = match spec.as_deref().map(serde_json::from_str) {
                 Some(Ok(s)) => s,
                 _ => {
                     tracing::error!(channel = %id, "channel kept in the database is unreadable: skipped");
                     continue;
                 }
             };
+            chosen(&id, &mut spec);
             let dests = Destinations::load(&shared.db, &id, &[])
                 .map_err(|e| ChannelError::Db(e.to_string()))?;
             let c = Channel::new(spec, Owner::Database, dests, shared.clone());
@@ -804,6 +898,12 @@ impl Channels {
             let tx = conn
                 .transaction()
                 .map_err(|e| ChannelError::Db(e.to_string()))?;
+            // a 'config' row of a channel no longer in the file belongs to nothing
+            tx.execute(
+                "DELETE FROM channels WHERE id = ?1 AND owner = 'config'",
+                [&req.id],
+            )
+            .map_err(|e| ChannelError::Db(e.to_string()))?;
             tx.execute(
                 "INSERT INTO channels (id, owner, spec, started) VALUES (?1, 'db', ?2, ?3)",
                 (&req.id, &json, start),
@@ -816,9 +916,14 @@ impl Channels {
                 }
                 e => ChannelError::Db(e.to_string()),
             })?;
-            // a channel deleted earlier under this id may have left destination rows
-            tx.execute("DELETE FROM destinations WHERE channel = ?1", [&req.id])
-                .map_err(|e| ChannelError::Db(e.to_string()))?;
+            // a channel deleted earlier under this id may have left rows
+            for sql in [
+                "DELETE FROM destinations WHERE channel = ?1",
+                "DELETE FROM overlay_layers WHERE channel = ?1",
+            ] {
+                tx.execute(sql, [&req.id])
+                    .map_err(|e| ChannelError::Db(e.to_string()))?;
+            }
             for d in &req.destinations {
                 tx.execute(
                     "INSERT INTO destinations (channel, name, url, enabled, owner) VALUES (?1, ?2, ?3, ?4, 'db')",
@@ -914,6 +1019,8 @@ impl Channels {
             tx.execute("DELETE FROM channels WHERE id = ?1", [id])
                 .map_err(|e| ChannelError::Db(e.to_string()))?;
             tx.execute("DELETE FROM destinations WHERE channel = ?1", [id])
+                .map_err(|e| ChannelError::Db(e.to_string()))?;
+            tx.execute("DELETE FROM overlay_layers WHERE channel = ?1", [id])
                 .map_err(|e| ChannelError::Db(e.to_string()))?;
             tx.commit().map_err(|e| ChannelError::Db(e.to_string()))?;
         }

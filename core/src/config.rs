@@ -809,10 +809,16 @@ url = "rtmp://live.twitch.tv/app/live_123_abc"
         assert_eq!((specs[0].id.as_str(), specs[0].name.as_str()), ("a", "a"));
         assert_eq!(specs[0].output.width, 640, "the top-level [output]");
         assert_eq!(specs[0].fallback.slate_text, "Back soon");
-        assert_eq!(specs[0].fallback.channel_name, "a", "the slate shows the channel");
+        assert_eq!(
+            specs[0].fallback.channel_name, "a",
+            "the slate shows the channel"
+        );
         assert_eq!(specs[0].destinations[0].name, "yt");
         assert_eq!(specs[1].output.fps, 60);
-        assert_eq!(specs[1].output.width, 1280, "a channel's [output] replaces the whole table");
+        assert_eq!(
+            specs[1].output.width, 1280,
+            "a channel's [output] replaces the whole table"
+        );
         assert!(specs[1].keys.is_empty());
         // without [[channel]]: the top level is the channel `default`
         let one = load_str("[ingest]\nkeys = [\"k-12345678\"]\n").expect("valid");
@@ -823,18 +829,30 @@ url = "rtmp://live.twitch.tv/app/live_123_abc"
 
         for (toml, key) in [
             ("[[channel]]\nid = \"Court A\"\n", "channel[0].id"),
-            ("[[channel]]\nid = \"a\"\n[[channel]]\nid = \"a\"\n", "channel[1].id"),
+            (
+                "[[channel]]\nid = \"a\"\n[[channel]]\nid = \"a\"\n",
+                "channel[1].id",
+            ),
             (
                 "[[channel]]\nid = \"a\"\nkeys = [\"k\"]\n[[channel]]\nid = \"b\"\nkeys = [\"k\"]\n",
                 "channel[1].keys[0]",
             ),
-            ("[[channel]]\nid = \"a\"\n[channel.output]\nwidth = 641\n", "channel[0].output.width"),
-            ("[[channel]]\nid = \"a\"\n[channel.fallback]\nstall_timeout_ms = 5\n", "channel[0].fallback.stall_timeout_ms"),
+            (
+                "[[channel]]\nid = \"a\"\n[channel.output]\nwidth = 641\n",
+                "channel[0].output.width",
+            ),
+            (
+                "[[channel]]\nid = \"a\"\n[channel.fallback]\nstall_timeout_ms = 5\n",
+                "channel[0].fallback.stall_timeout_ms",
+            ),
             (
                 "[[channel]]\nid = \"a\"\n[[channel.destination]]\nname = \"x\"\nurl = \"http://h/a/k\"\n",
                 "channel[0].destination[0].url",
             ),
-            ("[ingest]\nkeys = [\"k-12345678\"]\n[[channel]]\nid = \"a\"\n", "ingest.keys"),
+            (
+                "[ingest]\nkeys = [\"k-12345678\"]\n[[channel]]\nid = \"a\"\n",
+                "ingest.keys",
+            ),
         ] {
             let e = load_str(toml).expect_err(toml);
             assert!(e.to_string().contains(&format!("{key}:")), "{toml}: {e}");

@@ -28,6 +28,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_channels",
         include_str!("../migrations/0003_channels.sql"),
     ),
+    (
+        "0004_channel_state",
+        include_str!("../migrations/0004_channel_state.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
