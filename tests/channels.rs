@@ -431,7 +431,7 @@ fn routes_in_source() -> Vec<(Vec<String>, bool)> {
             // fragments mounted under another filter (`warp::path!(String)`) are not roots
             matches!(
                 segs.first().map(String::as_str),
-                Some("api" | "preview.flv")
+                Some("api" | "preview.flv" | "metrics")
             )
             .then_some((segs, prefix))
         })
@@ -593,4 +593,138 @@ fn the_chosen_fallback_and_overlay_layers_are_back_after_a_restart() {
         (vec![], "slate".to_string()),
         "a cleared choice stays cleared"
     );
+}
+
+/// `GET /metrics` with the token, parsed by a Prometheus text parser.
+fn scrape(onair: &Onair) -> prometheus_parse::Scrape {
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let url = format!("http://127.0.0.1:{}/metrics", onair.http_port);
+    let (code, body) = curl(&["-H", &auth, &url]);
+    assert_eq!(code, 200, "{body}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("parses")
+}
+
+/// The value of `name` (with or without `_total`) with these labels; a histogram's count.
+fn sample(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    use prometheus_parse::Value;
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name || x.metric == format!("{name}_total"))
+        .find(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match &x.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+            Value::Summary(_) => f64::NAN,
+        })
+}
+
+#[test]
+fn metrics_follow_the_run_and_parse_as_prometheus_text() {
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let onair = Onair::start(&two_channels(&nginx));
+    let a = [("channel", "court-a")];
+    let a_yt = [("channel", "court-a"), ("destination", "yt")];
+    assert!(wait_until(SWITCH, || sample(
+        &scrape(&onair),
+        "onair_destination_up",
+        &a_yt
+    ) == Some(1.0)));
+    let s0 = scrape(&onair);
+    assert_eq!(
+        sample(
+            &s0,
+            "onair_on_air",
+            &[("channel", "court-a"), ("source", "fallback")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(sample(&s0, "onair_channel_started", &a), Some(1.0));
+    assert_eq!(
+        sample(&s0, "onair_publishes", &a),
+        None,
+        "nothing published yet"
+    );
+    assert!(sample(&s0, "process_resident_memory_bytes", &[]).is_some_and(|v| v > 1e6));
+    assert!(sample(&s0, "process_cpu_seconds", &[]).is_some_and(|v| v > 0.0));
+    let out0 = sample(&s0, "onair_output_bytes", &a_yt).unwrap_or(0.0);
+
+    let mut publisher = Publisher::start(&onair.publish_url("key-a"), "red");
+    assert!(wait_until(SWITCH, || {
+        sample(
+            &scrape(&onair),
+            "onair_on_air",
+            &[("channel", "court-a"), ("source", "live")],
+        ) == Some(1.0)
+    }));
+    std::thread::sleep(Duration::from_secs(2));
+    let s1 = scrape(&onair);
+    assert_eq!(sample(&s1, "onair_publishes", &a), Some(1.0));
+    assert_eq!(sample(&s1, "onair_publish_sessions", &a), Some(1.0));
+    assert_eq!(
+        sample(
+            &s1,
+            "onair_switches",
+            &[
+                ("channel", "court-a"),
+                ("to", "live"),
+                ("reason", "publish")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert!(sample(&s1, "onair_ingest_bytes", &a).is_some_and(|v| v > 10_000.0));
+    assert!(sample(&s1, "onair_ingest_bits_per_second", &a).is_some_and(|v| v > 50_000.0));
+    assert!(sample(&s1, "onair_output_bytes", &a_yt).is_some_and(|v| v > out0));
+    assert_eq!(
+        sample(
+            &s1,
+            "onair_on_air",
+            &[("channel", "court-b"), ("source", "fallback")]
+        ),
+        Some(1.0),
+        "the other channel is still on its fallback"
+    );
+
+    publisher.kill9();
+    assert!(wait_until(SWITCH, || {
+        sample(
+            &scrape(&onair),
+            "onair_on_air",
+            &[("channel", "court-a"), ("source", "fallback")],
+        ) == Some(1.0)
+    }));
+    let s2 = scrape(&onair);
+    assert_eq!(
+        sample(
+            &s2,
+            "onair_switches",
+            &[
+                ("channel", "court-a"),
+                ("to", "fallback"),
+                ("reason", "unpublish")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(sample(&s2, "onair_unpublishes", &a), Some(1.0));
+    assert_eq!(sample(&s2, "onair_publish_sessions", &a), Some(0.0));
+    let live_s = sample(
+        &s2,
+        "onair_on_air_seconds",
+        &[("channel", "court-a"), ("source", "live")],
+    );
+    assert!(live_s.is_some_and(|v| v > 1.5), "time live: {live_s:?}");
+    let ingest2 = sample(&s2, "onair_ingest_bytes", &a).unwrap_or(0.0);
+    assert!(
+        ingest2 >= sample(&s1, "onair_ingest_bytes", &a).unwrap_or(f64::MAX),
+        "a counter never goes down"
+    );
+    assert!(
+        sample(&s2, "onair_policy_decision_seconds", &[]).is_some_and(|n| n >= 2.0),
+        "decisions timed"
+    );
+
+    let url = format!("http://127.0.0.1:{}/metrics", onair.http_port);
+    assert_eq!(curl(&[&url]).0, 401, "the admin token guards /metrics");
 }

@@ -138,6 +138,7 @@ pub struct Shared {
     pub ingest: OnceLock<Arc<Ingest>>,
     pub plugins: crate::wasm::SharedHost,
     pub runtime: tokio::runtime::Handle,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The config file's name, for messages.
     pub file: String,
 }
@@ -462,6 +463,7 @@ impl Channel {
                     self.keep_layer(&layer.name, Some(&layer));
                     return;
                 }
+                let rendering = Instant::now();
                 let image = match crate::media::overlay::render_builtin(&layer.source) {
                     Some(r) => r,
                     None => match &layer.source {
@@ -472,6 +474,7 @@ impl Channel {
                         _ => Err("unsupported layer source".into()),
                     },
                 };
+                self.shared.metrics.render_time(rendering.elapsed());
                 match image.and_then(|img| overlay.set(&layer, &img)) {
                     Ok(()) => {
                         tracing::debug!(channel = %id, layer = %layer.name, "overlay layer set");

@@ -43,6 +43,8 @@ pub struct Core {
     pub commands: mpsc::UnboundedSender<Vec<Action>>,
     /// WASM plugins (policy and overlay).
     pub plugins: crate::wasm::SharedHost,
+    /// `GET /metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// `GET /api/status`: the process, every channel, and (at the top level, as before channels
@@ -182,6 +184,7 @@ impl Engine {
     /// broadcast to observers (SSE, tests).
     fn emit(&self, ev: &Event) {
         ev.log();
+        self.core.metrics.observe(ev);
         let c = &self.core.counters;
         match ev {
             Event::Switched(_) => c.switches.fetch_add(1, Ordering::Relaxed),
@@ -195,7 +198,9 @@ impl Engine {
 
     async fn on_event(&self, ev: Event) {
         self.emit(&ev);
+        let asked = Instant::now();
         let actions = self.core.policy.decide(ev.clone()).await;
+        self.core.metrics.decision(asked.elapsed());
         for a in actions {
             self.route(a, Some(&ev));
         }
@@ -205,7 +210,9 @@ impl Engine {
         let ev = Event::Publish(req.event.clone());
         let session = req.event.session;
         self.emit(&ev);
+        let asked = Instant::now();
         let actions = self.core.policy.decide(ev.clone()).await;
+        self.core.metrics.decision(asked.elapsed());
         let rejection = actions.iter().find_map(|a| match a {
             Action::RejectPublish { session: s, reason } if *s == session => Some(reason.clone()),
             _ => None,

@@ -424,6 +424,21 @@ pub fn routes(
 
     let channels = channel_routes(with_core.clone(), admin.clone().untuple_one());
 
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(admin.clone())
+        .and(with_core.clone())
+        .map(|(), c: Arc<Core>| {
+            let mut r = warp::reply::Response::new(c.metrics.render(&c).into());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
+        });
+
     let openapi = warp::path!("api" / "openapi.json")
         .and(warp::get())
         .map(|| json_response(StatusCode::OK, &crate::openapi::document()));
@@ -567,6 +582,8 @@ pub fn routes(
                 .or(channels)
                 .unify()
                 .or(openapi)
+                .unify()
+                .or(metrics)
                 .unify()
                 .or(scripts)
                 .unify()

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod event;
 pub mod http;
 pub mod media;
+pub mod metrics;
 pub mod openapi;
 pub mod policy;
 pub mod redact;

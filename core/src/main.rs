@@ -363,12 +363,14 @@ async fn serve(
             }
         }
     };
+    let metrics = Arc::new(onair::metrics::Metrics::new());
     let shared = Arc::new(onair::channel::Shared {
         db: db.clone(),
         events: events_tx.clone(),
         ingest: std::sync::OnceLock::new(),
         plugins: plugins.clone(),
         runtime: tokio::runtime::Handle::current(),
+        metrics: metrics.clone(),
         file: config_file.clone(),
     });
     let obs: Vec<String> = specs.iter().map(|s| obs_settings(&cfg, s)).collect();
@@ -401,6 +403,7 @@ async fn serve(
         sse_clients: AtomicU64::new(0),
         commands: commands_tx,
         plugins,
+        metrics,
     });
     let _ = core_cell.set(Arc::new(onair::engine::CoreView(Arc::downgrade(&core))));
 

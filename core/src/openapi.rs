@@ -78,7 +78,8 @@ impl Modify for BearerToken {
         status, switch, channels_list, channels_create, channel_get, channel_patch, channel_delete,
         channel_start, channel_stop, channel_switch, channel_preview, destinations_list,
         destinations_create, destination_get, destination_patch, destination_delete,
-        destination_enable, destination_disable, scripts, plugins, events, preview, openapi_json
+        destination_enable, destination_disable, scripts, plugins, events, preview, openapi_json,
+        metrics
     ),
     components(schemas(ErrorBody, SwitchAccepted, StateAccepted, CreatedChannel)),
     modifiers(&BearerToken),
@@ -233,3 +234,9 @@ fn preview() {}
 #[utoipa::path(get, path = "/api/openapi.json", tag = "status", security(()),
     responses((status = 200, description = "this document")))]
 fn openapi_json() {}
+
+#[utoipa::path(get, path = "/metrics", tag = "status",
+    responses((status = 200, description = "Prometheus metrics (OpenMetrics text); docs/metrics.md lists them",
+        content_type = "application/openmetrics-text"),
+        (status = 401, body = ErrorBody)))]
+fn metrics() {}

@@ -44,6 +44,8 @@ pub struct DestinationStatus {
     pub last_error: Option<String>,
     /// Bytes handed to this destination's current connection.
     pub bytes_sent: u64,
+    /// Bytes handed to all its connections since onair started.
+    pub bytes_sent_total: u64,
 }
 
 struct Tracked {
@@ -151,6 +153,7 @@ impl Connections {
                     attempts: 0,
                     last_error: None,
                     bytes_sent: 0,
+                    bytes_sent_total: 0,
                 },
                 cfg: d.clone(),
                 up_since: None,
@@ -318,7 +321,10 @@ impl Connections {
                         return Err("platform not accepting data (send queue full)".into());
                     }
                     conn.src.push_buffer(buf).map_err(|e| format!("push: {e}"))?;
-                    self.update(i, |t| t.status.bytes_sent += size);
+                    self.update(i, |t| {
+                        t.status.bytes_sent += size;
+                        t.status.bytes_sent_total += size;
+                    });
                 }
                 _ = tick.tick() => {
                     if !up && conn.connected() {

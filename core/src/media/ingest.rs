@@ -107,6 +107,8 @@ pub struct Ingest {
     max_per_ip: u32,
     open: Mutex<OpenConnections>,
     chunk_limits: super::chunk_guard::Limits,
+    /// Bytes received by sessions that ended, by channel.
+    ended_bytes: Mutex<HashMap<String, u64>>,
 }
 
 /// RTMP connections open now, in total and by client address.
@@ -154,6 +156,7 @@ impl Ingest {
             max_connections: cfg.max_connections,
             max_per_ip: cfg.max_connections_per_ip,
             open: Mutex::default(),
+            ended_bytes: Mutex::default(),
             chunk_limits: super::chunk_guard::Limits {
                 max_message: cfg.max_message_kib as usize * 1024,
                 ..Default::default()
@@ -239,6 +242,19 @@ impl Ingest {
             .filter(|s| !s.stalled && s.channel == channel)
             .map(|s| s.session)
             .max()
+    }
+
+    /// Bytes received from publishers since onair started, by channel.
+    pub fn bytes_by_channel(&self) -> HashMap<String, u64> {
+        let mut totals = self
+            .ended_bytes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for s in self.lock().values() {
+            *totals.entry(s.channel.clone()).or_default() += s.bytes_in;
+        }
+        totals
     }
 
     /// The channel `session` publishes to.
@@ -410,7 +426,16 @@ struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.ingest.lock().remove(&self.id);
+        let ended = self.ingest.lock().remove(&self.id);
+        if let Some(s) = ended {
+            *self
+                .ingest
+                .ended_bytes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(s.channel)
+                .or_default() += s.bytes_in;
+        }
     }
 }
 
@@ -831,10 +856,10 @@ impl Conn {
             End::Closed(why) => why.to_string(),
         };
         let on_air = s.route.program.is_program(s.id);
-        ingest.lock().remove(&s.id);
         let _ = &s.raw_key;
         let (id, key, route) = (s.id, s.key.clone(), s.route.clone());
-        drop(s); // stops the decoder and releases the live input
+        // stops the decoder, releases the live input and (its registration) frees the key
+        drop(s);
         let _ = route.events.send(Event::Unpublish(Unpublish {
             channel: route.channel,
             session: id,

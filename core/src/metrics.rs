@@ -1,0 +1,476 @@
+//! Prometheus metrics, served at `GET /metrics` (OpenMetrics text, `prometheus-client`). Names
+//! follow Prometheus conventions: an `onair_` prefix, base units (seconds, bytes, bits per
+//! second), `_total` for counters. `docs/metrics.md` lists every one.
+//!
+//! Two sources, each in one place: what events say is counted in [`Metrics::observe`], called
+//! by the engine's `emit` for every event; what the core's state says (the source on air,
+//! sessions, destinations up, bytes in and out, process CPU and RSS) is read at scrape time in
+//! [`Metrics::render`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::engine::Core;
+use crate::event::{Event, Source};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabel {
+    channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    channel: String,
+    /// `live` or `fallback`.
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SwitchLabels {
+    channel: String,
+    to: String,
+    /// What caused it: `publish`, `resume`, `unpublish`, `stall`, `api` or `policy` (a script or
+    /// plugin with its own reason).
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationLabels {
+    channel: String,
+    destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabel {
+    name: String,
+}
+
+type FloatCounter = Counter<f64, AtomicU64>;
+
+/// Every metric, and what the scrape-time ones last read.
+pub struct Metrics {
+    registry: Registry,
+    switches: Family<SwitchLabels, Counter>,
+    stalls: Family<ChannelLabel, Counter>,
+    publishes: Family<ChannelLabel, Counter>,
+    unpublishes: Family<ChannelLabel, Counter>,
+    destination_down: Family<DestinationLabels, Counter>,
+    reconnects: Family<DestinationLabels, Counter>,
+    decision: Histogram,
+    render: Histogram,
+    on_air: Family<SourceLabels, Gauge>,
+    on_air_seconds: Family<SourceLabels, FloatCounter>,
+    started: Family<ChannelLabel, Gauge>,
+    sessions: Family<ChannelLabel, Gauge>,
+    ingest_bps: Family<ChannelLabel, Gauge>,
+    ingest_bytes: Family<ChannelLabel, Counter>,
+    output_bytes: Family<DestinationLabels, Counter>,
+    destination_up: Family<DestinationLabels, Gauge>,
+    late_decisions: Counter,
+    routes_refused: Counter,
+    script_loaded: Family<NameLabel, Gauge>,
+    script_time_limit_trips: Family<NameLabel, Gauge>,
+    plugin_loaded: Family<NameLabel, Gauge>,
+    cpu: FloatCounter,
+    rss: Gauge,
+    /// Per channel: the source on air and since when its seconds were last counted.
+    clocks: Mutex<HashMap<String, (Source, Instant)>>,
+}
+
+/// Sets a counter to `total` (a total the core keeps); it only ever moves up.
+fn raise(c: &Counter, total: u64) {
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
+    }
+}
+
+fn raise_f(c: &FloatCounter, total: f64) {
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
+    }
+}
+
+/// The small closed set a switch reason is counted under.
+fn reason_class(reason: &str) -> &'static str {
+    let first = reason.split_whitespace().next().unwrap_or("");
+    match first {
+        "publish" => "publish",
+        "resume" => "resume",
+        "unpublish" => "unpublish",
+        "stall" => "stall",
+        "POST" | "GET" => "api",
+        _ => "policy",
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            switches: Family::default(),
+            stalls: Family::default(),
+            publishes: Family::default(),
+            unpublishes: Family::default(),
+            destination_down: Family::default(),
+            reconnects: Family::default(),
+            // 50 µs … ~1.6 s
+            decision: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            // 0.5 ms … ~8 s
+            render: Histogram::new(exponential_buckets(0.000_5, 2.0, 14)),
+            on_air: Family::default(),
+            on_air_seconds: Family::default(),
+            started: Family::default(),
+            sessions: Family::default(),
+            ingest_bps: Family::default(),
+            ingest_bytes: Family::default(),
+            output_bytes: Family::default(),
+            destination_up: Family::default(),
+            late_decisions: Counter::default(),
+            routes_refused: Counter::default(),
+            script_loaded: Family::default(),
+            script_time_limit_trips: Family::default(),
+            plugin_loaded: Family::default(),
+            cpu: FloatCounter::default(),
+            rss: Gauge::default(),
+            clocks: Mutex::default(),
+        };
+        let mut top = Registry::default();
+        let r = top.sub_registry_with_prefix("onair");
+        r.register(
+            "switches",
+            "Cuts of a channel's output to another source, by what caused them",
+            m.switches.clone(),
+        );
+        r.register(
+            "stalls",
+            "Publisher stalls: an open connection that sent no media for the stall timeout",
+            m.stalls.clone(),
+        );
+        r.register("publishes", "Publish sessions started", m.publishes.clone());
+        r.register(
+            "unpublishes",
+            "Publish sessions ended",
+            m.unpublishes.clone(),
+        );
+        r.register(
+            "destination_down",
+            "Destination connections that failed or closed",
+            m.destination_down.clone(),
+        );
+        r.register(
+            "destination_reconnects",
+            "Destination reconnect attempts scheduled",
+            m.reconnects.clone(),
+        );
+        r.register(
+            "policy_decision_seconds",
+            "Time from an event to the policy's actions (Lua scripts and WASM plugins)",
+            m.decision.clone(),
+        );
+        r.register(
+            "overlay_render_seconds",
+            "Time to render an overlay layer (text, PNG or an overlay plugin)",
+            m.render.clone(),
+        );
+        r.register(
+            "on_air",
+            "1 for the source a channel's output shows now",
+            m.on_air.clone(),
+        );
+        r.register(
+            "on_air_seconds",
+            "Seconds a channel's output showed each source",
+            m.on_air_seconds.clone(),
+        );
+        r.register(
+            "channel_started",
+            "1 while a channel runs, 0 while it is stopped",
+            m.started.clone(),
+        );
+        r.register(
+            "publish_sessions",
+            "Publishers connected to a channel now",
+            m.sessions.clone(),
+        );
+        r.register(
+            "ingest_bits_per_second",
+            "Incoming bitrate of a channel's publishers over the last second",
+            m.ingest_bps.clone(),
+        );
+        r.register(
+            "ingest_bytes",
+            "Bytes received from a channel's publishers",
+            m.ingest_bytes.clone(),
+        );
+        r.register(
+            "output_bytes",
+            "Bytes handed to a destination's connections",
+            m.output_bytes.clone(),
+        );
+        r.register(
+            "destination_up",
+            "1 while a destination's connection is up",
+            m.destination_up.clone(),
+        );
+        r.register(
+            "policy_late_decisions",
+            "Policy decisions that missed their deadline and got the built-in default",
+            m.late_decisions.clone(),
+        );
+        r.register(
+            "script_routes_refused",
+            "Script route requests answered 503",
+            m.routes_refused.clone(),
+        );
+        r.register(
+            "script_loaded",
+            "1 while a generation of the script runs",
+            m.script_loaded.clone(),
+        );
+        r.register(
+            "script_time_limit_trips",
+            "Calls of a script's running generation aborted at the time limit",
+            m.script_time_limit_trips.clone(),
+        );
+        r.register(
+            "plugin_loaded",
+            "1 while a generation of the WASM plugin runs",
+            m.plugin_loaded.clone(),
+        );
+        // the process metrics keep their conventional names (process_cpu_seconds_total, …)
+        let p = top.sub_registry_with_prefix("process");
+        p.register(
+            "cpu_seconds",
+            "User and system CPU time of the onair process",
+            m.cpu.clone(),
+        );
+        p.register(
+            "resident_memory_bytes",
+            "Resident memory of the onair process",
+            m.rss.clone(),
+        );
+        m.registry = top;
+        m
+    }
+
+    /// Counts what `ev` says. Called once per event, from the engine's `emit`.
+    pub fn observe(&self, ev: &Event) {
+        let channel = ChannelLabel {
+            channel: ev.channel().to_string(),
+        };
+        match ev {
+            Event::Publish(_) => {
+                self.publishes.get_or_create(&channel).inc();
+            }
+            Event::Unpublish(_) => {
+                self.unpublishes.get_or_create(&channel).inc();
+            }
+            Event::Stall(_) => {
+                self.stalls.get_or_create(&channel).inc();
+            }
+            Event::Switched(s) => {
+                self.switches
+                    .get_or_create(&SwitchLabels {
+                        channel: channel.channel.clone(),
+                        to: s.to.as_str().into(),
+                        reason: reason_class(&s.reason).into(),
+                    })
+                    .inc();
+                self.clock(&channel.channel, s.from, Some(s.to));
+            }
+            Event::DestinationDown(d) => {
+                self.destination_down
+                    .get_or_create(&DestinationLabels {
+                        channel: channel.channel,
+                        destination: d.name.clone(),
+                    })
+                    .inc();
+            }
+            Event::DestinationRetry(d) => {
+                self.reconnects
+                    .get_or_create(&DestinationLabels {
+                        channel: channel.channel,
+                        destination: d.name.clone(),
+                    })
+                    .inc();
+            }
+            Event::Resume(_) | Event::IngestStats(_) | Event::DestinationUp(_) => {}
+        }
+    }
+
+    /// One policy decision took `d`.
+    pub fn decision(&self, d: Duration) {
+        self.decision.observe(d.as_secs_f64());
+    }
+
+    /// One overlay render took `d`.
+    pub fn render_time(&self, d: Duration) {
+        self.render.observe(d.as_secs_f64());
+    }
+
+    /// Adds the seconds since the last count to `channel`'s `showing` source; from now on it
+    /// shows `next` (the same when `None`).
+    fn clock(&self, channel: &str, showing: Source, next: Option<Source>) {
+        let mut clocks = lock(&self.clocks);
+        let now = Instant::now();
+        let (source, since) = clocks.entry(channel.to_string()).or_insert((showing, now));
+        let elapsed = now.duration_since(*since).as_secs_f64();
+        self.on_air_seconds
+            .get_or_create(&SourceLabels {
+                channel: channel.to_string(),
+                source: source.as_str().into(),
+            })
+            .inc_by(elapsed);
+        *source = next.unwrap_or(showing);
+        *since = now;
+    }
+
+    /// The metrics in the OpenMetrics text format, with the state-derived ones read now.
+    pub fn render(&self, core: &Core) -> String {
+        for c in core.channels.all() {
+            let v = c.view();
+            let label = ChannelLabel {
+                channel: v.id.clone(),
+            };
+            self.started
+                .get_or_create(&label)
+                .set(i64::from(v.on_air.is_some()));
+            for s in [Source::Live, Source::Fallback] {
+                self.on_air
+                    .get_or_create(&SourceLabels {
+                        channel: v.id.clone(),
+                        source: s.as_str().into(),
+                    })
+                    .set(i64::from(v.on_air == Some(s)));
+            }
+            if let Some(s) = v.on_air {
+                // first sight: the source has been on air since the last switch
+                lock(&self.clocks).entry(v.id.clone()).or_insert_with(|| {
+                    let since = Duration::from_secs_f64(v.on_air_for_s.unwrap_or(0.0));
+                    (
+                        s,
+                        Instant::now()
+                            .checked_sub(since)
+                            .unwrap_or_else(Instant::now),
+                    )
+                });
+                self.clock(&v.id, s, None);
+            } else {
+                lock(&self.clocks).remove(&v.id); // stopped: no source is on air
+            }
+            self.sessions
+                .get_or_create(&label)
+                .set(v.sessions.len() as i64);
+            let kbps: u64 = v.sessions.iter().map(|s| s.kbps).sum();
+            self.ingest_bps
+                .get_or_create(&label)
+                .set((kbps * 1000) as i64);
+            for d in &v.destinations {
+                let dl = DestinationLabels {
+                    channel: v.id.clone(),
+                    destination: d.name.clone(),
+                };
+                self.destination_up
+                    .get_or_create(&dl)
+                    .set(i64::from(d.state == "up"));
+                raise(&self.output_bytes.get_or_create(&dl), d.bytes_sent_total);
+            }
+        }
+        for (channel, bytes) in core.ingest.bytes_by_channel() {
+            raise(
+                &self.ingest_bytes.get_or_create(&ChannelLabel { channel }),
+                bytes,
+            );
+        }
+        raise(&self.late_decisions, core.policy.late_decisions());
+        raise(&self.routes_refused, core.policy.routes_refused());
+        for s in core.policy.scripts() {
+            let l = NameLabel { name: s.name };
+            self.script_loaded
+                .get_or_create(&l)
+                .set(i64::from(s.loaded));
+            self.script_time_limit_trips
+                .get_or_create(&l)
+                .set(s.time_limit_trips as i64);
+        }
+        for p in core.plugins.info() {
+            self.plugin_loaded
+                .get_or_create(&NameLabel { name: p.name })
+                .set(i64::from(p.loaded));
+        }
+        let (cpu, rss) = process_usage();
+        raise_f(&self.cpu, cpu);
+        self.rss.set(rss as i64);
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "metrics not encoded");
+        }
+        out
+    }
+}
+
+/// CPU seconds (user + system) and resident bytes of this process, from `/proc/self`.
+fn process_usage() -> (f64, u64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    // after the command: state is field 3, utime 14, stime 15 (clock ticks, 100 per second)
+    let tick = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let cpu = (tick(14) + tick(15)) as f64 / 100.0;
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024;
+    (cpu, rss)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switch_reasons_fall_in_a_small_closed_set() {
+        for (reason, class) in [
+            ("publish of session 3", "publish"),
+            ("stall of session 3: no media for 1000 ms", "stall"),
+            ("unpublish of session 2 (kicked)", "unpublish"),
+            ("resume of session 9", "resume"),
+            ("POST /api/channels/a/switch", "api"),
+            ("stall (failover.lua)", "stall"),
+            ("bitrate recovered: 2500 kbit/s", "policy"),
+        ] {
+            assert_eq!(reason_class(reason), class, "{reason}");
+        }
+    }
+}
