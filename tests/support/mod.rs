@@ -435,19 +435,15 @@ impl Onair {
 
     /// CPU seconds (user + system) the process has used so far, from `/proc/PID/stat`.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // the fields after the command name, which is in parentheses
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<u64> = rest
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        // utime and stime are fields 14 and 15 of stat (11 and 12 after the state letter)
-        match (f.get(10), f.get(11)) {
-            (Some(u), Some(s)) => (u + s) as f64 / 100.0,
-            _ => 0.0,
-        }
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // the fields after the command name (in parentheses): state is field 3, so field N is
+        // at N - 3; utime and stime are fields 14 and 15, in clock ticks (100 per second)
+        let rest: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |n: usize| rest.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        (field(14) + field(15)) as f64 / 100.0
     }
 
     pub fn pid(&self) -> u32 {
