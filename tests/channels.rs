@@ -728,3 +728,60 @@ fn metrics_follow_the_run_and_parse_as_prometheus_text() {
     let url = format!("http://127.0.0.1:{}/metrics", onair.http_port);
     assert_eq!(curl(&[&url]).0, 401, "the admin token guards /metrics");
 }
+
+/// The onair process's thread count.
+fn threads(onair: &Onair) -> usize {
+    std::fs::read_to_string(format!("/proc/{}/status", onair.pid()))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn lifecycle_races_leave_nothing_running_and_keys_can_be_revoked() {
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let onair = Onair::start("");
+
+    // create and delete at once: the queued start must not bring a pipeline back
+    let body = format!(
+        r#"{{"id": "blink", "keys": ["blink-key-1"], "destinations": [{{"name": "p", "url": "{}"}}]}}"#,
+        nginx.url("app", "blink")
+    );
+    assert_eq!(onair.call("POST", "/api/channels", &body).0, 201);
+    assert_eq!(onair.call("DELETE", "/api/channels/blink", "").0, 204);
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(nginx.publishers("app").is_empty(), "a deleted channel connected to its platform");
+    assert!(onair.log_lines(&["channel started", "blink"]).len() <= 1);
+
+    // stop/start cycles free their threads
+    let body = format!(
+        r#"{{"id": "cycle", "keys": ["cycle-key-1"], "destinations": [{{"name": "p", "url": "{}"}}]}}"#,
+        nginx.url("app2", "cycle")
+    );
+    assert_eq!(onair.call("POST", "/api/channels", &body).0, 201);
+    assert!(wait_until(SWITCH, || nginx.publishers("app2").len() == 1));
+    std::thread::sleep(Duration::from_secs(1));
+    let base = threads(&onair);
+    for _ in 0..4 {
+        assert_eq!(onair.call("POST", "/api/channels/cycle/stop", "").0, 202);
+        assert!(wait_until(SWITCH, || nginx.publishers("app2").is_empty()));
+        assert_eq!(onair.call("POST", "/api/channels/cycle/start", "").0, 202);
+        assert!(wait_until(SWITCH, || nginx.publishers("app2").len() == 1));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let after = threads(&onair);
+    println!("threads: {base} after the first start, {after} after 4 stop/start cycles");
+    assert!(after <= base + 3, "threads grew from {base} to {after} over 4 stop/start cycles");
+
+    // a key taken away from a channel disconnects its publisher at once
+    let mut publisher = Publisher::start(&onair.publish_url("cycle-key-1"), "red");
+    assert!(wait_until(SWITCH, || onair.get_json("/api/channels/cycle")["on_air"] == "live"));
+    let (code, v) = onair.call("PATCH", "/api/channels/cycle", r#"{"keys": ["cycle-key-2"]}"#);
+    assert_eq!(code, 200, "{v}");
+    assert!(publisher.wait_exit(SWITCH).is_some(), "the revoked key kept publishing");
+    assert!(RawPublisher::publish(onair.rtmp_port, "live", "cycle-key-1").is_err());
+    assert!(RawPublisher::publish(onair.rtmp_port, "live", "cycle-key-2").is_ok());
+}

@@ -319,7 +319,8 @@ impl Channel {
     /// when running.
     fn start(&self) -> Result<(), crate::media::MediaError> {
         let mut running = lock(&self.running);
-        if running.is_some() {
+        // `delete` sets `deleted` before its stop: a start queued before it must not run after
+        if running.is_some() || self.deleted.load(Ordering::SeqCst) {
             return Ok(());
         }
         let spec = self.spec();
@@ -370,14 +371,19 @@ impl Channel {
             }
         }
         drop(r.fallback);
-        let _ = r.program.pipeline().set_state(gst::State::Null);
+        // before NULL: going to NULL flushes the bus, which would drop the message
         stop_bus_watch(r.program.pipeline());
+        let _ = r.program.pipeline().set_state(gst::State::Null);
         self.fanout.reset();
+        self.shared.metrics.channel_stopped(&self.id);
         tracing::info!(channel = %self.id, "channel stopped");
     }
 
     /// Keeps started/stopped in the database.
     fn persist_started(&self, started: bool) {
+        if self.deleted.load(Ordering::SeqCst) {
+            return;
+        }
         let r = self.shared.db.conn().execute(
             "INSERT INTO channels (id, owner, spec, started) VALUES (?1, 'config', NULL, ?2)
              ON CONFLICT (id) DO UPDATE SET started = excluded.started",
@@ -532,6 +538,9 @@ impl Channel {
             .map(|p| p.display().to_string())
             .unwrap_or_default(); // '' is the slate; NULL is "as configured"
         lock(&self.spec).fallback.media = media;
+        if self.deleted.load(Ordering::SeqCst) {
+            return; // its rows are gone, or belong to a new channel with this id
+        }
         let started = self.is_started();
         let r = self.shared.db.conn().execute(
             "INSERT INTO channels (id, owner, spec, started, fallback_media) VALUES (?1, 'config', NULL, ?2, ?3)
@@ -547,6 +556,9 @@ impl Channel {
     /// Keeps an overlay layer (`None`: removes it) in the database; the layers are shown again
     /// when the channel starts.
     fn keep_layer(&self, name: &str, layer: Option<&crate::action::Layer>) {
+        if self.deleted.load(Ordering::SeqCst) {
+            return;
+        }
         let json = layer.map(serde_json::to_string);
         {
             // a scoreboard re-sends the same layer every poll: write only changes
@@ -600,7 +612,7 @@ impl Channel {
 
     /// Writes a run-time channel's spec back (its fallback media changed).
     fn persist_spec(&self) {
-        if self.owner != Owner::Database {
+        if self.owner != Owner::Database || self.deleted.load(Ordering::SeqCst) {
             return;
         }
         let json = match serde_json::to_string(&self.spec()) {
@@ -964,39 +976,57 @@ impl Channels {
                 file: self.shared.file.clone(),
             });
         }
-        let mut spec = c.spec();
-        if let Some(name) = patch.name {
-            check_name(&name)?;
-            spec.fallback.channel_name = name.clone();
-            spec.name = name;
+        // validate everything first
+        if let Some(name) = &patch.name {
+            check_name(name)?;
         }
-        if let Some(keys) = patch.keys {
+        if let Some(keys) = &patch.keys {
             if keys.is_empty() {
                 return Err(ChannelError::Invalid {
                     field: "keys",
                     message: "a channel needs at least one stream key".into(),
                 });
             }
-            self.check_keys(&map, id, &keys)?;
-            spec.keys = keys;
+            self.check_keys(&map, id, keys)?;
         }
-        if let Some(output) = patch.output {
-            if let Some((key, message)) = crate::config::output_error("output", &output) {
-                return Err(ChannelError::Invalid {
-                    field: "output",
-                    message: format!("{key}: {message}"),
-                });
+        if let Some(output) = &patch.output
+            && let Some((key, message)) = crate::config::output_error("output", output)
+        {
+            return Err(ChannelError::Invalid {
+                field: "output",
+                message: format!("{key}: {message}"),
+            });
+        }
+        // then apply under the spec's lock: a fallback chosen meanwhile on the worker is kept
+        {
+            let mut spec = lock(&c.spec);
+            let mut next = spec.clone();
+            if let Some(name) = patch.name {
+                next.fallback.channel_name = name.clone();
+                next.name = name;
             }
-            spec.output = output;
+            if let Some(keys) = &patch.keys {
+                next.keys = keys.clone();
+            }
+            if let Some(output) = patch.output {
+                next.output = output;
+            }
+            let json = serde_json::to_string(&next).map_err(|e| ChannelError::Db(e.to_string()))?;
+            self.shared
+                .db
+                .conn()
+                .execute("UPDATE channels SET spec = ?2 WHERE id = ?1", (id, json))
+                .map_err(|e| ChannelError::Db(e.to_string()))?;
+            *spec = next;
         }
-        let json = serde_json::to_string(&spec).map_err(|e| ChannelError::Db(e.to_string()))?;
-        self.shared
-            .db
-            .conn()
-            .execute("UPDATE channels SET spec = ?2 WHERE id = ?1", (id, json))
-            .map_err(|e| ChannelError::Db(e.to_string()))?;
-        *lock(&c.spec) = spec;
         drop(map);
+        if let (Some(keys), Some(ingest)) = (&patch.keys, self.shared.ingest.get()) {
+            // a key taken away stops publishing at once (a leaked key is revoked)
+            let n = ingest.kick_unless_key(id, keys);
+            if n > 0 {
+                tracing::info!(channel = %id, publishers = n, "stream keys changed: disconnecting publishers with a removed key");
+            }
+        }
         tracing::info!(channel = %id, "channel updated");
         Ok(c)
     }
@@ -1031,6 +1061,7 @@ impl Channels {
         drop(map);
         c.deleted.store(true, Ordering::SeqCst);
         c.stop();
+        self.shared.metrics.forget_channel(id);
         tracing::info!(channel = %id, "channel deleted");
         Ok(())
     }
@@ -1080,21 +1111,21 @@ fn check_name(name: &str) -> Result<(), ChannelError> {
 impl Router for Channels {
     fn route(&self, key: &str) -> Result<Route, String> {
         let redacted = crate::redact::key(key);
-        let channel = self
-            .read()
-            .values()
-            .find(|c| lock(&c.spec).keys.iter().any(|k| k == key))
-            .cloned()
-            .or_else(|| {
-                if self.allow_any_key {
-                    self.primary()
-                } else {
-                    None
-                }
-            })
-            .ok_or_else(|| {
-                format!("unknown stream key {redacted}: check OBS Settings → Stream → Stream Key")
-            })?;
+        let channel = {
+            // one read guard: a second read while a writer waits would deadlock
+            let map = self.read();
+            map.values()
+                .find(|c| lock(&c.spec).keys.iter().any(|k| k == key))
+                .or_else(|| {
+                    self.allow_any_key
+                        .then(|| map.get(DEFAULT_CHANNEL).or_else(|| map.values().next()))
+                        .flatten()
+                })
+                .cloned()
+        };
+        let channel = channel.ok_or_else(|| {
+            format!("unknown stream key {redacted}: check OBS Settings → Stream → Stream Key")
+        })?;
         let program = channel
             .program()
             .ok_or_else(|| format!("channel {:?} is stopped: start it to publish", channel.id))?;

@@ -539,10 +539,13 @@ pub fn routes(
                         ));
                     }
                     let Some(f) = f else {
-                        return Ok(error(
-                            StatusCode::CONFLICT,
-                            "the channel is stopped: start it to preview",
-                        ));
+                        return Ok(match channel {
+                            None => error(StatusCode::NOT_FOUND, "no channels"),
+                            Some(_) => error(
+                                StatusCode::CONFLICT,
+                                "the channel is stopped: start it to preview",
+                            ),
+                        });
                     };
                     Ok::<_, warp::Rejection>(preview_stream(c, f))
                 }

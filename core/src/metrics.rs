@@ -346,6 +346,29 @@ impl Metrics {
         *since = now;
     }
 
+    /// A channel stopped: no source is on air until it starts again.
+    pub fn channel_stopped(&self, channel: &str) {
+        lock(&self.clocks).remove(channel);
+    }
+
+    /// Drops a deleted channel's state-derived series and its clock, so a channel created later
+    /// with the same id starts from nothing (its counters keep counting).
+    pub fn forget_channel(&self, channel: &str) {
+        lock(&self.clocks).remove(channel);
+        let label = ChannelLabel {
+            channel: channel.to_string(),
+        };
+        for f in [&self.started, &self.sessions, &self.ingest_bps] {
+            f.remove(&label);
+        }
+        for s in [Source::Live, Source::Fallback] {
+            self.on_air.remove(&SourceLabels {
+                channel: channel.to_string(),
+                source: s.as_str().into(),
+            });
+        }
+    }
+
     /// The metrics in the OpenMetrics text format, with the state-derived ones read now.
     pub fn render(&self, core: &Core) -> String {
         for c in core.channels.all() {
@@ -366,16 +389,21 @@ impl Metrics {
             }
             if let Some(s) = v.on_air {
                 // first sight: the source has been on air since the last switch
-                lock(&self.clocks).entry(v.id.clone()).or_insert_with(|| {
-                    let since = Duration::from_secs_f64(v.on_air_for_s.unwrap_or(0.0));
-                    (
-                        s,
-                        Instant::now()
-                            .checked_sub(since)
-                            .unwrap_or_else(Instant::now),
-                    )
-                });
-                self.clock(&v.id, s, None);
+                let showing = {
+                    let mut clocks = lock(&self.clocks);
+                    let entry = clocks.entry(v.id.clone()).or_insert_with(|| {
+                        let since = Duration::from_secs_f64(v.on_air_for_s.unwrap_or(0.0));
+                        (
+                            s,
+                            Instant::now()
+                                .checked_sub(since)
+                                .unwrap_or_else(Instant::now),
+                        )
+                    });
+                    // the source the events said: the view may be older than a switch
+                    entry.0
+                };
+                self.clock(&v.id, showing, None);
             } else {
                 lock(&self.clocks).remove(&v.id); // stopped: no source is on air
             }

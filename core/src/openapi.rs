@@ -226,7 +226,7 @@ fn events() {}
 #[utoipa::path(get, path = "/preview.flv", tag = "preview",
     params(("key" = Option<String>, Query, description = "http.preview_key (or the bearer token)")),
     responses((status = 200, description = "the primary channel's output as an endless HTTP-FLV stream", content_type = "video/x-flv"),
-        (status = 401, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, description = "no channels", body = ErrorBody),
         (status = 409, description = "the channel is stopped", body = ErrorBody),
         (status = 503, description = "http.preview_max_viewers reached", body = ErrorBody)))]
 fn preview() {}

@@ -435,14 +435,19 @@ impl Onair {
 
     /// CPU seconds (user + system) the process has used so far, from `/proc/PID/stat`.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         // the fields after the command name (in parentheses): state is field 3, so field N is
         // at N - 3; utime and stime are fields 14 and 15, in clock ticks (100 per second)
         let rest: Vec<&str> = stat
             .rsplit_once(')')
             .map(|(_, r)| r.split_whitespace().collect())
             .unwrap_or_default();
-        let field = |n: usize| rest.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        let field = |n: usize| {
+            rest.get(n - 3)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         (field(14) + field(15)) as f64 / 100.0
     }
 

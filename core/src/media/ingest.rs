@@ -262,6 +262,21 @@ impl Ingest {
         self.lock().get(&session).map(|s| s.channel.clone())
     }
 
+    /// Disconnects `channel`'s publishers whose stream key is not in `keys` (the channel's keys
+    /// changed). Returns how many.
+    pub fn kick_unless_key(&self, channel: &str, keys: &[String]) -> usize {
+        let kicks: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|s| s.channel == channel && !keys.contains(&s.raw_key))
+            .filter_map(|s| s.kick.clone())
+            .collect();
+        for k in &kicks {
+            k.notify_one();
+        }
+        kicks.len()
+    }
+
     /// Disconnects every publisher of `channel` (it stopped). Returns how many.
     pub fn kick_channel(&self, channel: &str) -> usize {
         let kicks: Vec<_> = self
@@ -791,6 +806,17 @@ impl Conn {
             ingest: ingest.clone(),
             id,
         };
+        // The channel may have stopped (or restarted) between the lookup and the registration,
+        // when `kick_channel` could not see this session yet: check the route again.
+        match ingest.router.route(stream_key) {
+            Ok(now) if Arc::ptr_eq(&now.program, &route.program) => {}
+            Ok(_) | Err(_) => {
+                return Err(format!(
+                    "channel {:?} stopped or restarted while this publish was admitted: publish again",
+                    route.channel
+                ));
+            }
+        }
         let (reply, verdict) = oneshot::channel();
         let request = PublishRequest {
             event: Publish {
