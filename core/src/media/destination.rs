@@ -113,8 +113,14 @@ impl Connections {
         }
     }
 
+    /// Connects an enabled destination: at once while the channel runs, else it waits
+    /// (`stopped`) for [`Connections::resume`].
     fn spawn(&self, d: &mut Tracked) {
-        if d.task.is_some() || !self.running.load(std::sync::atomic::Ordering::SeqCst) {
+        if d.task.is_some() {
+            return;
+        }
+        if !self.running.load(std::sync::atomic::Ordering::SeqCst) {
+            d.status.state = "stopped";
             return;
         }
         d.status.state = "connecting";
@@ -144,11 +150,7 @@ impl Connections {
                 status: DestinationStatus {
                     name: d.name.clone(),
                     url: crate::redact::url(&d.url),
-                    state: if self.running.load(std::sync::atomic::Ordering::SeqCst) {
-                        "disabled"
-                    } else {
-                        "stopped"
-                    },
+                    state: "disabled",
                     uptime_s: None,
                     attempts: 0,
                     last_error: None,
