@@ -753,7 +753,10 @@ fn lifecycle_races_leave_nothing_running_and_keys_can_be_revoked() {
     assert_eq!(onair.call("POST", "/api/channels", &body).0, 201);
     assert_eq!(onair.call("DELETE", "/api/channels/blink", "").0, 204);
     std::thread::sleep(Duration::from_secs(4));
-    assert!(nginx.publishers("app").is_empty(), "a deleted channel connected to its platform");
+    assert!(
+        nginx.publishers("app").is_empty(),
+        "a deleted channel connected to its platform"
+    );
     assert!(onair.log_lines(&["channel started", "blink"]).len() <= 1);
 
     // stop/start cycles free their threads
@@ -774,14 +777,26 @@ fn lifecycle_races_leave_nothing_running_and_keys_can_be_revoked() {
     std::thread::sleep(Duration::from_secs(1));
     let after = threads(&onair);
     println!("threads: {base} after the first start, {after} after 4 stop/start cycles");
-    assert!(after <= base + 3, "threads grew from {base} to {after} over 4 stop/start cycles");
+    assert!(
+        after <= base + 3,
+        "threads grew from {base} to {after} over 4 stop/start cycles"
+    );
 
     // a key taken away from a channel disconnects its publisher at once
     let mut publisher = Publisher::start(&onair.publish_url("cycle-key-1"), "red");
-    assert!(wait_until(SWITCH, || onair.get_json("/api/channels/cycle")["on_air"] == "live"));
-    let (code, v) = onair.call("PATCH", "/api/channels/cycle", r#"{"keys": ["cycle-key-2"]}"#);
+    assert!(wait_until(SWITCH, || onair.get_json("/api/channels/cycle")
+        ["on_air"]
+        == "live"));
+    let (code, v) = onair.call(
+        "PATCH",
+        "/api/channels/cycle",
+        r#"{"keys": ["cycle-key-2"]}"#,
+    );
     assert_eq!(code, 200, "{v}");
-    assert!(publisher.wait_exit(SWITCH).is_some(), "the revoked key kept publishing");
+    assert!(
+        publisher.wait_exit(SWITCH).is_some(),
+        "the revoked key kept publishing"
+    );
     assert!(RawPublisher::publish(onair.rtmp_port, "live", "cycle-key-1").is_err());
     assert!(RawPublisher::publish(onair.rtmp_port, "live", "cycle-key-2").is_ok());
 }

@@ -241,6 +241,11 @@ impl Channel {
         self.is_started().then(|| self.fanout.clone())
     }
 
+    /// Buffers its destinations and preview viewers lost to a full queue, by name.
+    pub fn dropped_buffers(&self) -> std::collections::HashMap<String, u64> {
+        self.fanout.dropped()
+    }
+
     /// Queues `action` for this channel's worker. `cause` is the session whose event asked for
     /// it, if any.
     pub fn submit(&self, action: Action, cause: Option<SessionId>) {

@@ -74,6 +74,7 @@ pub struct Metrics {
     ingest_bps: Family<ChannelLabel, Gauge>,
     ingest_bytes: Family<ChannelLabel, Counter>,
     output_bytes: Family<DestinationLabels, Counter>,
+    dropped: Family<DestinationLabels, Counter>,
     destination_up: Family<DestinationLabels, Gauge>,
     late_decisions: Counter,
     routes_refused: Counter,
@@ -145,6 +146,7 @@ impl Metrics {
             ingest_bps: Family::default(),
             ingest_bytes: Family::default(),
             output_bytes: Family::default(),
+            dropped: Family::default(),
             destination_up: Family::default(),
             late_decisions: Counter::default(),
             routes_refused: Counter::default(),
@@ -227,6 +229,11 @@ impl Metrics {
             "output_bytes",
             "Bytes handed to a destination's connections",
             m.output_bytes.clone(),
+        );
+        r.register(
+            "output_dropped_buffers",
+            "FLV tags a destination or the preview lost to a full queue (then it waits for a keyframe)",
+            m.dropped.clone(),
         );
         r.register(
             "destination_up",
@@ -423,6 +430,15 @@ impl Metrics {
                     .get_or_create(&dl)
                     .set(i64::from(d.state == "up"));
                 raise(&self.output_bytes.get_or_create(&dl), d.bytes_sent_total);
+            }
+            for (destination, n) in c.dropped_buffers() {
+                raise(
+                    &self.dropped.get_or_create(&DestinationLabels {
+                        channel: v.id.clone(),
+                        destination,
+                    }),
+                    n,
+                );
             }
         }
         for (channel, bytes) in core.ingest.bytes_by_channel() {

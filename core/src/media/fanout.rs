@@ -22,10 +22,15 @@ struct Consumer {
     /// keyframe.
     needs_headers: bool,
     dropped: u64,
+    /// Waiting for a keyframe after its queue overflowed: what it skips is lost, and counted.
+    recovering: bool,
 }
 
 #[derive(Default)]
 struct Inner {
+    /// Tags lost by consumers (a full queue, then the wait for a keyframe), by name,
+    /// including consumers that left.
+    dropped: std::collections::HashMap<String, u64>,
     caps: Option<gst::Caps>,
     headers: Vec<gst::Buffer>,
     consumers: Vec<Consumer>,
@@ -79,9 +84,13 @@ impl FanOut {
         inner.consumers.retain_mut(|c| {
             if c.waiting_keyframe {
                 if !keyframe {
+                    if c.recovering {
+                        *inner.dropped.entry(c.name.clone()).or_default() += 1;
+                    }
                     return true;
                 }
                 c.waiting_keyframe = false;
+                c.recovering = false;
                 if c.needs_headers && !inner.headers.is_empty() {
                     c.needs_headers = false;
                     for h in &inner.headers {
@@ -94,7 +103,9 @@ impl FanOut {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     c.dropped += 1;
+                    *inner.dropped.entry(c.name.clone()).or_default() += 1;
                     c.waiting_keyframe = true;
+                    c.recovering = true;
                     tracing::warn!(consumer = %c.name, dropped = c.dropped,
                         "output queue full: dropping until the next keyframe");
                     true
@@ -118,6 +129,7 @@ impl FanOut {
             waiting_keyframe: true,
             needs_headers,
             dropped: 0,
+            recovering: false,
         });
         Subscription {
             id,
@@ -125,6 +137,12 @@ impl FanOut {
             headers: inner.headers.clone(),
             rx,
         }
+    }
+
+    /// Buffers dropped because a consumer's queue was full, by consumer name (a destination's
+    /// name, or `preview`), since the fan-out was made.
+    pub fn dropped(&self) -> std::collections::HashMap<String, u64> {
+        self.lock().dropped.clone()
     }
 
     pub fn unsubscribe(&self, id: u64) {
@@ -230,5 +248,43 @@ mod tests {
             .map(|b| bytes(&b))
             .collect();
         assert_eq!(got, vec![KEY.to_vec()], "headers are not sent twice");
+    }
+
+    #[test]
+    fn a_full_queue_drops_counts_by_name_and_waits_for_a_keyframe() {
+        gst::init().expect("gst");
+        let fanout = FanOut::new();
+        let caps = caps_with_header(b"FLV-HEADER");
+        let push = |t: &[u8]| {
+            fanout.push_sample(&gst::Sample::builder().buffer(&tag(t)).caps(&caps).build());
+        };
+        push(&KEY);
+        let stuck = fanout.subscribe("stuck");
+        let mut reader = fanout.subscribe("reader");
+        push(&KEY);
+        for _ in 0..QUEUE_TAGS + 9 {
+            push(&INTER);
+            while reader.rx.try_recv().is_ok() {}
+        }
+        let dropped = fanout.dropped();
+        // one tag found its queue full, then 9 more were skipped until a keyframe
+        assert_eq!(dropped.get("stuck"), Some(&10), "{dropped:?}");
+        assert_eq!(
+            dropped.get("reader"),
+            None,
+            "a consumer that reads loses nothing"
+        );
+        // once it reads again, a keyframe ends the loss; the count outlives the consumer
+        let mut stuck = stuck;
+        while stuck.rx.try_recv().is_ok() {}
+        push(&KEY);
+        push(&INTER);
+        assert_eq!(
+            fanout.dropped().get("stuck"),
+            Some(&10),
+            "delivered again after a keyframe"
+        );
+        fanout.unsubscribe(stuck.id);
+        assert_eq!(fanout.dropped().get("stuck"), Some(&10));
     }
 }
