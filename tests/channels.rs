@@ -724,6 +724,9 @@ fn metrics_follow_the_run_and_parse_as_prometheus_text() {
         sample(&s2, "onair_policy_decision_seconds", &[]).is_some_and(|n| n >= 2.0),
         "decisions timed"
     );
+    for h in ["onair_lua_call_seconds", "onair_wasm_call_seconds"] {
+        assert!(sample(&s2, h, &[]).is_some_and(|n| n >= 2.0), "{h} timed");
+    }
 
     let url = format!("http://127.0.0.1:{}/metrics", onair.http_port);
     assert_eq!(curl(&[&url]).0, 401, "the admin token guards /metrics");

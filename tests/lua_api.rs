@@ -50,6 +50,7 @@ fn fixture(files: &[(&str, &str)], memory_mib: usize, time_ms: u64) -> Fixture {
         memory_limit: memory_mib << 20,
         time_limit: Duration::from_millis(time_ms),
         plugins: None,
+        metrics: None,
     });
     Fixture {
         dir,
@@ -751,6 +752,7 @@ fn a_stuck_policy_thread_gets_the_builtin_default_at_its_deadline() {
         memory_limit: 64 << 20,
         time_limit: Duration::from_millis(100),
         plugins: Some(plugins.clone()),
+        metrics: None,
     });
     assert_eq!(policy.deadline(), Duration::from_millis(150));
     let stall = sample_events()[2].clone();

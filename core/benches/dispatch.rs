@@ -76,6 +76,7 @@ fn main() {
         memory_limit: 64 << 20,
         time_limit: Duration::from_millis(100),
         plugins: None,
+        metrics: None,
     });
     assert!(errors.is_empty(), "{errors:?}");
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -290,6 +290,7 @@ fn policy_options(
         memory_limit: cfg.scripts.memory_limit_mib as usize * 1024 * 1024,
         time_limit: std::time::Duration::from_millis(cfg.scripts.time_limit_ms),
         plugins: None,
+        metrics: None,
     }
 }
 
@@ -389,6 +390,7 @@ async fn serve(
         true,
     );
     opts.plugins = Some(plugins.clone());
+    opts.metrics = Some(metrics.clone());
     let core_cell = opts.core.clone();
     let (policy, _errors) = Policy::start(opts); // already logged; `onair run` goes on
     let (bus_tx, _) = tokio::sync::broadcast::channel(256);

@@ -67,6 +67,9 @@ pub struct Metrics {
     reconnects: Family<DestinationLabels, Counter>,
     decision: Histogram,
     render: Histogram,
+    lua: Histogram,
+    wasm: Histogram,
+    script_errors: Family<NameLabel, Counter>,
     on_air: Family<SourceLabels, Gauge>,
     on_air_seconds: Family<SourceLabels, FloatCounter>,
     started: Family<ChannelLabel, Gauge>,
@@ -139,6 +142,10 @@ impl Metrics {
             decision: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             // 0.5 ms … ~8 s
             render: Histogram::new(exponential_buckets(0.000_5, 2.0, 14)),
+            // 5 µs … ~1.3 s
+            lua: Histogram::new(exponential_buckets(0.000_005, 2.0, 18)),
+            wasm: Histogram::new(exponential_buckets(0.000_005, 2.0, 18)),
+            script_errors: Family::default(),
             on_air: Family::default(),
             on_air_seconds: Family::default(),
             started: Family::default(),
@@ -189,6 +196,21 @@ impl Metrics {
             "policy_decision_seconds",
             "Time from an event to the policy's actions (Lua scripts and WASM plugins)",
             m.decision.clone(),
+        );
+        r.register(
+            "lua_call_seconds",
+            "Time the Lua scripts' handlers took for one event (all scripts together)",
+            m.lua.clone(),
+        );
+        r.register(
+            "wasm_call_seconds",
+            "Time the WASM policy plugins' on-event took for one event (all plugins together)",
+            m.wasm.clone(),
+        );
+        r.register(
+            "script_errors",
+            "Script handler calls that failed (an error, or the time limit)",
+            m.script_errors.clone(),
         );
         r.register(
             "overlay_render_seconds",
@@ -329,6 +351,25 @@ impl Metrics {
     /// One policy decision took `d`.
     pub fn decision(&self, d: Duration) {
         self.decision.observe(d.as_secs_f64());
+    }
+
+    /// The Lua scripts' handlers for one event took `d` (all scripts together).
+    pub fn lua_call(&self, d: Duration) {
+        self.lua.observe(d.as_secs_f64());
+    }
+
+    /// The WASM policy plugins' `on-event` for one event took `d` (all plugins together).
+    pub fn wasm_call(&self, d: Duration) {
+        self.wasm.observe(d.as_secs_f64());
+    }
+
+    /// A script's handler failed (an error or the time limit).
+    pub fn script_error(&self, script: &str) {
+        self.script_errors
+            .get_or_create(&NameLabel {
+                name: script.to_string(),
+            })
+            .inc();
     }
 
     /// One overlay render took `d`.

@@ -58,6 +58,7 @@ pub struct Host {
     routes: Arc<RwLock<RouteTable>>,
     snapshot: Arc<RwLock<Vec<ScriptInfo>>>,
     plugins: Option<crate::wasm::SharedHost>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Content hash of the source last loaded or tried, by script name.
     hashes: BTreeMap<String, u64>,
     /// Recent time-limit trips of the running generation, by script name.
@@ -71,6 +72,7 @@ impl Host {
         routes: Arc<RwLock<RouteTable>>,
         snapshot: Arc<RwLock<Vec<ScriptInfo>>>,
         plugins: Option<crate::wasm::SharedHost>,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
     ) -> Host {
         Host {
             services,
@@ -79,6 +81,7 @@ impl Host {
             routes,
             snapshot,
             plugins,
+            metrics,
             hashes: BTreeMap::new(),
             trips: BTreeMap::new(),
             quarantined: BTreeSet::new(),
@@ -312,6 +315,9 @@ impl Host {
     /// quarantine).
     fn handler_error(&mut self, script: &str, what: &str, e: &ScriptError, timed_out: bool) {
         tracing::error!(script = %script, event = what, error = %e, "script handler failed");
+        if let Some(m) = &self.metrics {
+            m.script_error(script);
+        }
         let mut quarantine = false;
         if timed_out {
             let now = Instant::now();
@@ -351,6 +357,7 @@ impl Host {
         let mut actions = Vec::new();
         let mut policy_ok = self.active(FAILOVER_SCRIPT);
         let mut failed = Vec::new();
+        let lua = Instant::now();
         for (name, s) in &self.scripts {
             if self.quarantined.contains(name) {
                 continue;
@@ -370,11 +377,18 @@ impl Host {
                 }
             }
         }
+        if let Some(m) = &self.metrics {
+            m.lua_call(lua.elapsed());
+        }
         for (name, e, timed_out) in failed {
             self.handler_error(&name, event.name(), &e, timed_out);
         }
         if let Some(p) = &self.plugins {
+            let wasm = Instant::now();
             actions.extend(p.on_event(event));
+            if let Some(m) = &self.metrics {
+                m.wasm_call(wasm.elapsed());
+            }
         }
         if !policy_ok {
             let builtin = builtin::decide(event);

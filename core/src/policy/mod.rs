@@ -156,6 +156,8 @@ pub struct PolicyOptions {
     pub time_limit: Duration,
     /// WASM policy plugins, called after the scripts for every event.
     pub plugins: Option<crate::wasm::SharedHost>,
+    /// Where the scripts' and plugins' call times and errors are counted (`GET /metrics`).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// When the policy thread started its current job, for "is it stuck?" without asking it.
@@ -236,7 +238,13 @@ impl Policy {
         });
         let routes: Arc<RwLock<RouteTable>> = Arc::default();
         let scripts: Arc<RwLock<Vec<ScriptInfo>>> = Arc::default();
-        let mut host = Host::new(services, routes.clone(), scripts.clone(), opts.plugins);
+        let mut host = Host::new(
+            services,
+            routes.clone(),
+            scripts.clone(),
+            opts.plugins,
+            opts.metrics,
+        );
         let (errors, load_actions) = host.load_all();
         let errors: Vec<(String, String)> = errors
             .into_iter()
