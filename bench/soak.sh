@@ -43,3 +43,6 @@ awk 'NR > 1 && $1 >= 300 && !base { base = $2; f = $3; t = $4 } NR > 1 { last = 
            base, last, (last - base) * 100 / base, f, lf, t, lt }' "$work/samples"
 echo "output connections opened: $(grep -c 'destination up' "$work/onair.log") (a platform restart every 10 min re-opens one each time)"
 echo "viewer: $(tail -n 1 "$work/meter.out")"
+# keep what explains a failure: the bench's folder is removed on exit
+keep=${KEEP_DIR:-/tmp/onair-soak-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$keep" && cp "$work/meter.out" "$work/onair.log" "$work/samples" "$keep/" && echo "switchmeter output, onair log and samples kept in $keep"
