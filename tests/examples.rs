@@ -346,6 +346,24 @@ fn scoreboard_wasm() -> std::path::PathBuf {
     p
 }
 
+/// The scoreboard plugin in a host of its own, to render the pixels the output must show.
+fn reference_scoreboard() -> (tempfile::TempDir, onair::wasm::PluginHost) {
+    let reference = onair::wasm::PluginHost::new(
+        Path::new("/nonexistent"),
+        onair::wasm::PluginLimits {
+            deadline: Duration::from_secs(2),
+            ..Default::default()
+        },
+    )
+    .expect("host");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(scoreboard_wasm(), dir.path().join("scoreboard.wasm")).expect("copy");
+    reference
+        .load(&dir.path().join("scoreboard.wasm"))
+        .expect("load");
+    (dir, reference)
+}
+
 /// Mean absolute RGB error over the layer's rectangle between `frame` and the reference image
 /// blended over `background` (both full output frames).
 fn mae_vs_reference(
@@ -443,19 +461,7 @@ fn match_overlay_scoreboard_reaches_the_platform_and_follows_the_score() {
         .as_array()
         .is_none_or(|a| a.is_empty())));
 
-    let reference = onair::wasm::PluginHost::new(
-        Path::new("/nonexistent"),
-        onair::wasm::PluginLimits {
-            deadline: Duration::from_secs(2),
-            ..Default::default()
-        },
-    )
-    .expect("host");
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(scoreboard_wasm(), dir.path().join("scoreboard.wasm")).expect("copy");
-    reference
-        .load(&dir.path().join("scoreboard.wasm"))
-        .expect("load");
+    let (_dir, reference) = reference_scoreboard();
     let ref1 = reference.render("scoreboard", 0, 0, m1).expect("render");
     let (w, h) = (ref1.width as usize, ref1.height as usize);
     // wait for the layer to reach the platform (a frame is encoded, sent and decoded)
@@ -595,19 +601,7 @@ fn seed_004_streams_start_as_channels_with_their_scoreboard_list_their_uptime_an
 
     let m1 = r#"{"home":{"name":"IND","score":"187/4"},"away":{"name":"AUS","score":154},"clock":"18.3 ov","title":"2nd T20I"}"#;
     *data.lock().expect("lock") = Some(m1.to_string());
-    let reference = onair::wasm::PluginHost::new(
-        Path::new("/nonexistent"),
-        onair::wasm::PluginLimits {
-            deadline: Duration::from_secs(2),
-            ..Default::default()
-        },
-    )
-    .expect("host");
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(scoreboard_wasm(), dir.path().join("scoreboard.wasm")).expect("copy");
-    reference
-        .load(&dir.path().join("scoreboard.wasm"))
-        .expect("load");
+    let (_dir, reference) = reference_scoreboard();
     let ref1 = reference.render("scoreboard", 0, 0, m1).expect("render");
     let (w, h) = (ref1.width as usize, ref1.height as usize);
     let mut err = f64::MAX;

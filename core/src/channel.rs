@@ -971,16 +971,7 @@ impl Channels {
     /// Changes a run-time channel's name, keys or encode (the encode at its next start).
     pub fn update(&self, id: &str, patch: ChannelPatch) -> Result<Arc<Channel>, ChannelError> {
         let map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        let c = map
-            .get(id)
-            .cloned()
-            .ok_or_else(|| ChannelError::NotFound(id.into()))?;
-        if c.owner == Owner::File {
-            return Err(ChannelError::OwnedByFile {
-                id: id.into(),
-                file: self.shared.file.clone(),
-            });
-        }
+        let c = self.runtime_channel(&map, id)?;
         // validate everything first
         if let Some(name) = &patch.name {
             check_name(name)?;
@@ -1039,16 +1030,7 @@ impl Channels {
     /// Stops and deletes a run-time channel with its destinations.
     pub fn delete(&self, id: &str) -> Result<(), ChannelError> {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        let c = map
-            .get(id)
-            .cloned()
-            .ok_or_else(|| ChannelError::NotFound(id.into()))?;
-        if c.owner == Owner::File {
-            return Err(ChannelError::OwnedByFile {
-                id: id.into(),
-                file: self.shared.file.clone(),
-            });
-        }
+        let c = self.runtime_channel(&map, id)?;
         {
             let mut conn = self.shared.db.conn();
             let tx = conn
@@ -1069,6 +1051,26 @@ impl Channels {
         self.shared.metrics.forget_channel(id);
         tracing::info!(channel = %id, "channel deleted");
         Ok(())
+    }
+
+    /// The channel `id` if it belongs to the database: 404 when there is none, 409 naming the
+    /// file when it is the config's.
+    fn runtime_channel(
+        &self,
+        map: &BTreeMap<String, Arc<Channel>>,
+        id: &str,
+    ) -> Result<Arc<Channel>, ChannelError> {
+        let c = map
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ChannelError::NotFound(id.into()))?;
+        if c.owner == Owner::File {
+            return Err(ChannelError::OwnedByFile {
+                id: id.into(),
+                file: self.shared.file.clone(),
+            });
+        }
+        Ok(c)
     }
 
     /// Refuses keys that another channel uses (a key publishes to one channel).

@@ -304,6 +304,12 @@ impl crate::policy::CoreApi for CoreView {
         serde_json::to_value(status).ok()
     }
 
+    fn has_channel(&self, id: &str) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|c| c.channels.get(id).is_some())
+    }
+
     fn create_channel(&self, body: serde_json::Value) -> Result<serde_json::Value, String> {
         let core = self.0.upgrade().ok_or("onair is stopping")?;
         let req: crate::channel::NewChannel =

@@ -79,20 +79,34 @@ pub(crate) struct PatchDestination {
     enabled: Option<bool>,
 }
 
-fn channel_error(e: &ChannelError) -> warp::reply::Response {
-    let status = match e {
-        ChannelError::Invalid { .. } => StatusCode::BAD_REQUEST,
-        ChannelError::NotFound(_) => StatusCode::NOT_FOUND,
-        ChannelError::Exists(_) | ChannelError::OwnedByFile { .. } => StatusCode::CONFLICT,
-        ChannelError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    match e {
-        ChannelError::Invalid { field, message } => json_response(
+/// An API error answer: `{"error"}`, plus `field` and `message` for a 400 that names the field.
+fn api_error(
+    status: StatusCode,
+    e: &dyn std::fmt::Display,
+    invalid: Option<(&str, &str)>,
+) -> warp::reply::Response {
+    match invalid {
+        Some((field, message)) => json_response(
             status,
             &serde_json::json!({ "error": e.to_string(), "field": field, "message": message }),
         ),
-        _ => error(status, &e.to_string()),
+        None => error(status, &e.to_string()),
     }
+}
+
+fn channel_error(e: &ChannelError) -> warp::reply::Response {
+    use ChannelError as E;
+    let status = match e {
+        E::Invalid { .. } => StatusCode::BAD_REQUEST,
+        E::NotFound(_) => StatusCode::NOT_FOUND,
+        E::Exists(_) | E::OwnedByFile { .. } => StatusCode::CONFLICT,
+        E::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let invalid = match e {
+        E::Invalid { field, message } => Some((*field, message.as_str())),
+        _ => None,
+    };
+    api_error(status, e, invalid)
 }
 
 fn destination_error(e: &crate::destinations::DestinationError) -> warp::reply::Response {
@@ -103,13 +117,11 @@ fn destination_error(e: &crate::destinations::DestinationError) -> warp::reply::
         E::Exists(_) | E::OwnedByFile { .. } => StatusCode::CONFLICT,
         E::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    match e {
-        E::Invalid { field, message } => json_response(
-            status,
-            &serde_json::json!({ "error": e.to_string(), "field": field, "message": message }),
-        ),
-        _ => error(status, &e.to_string()),
-    }
+    let invalid = match e {
+        E::Invalid { field, message } => Some((*field, message.as_str())),
+        _ => None,
+    };
+    api_error(status, e, invalid)
 }
 
 /// A JSON body, or a 400 that names what is wrong (serde's message names the field).

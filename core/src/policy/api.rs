@@ -151,13 +151,18 @@ fn register_actions(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> 
     onair.set("set_fallback", set_fallback)
 }
 
+/// The core, for `what` (an `onair.*` name in the error while onair starts).
+fn core_api<'a>(services: &'a Services, what: &str) -> mlua::Result<&'a Arc<dyn super::CoreApi>> {
+    services
+        .core
+        .get()
+        .ok_or_else(|| rt_err(format!("{what}: not available while onair starts")))
+}
+
 /// The status as `GET /api/status` gives it, focused on the channel in scope: a handle's, else
 /// the event's, else the primary channel.
 fn status_value(services: &Services, ctx: &Shared) -> mlua::Result<serde_json::Value> {
-    let core = services
-        .core
-        .get()
-        .ok_or_else(|| rt_err("onair.status: not available while onair starts".into()))?;
+    let core = core_api(services, "onair.status")?;
     let channel = {
         let c = lock(ctx);
         c.target.clone().or_else(|| c.event_channel.clone())
@@ -252,10 +257,7 @@ fn register_channels(
 ) -> mlua::Result<()> {
     let s = services.clone();
     let channels = lua.create_function(move |lua, ()| {
-        let core = s
-            .core
-            .get()
-            .ok_or_else(|| rt_err("onair.channels: not available while onair starts".into()))?;
+        let core = core_api(&s, "onair.channels")?;
         let st = core.status(None).unwrap_or_default();
         lua.to_value_with(&st["channels"], ser_options())
     })?;
@@ -263,9 +265,7 @@ fn register_channels(
 
     let s = services.clone();
     let create = lua.create_function(move |lua, spec: Value| {
-        let core = s.core.get().ok_or_else(|| {
-            rt_err("onair.channel_create: not available while onair starts".into())
-        })?;
+        let core = core_api(&s, "onair.channel_create")?;
         let body: serde_json::Value = lua.from_value(spec)?;
         let created = core
             .create_channel(body)
@@ -278,11 +278,8 @@ fn register_channels(
     let c = ctx.clone();
     let onair_weak = onair.clone();
     let channel = lua.create_function(move |lua, id: String| {
-        let core = s
-            .core
-            .get()
-            .ok_or_else(|| rt_err("onair.channel: not available while onair starts".into()))?;
-        if core.status(Some(&id)).is_none() {
+        let core = core_api(&s, "onair.channel")?;
+        if !core.has_channel(&id) {
             return Err(rt_err(format!("onair.channel: no channel named {id:?}")));
         }
         channel_handle(lua, &onair_weak, &c, id)

@@ -48,6 +48,10 @@ pub trait CoreApi: Send + Sync {
     /// `GET /api/status` as JSON, with `channel`'s state at the top level (the primary
     /// channel's with `None`); `None` when no such channel exists.
     fn status(&self, channel: Option<&str>) -> Option<serde_json::Value>;
+    /// Whether channel `id` exists.
+    fn has_channel(&self, id: &str) -> bool {
+        self.status(Some(id)).is_some()
+    }
     /// Creates a run-time channel from a `POST /api/channels` body. Returns the channel as
     /// `GET /api/channels/ID` shows it plus `stream_keys`, or the error in words.
     fn create_channel(&self, body: serde_json::Value) -> Result<serde_json::Value, String>;
