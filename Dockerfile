@@ -7,6 +7,8 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY tools/setup-debian.sh tools/setup-debian.sh
+COPY web/package.json web/package-lock.json web/
+COPY tests/ui/requirements.txt tests/ui/requirements.txt
 RUN bash tools/setup-debian.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release -p onair

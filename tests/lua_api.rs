@@ -416,7 +416,10 @@ fn script_routes_through_warp() {
         fx.script("routes.lua")
     );
     let token = "0123456789abcdef-token";
-    let filter = onair::http::script_routes(fx.policy.clone(), Arc::new(Some(token.into())));
+    let filter = onair::http::script_routes(
+        fx.policy.clone(),
+        onair::http::Gate::new(Some(token.into()), None, true),
+    );
     fx.rt.block_on(async {
         let r = warp::test::request()
             .method("GET")
@@ -516,7 +519,7 @@ fn duplicate_routes_are_reported_and_routes_go_with_their_script() {
             .contains("duplicate route GET /queue: already served by a.lua"),
         "{b:?}"
     );
-    let filter = onair::http::script_routes(fx.policy.clone(), Arc::new(None));
+    let filter = onair::http::script_routes(fx.policy.clone(), onair::http::Gate::new(None, None, true));
     let get = |f: &_| {
         fx.rt
             .block_on(warp::test::request().path("/queue").reply(f))

@@ -101,6 +101,8 @@ pub struct ChannelView {
     pub on_air_session: Option<SessionId>,
     /// Seconds since the last switch.
     pub on_air_for_s: Option<f64>,
+    /// Why the last switch happened (the `switched` event's reason; `start` before any).
+    pub on_air_reason: Option<String>,
     /// What the fallback shows: `slate`, `image PATH` or `video PATH`.
     pub fallback: String,
     /// The stream keys, redacted (`live…a9f3`).
@@ -141,6 +143,18 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The config file's name, for messages.
     pub file: String,
+    /// Changes for the control room (`GET /api/events`, `changed`).
+    pub changes: tokio::sync::broadcast::Sender<crate::engine::Changed>,
+}
+
+impl Shared {
+    /// Tells the control rooms that `what` changed (nobody listening is fine).
+    pub fn changed(&self, what: &'static str, channel: Option<&str>) {
+        let _ = self.changes.send(crate::engine::Changed {
+            what,
+            channel: channel.map(str::to_string),
+        });
+    }
 }
 
 /// One channel's pipelines while it runs.
@@ -252,6 +266,11 @@ impl Channel {
         let _ = self.jobs.send(Job::Action(action, cause));
     }
 
+    /// Tells the control rooms that this channel's `what` changed.
+    pub fn changed(&self, what: &'static str) {
+        self.shared.changed(what, Some(&self.id));
+    }
+
     /// Queues a start (true) or a stop (false); the worker keeps the state in the database.
     pub fn submit_start(&self, start: bool) {
         let _ = self.jobs.send(if start { Job::Start } else { Job::Stop });
@@ -260,12 +279,12 @@ impl Channel {
     pub fn view(&self) -> ChannelView {
         let spec = self.spec();
         let running = lock(&self.running);
-        let (on_air, on_air_session, on_air_for_s) = match running.as_ref() {
+        let (on_air, on_air_session, on_air_for_s, on_air_reason) = match running.as_ref() {
             Some(r) => {
                 let (s, session, for_s) = r.program.on_air();
-                (Some(s), session, Some(for_s))
+                (Some(s), session, Some(for_s), Some(r.program.on_air_reason()))
             }
-            None => (None, None, None),
+            None => (None, None, None, None),
         };
         let fallback = running
             .as_ref()
@@ -294,6 +313,7 @@ impl Channel {
             on_air,
             on_air_session,
             on_air_for_s,
+            on_air_reason,
             fallback,
             keys: spec.keys.iter().map(|k| crate::redact::key(k)).collect(),
             output: OutputView {
@@ -651,10 +671,24 @@ fn worker(
         if c.deleted.load(Ordering::SeqCst) {
             return;
         }
+        let what = match &job {
+            Job::Action(a, _) => match a {
+                Action::SetFallback { .. } => Some("channels"),
+                Action::DestinationAdd { .. }
+                | Action::DestinationRemove { .. }
+                | Action::DestinationEnable { .. }
+                | Action::DestinationDisable { .. } => Some("destinations"),
+                _ => None,
+            },
+            Job::Start | Job::Stop => Some("channels"),
+        };
         match job {
             Job::Action(a, cause) => c.execute(a, cause),
             Job::Start => c.run_start(),
             Job::Stop => c.run_stop(),
+        }
+        if let Some(what) = what {
+            c.shared.changed(what, Some(&c.id));
         }
     }
 }

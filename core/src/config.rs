@@ -47,6 +47,8 @@ pub struct Config {
     pub scripts: ScriptsConfig,
     #[serde(default)]
     pub plugins: PluginsConfig,
+    #[serde(default)]
+    pub media: MediaConfig,
     /// Platforms to stream to, as `[[destination]]` tables (the channel `default`'s; with
     /// `[[channel]]` tables each channel lists its own).
     #[serde(default, rename = "destination")]
@@ -119,6 +121,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             scripts: ScriptsConfig::default(),
             plugins: PluginsConfig::default(),
+            media: MediaConfig::default(),
             destinations: Vec::new(),
             channels: Vec::new(),
         }
@@ -347,8 +350,12 @@ pub struct HttpConfig {
     /// Serve the output as HTTP-FLV at `/preview.flv`. Default true.
     pub preview: bool,
     /// Bearer token for `/api/*` and script routes declared with `{auth=true}` (≥ 16
-    /// characters). Unset: those are open, which is only allowed when `listen` is loopback.
+    /// characters), for scripts and curl; people log in to the control room instead (users made
+    /// with `onair user add NAME`). With neither a token nor a user, the API is open, and only
+    /// when `listen` is loopback; otherwise everything answers 401 until a user exists.
     pub admin_token: Option<String>,
+    /// How long a control-room login lasts, in hours. Default 12.
+    pub session_ttl_hours: u32,
     /// Key for `/preview.flv?key=…` (≥ 16 characters; the admin bearer token works too).
     /// Unset: generated on first start into `data_dir/preview-key`.
     pub preview_key: Option<String>,
@@ -368,10 +375,28 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             preview: true,
             admin_token: None,
+            session_ttl_hours: 12,
             preview_key: None,
             preview_max_viewers: 8,
             max_body_kib: 1024,
             max_sse_clients: 32,
+        }
+    }
+}
+
+/// `[media]`: the media gallery (`data_dir/media`), where uploaded fallback images and videos
+/// live.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Largest upload, in MiB; a larger one is refused with 413 and leaves no file. Default 1024.
+    pub max_upload_mib: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_mib: 1024,
         }
     }
 }
@@ -566,13 +591,16 @@ impl Config {
         {
             return bad("http.admin_token", "must be at least 16 characters".into());
         }
-        if self.http.admin_token.is_none() && !self.http.listen.ip().is_loopback() {
+        if !(1..=24 * 365).contains(&self.http.session_ttl_hours) {
             return bad(
-                "http.admin_token",
-                format!(
-                    "must be set when http.listen ({}) is reachable from other machines: set a token of at least 16 characters, or listen on 127.0.0.1",
-                    self.http.listen
-                ),
+                "http.session_ttl_hours",
+                format!("{} is outside 1..=8760", self.http.session_ttl_hours),
+            );
+        }
+        if !(1..=64 * 1024).contains(&self.media.max_upload_mib) {
+            return bad(
+                "media.max_upload_mib",
+                format!("{} is outside 1..=65536", self.media.max_upload_mib),
             );
         }
         if self.http.preview_key.as_deref().is_some_and(|t| {

@@ -32,6 +32,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_channel_state",
         include_str!("../migrations/0004_channel_state.sql"),
     ),
+    ("0005_users", include_str!("../migrations/0005_users.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -45,6 +45,23 @@ pub struct Core {
     pub plugins: crate::wasm::SharedHost,
     /// `GET /metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Control-room users and sessions.
+    pub auth: Arc<crate::auth::Auth>,
+    /// Uploaded fallback media.
+    pub gallery: Arc<crate::gallery::Gallery>,
+    /// Where OBS publishes: `rtmp://HOST:PORT/APP` comes from these.
+    pub ingest_listen: std::net::SocketAddr,
+    pub ingest_app: String,
+}
+
+/// A change the control room shows that no policy event reports (a channel started, a
+/// destination added, a script reloaded, media uploaded): sent on `GET /api/events` as
+/// `changed`, so pages refetch what changed instead of polling.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Changed {
+    /// `channels`, `destinations`, `media`, `scripts` or `plugins`.
+    pub what: &'static str,
+    pub channel: Option<String>,
 }
 
 /// `GET /api/status`: the process, every channel, and (at the top level, as before channels
@@ -92,6 +109,11 @@ pub struct CounterStatus {
 }
 
 impl Core {
+    /// Tells the control rooms that `what` changed.
+    pub fn changed(&self, what: &'static str, channel: Option<&str>) {
+        self.channels.shared().changed(what, channel);
+    }
+
     pub fn plugin_info(&self) -> Vec<crate::wasm::PluginInfo> {
         self.plugins.info()
     }

@@ -2,12 +2,14 @@
 //! persistent connection per platform, and policy in Lua.
 
 pub mod action;
+pub mod auth;
 pub mod channel;
 pub mod config;
 pub mod db;
 pub mod destinations;
 pub mod engine;
 pub mod event;
+pub mod gallery;
 pub mod http;
 pub mod media;
 pub mod metrics;

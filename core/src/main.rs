@@ -42,6 +42,24 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Manage the control room's admin users (kept in data_dir/onair.db; works while onair runs).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+        #[arg(short, long, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user. Asks for the password twice on a terminal; otherwise reads one line from
+    /// stdin (`echo "$PASSWORD" | onair user add NAME`).
+    Add { name: String },
+    /// List users.
+    List,
+    /// Delete a user and end their sessions.
+    Delete { name: String },
 }
 
 /// The config file to read: the one given, else `./onair.toml` if present, else none.
@@ -66,6 +84,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(config_path(config)),
         Command::Check { config } => check(config_path(config)),
+        Command::User { action, config } => user(action, config_path(config)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -178,6 +197,45 @@ fn obs_settings(cfg: &Config, spec: &onair::config::ChannelSpec) -> String {
         spec.id,
         obs_server(cfg)
     )
+}
+
+fn user(action: UserAction, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let cfg = load_config(path.as_deref())?;
+    let db = Arc::new(onair::db::Db::open(&cfg.data_dir)?);
+    let auth = onair::auth::Auth::new(db.clone(), std::time::Duration::from_secs(3600));
+    match action {
+        UserAction::Add { name } => {
+            let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                let p = rpassword::prompt_password(format!("password for {name}: "))?;
+                if rpassword::prompt_password("again: ")? != p {
+                    bail!("the passwords differ: nothing changed");
+                }
+                p
+            } else {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("reading the password from stdin")?;
+                line.trim_end_matches(['\r', '\n']).to_string()
+            };
+            auth.add_user(&name, &password)?;
+            println!(
+                "user {name} added to {}: log in at http://{}/",
+                db.path().display(),
+                cfg.http.listen
+            );
+        }
+        UserAction::List => {
+            for (name, created) in auth.users()? {
+                println!("{name}\tcreated {created} (unix s)");
+            }
+        }
+        UserAction::Delete { name } => {
+            auth.delete_user(&name)?;
+            println!("user {name} deleted; their sessions ended");
+        }
+    }
+    Ok(())
 }
 
 fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -373,6 +431,7 @@ async fn serve(
         runtime: tokio::runtime::Handle::current(),
         metrics: metrics.clone(),
         file: config_file.clone(),
+        changes: tokio::sync::broadcast::channel(64).0,
     });
     let obs: Vec<String> = specs.iter().map(|s| obs_settings(&cfg, s)).collect();
     let channels =
@@ -406,7 +465,18 @@ async fn serve(
         commands: commands_tx,
         plugins,
         metrics,
+        auth: Arc::new(onair::auth::Auth::new(
+            db.clone(),
+            std::time::Duration::from_secs(u64::from(cfg.http.session_ttl_hours) * 3600),
+        )),
+        gallery: Arc::new(onair::gallery::Gallery::new(
+            cfg.data_dir.join("media"),
+            cfg.media.max_upload_mib,
+        )),
+        ingest_listen: cfg.ingest.rtmp_listen,
+        ingest_app: cfg.ingest.app.clone(),
     });
+    forward_changes(&core);
     let _ = core_cell.set(Arc::new(onair::engine::CoreView(Arc::downgrade(&core))));
 
     tokio::spawn(ingest.serve(rtmp));
@@ -444,6 +514,21 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// Script and plugin reloads as `changed` notifications for the control room.
+fn forward_changes(core: &Arc<Core>) {
+    for (what, mut rx) in [
+        ("scripts", core.policy.watch_scripts()),
+        ("plugins", core.plugins.watch_info()),
+    ] {
+        let shared = core.channels.shared().clone();
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                shared.changed(what, None);
+            }
+        });
+    }
 }
 
 async fn terminate() {

@@ -35,6 +35,11 @@ pub enum MediaKind {
 
 /// Probes a media file with GStreamer's discoverer. Errors say what is wrong with the file.
 pub fn probe(path: &Path) -> Result<MediaKind, MediaError> {
+    probe_details(path).map(|(kind, _, _)| kind)
+}
+
+/// [`probe`], plus the picture's width and height in pixels.
+pub fn probe_details(path: &Path) -> Result<(MediaKind, u32, u32), MediaError> {
     let err = |message: String| MediaError::FallbackMedia {
         path: path.display().to_string(),
         message,
@@ -54,8 +59,9 @@ pub fn probe(path: &Path) -> Result<MediaKind, MediaError> {
     let Some(v) = video.first() else {
         return Err(err("has no video or image stream".into()));
     };
+    let (width, height) = (v.width(), v.height());
     if v.is_image() {
-        return Ok(MediaKind::Image);
+        return Ok((MediaKind::Image, width, height));
     }
     let duration_ms = info.duration().map(|d| d.mseconds()).unwrap_or(0);
     if duration_ms < 100 {
@@ -63,10 +69,38 @@ pub fn probe(path: &Path) -> Result<MediaKind, MediaError> {
             "video is shorter than 100 ms or of unknown length; cannot loop it".into(),
         ));
     }
-    Ok(MediaKind::Video {
-        has_audio: !info.audio_streams().is_empty(),
-        duration_ms,
-    })
+    Ok((
+        MediaKind::Video {
+            has_audio: !info.audio_streams().is_empty(),
+            duration_ms,
+        },
+        width,
+        height,
+    ))
+}
+
+/// The first frame of an image or a video, scaled into `width`x`height` (letterboxed, square
+/// pixels), as packed RGB rows of `width * 3` bytes. `width` must be a multiple of 4.
+pub fn first_frame_rgb(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, MediaError> {
+    let pipeline = gst::Pipeline::with_name("first-frame");
+    let dec = make("uridecodebin", "dec")?;
+    dec.set_property("uri", uri_of(path)?);
+    pipeline
+        .add(&dec)
+        .map_err(|e| MediaError::Build(e.to_string()))?;
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "RGB")
+        .field("width", width as i32)
+        .field("height", height as i32)
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .build();
+    let (head, sink) = scale_chain(&pipeline, caps, "v")?;
+    link_decoded(&pipeline, &dec, Some(head), None);
+    let frame = render_still(&pipeline, &sink, &path.display().to_string())?;
+    let map = frame
+        .map_readable()
+        .map_err(|e| MediaError::Build(e.to_string()))?;
+    Ok(map.as_slice().to_vec())
 }
 
 /// A playing fallback source.

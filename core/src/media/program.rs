@@ -57,6 +57,8 @@ struct ProgramState {
     last_video_end: Option<gst::ClockTime>,
     last_audio_end: Option<gst::ClockTime>,
     since: Instant,
+    /// Why the last switch happened (`start` before the first).
+    reason: String,
 }
 
 /// One controlled property: a step control source bound to a pad property.
@@ -415,6 +417,7 @@ impl Program {
                 last_video_end: None,
                 last_audio_end: None,
                 since: Instant::now(),
+                reason: "start".into(),
             }),
             events,
             channel: channel.to_string(),
@@ -462,6 +465,11 @@ impl Program {
         (st.on_air, session, st.since.elapsed().as_secs_f64())
     }
 
+    /// Why the last switch happened, as its `switched` event said (`start` before any).
+    pub fn on_air_reason(&self) -> String {
+        self.lock().reason.clone()
+    }
+
     /// Whether `session` feeds the live input (on air, or held for a return after a stall).
     /// A session waiting for its first cut is not.
     pub fn is_program(&self, session: SessionId) -> bool {
@@ -474,6 +482,7 @@ impl Program {
         let from = st.on_air;
         st.on_air = to;
         st.since = Instant::now();
+        st.reason.clone_from(&reason);
         let session = if to == Source::Live { st.program } else { None };
         let _ = self.events.send(Event::Switched(Switched {
             channel: self.channel.clone(),

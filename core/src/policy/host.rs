@@ -57,6 +57,8 @@ pub struct Host {
     info: BTreeMap<String, ScriptInfo>,
     routes: Arc<RwLock<RouteTable>>,
     snapshot: Arc<RwLock<Vec<ScriptInfo>>>,
+    /// Bumped at every change of `snapshot`.
+    version: Arc<tokio::sync::watch::Sender<u64>>,
     plugins: Option<crate::wasm::SharedHost>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Content hash of the source last loaded or tried, by script name.
@@ -71,6 +73,7 @@ impl Host {
         services: Arc<Services>,
         routes: Arc<RwLock<RouteTable>>,
         snapshot: Arc<RwLock<Vec<ScriptInfo>>>,
+        version: Arc<tokio::sync::watch::Sender<u64>>,
         plugins: Option<crate::wasm::SharedHost>,
         metrics: Option<Arc<crate::metrics::Metrics>>,
     ) -> Host {
@@ -80,6 +83,7 @@ impl Host {
             info: BTreeMap::new(),
             routes,
             snapshot,
+            version,
             plugins,
             metrics,
             hashes: BTreeMap::new(),
@@ -309,6 +313,7 @@ impl Host {
     fn publish_info(&self) {
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) =
             self.info.values().cloned().collect();
+        self.version.send_modify(|v| *v += 1);
     }
 
     /// Records a failed call; `timed_out`: it ran past the time limit (counts towards

@@ -204,6 +204,7 @@ pub struct Policy {
     /// Script routes, swapped by the host on every (re)load.
     pub routes: Arc<RwLock<RouteTable>>,
     scripts: Arc<RwLock<Vec<ScriptInfo>>>,
+    scripts_version: Arc<tokio::sync::watch::Sender<u64>>,
     busy: Arc<Busy>,
     deadline: Duration,
     late: Arc<AtomicU64>,
@@ -242,10 +243,12 @@ impl Policy {
         });
         let routes: Arc<RwLock<RouteTable>> = Arc::default();
         let scripts: Arc<RwLock<Vec<ScriptInfo>>> = Arc::default();
+        let scripts_version = Arc::new(tokio::sync::watch::channel(0u64).0);
         let mut host = Host::new(
             services,
             routes.clone(),
             scripts.clone(),
+            scripts_version.clone(),
             opts.plugins,
             opts.metrics,
         );
@@ -289,6 +292,7 @@ impl Policy {
                 routes_tx,
                 routes,
                 scripts,
+                scripts_version,
                 busy,
                 deadline: opts.time_limit + DEADLINE_MARGIN,
                 late: Arc::default(),
@@ -402,6 +406,11 @@ impl Policy {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Changes whenever [`Policy::scripts`] does (a load, a reload, an error, an unload).
+    pub fn watch_scripts(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.scripts_version.subscribe()
     }
 
     /// Tells the host that files changed (the watcher does this by itself).

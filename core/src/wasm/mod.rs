@@ -249,6 +249,8 @@ pub struct PluginHost {
     limits: PluginLimits,
     plugins: RwLock<BTreeMap<String, Arc<Mutex<Plugin>>>>,
     info: RwLock<BTreeMap<String, PluginInfo>>,
+    /// Bumped at every change of `info`.
+    info_version: tokio::sync::watch::Sender<u64>,
     /// Content hash of the file last loaded or tried, by plugin name.
     hashes: Mutex<BTreeMap<String, u64>>,
     loading: Mutex<()>,
@@ -310,6 +312,7 @@ impl PluginHost {
             limits,
             plugins: RwLock::default(),
             info: RwLock::default(),
+            info_version: tokio::sync::watch::channel(0).0,
             hashes: Mutex::default(),
             loading: Mutex::default(),
         })
@@ -510,6 +513,7 @@ impl PluginHost {
                         last_error: None,
                     },
                 );
+                self.info_changed();
                 tracing::info!(plugin = %name, world = ?world, wit = version, generation, "plugin loaded");
                 Ok(())
             }
@@ -522,17 +526,20 @@ impl PluginHost {
                     }
                     _ => tracing::error!(plugin = %name, error = %message, "plugin not loaded"),
                 }
-                let mut info = write(&self.info);
-                let info = info.entry(name.clone()).or_insert_with(|| PluginInfo {
-                    name: name.clone(),
-                    world: None,
-                    version: None,
-                    loaded: false,
-                    generation: 0,
-                    loaded_at: None,
-                    last_error: None,
-                });
-                info.last_error = Some(message.clone());
+                {
+                    let mut info = write(&self.info);
+                    let info = info.entry(name.clone()).or_insert_with(|| PluginInfo {
+                        name: name.clone(),
+                        world: None,
+                        version: None,
+                        loaded: false,
+                        generation: 0,
+                        loaded_at: None,
+                        last_error: None,
+                    });
+                    info.last_error = Some(message.clone());
+                }
+                self.info_changed();
                 Err(message)
             }
         }
@@ -544,6 +551,7 @@ impl PluginHost {
             tracing::info!(plugin = %name, "plugin unloaded");
         }
         write(&self.info).remove(name);
+        self.info_changed();
         lock(&self.hashes).remove(name);
     }
 
@@ -574,6 +582,15 @@ impl PluginHost {
     }
 
     /// Every plugin's state, from a snapshot: never waits for a guest or a compile.
+    /// Changes whenever [`PluginHost::info`] does.
+    pub fn watch_info(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.info_version.subscribe()
+    }
+
+    fn info_changed(&self) {
+        self.info_version.send_modify(|v| *v += 1);
+    }
+
     pub fn info(&self) -> Vec<PluginInfo> {
         read(&self.info).values().cloned().collect()
     }
@@ -604,6 +621,7 @@ impl PluginHost {
         if let Some(i) = write(&self.info).get_mut(name) {
             i.last_error = Some(message.clone());
         }
+        self.info_changed();
         match self.instantiate(name, p.world, &[p.version], &p.component.clone()) {
             Ok((store, instance, _)) => {
                 p.store = store;

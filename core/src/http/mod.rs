@@ -26,6 +26,12 @@ use crate::event::Source;
 use crate::media::fanout::FanOut;
 use crate::policy::{Policy, RouteRequest};
 
+mod gate;
+mod media;
+mod ui;
+
+pub use gate::{Access, CSRF_HEADER, Denied, Gate};
+
 fn json_response(status: StatusCode, v: &serde_json::Value) -> warp::reply::Response {
     let mut r = warp::reply::Response::new(v.to_string().into());
     *r.status_mut() = status;
@@ -38,16 +44,6 @@ fn json_response(status: StatusCode, v: &serde_json::Value) -> warp::reply::Resp
 
 fn error(status: StatusCode, msg: &str) -> warp::reply::Response {
     json_response(status, &serde_json::json!({ "error": msg }))
-}
-
-/// Whether a request may use an admin endpoint.
-fn authorized(token: Option<&str>, auth_header: Option<&str>) -> bool {
-    match token {
-        None => true,
-        Some(t) => auth_header
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .is_some_and(|given| constant_time_eq(given.as_bytes(), t.as_bytes())),
-    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -163,7 +159,10 @@ fn destination_routes(
             })
             .and_then(|()| c.destinations.get(&req.name))
             {
-                Ok(v) => json_response(StatusCode::CREATED, &serde_json::json!(v)),
+                Ok(v) => {
+                    c.changed("destinations");
+                    json_response(StatusCode::CREATED, &serde_json::json!(v))
+                }
                 Err(e) => destination_error(&e),
             }
         });
@@ -194,7 +193,10 @@ fn destination_routes(
             })
             .and_then(|()| c.destinations.get(&name))
             {
-                Ok(v) => json_response(StatusCode::OK, &serde_json::json!(v)),
+                Ok(v) => {
+                    c.changed("destinations");
+                    json_response(StatusCode::OK, &serde_json::json!(v))
+                }
                 Err(e) => destination_error(&e),
             }
         });
@@ -203,6 +205,7 @@ fn destination_routes(
             c.destinations.delete(&name)
         }) {
             Ok(()) => {
+                c.changed("destinations");
                 let mut r = warp::reply::Response::new(Vec::new().into());
                 *r.status_mut() = StatusCode::NO_CONTENT;
                 r
@@ -220,7 +223,10 @@ fn destination_routes(
             match tokio::task::block_in_place(|| c.destinations.update(&name, None, Some(enabled)))
                 .and_then(|()| c.destinations.get(&name))
             {
-                Ok(v) => json_response(StatusCode::OK, &serde_json::json!(v)),
+                Ok(v) => {
+                    c.changed("destinations");
+                    json_response(StatusCode::OK, &serde_json::json!(v))
+                }
                 Err(e) => destination_error(&e),
             }
         },
@@ -262,6 +268,7 @@ fn channel_routes(
             };
             match tokio::task::block_in_place(|| c.channels.create(req)) {
                 Ok((ch, keys)) => {
+                    ch.changed("channels");
                     let mut v = serde_json::json!(ch.view());
                     v["stream_keys"] = serde_json::json!(keys);
                     json_response(StatusCode::CREATED, &v)
@@ -287,13 +294,17 @@ fn channel_routes(
                 Err(resp) => return *resp,
             };
             match tokio::task::block_in_place(|| c.channels.update(&id, req)) {
-                Ok(ch) => json_response(StatusCode::OK, &serde_json::json!(ch.view())),
+                Ok(ch) => {
+                    ch.changed("channels");
+                    json_response(StatusCode::OK, &serde_json::json!(ch.view()))
+                }
                 Err(e) => channel_error(&e),
             }
         });
     let delete = one.and(warp::delete()).map(|id: String, c: Arc<Core>| {
         match tokio::task::block_in_place(|| c.channels.delete(&id)) {
             Ok(()) => {
+                c.changed("channels", Some(&id));
                 let mut r = warp::reply::Response::new(Vec::new().into());
                 *r.status_mut() = StatusCode::NO_CONTENT;
                 r
@@ -303,8 +314,8 @@ fn channel_routes(
     });
     let verb = warp::path!("api" / "channels" / String / String)
         .and(warp::post())
-        .and(admin)
-        .and(with_core)
+        .and(admin.clone())
+        .and(with_core.clone())
         .and(body_up_to(API_BODY_MAX))
         .and_then(|id: String, verb: String, c: Arc<Core>, body: Bytes| async move {
             let ch = find_channel(id, c.clone()).await?;
@@ -320,8 +331,47 @@ fn channel_routes(
                     let reason = format!("POST /api/channels/{}/switch", ch.id);
                     switch_reply(&c, &ch.id, &body, &reason)
                 }
+                "fallback" => fallback_reply(&c, &ch, &body),
                 _ => return Err(warp::reject::not_found()),
             })
+        });
+    let obs = warp::path!("api" / "channels" / String / "obs")
+        .and(warp::get())
+        .and(admin.clone())
+        .and(with_core.clone())
+        .and(warp::header::optional::<String>("host"))
+        .and_then(|id: String, c: Arc<Core>, host: Option<String>| async move {
+            let ch = find_channel(id, c.clone()).await?;
+            Ok::<_, warp::Rejection>(json_response(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "server": obs_server(&c, host.as_deref()),
+                    "stream_keys": ch.spec().keys,
+                    "can_regenerate": ch.owner == crate::channel::Owner::Database,
+                }),
+            ))
+        });
+    let regenerate = warp::path!("api" / "channels" / String / "keys" / "regenerate")
+        .and(warp::post())
+        .and(admin)
+        .and(with_core.clone())
+        .map(|id: String, c: Arc<Core>| {
+            let key = match crate::secrets::generate("live_") {
+                Ok(k) => k,
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            };
+            let patch = crate::channel::ChannelPatch {
+                keys: Some(vec![key.clone()]),
+                ..Default::default()
+            };
+            match tokio::task::block_in_place(|| c.channels.update(&id, patch)) {
+                Ok(ch) => {
+                    tracing::info!(channel = %ch.id, key = %crate::redact::key(&key), "stream key regenerated: the old key no longer publishes");
+                    ch.changed("channels");
+                    json_response(StatusCode::OK, &serde_json::json!({ "stream_keys": [key] }))
+                }
+                Err(e) => channel_error(&e),
+            }
         });
     list.or(create)
         .unify()
@@ -333,6 +383,70 @@ fn channel_routes(
         .unify()
         .or(verb)
         .unify()
+        .or(obs)
+        .unify()
+        .or(regenerate)
+        .unify()
+}
+
+/// OBS's Server field: `rtmp://HOST:PORT/APP`, HOST the address the ingest listens on, or the
+/// name the browser reached onair by when it listens on all addresses.
+fn obs_server(c: &Core, host_header: Option<&str>) -> String {
+    let listen = c.ingest_listen;
+    let host = if listen.ip().is_unspecified() {
+        host_header
+            .map(|h| match h.rsplit_once(':') {
+                // "[::1]:8080" and "name:8080" lose the port; a bare IPv6 "[::1]" keeps it whole
+                Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+                _ => h,
+            })
+            .unwrap_or("HOST")
+            .to_string()
+    } else if listen.is_ipv6() {
+        format!("[{}]", listen.ip())
+    } else {
+        listen.ip().to_string()
+    };
+    format!("rtmp://{host}:{}/{}", listen.port(), c.ingest_app)
+}
+
+/// A fallback media given by gallery name (`brb.png`) or by path.
+fn media_path(c: &Core, media: &str) -> std::path::PathBuf {
+    if !media.contains('/')
+        && let Ok(p) = c.gallery.path_of(media)
+    {
+        return p;
+    }
+    media.into()
+}
+
+/// `POST /api/channels/:id/fallback` `{"media": NAME | PATH | null}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FallbackBody {
+    /// A media gallery name or a file path; null: the slate.
+    media: Option<String>,
+}
+
+fn fallback_reply(c: &Core, ch: &Channel, body: &[u8]) -> warp::reply::Response {
+    let req: FallbackBody = match parse_body(body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let media = req.media.as_deref().map(|m| media_path(c, m));
+    if let Some(p) = &media
+        && let Err(e) = tokio::task::block_in_place(|| crate::media::fallback::probe(p))
+    {
+        return api_error(StatusCode::BAD_REQUEST, &e, Some(("media", &e.to_string())));
+    }
+    ch.submit(Action::SetFallback { media: media.clone() }, None);
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "id": ch.id,
+            "fallback": media.map_or("slate".to_string(), |p| p.display().to_string()),
+        }),
+    )
 }
 
 #[derive(Debug)]
@@ -366,7 +480,7 @@ fn switch_reply(c: &Core, channel: &str, body: &[u8], reason: &str) -> warp::rep
         channel: channel.to_string(),
         action: Box::new(Action::Switch {
             to,
-            media: req.media.map(Into::into),
+            media: req.media.as_deref().map(|m| media_path(c, m)),
             reason: reason.into(),
         }),
     };
@@ -390,28 +504,19 @@ pub fn routes(
     core: Arc<Core>,
     cfg: &HttpConfig,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + use<> {
-    let token: Arc<Option<String>> = Arc::new(cfg.admin_token.clone());
+    let gate = Gate::new(
+        cfg.admin_token.clone(),
+        Some(core.auth.clone()),
+        cfg.listen.ip().is_loopback(),
+    );
     let preview = cfg.preview;
     let preview_key: Arc<Option<String>> = Arc::new(cfg.preview_key.clone());
-    let token_preview = token.clone();
     let preview_max = u64::from(cfg.preview_max_viewers);
     let with_core = {
         let core = core.clone();
         warp::any().map(move || core.clone())
     };
-    let admin = {
-        let token = token.clone();
-        warp::header::optional::<String>("authorization").and_then(move |h: Option<String>| {
-            let ok = authorized(token.as_deref(), h.as_deref());
-            async move {
-                if ok {
-                    Ok(())
-                } else {
-                    Err(warp::reject::custom(Unauthorized))
-                }
-            }
-        })
-    };
+    let admin = gate.filter().map(|_: Access| ());
 
     let status = warp::path!("api" / "status")
         .and(warp::get())
@@ -485,62 +590,68 @@ pub fn routes(
                     &format!("too many event clients: {max_sse} (http.max_sse_clients)"),
                 );
             }
-            let rx = c.events.subscribe();
+            let events = c.events.subscribe();
+            let changes = c.channels.shared().changes.subscribe();
             c.sse_clients.fetch_add(1, Ordering::Relaxed);
-            let client = SseClient(c.clone());
-            let stream =
-                futures_util::stream::unfold((rx, client), |(mut rx, client)| async move {
-                    loop {
-                        match rx.recv().await {
-                            Ok(ev) => {
-                                let data = serde_json::to_string(&ev).unwrap_or_default();
-                                let sse = warp::sse::Event::default().event(ev.name()).data(data);
-                                return Some((Ok::<_, Infallible>(sse), (rx, client)));
-                            }
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                        }
-                    }
-                });
+            let client = Arc::new(SseClient(c.clone()));
+            // policy events by their names; `changed` for what pages must refetch
+            let events = sse_stream(events, client.clone(), |ev| {
+                warp::sse::Event::default()
+                    .event(ev.name())
+                    .data(serde_json::to_string(ev).unwrap_or_default())
+            });
+            let changes = sse_stream(changes, client, |ch| {
+                warp::sse::Event::default()
+                    .event("changed")
+                    .data(serde_json::to_string(ch).unwrap_or_default())
+            });
+            let stream = futures_util::stream::select(events, changes);
             warp::reply::Reply::into_response(warp::sse::reply(
                 warp::sse::keep_alive().stream(stream),
             ))
         });
 
+    // `/preview.flv` is the shareable one: its key, or a login or the token (not the open
+    // mode); under `/api/` it is part of the API: its key, or whatever lets one in there
     let preview_path = warp::path!("preview.flv")
         .and(with_core.clone())
-        .map(|c: Arc<Core>| (c.channels.primary(), c))
+        .map(|c: Arc<Core>| (c.channels.primary(), c, false))
         .untuple_one()
         .or(warp::path!("api" / "channels" / String / "preview.flv")
             .and(with_core.clone())
             .and_then(|id: String, c: Arc<Core>| async move {
                 let ch = find_channel(id, c.clone()).await?;
-                Ok::<_, warp::Rejection>((Some(ch), c))
+                Ok::<_, warp::Rejection>((Some(ch), c, true))
             })
             .untuple_one())
         .unify();
+    let preview_gate = gate.clone();
     let preview_route = preview_path
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
-        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::method())
+        .and(warp::header::headers_cloned())
         .and_then(
-            move |channel: Option<Arc<Channel>>, c: Arc<Core>, q: HashMap<String, String>, auth: Option<String>| {
+            move |channel: Option<Arc<Channel>>, c: Arc<Core>, api: bool, q: HashMap<String, String>, method: warp::http::Method, headers: warp::http::HeaderMap| {
                 let f = channel.as_ref().and_then(|ch| ch.fanout());
                 let key_ok = match (preview_key.as_deref(), q.get("key")) {
                     (None, _) => true,
                     (Some(want), Some(given)) => constant_time_eq(given.as_bytes(), want.as_bytes()),
                     (Some(_), None) => false,
                 };
-                let token_ok = token_preview.as_deref().is_some()
-                    && authorized(token_preview.as_deref(), auth.as_deref());
+                let access_ok = match preview_gate.check(&method, &headers) {
+                    Ok(Access::Open) => api,
+                    Ok(_) => true,
+                    Err(_) => false,
+                };
                 async move {
                     if !preview {
                         return Err(warp::reject::not_found());
                     }
-                    if !key_ok && !token_ok {
+                    if !key_ok && !access_ok {
                         return Ok(error(
                             StatusCode::UNAUTHORIZED,
-                            "preview needs ?key=<http.preview_key> (printed at start, kept in data_dir/preview-key) or the admin bearer token",
+                            "preview needs ?key=<http.preview_key> (printed at start, kept in data_dir/preview-key), a control-room login or the admin bearer token",
                         ));
                     }
                     if c.preview_viewers.load(Ordering::Relaxed) >= preview_max {
@@ -564,22 +675,32 @@ pub fn routes(
             },
         );
 
-    let script_routes = script_routes(core.policy.clone(), token.clone());
+    let script_routes = script_routes(core.policy.clone(), gate.clone());
     let destinations = destination_routes(with_core.clone(), admin.clone().untuple_one());
+    let media = media::routes(with_core.clone(), admin.clone().untuple_one());
+    let session = gate::routes(gate.clone(), core.auth.clone());
     let max_body = u64::from(cfg.max_body_kib) * 1024;
+    let max_upload = core.gallery.max_upload_bytes();
     // before authentication, routing or reading: a declared body over the limit is refused
     let body_cap = warp::header::optional::<u64>("content-length")
         .and(warp::path::full())
+        .and(warp::method())
         .and_then(
-            move |len: Option<u64>, path: warp::path::FullPath| async move {
+            move |len: Option<u64>, path: warp::path::FullPath, method: warp::http::Method| async move {
+                // the media upload is streamed to disk, under its own limit
+                let (max_body, key) = if method == warp::http::Method::POST && path.as_str() == "/api/media" {
+                    (max_upload, "media.max_upload_mib")
+                } else {
+                    (max_body, "http.max_body_kib")
+                };
                 if let Some(l) = len.filter(|l| *l > max_body) {
                     tracing::warn!(
                         path = path.as_str(),
                         content_length = l,
                         limit = max_body,
-                        "request refused with 413: body over http.max_body_kib"
+                        "request refused with 413: body over {key}"
                     );
-                    Err(warp::reject::custom(BodyTooLarge))
+                    Err(warp::reject::custom(BodyTooLarge(Some((key, max_body)))))
                 } else {
                     Ok(())
                 }
@@ -608,7 +729,13 @@ pub fn routes(
                 .unify()
                 .or(preview_route)
                 .unify()
+                .or(media)
+                .unify()
+                .or(session)
+                .unify()
                 .or(script_routes)
+                .unify()
+                .or(ui::routes())
                 .unify(),
         )
         .recover(recover)
@@ -618,15 +745,20 @@ pub fn routes(
 async fn recover(rej: warp::Rejection) -> Result<warp::reply::Response, Infallible> {
     Ok(if let Some(NoChannel(id)) = rej.find::<NoChannel>() {
         error(StatusCode::NOT_FOUND, &format!("no channel named {id:?}"))
-    } else if rej.find::<Unauthorized>().is_some() {
-        error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token (http.admin_token)",
-        )
+    } else if let Some(d) = rej.find::<Denied>() {
+        d.reply()
     } else if rej.is_not_found() {
         error(StatusCode::NOT_FOUND, "not found")
     } else if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
         error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+    } else if let Some(BodyTooLarge(Some((key, limit)))) = rej.find::<BodyTooLarge>() {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "the body is larger than {key} ({} KiB)",
+                limit / 1024
+            ),
+        )
     } else if rej.find::<warp::reject::PayloadTooLarge>().is_some()
         || rej.find::<BodyTooLarge>().is_some()
     {
@@ -648,7 +780,8 @@ pub const SCRIPT_ROUTE_BODY_MAX: usize = 1 << 20;
 pub const API_BODY_MAX: usize = 64 << 10;
 
 #[derive(Debug)]
-struct BodyTooLarge;
+/// The setting and the limit in bytes, when known.
+struct BodyTooLarge(Option<(&'static str, u64)>);
 impl warp::reject::Reject for BodyTooLarge {}
 
 #[derive(Debug)]
@@ -678,7 +811,7 @@ where
             limit = max,
             "request refused with 413: body over the route's limit"
         );
-        return Err(warp::reject::custom(BodyTooLarge));
+        return Err(warp::reject::custom(BodyTooLarge(None)));
     }
     let mut body = std::pin::pin!(body);
     let mut out = bytes::BytesMut::new();
@@ -692,7 +825,7 @@ where
                 limit = max,
                 "request refused with 413: body over the route's limit (stopped reading)"
             );
-            return Err(warp::reject::custom(BodyTooLarge));
+            return Err(warp::reject::custom(BodyTooLarge(None)));
         }
         while chunk.has_remaining() {
             let n = chunk.chunk().len();
@@ -709,7 +842,7 @@ where
 /// failing handler 500 (the trace goes to the log).
 pub fn script_routes(
     policy: Policy,
-    token: Arc<Option<String>>,
+    gate: Gate,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     warp::method()
         .and(warp::path::full())
@@ -722,11 +855,11 @@ pub fn script_routes(
                   query: String,
                   headers: warp::http::HeaderMap,
                   body| {
-                let (policy, token) = (policy.clone(), token.clone());
+                let (policy, gate) = (policy.clone(), gate.clone());
                 async move {
                     script_route(
                         &policy,
-                        token.as_deref(),
+                        &gate,
                         method,
                         path.as_str(),
                         &query,
@@ -739,10 +872,6 @@ pub fn script_routes(
             },
         )
 }
-
-#[derive(Debug)]
-struct Unauthorized;
-impl warp::reject::Reject for Unauthorized {}
 
 /// `a=1&b=x%20y` → {a: "1", b: "x y"}.
 fn parse_query(q: &str) -> HashMap<String, String> {
@@ -763,7 +892,7 @@ fn decode(s: &str) -> String {
 /// [`SCRIPT_ROUTE_BODY_MAX`]): an unknown path or a missing token never costs a body read.
 async fn script_route<S, B>(
     policy: &Policy,
-    token: Option<&str>,
+    gate: &Gate,
     method: warp::http::Method,
     path: &str,
     query: &str,
@@ -783,14 +912,8 @@ where
     let Some((script, index, auth, params)) = found else {
         return Ok(None);
     };
-    let auth_header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if auth && !authorized(token, auth_header) {
-        return Ok(Some(error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token (http.admin_token)",
-        )));
+    if auth && let Err(d) = gate.check(&method, headers) {
+        return Ok(Some(d.reply()));
     }
     let length = headers
         .get(header::CONTENT_LENGTH)
@@ -829,6 +952,23 @@ where
         }
         resp
     }))
+}
+
+/// A broadcast as SSE events; a client that falls behind skips what it missed.
+fn sse_stream<T: Clone + Send + 'static>(
+    rx: tokio::sync::broadcast::Receiver<T>,
+    client: Arc<SseClient>,
+    to_sse: fn(&T) -> warp::sse::Event,
+) -> impl futures_util::Stream<Item = Result<warp::sse::Event, Infallible>> + Send + 'static {
+    futures_util::stream::unfold((rx, client), move |(mut rx, client)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(item) => return Some((Ok(to_sse(&item)), (rx, client))),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
 }
 
 /// Counts an SSE client for as long as its stream lives.

@@ -1,0 +1,412 @@
+//! Admin users and login sessions of the control room.
+//!
+//! - Users live in the database (`users`): a name and an argon2id password hash (PHC string,
+//!   the `argon2` crate's defaults: 19 MiB, 2 passes, OWASP's recommendation). They are made
+//!   with `onair user add NAME`, which may run while onair does: nothing here is cached.
+//! - A login gives a session: 256 random bits in the `onair_session` cookie, of which only the
+//!   SHA-256 is stored (`sessions`), plus a CSRF token the page sends back in `X-CSRF-Token` on
+//!   every request that changes something. Sessions end at logout or after
+//!   `http.session_ttl_hours`, and survive restarts.
+//! - At most [`MAX_FAILED_LOGINS`] failed logins per client address per minute; the next
+//!   attempt is refused before the password is checked.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use rusqlite::OptionalExtension;
+use sha2::Digest;
+
+use crate::db::{Db, DbError};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "onair_session";
+/// Failed logins a client address may make per [`FAILED_LOGIN_WINDOW`].
+pub const MAX_FAILED_LOGINS: usize = 5;
+pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// Shortest password `onair user add` takes.
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Client addresses the failed-login table remembers at once; past this, the oldest go.
+const MAX_TRACKED_ADDRESSES: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("a user named {0:?} exists")]
+    Exists(String),
+    #[error("no user named {0:?}")]
+    NotFound(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error("the system's random number generator failed: {0}")]
+    Random(String),
+}
+
+/// Why a login was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("wrong name or password")]
+    Wrong,
+    #[error("too many failed logins from this address: try again in {retry_in_s} s")]
+    Throttled { retry_in_s: u64 },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+/// A logged-in session, as a request's cookie resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: String,
+    /// Must come back in `X-CSRF-Token` on requests that change something.
+    pub csrf: String,
+}
+
+/// A session made by [`Auth::login`]: `token` goes into the cookie and is not kept.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub token: String,
+    pub session: Session,
+    /// Seconds the cookie lives.
+    pub max_age_s: u64,
+}
+
+pub struct Auth {
+    db: Arc<Db>,
+    ttl: Duration,
+    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+}
+
+fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn random_hex(bytes: usize) -> Result<String, AuthError> {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).map_err(|e| AuthError::Random(e.to_string()))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+fn sha256_hex(s: &str) -> String {
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// A user name: 1 to 64 letters, digits, '.', '_' or '-'.
+fn check_name(name: &str) -> Result<(), AuthError> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(AuthError::Invalid {
+            field: "name",
+            message: "1 to 64 letters, digits, '.', '_' or '-'".into(),
+        });
+    }
+    Ok(())
+}
+
+impl Auth {
+    /// `session_ttl`: how long a login lasts.
+    pub fn new(db: Arc<Db>, session_ttl: Duration) -> Auth {
+        Auth {
+            db,
+            ttl: session_ttl,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Adds an admin user. Errors: `Invalid` (name, or a password shorter than
+    /// [`MIN_PASSWORD_LEN`]), `Exists`.
+    pub fn add_user(&self, name: &str, password: &str) -> Result<(), AuthError> {
+        check_name(name)?;
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(AuthError::Invalid {
+                field: "password",
+                message: format!("at least {MIN_PASSWORD_LEN} characters"),
+            });
+        }
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|e| AuthError::Random(e.to_string()))?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hash(e.to_string()))?;
+        let hash = argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| AuthError::Hash(e.to_string()))?
+            .to_string();
+        let r = self.db.conn().execute(
+            "INSERT INTO users (name, password_hash, created_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![name, hash, now_s()],
+        );
+        match r {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(AuthError::Exists(name.into()))
+            }
+            Err(e) => Err(self.db.err(e).into()),
+        }
+    }
+
+    /// Deletes a user and its sessions.
+    pub fn delete_user(&self, name: &str) -> Result<(), AuthError> {
+        let conn = self.db.conn();
+        conn.execute(
+            "DELETE FROM sessions WHERE user_name = ?1",
+            rusqlite::params![name],
+        )
+        .map_err(|e| self.db.err(e))?;
+        let n = conn
+            .execute("DELETE FROM users WHERE name = ?1", rusqlite::params![name])
+            .map_err(|e| self.db.err(e))?;
+        if n == 0 {
+            return Err(AuthError::NotFound(name.into()));
+        }
+        Ok(())
+    }
+
+    /// Every user: name and creation time (unix seconds).
+    pub fn users(&self) -> Result<Vec<(String, i64)>, AuthError> {
+        let conn = self.db.conn();
+        let mut stmt = conn
+            .prepare("SELECT name, created_at FROM users ORDER BY name")
+            .map_err(|e| self.db.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.db.err(e))?;
+        Ok(rows)
+    }
+
+    /// How many users exist (0 on a database error: the caller then refuses as if users
+    /// existed, see [`Auth::has_users`]).
+    pub fn user_count(&self) -> u64 {
+        self.db
+            .conn()
+            .query_row("SELECT COUNT(*) FROM users", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .unwrap_or(0)
+    }
+
+    /// Whether any user exists; true on a database error (closed rather than open).
+    pub fn has_users(&self) -> bool {
+        self.db
+            .conn()
+            .query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| {
+                r.get::<_, bool>(0)
+            })
+            .unwrap_or(true)
+    }
+
+    /// Checks a password and opens a session. Slow on purpose (argon2id, tens of ms): call it
+    /// off the async threads. A wrong name costs the same as a wrong password.
+    pub fn login(&self, from: IpAddr, name: &str, password: &str) -> Result<NewSession, LoginError> {
+        if let Some(retry_in_s) = self.throttled(from) {
+            return Err(LoginError::Throttled { retry_in_s });
+        }
+        let stored: Option<String> = self
+            .db
+            .conn()
+            .query_row(
+                "SELECT password_hash FROM users WHERE name = ?1",
+                rusqlite::params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| AuthError::from(self.db.err(e)))?;
+        // unknown names are checked against a hash of nothing, so they take as long as known ones
+        static DUMMY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let salt = SaltString::encode_b64(&[0u8; 16]).expect("16 bytes encode");
+            argon2::Argon2::default()
+                .hash_password(b"", &salt)
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        });
+        let phc = stored.as_deref().unwrap_or(DUMMY.as_str());
+        let ok = PasswordHash::new(phc).is_ok_and(|h| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        }) && stored.is_some();
+        if !ok {
+            self.failed(from);
+            tracing::warn!(user = name, client = %from, "login refused: wrong name or password");
+            return Err(LoginError::Wrong);
+        }
+        let token = random_hex(32)?;
+        let csrf = random_hex(16)?;
+        let expires = now_s() + self.ttl.as_secs() as i64;
+        {
+            let conn = self.db.conn();
+            // expired sessions go at each login
+            conn.execute(
+                "DELETE FROM sessions WHERE expires_at <= ?1",
+                rusqlite::params![now_s()],
+            )
+            .map_err(|e| AuthError::from(self.db.err(e)))?;
+            conn.execute(
+                "INSERT INTO sessions (token_sha256, user_name, csrf, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![sha256_hex(&token), name, csrf, expires],
+            )
+            .map_err(|e| AuthError::from(self.db.err(e)))?;
+        }
+        tracing::info!(user = name, client = %from, "logged in");
+        Ok(NewSession {
+            token,
+            session: Session {
+                user: name.into(),
+                csrf,
+            },
+            max_age_s: self.ttl.as_secs(),
+        })
+    }
+
+    /// The live session a cookie token belongs to.
+    pub fn session(&self, token: &str) -> Option<Session> {
+        self.db
+            .conn()
+            .query_row(
+                "SELECT user_name, csrf FROM sessions WHERE token_sha256 = ?1 AND expires_at > ?2",
+                rusqlite::params![sha256_hex(token), now_s()],
+                |r| {
+                    Ok(Session {
+                        user: r.get(0)?,
+                        csrf: r.get(1)?,
+                    })
+                },
+            )
+            .ok()
+    }
+
+    /// Ends the session of a cookie token (nothing if there is none).
+    pub fn logout(&self, token: &str) -> Result<(), AuthError> {
+        self.db
+            .conn()
+            .execute(
+                "DELETE FROM sessions WHERE token_sha256 = ?1",
+                rusqlite::params![sha256_hex(token)],
+            )
+            .map_err(|e| self.db.err(e))?;
+        Ok(())
+    }
+
+    /// Seconds until `from` may try again, if it used up its failed logins.
+    fn throttled(&self, from: IpAddr) -> Option<u64> {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let q = map.get_mut(&from)?;
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= FAILED_LOGIN_WINDOW)
+        {
+            q.pop_front();
+        }
+        if q.len() < MAX_FAILED_LOGINS {
+            return None;
+        }
+        let oldest = *q.front()?;
+        let left = FAILED_LOGIN_WINDOW.saturating_sub(now.duration_since(oldest));
+        Some(left.as_secs().max(1))
+    }
+
+    fn failed(&self, from: IpAddr) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if map.len() >= MAX_TRACKED_ADDRESSES {
+            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < FAILED_LOGIN_WINDOW));
+        }
+        let q = map.entry(from).or_default();
+        q.push_back(now);
+        if q.len() > MAX_FAILED_LOGINS {
+            q.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Auth {
+        Auth::new(
+            Arc::new(Db::memory().expect("db")),
+            Duration::from_secs(3600),
+        )
+    }
+
+    #[test]
+    fn users_log_in_with_their_password_only_and_sessions_end_at_logout() {
+        let a = auth();
+        assert!(!a.has_users());
+        a.add_user("ops", "correct horse").expect("add");
+        assert!(matches!(a.add_user("ops", "another one"), Err(AuthError::Exists(_))));
+        assert!(matches!(
+            a.add_user("ops2", "short"),
+            Err(AuthError::Invalid { field: "password", .. })
+        ));
+        assert!(matches!(
+            a.add_user("a b", "long enough"),
+            Err(AuthError::Invalid { field: "name", .. })
+        ));
+        let ip: IpAddr = "10.0.0.1".parse().expect("ip");
+        assert!(matches!(a.login(ip, "ops", "wrong horse"), Err(LoginError::Wrong)));
+        assert!(matches!(a.login(ip, "nobody", "correct horse"), Err(LoginError::Wrong)));
+        let s = a.login(ip, "ops", "correct horse").expect("login");
+        assert_eq!(a.session(&s.token), Some(s.session.clone()));
+        assert_eq!(a.session("not-a-token"), None);
+        // the stored row is the token's digest, not the token
+        let stored: String = a
+            .db
+            .conn()
+            .query_row("SELECT token_sha256 FROM sessions", [], |r| r.get(0))
+            .expect("row");
+        assert_ne!(stored, s.token);
+        a.logout(&s.token).expect("logout");
+        assert_eq!(a.session(&s.token), None);
+        // deleting the user ends its sessions
+        let s = a.login(ip, "ops", "correct horse").expect("login");
+        a.delete_user("ops").expect("delete");
+        assert_eq!(a.session(&s.token), None);
+    }
+
+    #[test]
+    fn the_sixth_failed_login_in_a_minute_is_refused_even_with_the_right_password() {
+        let a = auth();
+        a.add_user("ops", "correct horse").expect("add");
+        let ip: IpAddr = "10.0.0.2".parse().expect("ip");
+        for _ in 0..MAX_FAILED_LOGINS {
+            assert!(matches!(a.login(ip, "ops", "nope nope"), Err(LoginError::Wrong)));
+        }
+        match a.login(ip, "ops", "correct horse") {
+            Err(LoginError::Throttled { retry_in_s }) => assert!((1..=60).contains(&retry_in_s)),
+            other => panic!("expected throttled, got {other:?}"),
+        }
+        // another address is not affected
+        let other: IpAddr = "10.0.0.3".parse().expect("ip");
+        assert!(a.login(other, "ops", "correct horse").is_ok());
+    }
+
+    #[test]
+    fn an_expired_session_is_refused() {
+        let a = Auth::new(Arc::new(Db::memory().expect("db")), Duration::from_secs(0));
+        a.add_user("ops", "correct horse").expect("add");
+        let s = a
+            .login("10.0.0.4".parse().expect("ip"), "ops", "correct horse")
+            .expect("login");
+        assert_eq!(a.session(&s.token), None);
+    }
+}

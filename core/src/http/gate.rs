@@ -1,0 +1,311 @@
+//! Who may use the API: the bearer token (`http.admin_token`, for scripts and curl) or a
+//! control-room login (session cookie, plus `X-CSRF-Token` on anything that changes state).
+//! With neither a token nor a user, a local-only onair (loopback `http.listen`) is open; one
+//! reachable from other machines is closed until a user exists.
+//!
+//! Also the login, logout and session routes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use warp::Filter;
+use warp::http::{HeaderMap, Method, StatusCode, header};
+
+use super::{API_BODY_MAX, body_up_to, constant_time_eq, error, json_response};
+use crate::auth::{Auth, COOKIE, LoginError, Session};
+
+/// The header that carries a session's CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How a request is let in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Local-only onair with no token and no user.
+    Open,
+    /// The bearer token.
+    Token,
+    /// A control-room login.
+    Session(Session),
+}
+
+/// Why a request is not let in.
+#[derive(Debug)]
+pub enum Denied {
+    /// 401, with what to do.
+    Unauthorized(&'static str),
+    /// 403: a logged-in request that changes state without the session's CSRF token.
+    Csrf,
+}
+
+impl warp::reject::Reject for Denied {}
+
+impl Denied {
+    pub fn reply(&self) -> warp::reply::Response {
+        match self {
+            Denied::Unauthorized(m) => error(StatusCode::UNAUTHORIZED, m),
+            Denied::Csrf => error(
+                StatusCode::FORBIDDEN,
+                "missing or wrong X-CSRF-Token header",
+            ),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Gate {
+    token: Option<Arc<str>>,
+    auth: Option<Arc<Auth>>,
+    loopback: bool,
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+impl Gate {
+    /// `token`: `http.admin_token`; `auth`: the users (none in unit tests of script routes);
+    /// `loopback`: whether `http.listen` is a loopback address.
+    pub fn new(token: Option<String>, auth: Option<Arc<Auth>>, loopback: bool) -> Gate {
+        Gate {
+            token: token.map(Into::into),
+            auth,
+            loopback,
+        }
+    }
+
+    fn has_users(&self) -> bool {
+        self.auth.as_ref().is_some_and(|a| a.has_users())
+    }
+
+    /// Lets a request in, or says why not.
+    pub fn check(&self, method: &Method, headers: &HeaderMap) -> Result<Access, Denied> {
+        if let Some(want) = &self.token {
+            let bearer = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|h| h.strip_prefix("Bearer "));
+            if let Some(given) = bearer {
+                return if constant_time_eq(given.as_bytes(), want.as_bytes()) {
+                    Ok(Access::Token)
+                } else {
+                    Err(Denied::Unauthorized(
+                        "wrong bearer token (http.admin_token)",
+                    ))
+                };
+            }
+        }
+        if let (Some(auth), Some(t)) = (&self.auth, cookie(headers, COOKIE))
+            && let Some(s) = auth.session(t)
+        {
+            if changes_state(method) {
+                let given = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+                if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), s.csrf.as_bytes())) {
+                    return Err(Denied::Csrf);
+                }
+            }
+            return Ok(Access::Session(s));
+        }
+        if self.token.is_none() && self.loopback && !self.has_users() {
+            return Ok(Access::Open);
+        }
+        Err(Denied::Unauthorized(
+            if self.token.is_none() && !self.has_users() {
+                "no admin user yet: create one on the server with `onair user add NAME`, then log in"
+            } else {
+                "log in to the control room, or send the bearer token (http.admin_token)"
+            },
+        ))
+    }
+
+    /// A filter that lets the request in or rejects it with [`Denied`].
+    pub fn filter(&self) -> impl Filter<Extract = (Access,), Error = warp::Rejection> + Clone + use<> {
+        let gate = self.clone();
+        warp::method()
+            .and(warp::header::headers_cloned())
+            .and_then(move |m: Method, h: HeaderMap| {
+                let r = gate.check(&m, &h).map_err(warp::reject::custom);
+                async move { r }
+            })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    name: String,
+    password: String,
+}
+
+fn session_cookie(value: &str, max_age_s: u64, headers: &HeaderMap) -> String {
+    // behind a TLS-terminating proxy the cookie must not travel over plain HTTP
+    let secure = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    format!(
+        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+fn with_cookie(mut r: warp::reply::Response, cookie: String) -> warp::reply::Response {
+    if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// `POST /api/login`, `POST /api/logout`, `GET /api/session`.
+pub fn routes(
+    gate: Gate,
+    auth: Arc<Auth>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let login = {
+        let auth = auth.clone();
+        warp::path!("api" / "login")
+            .and(warp::post())
+            .and(warp::addr::remote())
+            .and(warp::header::headers_cloned())
+            .and(body_up_to(API_BODY_MAX))
+            .map(move |addr: Option<SocketAddr>, headers: HeaderMap, body: Bytes| {
+                let req: Login = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            &format!("expected {{\"name\", \"password\"}}: {e}"),
+                        );
+                    }
+                };
+                let ip = addr.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+                match tokio::task::block_in_place(|| auth.login(ip, &req.name, &req.password)) {
+                    Ok(s) => with_cookie(
+                        json_response(
+                            StatusCode::OK,
+                            &serde_json::json!({ "user": s.session.user, "csrf": s.session.csrf }),
+                        ),
+                        session_cookie(&s.token, s.max_age_s, &headers),
+                    ),
+                    Err(LoginError::Wrong) => error(StatusCode::UNAUTHORIZED, "wrong name or password"),
+                    Err(e @ LoginError::Throttled { .. }) => {
+                        tracing::warn!(client = %ip, "login refused: too many failed logins");
+                        error(StatusCode::TOO_MANY_REQUESTS, &e.to_string())
+                    }
+                    Err(LoginError::Auth(e)) => {
+                        tracing::error!(error = %e, "login failed");
+                        error(StatusCode::INTERNAL_SERVER_ERROR, "login failed: see the log")
+                    }
+                }
+            })
+    };
+    let logout = {
+        let auth = auth.clone();
+        warp::path!("api" / "logout")
+            .and(warp::post())
+            .and(gate.filter())
+            .and(warp::header::headers_cloned())
+            .map(move |access: Access, headers: HeaderMap| {
+                if let (Access::Session(s), Some(t)) = (access, cookie(&headers, COOKIE)) {
+                    if let Err(e) = auth.logout(t) {
+                        tracing::error!(error = %e, "logout not kept in the database");
+                    }
+                    tracing::info!(user = %s.user, "logged out");
+                }
+                let mut r = warp::reply::Response::new(Vec::new().into());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                with_cookie(r, session_cookie("", 0, &headers))
+            })
+    };
+    let session = warp::path!("api" / "session")
+        .and(warp::get())
+        .and(warp::method())
+        .and(warp::header::headers_cloned())
+        .map(move |m: Method, h: HeaderMap| match gate.check(&m, &h) {
+            Ok(Access::Session(s)) => json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "user": s.user, "csrf": s.csrf, "auth": "session" }),
+            ),
+            Ok(a) => json_response(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "user": null,
+                    "csrf": null,
+                    "auth": if a == Access::Token { "token" } else { "open" },
+                }),
+            ),
+            Err(d) => {
+                let message = match d {
+                    Denied::Unauthorized(m) => m,
+                    Denied::Csrf => "missing or wrong X-CSRF-Token header",
+                };
+                json_response(
+                    StatusCode::UNAUTHORIZED,
+                    &serde_json::json!({ "error": message, "users": auth.user_count() }),
+                )
+            }
+        });
+    login.or(logout).unify().or(session).unify()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().expect("header"));
+        }
+        h
+    }
+
+    #[test]
+    fn sessions_need_the_csrf_token_to_change_state_and_the_open_mode_ends_with_the_first_user() {
+        let auth = Arc::new(Auth::new(
+            Arc::new(crate::db::Db::memory().expect("db")),
+            std::time::Duration::from_secs(60),
+        ));
+        let local = Gate::new(None, Some(auth.clone()), true);
+        let remote = Gate::new(None, Some(auth.clone()), false);
+        let none = HeaderMap::new();
+        assert_eq!(local.check(&Method::POST, &none).ok(), Some(Access::Open));
+        assert!(matches!(remote.check(&Method::GET, &none), Err(Denied::Unauthorized(m)) if m.contains("onair user add")));
+
+        auth.add_user("ops", "correct horse").expect("user");
+        assert!(matches!(local.check(&Method::GET, &none), Err(Denied::Unauthorized(_))));
+        let s = auth
+            .login("127.0.0.1".parse().expect("ip"), "ops", "correct horse")
+            .expect("login");
+        let c = format!("theme=dark; {COOKIE}={}", s.token);
+        let get = headers(&[("cookie", &c)]);
+        assert!(matches!(local.check(&Method::GET, &get), Ok(Access::Session(_))));
+        assert!(matches!(local.check(&Method::POST, &get), Err(Denied::Csrf)));
+        let bad = headers(&[("cookie", &c), (CSRF_HEADER, "nope")]);
+        assert!(matches!(local.check(&Method::DELETE, &bad), Err(Denied::Csrf)));
+        let good = headers(&[("cookie", &c), (CSRF_HEADER, &s.session.csrf)]);
+        assert!(matches!(local.check(&Method::DELETE, &good), Ok(Access::Session(_))));
+        let forged = headers(&[("cookie", "onair_session=0000")]);
+        assert!(matches!(local.check(&Method::GET, &forged), Err(Denied::Unauthorized(_))));
+
+        let token = Gate::new(Some("0123456789abcdef".into()), Some(auth), true);
+        let right = headers(&[("authorization", "Bearer 0123456789abcdef")]);
+        let wrong = headers(&[("authorization", "Bearer 0123456789abcdeX")]);
+        assert_eq!(token.check(&Method::POST, &right).ok(), Some(Access::Token));
+        assert!(token.check(&Method::POST, &wrong).is_err());
+        assert!(token.check(&Method::GET, &none).is_err());
+    }
+}
