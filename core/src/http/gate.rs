@@ -123,8 +123,8 @@ impl Gate {
             return Ok(Access::Open);
         }
         Err(Denied::Unauthorized(
-            if self.token.is_none() && !self.has_users() {
-                "no admin user yet: create one on the server with `onair user add NAME`, then log in"
+            if !self.has_users() {
+                "no admin user yet: create one on the server with `onair user add NAME`, then log in (scripts and curl: the bearer token, http.admin_token)"
             } else {
                 "log in to the control room, or send the bearer token (http.admin_token)"
             },
