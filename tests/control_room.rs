@@ -263,8 +263,10 @@ fn the_gallery_keeps_only_playable_media_within_its_limit_and_refuses_deleting_w
     assert_eq!((code, body["field"].as_str()), (400, Some("media")), "{body}");
     let (code, body) = ui.json("POST", "/api/channels/default/fallback", r#"{"media":"be-right-back.png","x":1}"#);
     assert_eq!(code, 400, "{body}");
-    let (code, _) = ui.json("POST", "/api/channels/default/fallback", r#"{"media":"be-right-back.png"}"#);
-    assert_eq!(code, 200);
+    let (code, view) = ui.json("POST", "/api/channels/default/fallback", r#"{"media":"be-right-back.png"}"#);
+    assert_eq!((code, view["id"].as_str()), (200, Some("default")), "{view}");
+    // in use from the moment the choice is answered, not once the channel got to it
+    assert_eq!(ui.req("DELETE", "/api/media/be-right-back.png", &[]).0, 409);
     assert!(wait_until(Duration::from_secs(5), || onair.get_json("/api/channels/default")["fallback"]
         .as_str()
         .is_some_and(|f| f.starts_with("image ") && f.ends_with("be-right-back.png"))));

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test: the WASM plugins are built (the host tests load them), the plugins' own unit
 # tests run on the host target, then the workspace's unit, Lua API, WASM host and end-to-end
-# tests. Run tools/setup-debian.sh first (the README's test command does).
+# tests, then the control room in a real browser (tests/ui: pytest-playwright driving Debian's
+# chromium against the binary cargo just built). Run tools/setup-debian.sh first (the README's
+# test command does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash plugins/build.sh
 host=$(rustc -vV | sed -n 's/^host: //p')
 (cd plugins && cargo test --target "$host" --workspace)
 cargo test --workspace
+cargo build -p onair
+.venv/bin/pytest tests/ui -q

@@ -266,6 +266,14 @@ impl Channel {
         let _ = self.jobs.send(Job::Action(action, cause));
     }
 
+    /// Chooses what the fallback shows (`None`: the slate): kept at once (so the gallery sees
+    /// the file in use from the moment this returns), shown by the running fallback as soon as
+    /// the worker gets to it.
+    pub fn choose_fallback(&self, media: Option<PathBuf>) {
+        self.keep_fallback(media.clone());
+        self.submit(Action::SetFallback { media }, None);
+    }
+
     /// Tells the control rooms that this channel's `what` changed.
     pub fn changed(&self, what: &'static str) {
         self.shared.changed(what, Some(&self.id));

@@ -439,14 +439,8 @@ fn fallback_reply(c: &Core, ch: &Channel, body: &[u8]) -> warp::reply::Response 
     {
         return api_error(StatusCode::BAD_REQUEST, &e, Some(("media", &e.to_string())));
     }
-    ch.submit(Action::SetFallback { media: media.clone() }, None);
-    json_response(
-        StatusCode::OK,
-        &serde_json::json!({
-            "id": ch.id,
-            "fallback": media.map_or("slate".to_string(), |p| p.display().to_string()),
-        }),
-    )
+    tokio::task::block_in_place(|| ch.choose_fallback(media));
+    json_response(StatusCode::OK, &serde_json::json!(ch.view()))
 }
 
 #[derive(Debug)]
@@ -754,10 +748,11 @@ async fn recover(rej: warp::Rejection) -> Result<warp::reply::Response, Infallib
     } else if let Some(BodyTooLarge(Some((key, limit)))) = rej.find::<BodyTooLarge>() {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "the body is larger than {key} ({} KiB)",
-                limit / 1024
-            ),
+            &if key.ends_with("_mib") {
+                format!("the body is larger than {key} ({} MiB)", limit >> 20)
+            } else {
+                format!("the body is larger than {key} ({} KiB)", limit >> 10)
+            },
         )
     } else if rej.find::<warp::reject::PayloadTooLarge>().is_some()
         || rej.find::<BodyTooLarge>().is_some()
