@@ -410,10 +410,17 @@ fn every_acknowledged_write_survives_a_kill_9_in_the_middle_of_a_burst() {
     );
 }
 
-/// The route patterns of `core/src/http.rs`: each `warp::path!(…)` that starts at the root, as
-/// segments (`{}` for a parameter), and whether it ends in `..` (a prefix).
+/// The route patterns of `core/src/http/*.rs`: each `warp::path!(…)` that starts at the root,
+/// as segments (`{}` for a parameter), and whether it ends in `..` (a prefix).
 fn routes_in_source() -> Vec<(Vec<String>, bool)> {
-    let src = std::fs::read_to_string(repo_root().join("core/src/http.rs")).expect("http.rs");
+    let dir = repo_root().join("core/src/http");
+    let mut src = String::new();
+    for e in std::fs::read_dir(&dir).expect("core/src/http") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "rs") {
+            src.push_str(&std::fs::read_to_string(&p).expect("source"));
+        }
+    }
     src.split("warp::path!(")
         .skip(1)
         .filter_map(|rest| {
@@ -522,7 +529,7 @@ fn the_openapi_document_covers_every_route_and_each_answers_as_documented() {
     }
     assert!(checked >= 20, "{checked} operations");
     println!(
-        "{checked} documented operations answered as documented; {} routes in http.rs documented",
+        "{checked} documented operations answered as documented; {} routes in core/src/http documented",
         routes.len()
     );
 }

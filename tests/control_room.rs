@@ -140,6 +140,15 @@ fn logins_sessions_and_csrf_guard_the_api_and_the_sixth_failed_login_is_refused(
     assert_eq!(browser.req("GET", "/api/channels", &[]).0, 401);
 
     // the right one: the cookie is HttpOnly and SameSite=Strict, the session works
+    let headers = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null", "-H", "Content-Type: application/json", "--data-binary"])
+        .arg(serde_json::json!({ "name": "ops", "password": PASSWORD }).to_string())
+        .arg(format!("{}/api/login", browser.base))
+        .output()
+        .expect("curl");
+    let headers = String::from_utf8_lossy(&headers.stdout).to_ascii_lowercase();
+    let set_cookie = headers.lines().find(|l| l.starts_with("set-cookie: onair_session=")).unwrap_or_default();
+    assert!(set_cookie.contains("httponly") && set_cookie.contains("samesite=strict") && set_cookie.contains("path=/"), "{headers}");
     let (code, _) = browser.login("ops", PASSWORD);
     assert_eq!(code, 200);
     let jar = std::fs::read_to_string(&browser.jar).expect("jar");
@@ -206,6 +215,11 @@ fn the_gallery_keeps_only_playable_media_within_its_limit_and_refuses_deleting_w
     assert!(out.status.success());
     assert_eq!(ui.login("ops", PASSWORD).0, 200);
 
+    // a logged-in upload or delete without the CSRF token: 403, nothing written
+    let csrf = ui.csrf.take();
+    assert_eq!(ui.upload("forged.png", &png).0, 403);
+    ui.csrf = csrf;
+    assert!(media_files(&onair).is_empty());
     let (code, item) = ui.upload("be%20right%20back.png", &png);
     assert_eq!(code, 201, "{item}");
     assert_eq!(item["name"], "be-right-back.png");
@@ -274,6 +288,9 @@ fn the_gallery_keeps_only_playable_media_within_its_limit_and_refuses_deleting_w
     assert_eq!(list[0]["used_by"], serde_json::json!(["default"]));
 
     // deleting what a channel uses is refused with the reason; the other goes
+    let csrf = ui.csrf.take();
+    assert_eq!(ui.req("DELETE", "/api/media/loop.mp4", &[]).0, 403);
+    ui.csrf = csrf;
     let (code, body) = ui.req("DELETE", "/api/media/be-right-back.png", &[]);
     assert_eq!(code, 409, "{body}");
     assert!(body["error"].as_str().is_some_and(|e| e.contains("\"default\"")), "{body}");

@@ -28,8 +28,12 @@ pub const MAX_FAILED_LOGINS: usize = 5;
 pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
 /// Shortest password `onair user add` takes.
 pub const MIN_PASSWORD_LEN: usize = 8;
-/// Client addresses the failed-login table remembers at once; past this, the oldest go.
+/// Client addresses the failed-login table remembers at once; past this, addresses without a
+/// failure in the last minute are forgotten, and if all have one, new addresses are refused.
 const MAX_TRACKED_ADDRESSES: usize = 10_000;
+/// Password checks running at once (each takes ~19 MiB and a core for tens of ms); more are
+/// refused, so a login flood cannot starve the stream of memory or CPU.
+const MAX_CONCURRENT_CHECKS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -57,6 +61,8 @@ pub enum LoginError {
     Wrong,
     #[error("too many failed logins from this address: try again in {retry_in_s} s")]
     Throttled { retry_in_s: u64 },
+    #[error("too many logins at once: try again in a moment")]
+    Busy,
     #[error(transparent)]
     Auth(#[from] AuthError),
 }
@@ -82,6 +88,16 @@ pub struct Auth {
     db: Arc<Db>,
     ttl: Duration,
     failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    checks: std::sync::atomic::AtomicUsize,
+}
+
+/// One password check in progress; frees its slot when dropped.
+struct CheckSlot<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for CheckSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 fn now_s() -> i64 {
@@ -127,6 +143,7 @@ impl Auth {
             db,
             ttl: session_ttl,
             failures: Mutex::default(),
+            checks: Default::default(),
         }
     }
 
@@ -215,9 +232,15 @@ impl Auth {
     /// Checks a password and opens a session. Slow on purpose (argon2id, tens of ms): call it
     /// off the async threads. A wrong name costs the same as a wrong password.
     pub fn login(&self, from: IpAddr, name: &str, password: &str) -> Result<NewSession, LoginError> {
-        if let Some(retry_in_s) = self.throttled(from) {
-            return Err(LoginError::Throttled { retry_in_s });
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.checks.fetch_add(1, SeqCst) >= MAX_CONCURRENT_CHECKS {
+            self.checks.fetch_sub(1, SeqCst);
+            return Err(LoginError::Busy);
         }
+        let _slot = CheckSlot(&self.checks);
+        // the attempt counts as a failure from the start (taken back on success), so that
+        // parallel attempts cannot all pass the check before any failure is recorded
+        let attempt = self.reserve_attempt(from)?;
         let stored: Option<String> = self
             .db
             .conn()
@@ -243,10 +266,10 @@ impl Auth {
                 .is_ok()
         }) && stored.is_some();
         if !ok {
-            self.failed(from);
             tracing::warn!(user = name, client = %from, "login refused: wrong name or password");
             return Err(LoginError::Wrong);
         }
+        self.forget_attempt(from, attempt);
         let token = random_hex(32)?;
         let csrf = random_hex(16)?;
         let expires = now_s() + self.ttl.as_secs() as i64;
@@ -304,35 +327,51 @@ impl Auth {
         Ok(())
     }
 
-    /// Seconds until `from` may try again, if it used up its failed logins.
-    fn throttled(&self, from: IpAddr) -> Option<u64> {
+    /// Records an attempt from `from`, or says when it may try again if it already made
+    /// [`MAX_FAILED_LOGINS`] in the last [`FAILED_LOGIN_WINDOW`].
+    fn reserve_attempt(&self, from: IpAddr) -> Result<Instant, LoginError> {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let q = map.get_mut(&from)?;
+        let fresh = |q: &VecDeque<Instant>| {
+            q.back()
+                .is_some_and(|t| now.duration_since(*t) < FAILED_LOGIN_WINDOW)
+        };
+        if !map.contains_key(&from) && map.len() >= MAX_TRACKED_ADDRESSES {
+            map.retain(|_, q| fresh(q));
+            if map.len() >= MAX_TRACKED_ADDRESSES {
+                return Err(LoginError::Throttled {
+                    retry_in_s: FAILED_LOGIN_WINDOW.as_secs(),
+                });
+            }
+        }
+        let q = map.entry(from).or_default();
         while q
             .front()
             .is_some_and(|t| now.duration_since(*t) >= FAILED_LOGIN_WINDOW)
         {
             q.pop_front();
         }
-        if q.len() < MAX_FAILED_LOGINS {
-            return None;
+        if q.len() >= MAX_FAILED_LOGINS {
+            let oldest = q.front().copied().unwrap_or(now);
+            let left = FAILED_LOGIN_WINDOW.saturating_sub(now.duration_since(oldest));
+            return Err(LoginError::Throttled {
+                retry_in_s: left.as_secs().max(1),
+            });
         }
-        let oldest = *q.front()?;
-        let left = FAILED_LOGIN_WINDOW.saturating_sub(now.duration_since(oldest));
-        Some(left.as_secs().max(1))
+        q.push_back(now);
+        Ok(now)
     }
 
-    fn failed(&self, from: IpAddr) {
+    /// Takes back a successful attempt.
+    fn forget_attempt(&self, from: IpAddr, at: Instant) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if map.len() >= MAX_TRACKED_ADDRESSES {
-            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < FAILED_LOGIN_WINDOW));
-        }
-        let q = map.entry(from).or_default();
-        q.push_back(now);
-        if q.len() > MAX_FAILED_LOGINS {
-            q.pop_front();
+        if let Some(q) = map.get_mut(&from) {
+            if let Some(i) = q.iter().rposition(|t| *t == at) {
+                q.remove(i);
+            }
+            if q.is_empty() {
+                map.remove(&from);
+            }
         }
     }
 }
@@ -374,6 +413,7 @@ mod tests {
             .conn()
             .query_row("SELECT token_sha256 FROM sessions", [], |r| r.get(0))
             .expect("row");
+        assert_eq!(stored, sha256_hex(&s.token));
         assert_ne!(stored, s.token);
         a.logout(&s.token).expect("logout");
         assert_eq!(a.session(&s.token), None);
@@ -395,9 +435,37 @@ mod tests {
             Err(LoginError::Throttled { retry_in_s }) => assert!((1..=60).contains(&retry_in_s)),
             other => panic!("expected throttled, got {other:?}"),
         }
-        // another address is not affected
+        // another address is not affected, and its successes do not count
         let other: IpAddr = "10.0.0.3".parse().expect("ip");
-        assert!(a.login(other, "ops", "correct horse").is_ok());
+        for _ in 0..MAX_FAILED_LOGINS + 2 {
+            assert!(a.login(other, "ops", "correct horse").is_ok());
+        }
+    }
+
+    #[test]
+    fn parallel_attempts_cannot_get_past_the_limit() {
+        let a = Arc::new(auth());
+        a.add_user("ops", "correct horse").expect("add");
+        let ip: IpAddr = "10.0.0.5".parse().expect("ip");
+        let checked = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..16 {
+                s.spawn(|| {
+                    for _ in 0..4 {
+                        match a.login(ip, "ops", "wrong wrong") {
+                            Err(LoginError::Wrong) => {
+                                checked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            Err(LoginError::Throttled { .. } | LoginError::Busy) => {}
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                });
+            }
+        });
+        // 64 attempts in parallel: at most 5 passwords were checked
+        let n = checked.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=MAX_FAILED_LOGINS).contains(&n), "{n} passwords checked");
     }
 
     #[test]

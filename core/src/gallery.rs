@@ -76,6 +76,9 @@ pub struct Gallery {
     max_upload_bytes: u64,
     /// Names being uploaded now: a second upload of the same name is refused.
     uploading: Mutex<HashSet<String>>,
+    /// Held across "is it in use?" and the change that depends on the answer (a delete; a
+    /// channel choosing a file), so neither slips between the other's check and act.
+    in_use: Mutex<()>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GalleryError + '_ {
@@ -109,7 +112,29 @@ impl Gallery {
             dir,
             max_upload_bytes: max_upload_mib * 1024 * 1024,
             uploading: Mutex::default(),
+            in_use: Mutex::default(),
         }
+    }
+
+    /// Deletes part files an interrupted run left behind (a crash or kill mid-upload).
+    pub fn sweep(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in rd.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".upload-") && name.ends_with(".part") {
+                match std::fs::remove_file(e.path()) {
+                    Ok(()) => tracing::info!(file = %name, "media gallery: interrupted upload removed"),
+                    Err(err) => tracing::warn!(file = %name, error = %err, "media gallery: interrupted upload not removed"),
+                }
+            }
+        }
+    }
+
+    /// Hold while checking whether a file is in use and acting on it.
+    pub fn hold(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.in_use.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn dir(&self) -> &Path {
@@ -125,7 +150,8 @@ impl Gallery {
     pub fn path_of(&self, name: &str) -> Result<PathBuf, GalleryError> {
         let n = sanitize(name)?;
         let p = self.dir.join(&n);
-        if p.is_file() {
+        // a regular file, not a link to somewhere else
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_file()) {
             Ok(p)
         } else {
             Err(GalleryError::NotFound(n))
@@ -147,25 +173,29 @@ impl Gallery {
             return Err(GalleryError::Exists(n));
         }
         drop(up);
-        std::fs::create_dir_all(self.dir.join(META_DIR)).map_err(io(&self.dir))?;
         let mut rnd = [0u8; 8];
         let _ = getrandom::fill(&mut rnd);
-        let part = self.dir.join(format!(
-            ".upload-{}.part",
-            rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&part)
-            .map_err(io(&part))?;
-        Ok(UploadClaim {
+        // the claim exists from here: any error below releases the name
+        let mut claim = UploadClaim {
             gallery: self,
+            part: self.dir.join(format!(
+                ".upload-{}-{}.part",
+                std::process::id(),
+                rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            )),
             name: n,
-            part,
-            file: Some(file),
+            file: None,
             written: 0,
-        })
+        };
+        std::fs::create_dir_all(self.dir.join(META_DIR)).map_err(io(&self.dir))?;
+        claim.file = Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&claim.part)
+                .map_err(io(&claim.part))?,
+        );
+        Ok(claim)
     }
 
     /// The item's description, probing (and thumbnailing) a file that has none yet.
@@ -264,6 +294,7 @@ impl Gallery {
 
     /// Deletes an item unless a channel uses it (`used_by` as in [`Gallery::list`]).
     pub fn delete(&self, name: &str, used_by: &dyn Fn(&Path) -> Vec<String>) -> Result<(), GalleryError> {
+        let _held = self.hold();
         let path = self.path_of(name)?;
         let n = sanitize(name)?;
         if let Some(channel) = used_by(&path).into_iter().next() {
@@ -341,10 +372,15 @@ impl UploadClaim<'_> {
         }
         let item = probe_item(&self.part, &self.name, self.written)?;
         let dest = self.gallery.dir.join(&self.name);
-        if dest.exists() {
-            return Err(GalleryError::Exists(self.name.clone()));
-        }
-        std::fs::rename(&self.part, &dest).map_err(io(&dest))?;
+        // a link, unlike a rename, never replaces a file that appeared meanwhile
+        std::fs::hard_link(&self.part, &dest).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => GalleryError::Exists(self.name.clone()),
+            _ => GalleryError::Io {
+                path: dest.clone(),
+                source: e,
+            },
+        })?;
+        let _ = std::fs::remove_file(&self.part);
         if let Ok(d) = std::fs::File::open(&self.gallery.dir) {
             let _ = d.sync_all();
         }
@@ -355,7 +391,11 @@ impl UploadClaim<'_> {
             tracing::warn!(media = %self.name, error = %e, "media thumbnail not made");
         }
         tracing::info!(media = %self.name, kind = %item.kind, bytes = self.written, "media uploaded");
-        self.gallery.get(&self.name, &|_| Vec::new())
+        Ok(MediaItem {
+            url: format!("/api/media/{}", self.name),
+            thumbnail: format!("/api/media/{}/thumbnail.png", self.name),
+            ..item
+        })
     }
 }
 

@@ -218,12 +218,18 @@ fn user(action: UserAction, path: Option<PathBuf>) -> anyhow::Result<()> {
                     .context("reading the password from stdin")?;
                 line.trim_end_matches(['\r', '\n']).to_string()
             };
+            let first = !auth.has_users();
             auth.add_user(&name, &password)?;
             println!(
                 "user {name} added to {}: log in at http://{}/",
                 db.path().display(),
                 cfg.http.listen
             );
+            if first && cfg.http.admin_token.is_none() {
+                println!(
+                    "note: with a user, the API needs a login: scripts and curl (and a Prometheus scraping /metrics) need http.admin_token now"
+                );
+            }
         }
         UserAction::List => {
             for (name, created) in auth.users()? {
@@ -476,6 +482,7 @@ async fn serve(
         ingest_listen: cfg.ingest.rtmp_listen,
         ingest_app: cfg.ingest.app.clone(),
     });
+    core.gallery.sweep();
     forward_changes(&core);
     let _ = core_cell.set(Arc::new(onair::engine::CoreView(Arc::downgrade(&core))));
 

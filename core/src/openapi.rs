@@ -14,7 +14,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::channel::{ChannelPatch, ChannelView, NewChannel};
 use crate::destinations::DestinationView;
 use crate::engine::Status;
-use crate::http::{CreateDestination, PatchDestination, SwitchBody};
+use crate::gallery::MediaItem;
+use crate::http::{CreateDestination, FallbackBody, PatchDestination, SwitchBody};
 use crate::policy::host::ScriptInfo;
 use crate::wasm::PluginInfo;
 
@@ -25,6 +26,48 @@ pub struct ErrorBody {
     pub error: String,
     pub field: Option<String>,
     pub message: Option<String>,
+}
+
+/// `POST /api/login`.
+#[derive(ToSchema)]
+pub struct LoginBody {
+    pub name: String,
+    pub password: String,
+}
+
+/// A login: the user and the CSRF token to send back in `X-CSRF-Token` on every request that
+/// changes something (the session itself travels in the `onair_session` cookie: HttpOnly,
+/// SameSite=Strict).
+#[derive(ToSchema)]
+pub struct LoginAnswer {
+    pub user: String,
+    pub csrf: String,
+}
+
+/// `GET /api/session`: how this request got in. `auth`: `session` (a login), `token` (the
+/// bearer token) or `open` (a local-only onair with no token and no user).
+#[derive(ToSchema)]
+pub struct SessionAnswer {
+    pub user: Option<String>,
+    pub csrf: Option<String>,
+    pub auth: String,
+}
+
+/// OBS → Settings → Stream for a channel.
+#[derive(ToSchema)]
+pub struct ObsSettings {
+    /// OBS's "Server": `rtmp://HOST:PORT/APP`.
+    pub server: String,
+    /// OBS's "Stream Key", in full: any of these.
+    pub stream_keys: Vec<String>,
+    /// Whether `POST …/keys/regenerate` works (run-time channels; config keys live in the file).
+    pub can_regenerate: bool,
+}
+
+/// `200` of a key regeneration: the new key, shown this once in full.
+#[derive(ToSchema)]
+pub struct NewKeys {
+    pub stream_keys: Vec<String>,
 }
 
 /// `202` of a switch: the source asked for.
@@ -71,17 +114,21 @@ impl Modify for BearerToken {
 #[openapi(
     info(
         title = "onair",
-        description = "Keeps a live stream on air: channels, their destinations, switching and preview. \
-                       Every /api/ route needs `Authorization: Bearer <http.admin_token>` when a token is set."
+        description = "Keeps a live stream on air: channels, their destinations, switching, preview and the media gallery. \
+                       Every /api/ route needs `Authorization: Bearer <http.admin_token>` or a control-room login \
+                       (the `onair_session` cookie from POST /api/login, plus `X-CSRF-Token` on requests that change state); \
+                       a local-only onair with no token and no user is open."
     ),
     paths(
         status, switch, channels_list, channels_create, channel_get, channel_patch, channel_delete,
         channel_start, channel_stop, channel_switch, channel_preview, destinations_list,
         destinations_create, destination_get, destination_patch, destination_delete,
         destination_enable, destination_disable, scripts, plugins, events, preview, openapi_json,
-        metrics
+        metrics, channel_fallback, channel_obs, channel_keys_regenerate, media_list, media_upload,
+        media_file, media_thumbnail, media_delete, login, logout, session
     ),
-    components(schemas(ErrorBody, SwitchAccepted, StateAccepted, CreatedChannel)),
+    components(schemas(ErrorBody, SwitchAccepted, StateAccepted, CreatedChannel, LoginBody,
+        LoginAnswer, SessionAnswer, ObsSettings, NewKeys)),
     modifiers(&BearerToken),
     security(("admin_token" = []))
 )]
@@ -240,3 +287,75 @@ fn openapi_json() {}
         content_type = "application/openmetrics-text"),
         (status = 401, body = ErrorBody)))]
 fn metrics() {}
+
+#[utoipa::path(post, path = "/api/channels/{id}/fallback", tag = "channels",
+    params(("id" = String, Path, description = "channel id")),
+    request_body(content = FallbackBody, example = json!({"media": null})),
+    responses((status = 200, description = "chosen (kept at once; shown by the running fallback a moment later)", body = ChannelView),
+        (status = 400, description = "the media cannot be played (field `media`)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+fn channel_fallback() {}
+
+#[utoipa::path(get, path = "/api/channels/{id}/obs", tag = "channels",
+    params(("id" = String, Path, description = "channel id")),
+    responses((status = 200, body = ObsSettings), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+fn channel_obs() {}
+
+#[utoipa::path(post, path = "/api/channels/{id}/keys/regenerate", tag = "channels",
+    params(("id" = String, Path, description = "channel id")),
+    responses((status = 200, description = "the old keys stop working at once", body = NewKeys),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "defined in the config file", body = ErrorBody)))]
+fn channel_keys_regenerate() {}
+
+#[utoipa::path(get, path = "/api/media", tag = "media",
+    responses((status = 200, body = Vec<MediaItem>), (status = 401, body = ErrorBody)))]
+fn media_list() {}
+
+#[utoipa::path(post, path = "/api/media", tag = "media",
+    params(("name" = String, Query, description = "file name: letters, digits, '.', '_', '-' (spaces become '-')")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "the file itself, streamed to disk; at most media.max_upload_mib"),
+    responses((status = 201, body = MediaItem),
+        (status = 400, description = "not an image or a video onair can play, or a bad name", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 409, description = "the name exists", body = ErrorBody),
+        (status = 413, description = "over media.max_upload_mib; nothing is kept", body = ErrorBody)))]
+fn media_upload() {}
+
+#[utoipa::path(get, path = "/api/media/{name}", tag = "media",
+    params(("name" = String, Path, description = "media name")),
+    responses((status = 200, description = "the file"), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+fn media_file() {}
+
+#[utoipa::path(get, path = "/api/media/{name}/thumbnail.png", tag = "media",
+    params(("name" = String, Path, description = "media name")),
+    responses((status = 200, description = "320x180 PNG of the first frame", content_type = "image/png"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+fn media_thumbnail() {}
+
+#[utoipa::path(delete, path = "/api/media/{name}", tag = "media",
+    params(("name" = String, Path, description = "media name")),
+    responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "a channel's fallback uses it", body = ErrorBody)))]
+fn media_delete() {}
+
+#[utoipa::path(post, path = "/api/login", tag = "session", security(()),
+    request_body(content = LoginBody, example = json!({"name": "doc", "password": "not the password"})),
+    responses((status = 200, description = "logged in; sets the onair_session cookie", body = LoginAnswer),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "wrong name or password", body = ErrorBody),
+        (status = 429, description = "5 failed logins from this address in the last minute", body = ErrorBody)))]
+fn login() {}
+
+#[utoipa::path(post, path = "/api/logout", tag = "session",
+    responses((status = 204, description = "the session ended; the cookie is cleared"),
+        (status = 401, body = ErrorBody), (status = 403, description = "no X-CSRF-Token", body = ErrorBody)))]
+fn logout() {}
+
+#[utoipa::path(get, path = "/api/session", tag = "session", security(()),
+    responses((status = 200, body = SessionAnswer),
+        (status = 401, description = "not logged in; `users` says whether any user exists", body = ErrorBody)))]
+fn session() {}

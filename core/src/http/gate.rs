@@ -72,6 +72,57 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Whether a request may use the open mode: it comes from this machine itself, not through a
+/// proxy (which would make every outside client look local), by a local host name (not a
+/// DNS-rebound one), and a browser's state-changing request comes from a page of this onair
+/// (its `Origin`), not from another site.
+fn local_request(
+    method: &Method,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<(), &'static str> {
+    const WHY: &str = "this onair has no user and no token, so it only answers requests made on this machine to localhost, not through a proxy: create a user with `onair user add NAME`, or set http.admin_token";
+    if peer.is_some_and(|p| !p.ip().is_loopback()) {
+        return Err(WHY);
+    }
+    if ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|h| headers.contains_key(*h))
+    {
+        return Err(WHY);
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let host_name = |h: &str| -> String {
+        match h.rsplit_once(':') {
+            Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name.to_string(),
+            _ => h.to_string(),
+        }
+        .to_ascii_lowercase()
+    };
+    if let Some(h) = host {
+        let name = host_name(h);
+        let local = name == "localhost"
+            || name == "[::1]"
+            || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+        if !local {
+            return Err(WHY);
+        }
+    }
+    if changes_state(method)
+        && let Some(origin) = headers.get(header::ORIGIN)
+    {
+        let same = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.strip_prefix("http://").or_else(|| o.strip_prefix("https://")))
+            .is_some_and(|o| Some(o) == host);
+        if !same {
+            return Err("a request from another site's page (Origin) is refused");
+        }
+    }
+    Ok(())
+}
+
 fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -92,7 +143,13 @@ impl Gate {
     }
 
     /// Lets a request in, or says why not.
-    pub fn check(&self, method: &Method, headers: &HeaderMap) -> Result<Access, Denied> {
+    /// `peer`: the client's address (`None` only for in-process test requests).
+    pub fn check(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<Access, Denied> {
         if let Some(want) = &self.token {
             let bearer = headers
                 .get(header::AUTHORIZATION)
@@ -120,7 +177,10 @@ impl Gate {
             return Ok(Access::Session(s));
         }
         if self.token.is_none() && self.loopback && !self.has_users() {
-            return Ok(Access::Open);
+            return match local_request(method, headers, peer) {
+                Ok(()) => Ok(Access::Open),
+                Err(why) => Err(Denied::Unauthorized(why)),
+            };
         }
         Err(Denied::Unauthorized(
             if !self.has_users() {
@@ -136,8 +196,9 @@ impl Gate {
         let gate = self.clone();
         warp::method()
             .and(warp::header::headers_cloned())
-            .and_then(move |m: Method, h: HeaderMap| {
-                let r = gate.check(&m, &h).map_err(warp::reject::custom);
+            .and(warp::addr::remote())
+            .and_then(move |m: Method, h: HeaderMap, peer: Option<SocketAddr>| {
+                let r = gate.check(&m, &h, peer).map_err(warp::reject::custom);
                 async move { r }
             })
     }
@@ -205,6 +266,10 @@ pub fn routes(
                         tracing::warn!(client = %ip, "login refused: too many failed logins");
                         error(StatusCode::TOO_MANY_REQUESTS, &e.to_string())
                     }
+                    Err(e @ LoginError::Busy) => {
+                        tracing::warn!(client = %ip, "login refused: too many logins at once");
+                        error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+                    }
                     Err(LoginError::Auth(e)) => {
                         tracing::error!(error = %e, "login failed");
                         error(StatusCode::INTERNAL_SERVER_ERROR, "login failed: see the log")
@@ -234,7 +299,8 @@ pub fn routes(
         .and(warp::get())
         .and(warp::method())
         .and(warp::header::headers_cloned())
-        .map(move |m: Method, h: HeaderMap| match gate.check(&m, &h) {
+        .and(warp::addr::remote())
+        .map(move |m: Method, h: HeaderMap, peer: Option<SocketAddr>| match gate.check(&m, &h, peer) {
             Ok(Access::Session(s)) => json_response(
                 StatusCode::OK,
                 &serde_json::json!({ "user": s.user, "csrf": s.csrf, "auth": "session" }),
@@ -282,30 +348,56 @@ mod tests {
         let local = Gate::new(None, Some(auth.clone()), true);
         let remote = Gate::new(None, Some(auth.clone()), false);
         let none = HeaderMap::new();
-        assert_eq!(local.check(&Method::POST, &none).ok(), Some(Access::Open));
-        assert!(matches!(remote.check(&Method::GET, &none), Err(Denied::Unauthorized(m)) if m.contains("onair user add")));
+        assert_eq!(local.check(&Method::POST, &none, None).ok(), Some(Access::Open));
+        assert!(matches!(remote.check(&Method::GET, &none, None), Err(Denied::Unauthorized(m)) if m.contains("onair user add")));
 
         auth.add_user("ops", "correct horse").expect("user");
-        assert!(matches!(local.check(&Method::GET, &none), Err(Denied::Unauthorized(_))));
+        assert!(matches!(local.check(&Method::GET, &none, None), Err(Denied::Unauthorized(_))));
         let s = auth
             .login("127.0.0.1".parse().expect("ip"), "ops", "correct horse")
             .expect("login");
         let c = format!("theme=dark; {COOKIE}={}", s.token);
         let get = headers(&[("cookie", &c)]);
-        assert!(matches!(local.check(&Method::GET, &get), Ok(Access::Session(_))));
-        assert!(matches!(local.check(&Method::POST, &get), Err(Denied::Csrf)));
+        assert!(matches!(local.check(&Method::GET, &get, None), Ok(Access::Session(_))));
+        assert!(matches!(local.check(&Method::POST, &get, None), Err(Denied::Csrf)));
         let bad = headers(&[("cookie", &c), (CSRF_HEADER, "nope")]);
-        assert!(matches!(local.check(&Method::DELETE, &bad), Err(Denied::Csrf)));
+        assert!(matches!(local.check(&Method::DELETE, &bad, None), Err(Denied::Csrf)));
         let good = headers(&[("cookie", &c), (CSRF_HEADER, &s.session.csrf)]);
-        assert!(matches!(local.check(&Method::DELETE, &good), Ok(Access::Session(_))));
+        assert!(matches!(local.check(&Method::DELETE, &good, None), Ok(Access::Session(_))));
         let forged = headers(&[("cookie", "onair_session=0000")]);
-        assert!(matches!(local.check(&Method::GET, &forged), Err(Denied::Unauthorized(_))));
+        assert!(matches!(local.check(&Method::GET, &forged, None), Err(Denied::Unauthorized(_))));
 
-        let token = Gate::new(Some("0123456789abcdef".into()), Some(auth), true);
+        let token = Gate::new(Some("0123456789abcdef".into()), Some(auth.clone()), true);
         let right = headers(&[("authorization", "Bearer 0123456789abcdef")]);
         let wrong = headers(&[("authorization", "Bearer 0123456789abcdeX")]);
-        assert_eq!(token.check(&Method::POST, &right).ok(), Some(Access::Token));
-        assert!(token.check(&Method::POST, &wrong).is_err());
-        assert!(token.check(&Method::GET, &none).is_err());
+        assert_eq!(token.check(&Method::POST, &right, None).ok(), Some(Access::Token));
+        assert!(token.check(&Method::POST, &wrong, None).is_err());
+        assert!(token.check(&Method::GET, &none, None).is_err());
+    }
+
+    #[test]
+    fn the_open_mode_is_for_this_machine_only() {
+        let auth = Arc::new(Auth::new(
+            Arc::new(crate::db::Db::memory().expect("db")),
+            std::time::Duration::from_secs(60),
+        ));
+        let g = Gate::new(None, Some(auth), true);
+        let local: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
+        let lan: SocketAddr = "192.168.1.20:50000".parse().expect("addr");
+        let ok = headers(&[("host", "127.0.0.1:8080")]);
+        assert_eq!(g.check(&Method::GET, &ok, Some(local)).ok(), Some(Access::Open));
+        assert_eq!(g.check(&Method::GET, &headers(&[("host", "localhost:8080")]), Some(local)).ok(), Some(Access::Open));
+        // another machine, a proxy in front, a DNS-rebound name
+        assert!(g.check(&Method::GET, &ok, Some(lan)).is_err());
+        let proxied = headers(&[("host", "127.0.0.1:8080"), ("x-forwarded-for", "203.0.113.9")]);
+        assert!(g.check(&Method::GET, &proxied, Some(local)).is_err());
+        let rebound = headers(&[("host", "evil.example:8080")]);
+        assert!(g.check(&Method::GET, &rebound, Some(local)).is_err());
+        // a page of another site may not change state; this onair's own page may
+        let cross = headers(&[("host", "127.0.0.1:8080"), ("origin", "https://evil.example")]);
+        assert!(g.check(&Method::POST, &cross, Some(local)).is_err());
+        assert!(g.check(&Method::GET, &cross, Some(local)).is_ok());
+        let own = headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")]);
+        assert_eq!(g.check(&Method::POST, &own, Some(local)).ok(), Some(Access::Open));
     }
 }

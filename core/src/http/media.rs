@@ -160,7 +160,7 @@ pub fn routes(
     + 'static,
     gate: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    let base = warp::path("api").and(warp::path("media"));
+    let base = warp::path!("api" / "media" / ..);
     let list = base
         .and(warp::path::end())
         .and(warp::get())

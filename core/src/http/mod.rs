@@ -434,12 +434,18 @@ fn fallback_reply(c: &Core, ch: &Channel, body: &[u8]) -> warp::reply::Response 
         Err(resp) => return *resp,
     };
     let media = req.media.as_deref().map(|m| media_path(c, m));
-    if let Some(p) = &media
-        && let Err(e) = tokio::task::block_in_place(|| crate::media::fallback::probe(p))
-    {
+    // no gallery delete between the check that the file plays and the choice being kept
+    let held = tokio::task::block_in_place(|| {
+        let _held = c.gallery.hold();
+        if let Some(p) = &media {
+            crate::media::fallback::probe(p)?;
+        }
+        ch.choose_fallback(media);
+        Ok::<_, crate::media::MediaError>(())
+    });
+    if let Err(e) = held {
         return api_error(StatusCode::BAD_REQUEST, &e, Some(("media", &e.to_string())));
     }
-    tokio::task::block_in_place(|| ch.choose_fallback(media));
     json_response(StatusCode::OK, &serde_json::json!(ch.view()))
 }
 
@@ -625,15 +631,16 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::method())
         .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
         .and_then(
-            move |channel: Option<Arc<Channel>>, c: Arc<Core>, api: bool, q: HashMap<String, String>, method: warp::http::Method, headers: warp::http::HeaderMap| {
+            move |channel: Option<Arc<Channel>>, c: Arc<Core>, api: bool, q: HashMap<String, String>, method: warp::http::Method, headers: warp::http::HeaderMap, peer: Option<std::net::SocketAddr>| {
                 let f = channel.as_ref().and_then(|ch| ch.fanout());
                 let key_ok = match (preview_key.as_deref(), q.get("key")) {
                     (None, _) => true,
                     (Some(want), Some(given)) => constant_time_eq(given.as_bytes(), want.as_bytes()),
                     (Some(_), None) => false,
                 };
-                let access_ok = match preview_gate.check(&method, &headers) {
+                let access_ok = match preview_gate.check(&method, &headers, peer) {
                     Ok(Access::Open) => api,
                     Ok(_) => true,
                     Err(_) => false,
@@ -843,12 +850,14 @@ pub fn script_routes(
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
         .and(warp::body::stream())
         .and_then(
             move |method: warp::http::Method,
                   path: warp::path::FullPath,
                   query: String,
                   headers: warp::http::HeaderMap,
+                  peer: Option<std::net::SocketAddr>,
                   body| {
                 let (policy, gate) = (policy.clone(), gate.clone());
                 async move {
@@ -859,6 +868,7 @@ pub fn script_routes(
                         path.as_str(),
                         &query,
                         &headers,
+                        peer,
                         body,
                     )
                     .await?
@@ -892,6 +902,7 @@ async fn script_route<S, B>(
     path: &str,
     query: &str,
     headers: &warp::http::HeaderMap,
+    peer: Option<std::net::SocketAddr>,
     body: S,
 ) -> Result<Option<warp::reply::Response>, warp::Rejection>
 where
@@ -907,7 +918,7 @@ where
     let Some((script, index, auth, params)) = found else {
         return Ok(None);
     };
-    if auth && let Err(d) = gate.check(&method, headers) {
+    if auth && let Err(d) = gate.check(&method, headers, peer) {
         return Ok(Some(d.reply()));
     }
     let length = headers
@@ -920,8 +931,13 @@ where
         path: path.to_string(),
         params,
         query: parse_query(query),
+        // the credentials are onair's, not the script's: a script never sees the session
+        // cookie, the CSRF token or the bearer token
         headers: headers
             .iter()
+            .filter(|(k, _)| {
+                *k != header::COOKIE && *k != header::AUTHORIZATION && k.as_str() != CSRF_HEADER
+            })
             .filter_map(|(k, v)| {
                 v.to_str()
                     .ok()

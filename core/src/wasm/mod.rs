@@ -581,7 +581,6 @@ impl PluginHost {
         }
     }
 
-    /// Every plugin's state, from a snapshot: never waits for a guest or a compile.
     /// Changes whenever [`PluginHost::info`] does.
     pub fn watch_info(&self) -> tokio::sync::watch::Receiver<u64> {
         self.info_version.subscribe()
@@ -591,6 +590,7 @@ impl PluginHost {
         self.info_version.send_modify(|v| *v += 1);
     }
 
+    /// Every plugin's state, from a snapshot: never waits for a guest or a compile.
     pub fn info(&self) -> Vec<PluginInfo> {
         read(&self.info).values().cloned().collect()
     }
