@@ -507,6 +507,17 @@ async fn serve(
         );
     }
     print_generated(&cfg, &generated);
+    tracing::info!("control room: http://{}/", cfg.http.listen);
+    if !core.auth.has_users() {
+        tracing::info!(
+            "no control-room user yet: create one with `onair user add NAME`{}",
+            if cfg.http.listen.ip().is_loopback() && cfg.http.admin_token.is_none() {
+                " (until then the API answers only this machine)"
+            } else {
+                ""
+            }
+        );
+    }
     tracing::info!("status: http://{}/api/status", cfg.http.listen);
 
     tokio::select! {

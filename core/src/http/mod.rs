@@ -895,6 +895,7 @@ fn decode(s: &str) -> String {
 
 /// Looks the request up, checks the token, then reads the body (at most
 /// [`SCRIPT_ROUTE_BODY_MAX`]): an unknown path or a missing token never costs a body read.
+#[allow(clippy::too_many_arguments)] // the request's parts, as warp's filters extract them
 async fn script_route<S, B>(
     policy: &Policy,
     gate: &Gate,
