@@ -266,12 +266,16 @@ impl Channel {
         let _ = self.jobs.send(Job::Action(action, cause));
     }
 
-    /// Chooses what the fallback shows (`None`: the slate): kept at once (so the gallery sees
-    /// the file in use from the moment this returns), shown by the running fallback as soon as
-    /// the worker gets to it.
+    /// Chooses what the fallback shows (`None`: the slate), at once: kept, and loaded into the
+    /// running fallback, before this returns (so the answer and the gallery's "in use" are
+    /// already true). Blocks while the media is probed and decoded.
     pub fn choose_fallback(&self, media: Option<PathBuf>) {
-        self.keep_fallback(media.clone());
-        self.submit(Action::SetFallback { media }, None);
+        let running = lock(&self.running).as_ref().map(|r| r.fallback.clone());
+        match running {
+            Some(f) => self.set_fallback(&f, media),
+            None => self.keep_fallback(media),
+        }
+        self.changed("channels");
     }
 
     /// Tells the control rooms that this channel's `what` changed.

@@ -184,8 +184,8 @@ class Onair:
         self.log = self.dir / "onair.log"
         env = dict(os.environ, RUST_LOG="info")
         with open(self.log, "wb") as log:
-            procs.spawn([ONAIR_BIN_PATH, "run", "-c", str(self.config)], cwd=self.dir, env=env,
-                        stdout=subprocess.DEVNULL, stderr=log)
+            self.proc = procs.spawn([ONAIR_BIN_PATH, "run", "-c", str(self.config)], cwd=self.dir, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=log)
         assert wait_until(60, lambda: "rtmp ingest ready" in self.log_text(), 0.2), \
             f"onair did not start:\n{self.log_text()[-4000:]}"
         self.base = f"http://127.0.0.1:{self.http_port}"
@@ -304,13 +304,23 @@ def browser_context_args():
 @pytest.fixture(autouse=True)
 def screenshot(request, page, stack):
     """Every test leaves a screenshot named after it in $TEST_SCREENSHOTS (taken before the
-    stack stops, so it shows the page as the test left it)."""
+    stack stops, so it shows the page as the test left it). A test that works in a page of its
+    own context (a phone) names it with `shown_page`; that context is closed here."""
     yield
+    target = getattr(request.node, "shown_page", None) or page
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
-        page.screenshot(path=str(SCREENSHOTS / f"{request.node.originalname}.png"), full_page=True)
+        target.screenshot(path=str(SCREENSHOTS / f"{request.node.originalname}.png"), full_page=True)
     except Exception as e:  # a crashed page must not hide the test's own failure
         print(f"screenshot failed: {e}")
+    if target is not page:
+        target.context.close()
+
+
+def shown_page(request, page):
+    """Makes `page` (of another context) the one the test's screenshot shows; returns it."""
+    request.node.shown_page = page
+    return page
 
 
 def login(page, base, password=PASSWORD, expect_ok=True):
@@ -351,3 +361,18 @@ def wait_value(page, testid, value, timeout):
         "([id, want]) => { const e = document.querySelector(`[data-testid=\"${id}\"]`);"
         " return e !== null && e.value === want; }",
         arg=[testid, value], timeout=timeout)
+
+
+def wait_playing(page, cid, timeout=30000):
+    """Waits until channel `cid`'s preview <video> has a frame and its clock runs."""
+    page.wait_for_function(
+        "([id]) => { const v = document.querySelector(`[data-testid=\"preview-${id}\"]`);"
+        " return v !== null && v.readyState >= 2 && v.currentTime > 0; }",
+        arg=[cid], timeout=timeout)
+
+
+def create_channel(onair, body):
+    """POST /api/channels with the bearer token; returns the answer (a ChannelView + stream_keys)."""
+    status, v = onair.call("POST", "/api/channels", body)
+    assert status == 201, f"POST /api/channels {body}: {status} {v}"
+    return v

@@ -70,3 +70,25 @@ def test_upload_use_as_fallback_and_refusals(page, stack, tmp_path):
     assert stack.onair.media_files() == kept, f"files left behind: {stack.onair.media_files()} (had {kept})"
     names = page.locator("[data-testid^=media-item-]").evaluate_all("els => els.map(e => e.dataset.name)")
     assert names == ["magenta.png"], names
+
+
+def test_fallback_answer_is_the_new_view(page, stack, tmp_path):
+    """POST /api/channels/ID/fallback answers the channel's view with the choice in it, as the page
+    (and any client) may show it at once."""
+    png = tmp_path / "blue.png"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+                    "-i", "color=blue:s=640x360", "-frames:v", "1", str(png)], check=True)
+    login(page, stack.base)
+    page.goto(stack.base + "/#/media")
+    page.get_by_test_id("upload-input").set_input_files(str(png))
+    page.get_by_test_id("media-item-blue.png").wait_for(timeout=15000)
+    page.get_by_test_id("media-channel").select_option("default")
+    with page.expect_response(lambda r: r.url.endswith("/api/channels/default/fallback")) as resp:
+        page.get_by_test_id("use-fallback-blue.png").click()
+    assert resp.value.status == 200, resp.value.text()
+    answer = resp.value.json()
+    page.get_by_test_id("media-item-blue.png").get_by_text("fallback of default").wait_for(timeout=5000)
+    kept = wait_until(5, lambda: (lambda f: f if f.endswith("blue.png") else None)(stack.onair.channel()["fallback"]))
+    assert kept, f"the choice was not kept: {stack.onair.channel()['fallback']}"
+    assert answer.get("id") == "default" and answer.get("fallback") == kept, \
+        f"the answer is not the new view: fallback {answer.get('fallback')!r}, kept {kept!r}"

@@ -8,6 +8,30 @@ import { html, raw, duration, debounce, say, copy } from './util.js';
 
 const chPath = (id) => `/api/channels/${encodeURIComponent(id)}`;
 
+// A browser opens at most 6 HTTP/1.1 connections to onair and a preview holds one for good: the
+// previews of all the tabs of a browser share SLOTS of them (Web Locks "onair-preview-N"), so the
+// event stream (one per browser, see sse.js) and the page's requests always find a connection.
+// A hidden tab plays no preview.
+const SLOTS = 3;
+
+/** Waits for a free preview slot; resolves with the function that frees it. */
+function takeSlot(signal) {
+  if (!(navigator.locks && navigator.locks.request)) return Promise.resolve(() => {});
+  return new Promise((resolve, reject) => {
+    let won = false;
+    const others = new AbortController();
+    signal.addEventListener('abort', () => { others.abort(); if (!won) reject(new Error('aborted')); });
+    for (let i = 0; i < SLOTS; i++) {
+      navigator.locks.request(`onair-preview-${i}`, { signal: others.signal }, () => {
+        if (won || signal.aborted) return undefined; // another slot came first: free this one
+        won = true;
+        others.abort(); // withdraw the requests still waiting
+        return new Promise((free) => resolve(free));
+      }).catch(() => { /* withdrawn */ });
+    }
+  });
+}
+
 export function mount(el) {
   el.innerHTML = `
     <div class="page-head"><h1>Channels</h1></div>
@@ -173,10 +197,16 @@ export function mount(el) {
       </tr>`));
     return html`
       <div class="publisher" data-testid="publisher-${v.id}"><span class="label">Publisher</span> ${raw(pub)}</div>
-      <div class="fallback-now" data-testid="fallback-${v.id}"><span class="label">Fallback</span> <span class="mono">${v.fallback || 'slate'}</span></div>
+      <div class="fallback-now" data-testid="fallback-${v.id}"><span class="label">Fallback</span> <span class="mono" title="${v.fallback || 'slate'}">${fallbackName(v.fallback)}</span></div>
       ${raw(dests.length ? html`<div class="table-wrap"><table class="dests stack">
         <thead><tr><th>Destination</th><th>State</th><th>Up for</th><th>Attempts</th><th>Last error</th></tr></thead>
         <tbody>${dests}</tbody></table></div>` : '<p class="muted">No destinations.</p>')}`;
+  }
+
+  /** "image /srv/onair/media/brb.png" → "image brb.png" (the whole path in the title). */
+  function fallbackName(f) {
+    const m = /^(image|video) (.+)$/.exec(f || '');
+    return m ? `${m[1]} ${m[2].split('/').pop()}` : (f || 'slate');
   }
 
   async function control(id, fn) {
@@ -246,12 +276,32 @@ export function mount(el) {
       note.textContent = 'Channel stopped';
       return;
     }
-    if (c.player || c.retry) return;
+    if (document.hidden) { destroyPlayer(c); return; }
+    if (c.player || c.retry || c.waiting) return;
     const mp = window.mpegts;
     if (!mp || !mp.getFeatureList().mseLivePlayback) {
       note.textContent = 'This browser cannot play the preview (no Media Source Extensions)';
       return;
     }
+    const waiting = new AbortController();
+    c.waiting = waiting;
+    const slow = setTimeout(() => {
+      note.textContent = `Preview paused: ${SLOTS} previews already play in this browser (close or hide one of them)`;
+    }, 500);
+    takeSlot(waiting.signal).then((free) => {
+      clearTimeout(slow);
+      if (c.waiting === waiting) c.waiting = null;
+      if (waiting.signal.aborted || !alive || document.hidden || c.view.state !== 'started' || c.player) {
+        free();
+        return;
+      }
+      c.freeSlot = free;
+      startPlayer(c, mp, note);
+    }, () => clearTimeout(slow));
+  }
+
+  function startPlayer(c, mp, note) {
+    const id = c.view.id;
     note.textContent = '';
     const video = c.el.querySelector('video');
     const player = mp.createPlayer(
@@ -274,11 +324,17 @@ export function mount(el) {
   function destroyPlayer(c) {
     clearTimeout(c.retry);
     c.retry = null;
-    if (!c.player) return;
-    const p = c.player;
-    c.player = null;
-    try { p.pause(); p.unload(); p.detachMediaElement(); p.destroy(); } catch { /* already gone */ }
+    if (c.waiting) { c.waiting.abort(); c.waiting = null; }
+    if (c.player) {
+      const p = c.player;
+      c.player = null;
+      try { p.pause(); p.unload(); p.detachMediaElement(); p.destroy(); } catch { /* already gone */ }
+    }
+    if (c.freeSlot) { c.freeSlot(); c.freeSlot = null; }
   }
+
+  const onVisibility = () => { for (const c of cards.values()) if (c.view) ensurePlayer(c); };
+  document.addEventListener('visibilitychange', onVisibility);
 
   const unsubscribe = sse.subscribe((name, data) => {
     const c = data && cards.get(data.channel);
@@ -309,6 +365,7 @@ export function mount(el) {
     alive = false;
     unsubscribe();
     clearInterval(clock);
+    document.removeEventListener('visibilitychange', onVisibility);
     for (const c of cards.values()) destroyPlayer(c);
   };
 }
