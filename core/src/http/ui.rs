@@ -50,7 +50,12 @@ fn asset(file: Option<rust_embed::EmbeddedFile>, path: &str) -> Option<warp::rep
 
 /// `GET /` (the page) and `GET /FILE` for the page's files; `GET /vendor/FILE` for libraries.
 pub fn routes() -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    warp::get().and(warp::path::full()).and_then(|p: warp::path::FullPath| async move {
+    // GET and HEAD only, rejected as "not found" otherwise: it is the last route tried, and a
+    // 405 from here would outrank an earlier route's own rejection (a 413, a 401)
+    warp::method().and(warp::path::full()).and_then(|m: warp::http::Method, p: warp::path::FullPath| async move {
+        if m != warp::http::Method::GET && m != warp::http::Method::HEAD {
+            return Err(warp::reject::not_found());
+        }
         let path = p.as_str().trim_start_matches('/');
         let found = match path {
             "" => asset(Page::get("index.html"), "index.html"),
