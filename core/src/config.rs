@@ -107,6 +107,9 @@ pub fn stream_key_error(key: &str) -> Option<String> {
         .then(|| "a stream key must be 1 to 256 characters, without '/' or spaces".to_string())
 }
 
+/// The one channel of a config without `[[channel]]` tables.
+pub const DEFAULT_CHANNEL: &str = "default";
+
 fn default_data_dir() -> PathBuf {
     PathBuf::from("onair-data")
 }
@@ -134,7 +137,7 @@ impl Config {
     pub fn channel_specs(&self) -> Vec<ChannelSpec> {
         if self.channels.is_empty() {
             return vec![ChannelSpec {
-                id: crate::destinations::DEFAULT_CHANNEL.into(),
+                id: DEFAULT_CHANNEL.into(),
                 name: self.fallback.channel_name.clone(),
                 keys: self.ingest.keys.clone(),
                 fallback: self.fallback.clone(),

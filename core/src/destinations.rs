@@ -16,8 +16,7 @@ use crate::config::DestinationConfig;
 use crate::db::Db;
 use crate::media::destination::Connections;
 
-/// The one channel of a config without `[[channel]]` tables.
-pub const DEFAULT_CHANNEL: &str = "default";
+pub use crate::config::DEFAULT_CHANNEL;
 
 /// Why a change was refused. Each maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
