@@ -189,6 +189,19 @@ fn logins_sessions_and_csrf_guard_the_api_and_the_sixth_failed_login_is_refused(
     }
     let (code, body) = attacker.login("ops", PASSWORD);
     assert_eq!(code, 429, "{body}");
+    let head = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null", "-H", "Content-Type: application/json", "--data-binary"])
+        .arg(r#"{"name":"ops","password":"x"}"#)
+        .arg(format!("{}/api/login", attacker.base))
+        .output()
+        .expect("curl");
+    let head = String::from_utf8_lossy(&head.stdout).to_ascii_lowercase();
+    let retry: u64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After: {head}"));
+    assert!((1..=60).contains(&retry), "{retry}");
     assert!(body["error"].as_str().is_some_and(|e| e.contains("too many failed logins")), "{body}");
     assert!(onair.log_text().contains("login refused: too many failed logins"));
 }

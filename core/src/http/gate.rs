@@ -262,9 +262,11 @@ pub fn routes(
                         session_cookie(&s.token, s.max_age_s, &headers),
                     ),
                     Err(LoginError::Wrong) => error(StatusCode::UNAUTHORIZED, "wrong name or password"),
-                    Err(e @ LoginError::Throttled { .. }) => {
+                    Err(e @ LoginError::Throttled { retry_in_s }) => {
                         tracing::warn!(client = %ip, "login refused: too many failed logins");
-                        error(StatusCode::TOO_MANY_REQUESTS, &e.to_string())
+                        let mut r = error(StatusCode::TOO_MANY_REQUESTS, &e.to_string());
+                        r.headers_mut().insert(header::RETRY_AFTER, retry_in_s.into());
+                        r
                     }
                     Err(e @ LoginError::Busy) => {
                         tracing::warn!(client = %ip, "login refused: too many logins at once");

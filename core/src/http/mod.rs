@@ -90,34 +90,41 @@ fn api_error(
     }
 }
 
-fn channel_error(e: &ChannelError) -> warp::reply::Response {
-    use ChannelError as E;
-    let status = match e {
-        E::Invalid { .. } => StatusCode::BAD_REQUEST,
-        E::NotFound(_) => StatusCode::NOT_FOUND,
-        E::Exists(_) | E::OwnedByFile { .. } => StatusCode::CONFLICT,
-        E::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    let invalid = match e {
-        E::Invalid { field, message } => Some((*field, message.as_str())),
-        _ => None,
-    };
-    api_error(status, e, invalid)
+/// The errors of the channel and destination stores, which share their shape: `Invalid` (400,
+/// naming the field), `NotFound` (404), `Exists` and `OwnedByFile` (409), `Db` (500).
+trait StoreError: std::fmt::Display {
+    fn status(&self) -> StatusCode;
+    fn invalid(&self) -> Option<(&'static str, &str)>;
 }
 
-fn destination_error(e: &crate::destinations::DestinationError) -> warp::reply::Response {
-    use crate::destinations::DestinationError as E;
-    let status = match e {
-        E::Invalid { .. } => StatusCode::BAD_REQUEST,
-        E::NotFound(_) => StatusCode::NOT_FOUND,
-        E::Exists(_) | E::OwnedByFile { .. } => StatusCode::CONFLICT,
-        E::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+macro_rules! store_error {
+    ($t:path) => {
+        impl StoreError for $t {
+            fn status(&self) -> StatusCode {
+                use $t as E;
+                match self {
+                    E::Invalid { .. } => StatusCode::BAD_REQUEST,
+                    E::NotFound(_) => StatusCode::NOT_FOUND,
+                    E::Exists(_) | E::OwnedByFile { .. } => StatusCode::CONFLICT,
+                    E::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                }
+            }
+            fn invalid(&self) -> Option<(&'static str, &str)> {
+                use $t as E;
+                match self {
+                    E::Invalid { field, message } => Some((*field, message.as_str())),
+                    _ => None,
+                }
+            }
+        }
     };
-    let invalid = match e {
-        E::Invalid { field, message } => Some((*field, message.as_str())),
-        _ => None,
-    };
-    api_error(status, e, invalid)
+}
+store_error!(ChannelError);
+store_error!(crate::destinations::DestinationError);
+
+/// The API answer for a channel or destination store error.
+fn store_error(e: &impl StoreError) -> warp::reply::Response {
+    api_error(e.status(), e, e.invalid())
 }
 
 /// A JSON body, or a 400 that names what is wrong (serde's message names the field).
@@ -163,7 +170,7 @@ fn destination_routes(
                     c.changed("destinations");
                     json_response(StatusCode::CREATED, &serde_json::json!(v))
                 }
-                Err(e) => destination_error(&e),
+                Err(e) => store_error(&e),
             }
         });
     let one = channel.clone().and(warp::path::param::<String>());
@@ -174,7 +181,7 @@ fn destination_routes(
             .map(
                 |c: Arc<Channel>, name: String| match c.destinations.get(&name) {
                     Ok(v) => json_response(StatusCode::OK, &serde_json::json!(v)),
-                    Err(e) => destination_error(&e),
+                    Err(e) => store_error(&e),
                 },
             );
     let patch = one
@@ -197,7 +204,7 @@ fn destination_routes(
                     c.changed("destinations");
                     json_response(StatusCode::OK, &serde_json::json!(v))
                 }
-                Err(e) => destination_error(&e),
+                Err(e) => store_error(&e),
             }
         });
     let delete = one.clone().and(warp::path::end()).and(warp::delete()).map(
@@ -210,7 +217,7 @@ fn destination_routes(
                 *r.status_mut() = StatusCode::NO_CONTENT;
                 r
             }
-            Err(e) => destination_error(&e),
+            Err(e) => store_error(&e),
         },
     );
     let toggle = one.and(warp::path!(String)).and(warp::post()).map(
@@ -227,7 +234,7 @@ fn destination_routes(
                     c.changed("destinations");
                     json_response(StatusCode::OK, &serde_json::json!(v))
                 }
-                Err(e) => destination_error(&e),
+                Err(e) => store_error(&e),
             }
         },
     );
@@ -273,7 +280,7 @@ fn channel_routes(
                     v["stream_keys"] = serde_json::json!(keys);
                     json_response(StatusCode::CREATED, &v)
                 }
-                Err(e) => channel_error(&e),
+                Err(e) => store_error(&e),
             }
         });
     let one = warp::path!("api" / "channels" / String)
@@ -298,7 +305,7 @@ fn channel_routes(
                     ch.changed("channels");
                     json_response(StatusCode::OK, &serde_json::json!(ch.view()))
                 }
-                Err(e) => channel_error(&e),
+                Err(e) => store_error(&e),
             }
         });
     let delete = one.and(warp::delete()).map(|id: String, c: Arc<Core>| {
@@ -309,7 +316,7 @@ fn channel_routes(
                 *r.status_mut() = StatusCode::NO_CONTENT;
                 r
             }
-            Err(e) => channel_error(&e),
+            Err(e) => store_error(&e),
         }
     });
     let verb = warp::path!("api" / "channels" / String / String)
@@ -370,7 +377,7 @@ fn channel_routes(
                     ch.changed("channels");
                     json_response(StatusCode::OK, &serde_json::json!({ "stream_keys": [key] }))
                 }
-                Err(e) => channel_error(&e),
+                Err(e) => store_error(&e),
             }
         });
     list.or(create)
