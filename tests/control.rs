@@ -392,8 +392,16 @@ fn closed_by_default_a_generated_key_and_a_keyed_preview() {
     // no user, no token: the API answers this machine only, by a local name, not via a proxy
     let status = format!("http://127.0.0.1:{http}/api/status");
     assert_eq!(curl(&[&status]).0, 200);
-    assert_eq!(curl(&["-H", "Host: evil.example", &status]).0, 401, "a DNS-rebound name");
-    assert_eq!(curl(&["-H", "X-Forwarded-For: 203.0.113.9", &status]).0, 401, "through a proxy");
+    assert_eq!(
+        curl(&["-H", "Host: evil.example", &status]).0,
+        401,
+        "a DNS-rebound name"
+    );
+    assert_eq!(
+        curl(&["-H", "X-Forwarded-For: 203.0.113.9", &status]).0,
+        401,
+        "through a proxy"
+    );
     let stop = format!("http://127.0.0.1:{http}/api/channels/default/stop");
     let (code, _) = curl(&["-X", "POST", "-H", "Origin: https://evil.example", &stop]);
     assert_eq!(code, 401, "another site's page changing state");
@@ -405,8 +413,11 @@ fn closed_by_default_a_generated_key_and_a_keyed_preview() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("user add");
-    std::io::Write::write_all(&mut add.stdin.take().expect("stdin"), b"correct horse battery\n")
-        .expect("password");
+    std::io::Write::write_all(
+        &mut add.stdin.take().expect("stdin"),
+        b"correct horse battery\n",
+    )
+    .expect("password");
     let out = add.wait_with_output().expect("user add");
     assert!(out.status.success());
     assert!(

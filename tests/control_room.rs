@@ -43,7 +43,12 @@ impl Client {
     fn new(onair: &Onair, name: &str) -> Client {
         Client {
             base: format!("http://127.0.0.1:{}", onair.http_port),
-            jar: onair.dir.path().join(format!("{name}.jar")).display().to_string(),
+            jar: onair
+                .dir
+                .path()
+                .join(format!("{name}.jar"))
+                .display()
+                .to_string(),
             csrf: None,
         }
     }
@@ -59,14 +64,22 @@ impl Client {
         args.extend(extra);
         args.push(&url);
         let (code, body) = curl(&args);
-        (code, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+        (
+            code,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     fn json(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
         self.req(
             method,
             path,
-            &["-H", "Content-Type: application/json", "--data-binary", body],
+            &[
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                body,
+            ],
         )
     }
 
@@ -84,7 +97,12 @@ impl Client {
         self.req(
             "POST",
             &format!("/api/media?name={name}"),
-            &["--data-binary", &data, "-H", "Content-Type: application/octet-stream"],
+            &[
+                "--data-binary",
+                &data,
+                "-H",
+                "Content-Type: application/octet-stream",
+            ],
         )
     }
 }
@@ -120,41 +138,79 @@ fn logins_sessions_and_csrf_guard_the_api_and_the_sixth_failed_login_is_refused(
     }
     let (code, page) = curl(&[&format!("{}/", browser.base)]);
     assert_eq!(code, 200);
-    assert!(page.contains("<html") || page.contains("<!doctype") || page.contains("<!DOCTYPE"), "{page}");
+    assert!(
+        page.contains("<html") || page.contains("<!doctype") || page.contains("<!DOCTYPE"),
+        "{page}"
+    );
     let (code, s) = browser.req("GET", "/api/session", &[]);
     assert_eq!((code, s["users"].as_u64()), (401, Some(0)), "{s}");
-    assert!(s["error"].as_str().is_some_and(|e| e.contains("onair user add")), "{s}");
+    assert!(
+        s["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("onair user add")),
+        "{s}"
+    );
 
     // users: a short password is refused with the reason, a good one is added
     let out = add_user(&onair, "ops", "short");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("password: at least 8 characters"));
     let out = add_user(&onair, "ops", PASSWORD);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // a wrong password: 401 and no session cookie
     let (code, body) = browser.login("ops", "wrong password");
-    assert_eq!((code, body["error"].as_str()), (401, Some("wrong name or password")));
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (401, Some("wrong name or password"))
+    );
     let jar = std::fs::read_to_string(&browser.jar).unwrap_or_default();
     assert!(!jar.contains("onair_session"), "{jar}");
     assert_eq!(browser.req("GET", "/api/channels", &[]).0, 401);
 
     // the right one: the cookie is HttpOnly and SameSite=Strict, the session works
     let headers = Command::new("curl")
-        .args(["-s", "-D", "-", "-o", "/dev/null", "-H", "Content-Type: application/json", "--data-binary"])
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+        ])
         .arg(serde_json::json!({ "name": "ops", "password": PASSWORD }).to_string())
         .arg(format!("{}/api/login", browser.base))
         .output()
         .expect("curl");
     let headers = String::from_utf8_lossy(&headers.stdout).to_ascii_lowercase();
-    let set_cookie = headers.lines().find(|l| l.starts_with("set-cookie: onair_session=")).unwrap_or_default();
-    assert!(set_cookie.contains("httponly") && set_cookie.contains("samesite=strict") && set_cookie.contains("path=/"), "{headers}");
+    let set_cookie = headers
+        .lines()
+        .find(|l| l.starts_with("set-cookie: onair_session="))
+        .unwrap_or_default();
+    assert!(
+        set_cookie.contains("httponly")
+            && set_cookie.contains("samesite=strict")
+            && set_cookie.contains("path=/"),
+        "{headers}"
+    );
     let (code, _) = browser.login("ops", PASSWORD);
     assert_eq!(code, 200);
     let jar = std::fs::read_to_string(&browser.jar).expect("jar");
-    assert!(jar.contains("#HttpOnly_127.0.0.1") && jar.contains("onair_session"), "{jar}");
+    assert!(
+        jar.contains("#HttpOnly_127.0.0.1") && jar.contains("onair_session"),
+        "{jar}"
+    );
     let (code, s) = browser.req("GET", "/api/session", &[]);
-    assert_eq!((code, s["user"].as_str(), s["auth"].as_str()), (200, Some("ops"), Some("session")));
+    assert_eq!(
+        (code, s["user"].as_str(), s["auth"].as_str()),
+        (200, Some("ops"), Some("session"))
+    );
     assert_eq!(browser.req("GET", "/api/channels", &[]).0, 200);
 
     // changing state needs the CSRF token: without it 403 and nothing happens
@@ -164,7 +220,16 @@ fn logins_sessions_and_csrf_guard_the_api_and_the_sixth_failed_login_is_refused(
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(onair.get_json("/api/channels/default")["state"], "started");
     browser.csrf = csrf;
-    assert_eq!(browser.json("POST", "/api/channels/default/switch", r#"{"source":"fallback"}"#).0, 202);
+    assert_eq!(
+        browser
+            .json(
+                "POST",
+                "/api/channels/default/switch",
+                r#"{"source":"fallback"}"#
+            )
+            .0,
+        202
+    );
 
     // the bearer token keeps working for scripts
     assert_eq!(onair.call("GET", "/api/media", "").0, 200);
@@ -190,7 +255,16 @@ fn logins_sessions_and_csrf_guard_the_api_and_the_sixth_failed_login_is_refused(
     let (code, body) = attacker.login("ops", PASSWORD);
     assert_eq!(code, 429, "{body}");
     let head = Command::new("curl")
-        .args(["-s", "-D", "-", "-o", "/dev/null", "-H", "Content-Type: application/json", "--data-binary"])
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+        ])
         .arg(r#"{"name":"ops","password":"x"}"#)
         .arg(format!("{}/api/login", attacker.base))
         .output()
@@ -202,8 +276,17 @@ fn logins_sessions_and_csrf_guard_the_api_and_the_sixth_failed_login_is_refused(
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no Retry-After: {head}"));
     assert!((1..=60).contains(&retry), "{retry}");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("too many failed logins")), "{body}");
-    assert!(onair.log_text().contains("login refused: too many failed logins"));
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("too many failed logins")),
+        "{body}"
+    );
+    assert!(
+        onair
+            .log_text()
+            .contains("login refused: too many failed logins")
+    );
 }
 
 #[test]
@@ -212,11 +295,30 @@ fn the_gallery_keeps_only_playable_media_within_its_limit_and_refuses_deleting_w
     let onair = Onair::start("[media]\nmax_upload_mib = 2\n");
     let dir = onair.dir.path();
     let png = dir.join("magenta.png");
-    make_media(&png, &["-f", "lavfi", "-i", "color=magenta:s=640x360", "-frames:v", "1"]);
+    make_media(
+        &png,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "color=magenta:s=640x360",
+            "-frames:v",
+            "1",
+        ],
+    );
     let clip = dir.join("clip.mp4");
     make_media(
         &clip,
-        &["-f", "lavfi", "-i", "testsrc2=s=320x180:r=30:d=2", "-c:v", "libx264", "-pix_fmt", "yuv420p"],
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x180:r=30:d=2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+        ],
     );
     let text = dir.join("text.png");
     std::fs::write(&text, "this is not a picture\n").expect("write");
@@ -236,7 +338,14 @@ fn the_gallery_keeps_only_playable_media_within_its_limit_and_refuses_deleting_w
     let (code, item) = ui.upload("be%20right%20back.png", &png);
     assert_eq!(code, 201, "{item}");
     assert_eq!(item["name"], "be-right-back.png");
-    assert_eq!((item["kind"].as_str(), item["width"].as_u64(), item["height"].as_u64()), (Some("image"), Some(640), Some(360)));
+    assert_eq!(
+        (
+            item["kind"].as_str(),
+            item["width"].as_u64(),
+            item["height"].as_u64()
+        ),
+        (Some("image"), Some(640), Some(360))
+    );
     let (code, item) = ui.upload("loop.mp4", &clip);
     assert_eq!(code, 201, "{item}");
     assert_eq!(item["kind"], "video");
@@ -248,11 +357,21 @@ fn the_gallery_keeps_only_playable_media_within_its_limit_and_refuses_deleting_w
     // not media, whatever its name says: 400, no file left
     let (code, body) = ui.upload("x.png", &text);
     assert_eq!(code, 400, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("not an image or a video")), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not an image or a video")),
+        "{body}"
+    );
     // twice the limit: 413 naming the setting, before the body is read; no file left
     let (code, body) = ui.upload("big.mp4", &big);
     assert_eq!(code, 413, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("media.max_upload_mib")), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("media.max_upload_mib")),
+        "{body}"
+    );
     // the same without a length (chunked): stopped while streaming
     let data = format!("@{}", big.display());
     let (code, _) = ui.req(
@@ -271,7 +390,12 @@ fn the_gallery_keeps_only_playable_media_within_its_limit_and_refuses_deleting_w
     // the list, thumbnails (320x180 PNG) and the file itself
     let (code, list) = ui.req("GET", "/api/media", &[]);
     assert_eq!(code, 200);
-    let names: Vec<&str> = list.as_array().expect("array").iter().filter_map(|i| i["name"].as_str()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
     assert_eq!(names, ["be-right-back.png", "loop.mp4"]);
     let thumb = dir.join("thumb.png");
     let got = Command::new("curl")
@@ -281,22 +405,47 @@ fn the_gallery_keeps_only_playable_media_within_its_limit_and_refuses_deleting_w
         .status()
         .expect("curl");
     assert!(got.success());
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&thumb).expect("thumb")));
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&thumb).expect("thumb"),
+    ));
     let info = decoder.read_info().expect("a PNG").info().clone();
     assert_eq!((info.width, info.height), (320, 180));
 
     // use as fallback: a bad name names the field; a good one shows on the channel
-    let (code, body) = ui.json("POST", "/api/channels/default/fallback", r#"{"media":"nope.png"}"#);
-    assert_eq!((code, body["field"].as_str()), (400, Some("media")), "{body}");
-    let (code, body) = ui.json("POST", "/api/channels/default/fallback", r#"{"media":"be-right-back.png","x":1}"#);
+    let (code, body) = ui.json(
+        "POST",
+        "/api/channels/default/fallback",
+        r#"{"media":"nope.png"}"#,
+    );
+    assert_eq!(
+        (code, body["field"].as_str()),
+        (400, Some("media")),
+        "{body}"
+    );
+    let (code, body) = ui.json(
+        "POST",
+        "/api/channels/default/fallback",
+        r#"{"media":"be-right-back.png","x":1}"#,
+    );
     assert_eq!(code, 400, "{body}");
-    let (code, view) = ui.json("POST", "/api/channels/default/fallback", r#"{"media":"be-right-back.png"}"#);
-    assert_eq!((code, view["id"].as_str()), (200, Some("default")), "{view}");
+    let (code, view) = ui.json(
+        "POST",
+        "/api/channels/default/fallback",
+        r#"{"media":"be-right-back.png"}"#,
+    );
+    assert_eq!(
+        (code, view["id"].as_str()),
+        (200, Some("default")),
+        "{view}"
+    );
     // in use from the moment the choice is answered, not once the channel got to it
     assert_eq!(ui.req("DELETE", "/api/media/be-right-back.png", &[]).0, 409);
-    assert!(wait_until(Duration::from_secs(5), || onair.get_json("/api/channels/default")["fallback"]
+    assert!(wait_until(Duration::from_secs(5), || onair
+        .get_json("/api/channels/default")["fallback"]
         .as_str()
-        .is_some_and(|f| f.starts_with("image ") && f.ends_with("be-right-back.png"))));
+        .is_some_and(
+            |f| f.starts_with("image ") && f.ends_with("be-right-back.png")
+        )));
     let (_, list) = ui.req("GET", "/api/media", &[]);
     assert_eq!(list[0]["used_by"], serde_json::json!(["default"]));
 
@@ -306,7 +455,12 @@ fn the_gallery_keeps_only_playable_media_within_its_limit_and_refuses_deleting_w
     ui.csrf = csrf;
     let (code, body) = ui.req("DELETE", "/api/media/be-right-back.png", &[]);
     assert_eq!(code, 409, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("\"default\"")), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("\"default\"")),
+        "{body}"
+    );
     assert_eq!(ui.req("DELETE", "/api/media/loop.mp4", &[]).0, 204);
     assert_eq!(media_files(&onair), vec!["be-right-back.png"]);
     assert_eq!(ui.req("GET", "/api/media/loop.mp4", &[]).0, 404);
@@ -319,25 +473,52 @@ fn obs_settings_show_the_full_key_and_a_regenerated_key_replaces_the_old_one() {
     // a config channel: its keys, no regeneration (the file owns them)
     let (code, obs) = onair.call("GET", "/api/channels/default/obs", "");
     assert_eq!(code, 200);
-    assert_eq!(obs["server"], format!("rtmp://127.0.0.1:{}/live", onair.rtmp_port));
-    assert_eq!(obs["stream_keys"], serde_json::json!(["test-key-123", "test-key-456"]));
+    assert_eq!(
+        obs["server"],
+        format!("rtmp://127.0.0.1:{}/live", onair.rtmp_port)
+    );
+    assert_eq!(
+        obs["stream_keys"],
+        serde_json::json!(["test-key-123", "test-key-456"])
+    );
     assert_eq!(obs["can_regenerate"], false);
-    assert_eq!(onair.call("POST", "/api/channels/default/keys/regenerate", "").0, 409);
+    assert_eq!(
+        onair
+            .call("POST", "/api/channels/default/keys/regenerate", "")
+            .0,
+        409
+    );
 
     // a run-time channel: regenerate, and only the new key publishes
-    let (code, ch) = onair.call("POST", "/api/channels", r#"{"id":"studio","keys":["studio-key-0001"],"start":false}"#);
+    let (code, ch) = onair.call(
+        "POST",
+        "/api/channels",
+        r#"{"id":"studio","keys":["studio-key-0001"],"start":false}"#,
+    );
     assert_eq!(code, 201, "{ch}");
     let (code, keys) = onair.call("POST", "/api/channels/studio/keys/regenerate", "");
     assert_eq!(code, 200, "{keys}");
     let new_key = keys["stream_keys"][0].as_str().expect("key").to_string();
-    assert!(new_key.starts_with("live_") && new_key.len() > 30, "{new_key}");
+    assert!(
+        new_key.starts_with("live_") && new_key.len() > 30,
+        "{new_key}"
+    );
     let (_, obs) = onair.call("GET", "/api/channels/studio/obs", "");
     assert_eq!(obs["stream_keys"], serde_json::json!([new_key]));
     assert_eq!(obs["can_regenerate"], true);
     assert_eq!(onair.call("POST", "/api/channels/studio/start", "").0, 202);
-    assert!(wait_until(Duration::from_secs(10), || onair.get_json("/api/channels/studio")["state"] == "started"));
-    assert!(RawPublisher::publish(onair.rtmp_port, "live", "studio-key-0001").is_err(), "the old key still publishes");
-    assert!(RawPublisher::publish(onair.rtmp_port, "live", &new_key).is_ok(), "{}", onair.log_text());
+    assert!(wait_until(Duration::from_secs(10), || onair
+        .get_json("/api/channels/studio")["state"]
+        == "started"));
+    assert!(
+        RawPublisher::publish(onair.rtmp_port, "live", "studio-key-0001").is_err(),
+        "the old key still publishes"
+    );
+    assert!(
+        RawPublisher::publish(onair.rtmp_port, "live", &new_key).is_ok(),
+        "{}",
+        onair.log_text()
+    );
 }
 
 #[test]
@@ -354,7 +535,16 @@ fn the_event_stream_tells_pages_what_changed() {
         .spawn()
         .expect("curl");
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(onair.call("POST", "/api/channels/default/destinations", r#"{"name":"x","url":"rtmp://127.0.0.1:9/app/k","enabled":false}"#).0, 201);
+    assert_eq!(
+        onair
+            .call(
+                "POST",
+                "/api/channels/default/destinations",
+                r#"{"name":"x","url":"rtmp://127.0.0.1:9/app/k","enabled":false}"#
+            )
+            .0,
+        201
+    );
     assert_eq!(onair.call("POST", "/api/channels/default/stop", "").0, 202);
     let text = || std::fs::read_to_string(&out).unwrap_or_default();
     let seen = wait_until(Duration::from_secs(10), || {

@@ -113,8 +113,14 @@ fn oversized_bodies_are_refused_before_they_are_read_whole() {
     assert_eq!(code, 413, "chunked 12.5 MiB to a script route");
     // a 512 KiB header: 431 from the HTTP server (hyper's 408 KiB read buffer), unauthenticated
     let big_header = "a".repeat(512 << 10);
-    let (code, _) = http_request(onair.http_port, "GET", "/api/status", &[("X-Big", &big_header)], "")
-        .unwrap_or((0, String::new()));
+    let (code, _) = http_request(
+        onair.http_port,
+        "GET",
+        "/api/status",
+        &[("X-Big", &big_header)],
+        "",
+    )
+    .unwrap_or((0, String::new()));
     assert_eq!(code, 431, "a 512 KiB header");
     // and a normal request still works
     let (code, body) = http_request(onair.http_port, "POST", "/hook", &[], "hello").expect("hook");

@@ -519,7 +519,8 @@ fn duplicate_routes_are_reported_and_routes_go_with_their_script() {
             .contains("duplicate route GET /queue: already served by a.lua"),
         "{b:?}"
     );
-    let filter = onair::http::script_routes(fx.policy.clone(), onair::http::Gate::new(None, None, true));
+    let filter =
+        onair::http::script_routes(fx.policy.clone(), onair::http::Gate::new(None, None, true));
     let get = |f: &_| {
         fx.rt
             .block_on(warp::test::request().path("/queue").reply(f))

@@ -231,7 +231,12 @@ impl Auth {
 
     /// Checks a password and opens a session. Slow on purpose (argon2id, tens of ms): call it
     /// off the async threads. A wrong name costs the same as a wrong password.
-    pub fn login(&self, from: IpAddr, name: &str, password: &str) -> Result<NewSession, LoginError> {
+    pub fn login(
+        &self,
+        from: IpAddr,
+        name: &str,
+        password: &str,
+    ) -> Result<NewSession, LoginError> {
         use std::sync::atomic::Ordering::SeqCst;
         if self.checks.fetch_add(1, SeqCst) >= MAX_CONCURRENT_CHECKS {
             self.checks.fetch_sub(1, SeqCst);
@@ -392,27 +397,38 @@ mod tests {
         let a = auth();
         assert!(!a.has_users());
         a.add_user("ops", "correct horse").expect("add");
-        assert!(matches!(a.add_user("ops", "another one"), Err(AuthError::Exists(_))));
+        assert!(matches!(
+            a.add_user("ops", "another one"),
+            Err(AuthError::Exists(_))
+        ));
         assert!(matches!(
             a.add_user("ops2", "short"),
-            Err(AuthError::Invalid { field: "password", .. })
+            Err(AuthError::Invalid {
+                field: "password",
+                ..
+            })
         ));
         assert!(matches!(
             a.add_user("a b", "long enough"),
             Err(AuthError::Invalid { field: "name", .. })
         ));
         let ip: IpAddr = "10.0.0.1".parse().expect("ip");
-        assert!(matches!(a.login(ip, "ops", "wrong horse"), Err(LoginError::Wrong)));
-        assert!(matches!(a.login(ip, "nobody", "correct horse"), Err(LoginError::Wrong)));
+        assert!(matches!(
+            a.login(ip, "ops", "wrong horse"),
+            Err(LoginError::Wrong)
+        ));
+        assert!(matches!(
+            a.login(ip, "nobody", "correct horse"),
+            Err(LoginError::Wrong)
+        ));
         let s = a.login(ip, "ops", "correct horse").expect("login");
         assert_eq!(a.session(&s.token), Some(s.session.clone()));
         assert_eq!(a.session("not-a-token"), None);
         // the stored row is the token's digest, not the token
-        let stored: String = a
-            .db
-            .conn()
-            .query_row("SELECT token_sha256 FROM sessions", [], |r| r.get(0))
-            .expect("row");
+        let stored: String =
+            a.db.conn()
+                .query_row("SELECT token_sha256 FROM sessions", [], |r| r.get(0))
+                .expect("row");
         assert_eq!(stored, sha256_hex(&s.token));
         assert_ne!(stored, s.token);
         a.logout(&s.token).expect("logout");
@@ -429,7 +445,10 @@ mod tests {
         a.add_user("ops", "correct horse").expect("add");
         let ip: IpAddr = "10.0.0.2".parse().expect("ip");
         for _ in 0..MAX_FAILED_LOGINS {
-            assert!(matches!(a.login(ip, "ops", "nope nope"), Err(LoginError::Wrong)));
+            assert!(matches!(
+                a.login(ip, "ops", "nope nope"),
+                Err(LoginError::Wrong)
+            ));
         }
         match a.login(ip, "ops", "correct horse") {
             Err(LoginError::Throttled { retry_in_s }) => assert!((1..=60).contains(&retry_in_s)),
@@ -465,7 +484,10 @@ mod tests {
         });
         // 64 attempts in parallel: at most 5 passwords were checked
         let n = checked.load(std::sync::atomic::Ordering::SeqCst);
-        assert!((1..=MAX_FAILED_LOGINS).contains(&n), "{n} passwords checked");
+        assert!(
+            (1..=MAX_FAILED_LOGINS).contains(&n),
+            "{n} passwords checked"
+        );
     }
 
     #[test]

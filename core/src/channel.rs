@@ -294,7 +294,12 @@ impl Channel {
         let (on_air, on_air_session, on_air_for_s, on_air_reason) = match running.as_ref() {
             Some(r) => {
                 let (s, session, for_s) = r.program.on_air();
-                (Some(s), session, Some(for_s), Some(r.program.on_air_reason()))
+                (
+                    Some(s),
+                    session,
+                    Some(for_s),
+                    Some(r.program.on_air_reason()),
+                )
             }
             None => (None, None, None, None),
         };

@@ -37,7 +37,9 @@ pub enum GalleryError {
     TooLarge { limit_mib: u64 },
     #[error("{name} is not an image or a video onair can play: {reason}")]
     NotMedia { name: String, reason: String },
-    #[error("{name} is in use as the fallback of channel {channel:?}: choose another fallback first")]
+    #[error(
+        "{name} is in use as the fallback of channel {channel:?}: choose another fallback first"
+    )]
     InUse { name: String, channel: String },
     #[error("the upload ended early: {0}")]
     Interrupted(String),
@@ -95,8 +97,7 @@ pub fn sanitize(name: &str) -> Result<String, GalleryError> {
     let ok = !n.is_empty()
         && n.len() <= 100
         && !n.starts_with('.')
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(n)
@@ -125,8 +126,12 @@ impl Gallery {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with(".upload-") && name.ends_with(".part") {
                 match std::fs::remove_file(e.path()) {
-                    Ok(()) => tracing::info!(file = %name, "media gallery: interrupted upload removed"),
-                    Err(err) => tracing::warn!(file = %name, error = %err, "media gallery: interrupted upload not removed"),
+                    Ok(()) => {
+                        tracing::info!(file = %name, "media gallery: interrupted upload removed")
+                    }
+                    Err(err) => {
+                        tracing::warn!(file = %name, error = %err, "media gallery: interrupted upload not removed")
+                    }
                 }
             }
         }
@@ -253,7 +258,11 @@ impl Gallery {
     }
 
     /// One item.
-    pub fn get(&self, name: &str, used_by: &dyn Fn(&Path) -> Vec<String>) -> Result<MediaItem, GalleryError> {
+    pub fn get(
+        &self,
+        name: &str,
+        used_by: &dyn Fn(&Path) -> Vec<String>,
+    ) -> Result<MediaItem, GalleryError> {
         let path = self.path_of(name)?;
         let mut item = self.describe(&sanitize(name)?)?;
         item.used_by = used_by(&path);
@@ -293,7 +302,11 @@ impl Gallery {
     }
 
     /// Deletes an item unless a channel uses it (`used_by` as in [`Gallery::list`]).
-    pub fn delete(&self, name: &str, used_by: &dyn Fn(&Path) -> Vec<String>) -> Result<(), GalleryError> {
+    pub fn delete(
+        &self,
+        name: &str,
+        used_by: &dyn Fn(&Path) -> Vec<String>,
+    ) -> Result<(), GalleryError> {
         let _held = self.hold();
         let path = self.path_of(name)?;
         let n = sanitize(name)?;
@@ -417,8 +430,13 @@ mod tests {
 
     #[test]
     fn names_stay_inside_the_folder() {
-        assert_eq!(sanitize("be right back.png").expect("ok"), "be-right-back.png");
-        for bad in ["../x.png", "a/b.png", ".hidden", "..", "", "x\\y.png", "ü.png"] {
+        assert_eq!(
+            sanitize("be right back.png").expect("ok"),
+            "be-right-back.png"
+        );
+        for bad in [
+            "../x.png", "a/b.png", ".hidden", "..", "", "x\\y.png", "ü.png",
+        ] {
             assert!(sanitize(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -428,9 +446,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let g = Gallery::new(dir.path().join("media"), 1);
         let mut up = g.begin_upload("big.mp4").expect("claim");
-        assert!(matches!(g.begin_upload("big.mp4"), Err(GalleryError::Exists(_))));
+        assert!(matches!(
+            g.begin_upload("big.mp4"),
+            Err(GalleryError::Exists(_))
+        ));
         up.write(&vec![0u8; 1024 * 1024]).expect("first MiB");
-        assert!(matches!(up.write(&[0u8; 1]), Err(GalleryError::TooLarge { limit_mib: 1 })));
+        assert!(matches!(
+            up.write(&[0u8; 1]),
+            Err(GalleryError::TooLarge { limit_mib: 1 })
+        ));
         drop(up);
         let mut up = g.begin_upload("x.png").expect("claim");
         up.write(b"this is text, not a picture").expect("write");

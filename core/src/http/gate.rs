@@ -103,7 +103,9 @@ fn local_request(
         let name = host_name(h);
         let local = name == "localhost"
             || name == "[::1]"
-            || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+            || name
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback());
         if !local {
             return Err(WHY);
         }
@@ -114,7 +116,10 @@ fn local_request(
         let same = origin
             .to_str()
             .ok()
-            .and_then(|o| o.strip_prefix("http://").or_else(|| o.strip_prefix("https://")))
+            .and_then(|o| {
+                o.strip_prefix("http://")
+                    .or_else(|| o.strip_prefix("https://"))
+            })
             .is_some_and(|o| Some(o) == host);
         if !same {
             return Err("a request from another site's page (Origin) is refused");
@@ -182,17 +187,17 @@ impl Gate {
                 Err(why) => Err(Denied::Unauthorized(why)),
             };
         }
-        Err(Denied::Unauthorized(
-            if !self.has_users() {
-                "no admin user yet: create one on the server with `onair user add NAME`, then log in (scripts and curl: the bearer token, http.admin_token)"
-            } else {
-                "log in to the control room, or send the bearer token (http.admin_token)"
-            },
-        ))
+        Err(Denied::Unauthorized(if !self.has_users() {
+            "no admin user yet: create one on the server with `onair user add NAME`, then log in (scripts and curl: the bearer token, http.admin_token)"
+        } else {
+            "log in to the control room, or send the bearer token (http.admin_token)"
+        }))
     }
 
     /// A filter that lets the request in or rejects it with [`Denied`].
-    pub fn filter(&self) -> impl Filter<Extract = (Access,), Error = warp::Rejection> + Clone + use<> {
+    pub fn filter(
+        &self,
+    ) -> impl Filter<Extract = (Access,), Error = warp::Rejection> + Clone + use<> {
         let gate = self.clone();
         warp::method()
             .and(warp::header::headers_cloned())
@@ -302,28 +307,30 @@ pub fn routes(
         .and(warp::method())
         .and(warp::header::headers_cloned())
         .and(warp::addr::remote())
-        .map(move |m: Method, h: HeaderMap, peer: Option<SocketAddr>| match gate.check(&m, &h, peer) {
-            Ok(Access::Session(s)) => json_response(
-                StatusCode::OK,
-                &serde_json::json!({ "user": s.user, "csrf": s.csrf, "auth": "session" }),
-            ),
-            Ok(a) => json_response(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "user": null,
-                    "csrf": null,
-                    "auth": if a == Access::Token { "token" } else { "open" },
-                }),
-            ),
-            Err(d) => {
-                let message = match d {
-                    Denied::Unauthorized(m) => m,
-                    Denied::Csrf => "missing or wrong X-CSRF-Token header",
-                };
-                json_response(
-                    StatusCode::UNAUTHORIZED,
-                    &serde_json::json!({ "error": message, "users": auth.user_count() }),
-                )
+        .map(move |m: Method, h: HeaderMap, peer: Option<SocketAddr>| {
+            match gate.check(&m, &h, peer) {
+                Ok(Access::Session(s)) => json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({ "user": s.user, "csrf": s.csrf, "auth": "session" }),
+                ),
+                Ok(a) => json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "user": null,
+                        "csrf": null,
+                        "auth": if a == Access::Token { "token" } else { "open" },
+                    }),
+                ),
+                Err(d) => {
+                    let message = match d {
+                        Denied::Unauthorized(m) => m,
+                        Denied::Csrf => "missing or wrong X-CSRF-Token header",
+                    };
+                    json_response(
+                        StatusCode::UNAUTHORIZED,
+                        &serde_json::json!({ "error": message, "users": auth.user_count() }),
+                    )
+                }
             }
         });
     login.or(logout).unify().or(session).unify()
@@ -350,29 +357,55 @@ mod tests {
         let local = Gate::new(None, Some(auth.clone()), true);
         let remote = Gate::new(None, Some(auth.clone()), false);
         let none = HeaderMap::new();
-        assert_eq!(local.check(&Method::POST, &none, None).ok(), Some(Access::Open));
-        assert!(matches!(remote.check(&Method::GET, &none, None), Err(Denied::Unauthorized(m)) if m.contains("onair user add")));
+        assert_eq!(
+            local.check(&Method::POST, &none, None).ok(),
+            Some(Access::Open)
+        );
+        assert!(
+            matches!(remote.check(&Method::GET, &none, None), Err(Denied::Unauthorized(m)) if m.contains("onair user add"))
+        );
 
         auth.add_user("ops", "correct horse").expect("user");
-        assert!(matches!(local.check(&Method::GET, &none, None), Err(Denied::Unauthorized(_))));
+        assert!(matches!(
+            local.check(&Method::GET, &none, None),
+            Err(Denied::Unauthorized(_))
+        ));
         let s = auth
             .login("127.0.0.1".parse().expect("ip"), "ops", "correct horse")
             .expect("login");
         let c = format!("theme=dark; {COOKIE}={}", s.token);
         let get = headers(&[("cookie", &c)]);
-        assert!(matches!(local.check(&Method::GET, &get, None), Ok(Access::Session(_))));
-        assert!(matches!(local.check(&Method::POST, &get, None), Err(Denied::Csrf)));
+        assert!(matches!(
+            local.check(&Method::GET, &get, None),
+            Ok(Access::Session(_))
+        ));
+        assert!(matches!(
+            local.check(&Method::POST, &get, None),
+            Err(Denied::Csrf)
+        ));
         let bad = headers(&[("cookie", &c), (CSRF_HEADER, "nope")]);
-        assert!(matches!(local.check(&Method::DELETE, &bad, None), Err(Denied::Csrf)));
+        assert!(matches!(
+            local.check(&Method::DELETE, &bad, None),
+            Err(Denied::Csrf)
+        ));
         let good = headers(&[("cookie", &c), (CSRF_HEADER, &s.session.csrf)]);
-        assert!(matches!(local.check(&Method::DELETE, &good, None), Ok(Access::Session(_))));
+        assert!(matches!(
+            local.check(&Method::DELETE, &good, None),
+            Ok(Access::Session(_))
+        ));
         let forged = headers(&[("cookie", "onair_session=0000")]);
-        assert!(matches!(local.check(&Method::GET, &forged, None), Err(Denied::Unauthorized(_))));
+        assert!(matches!(
+            local.check(&Method::GET, &forged, None),
+            Err(Denied::Unauthorized(_))
+        ));
 
         let token = Gate::new(Some("0123456789abcdef".into()), Some(auth.clone()), true);
         let right = headers(&[("authorization", "Bearer 0123456789abcdef")]);
         let wrong = headers(&[("authorization", "Bearer 0123456789abcdeX")]);
-        assert_eq!(token.check(&Method::POST, &right, None).ok(), Some(Access::Token));
+        assert_eq!(
+            token.check(&Method::POST, &right, None).ok(),
+            Some(Access::Token)
+        );
         assert!(token.check(&Method::POST, &wrong, None).is_err());
         assert!(token.check(&Method::GET, &none, None).is_err());
     }
@@ -387,19 +420,42 @@ mod tests {
         let local: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
         let lan: SocketAddr = "192.168.1.20:50000".parse().expect("addr");
         let ok = headers(&[("host", "127.0.0.1:8080")]);
-        assert_eq!(g.check(&Method::GET, &ok, Some(local)).ok(), Some(Access::Open));
-        assert_eq!(g.check(&Method::GET, &headers(&[("host", "localhost:8080")]), Some(local)).ok(), Some(Access::Open));
+        assert_eq!(
+            g.check(&Method::GET, &ok, Some(local)).ok(),
+            Some(Access::Open)
+        );
+        assert_eq!(
+            g.check(
+                &Method::GET,
+                &headers(&[("host", "localhost:8080")]),
+                Some(local)
+            )
+            .ok(),
+            Some(Access::Open)
+        );
         // another machine, a proxy in front, a DNS-rebound name
         assert!(g.check(&Method::GET, &ok, Some(lan)).is_err());
-        let proxied = headers(&[("host", "127.0.0.1:8080"), ("x-forwarded-for", "203.0.113.9")]);
+        let proxied = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ]);
         assert!(g.check(&Method::GET, &proxied, Some(local)).is_err());
         let rebound = headers(&[("host", "evil.example:8080")]);
         assert!(g.check(&Method::GET, &rebound, Some(local)).is_err());
         // a page of another site may not change state; this onair's own page may
-        let cross = headers(&[("host", "127.0.0.1:8080"), ("origin", "https://evil.example")]);
+        let cross = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "https://evil.example"),
+        ]);
         assert!(g.check(&Method::POST, &cross, Some(local)).is_err());
         assert!(g.check(&Method::GET, &cross, Some(local)).is_ok());
-        let own = headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")]);
-        assert_eq!(g.check(&Method::POST, &own, Some(local)).ok(), Some(Access::Open));
+        let own = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080"),
+        ]);
+        assert_eq!(
+            g.check(&Method::POST, &own, Some(local)).ok(),
+            Some(Access::Open)
+        );
     }
 }

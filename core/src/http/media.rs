@@ -170,34 +170,37 @@ pub fn routes(
             let items = tokio::task::block_in_place(|| c.gallery.list(&used_by(&c)));
             json_response(StatusCode::OK, &serde_json::json!(items))
         });
-    let create = base
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(gate.clone())
-        .and(with_core.clone())
-        .and(warp::query::<std::collections::HashMap<String, String>>())
-        .and(warp::header::optional::<u64>("content-length"))
-        .and(warp::body::stream())
-        .and_then(
-            |c: Arc<Core>, q: std::collections::HashMap<String, String>, len: Option<u64>, body| async move {
-                let Some(name) = q.get("name") else {
-                    return Ok::<_, warp::Rejection>(error(
-                        StatusCode::BAD_REQUEST,
-                        "name: the file name is missing (?name=FILE)",
-                    ));
-                };
-                Ok(match upload(&c.gallery, name, len, body).await {
-                    Ok(item) => {
-                        c.changed("media", None);
-                        json_response(StatusCode::CREATED, &serde_json::json!(item))
-                    }
-                    Err(e) => {
-                        tracing::warn!(media = %name, error = %e, "upload refused");
-                        gallery_error(&e)
-                    }
-                })
-            },
-        );
+    let create =
+        base.and(warp::path::end())
+            .and(warp::post())
+            .and(gate.clone())
+            .and(with_core.clone())
+            .and(warp::query::<std::collections::HashMap<String, String>>())
+            .and(warp::header::optional::<u64>("content-length"))
+            .and(warp::body::stream())
+            .and_then(
+                |c: Arc<Core>,
+                 q: std::collections::HashMap<String, String>,
+                 len: Option<u64>,
+                 body| async move {
+                    let Some(name) = q.get("name") else {
+                        return Ok::<_, warp::Rejection>(error(
+                            StatusCode::BAD_REQUEST,
+                            "name: the file name is missing (?name=FILE)",
+                        ));
+                    };
+                    Ok(match upload(&c.gallery, name, len, body).await {
+                        Ok(item) => {
+                            c.changed("media", None);
+                            json_response(StatusCode::CREATED, &serde_json::json!(item))
+                        }
+                        Err(e) => {
+                            tracing::warn!(media = %name, error = %e, "upload refused");
+                            gallery_error(&e)
+                        }
+                    })
+                },
+            );
     let one = base
         .and(warp::path::param::<String>())
         .and(gate.clone())
@@ -231,20 +234,20 @@ pub fn routes(
                 Err(e) => gallery_error(&e),
             }
         });
-    let delete = one
-        .and(warp::path::end())
-        .and(warp::delete())
-        .map(|name: String, c: Arc<Core>| {
-            match tokio::task::block_in_place(|| c.gallery.delete(&name, &used_by(&c))) {
-                Ok(()) => {
-                    c.changed("media", None);
-                    let mut r = warp::reply::Response::new(Vec::new().into());
-                    *r.status_mut() = StatusCode::NO_CONTENT;
-                    r
+    let delete =
+        one.and(warp::path::end())
+            .and(warp::delete())
+            .map(|name: String, c: Arc<Core>| {
+                match tokio::task::block_in_place(|| c.gallery.delete(&name, &used_by(&c))) {
+                    Ok(()) => {
+                        c.changed("media", None);
+                        let mut r = warp::reply::Response::new(Vec::new().into());
+                        *r.status_mut() = StatusCode::NO_CONTENT;
+                        r
+                    }
+                    Err(e) => gallery_error(&e),
                 }
-                Err(e) => gallery_error(&e),
-            }
-        });
+            });
     list.or(create)
         .unify()
         .or(file)

@@ -347,17 +347,19 @@ fn channel_routes(
         .and(admin.clone())
         .and(with_core.clone())
         .and(warp::header::optional::<String>("host"))
-        .and_then(|id: String, c: Arc<Core>, host: Option<String>| async move {
-            let ch = find_channel(id, c.clone()).await?;
-            Ok::<_, warp::Rejection>(json_response(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "server": obs_server(&c, host.as_deref()),
-                    "stream_keys": ch.spec().keys,
-                    "can_regenerate": ch.owner == crate::channel::Owner::Database,
-                }),
-            ))
-        });
+        .and_then(
+            |id: String, c: Arc<Core>, host: Option<String>| async move {
+                let ch = find_channel(id, c.clone()).await?;
+                Ok::<_, warp::Rejection>(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "server": obs_server(&c, host.as_deref()),
+                        "stream_keys": ch.spec().keys,
+                        "can_regenerate": ch.owner == crate::channel::Owner::Database,
+                    }),
+                ))
+            },
+        );
     let regenerate = warp::path!("api" / "channels" / String / "keys" / "regenerate")
         .and(warp::post())
         .and(admin)

@@ -28,7 +28,10 @@ fn asset(file: Option<rust_embed::EmbeddedFile>, path: &str) -> Option<warp::rep
         h.insert(header::CONTENT_TYPE, v);
     }
     // revalidated on every load, so a new onair's page is never mixed with an old one's
-    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
     h.insert(
         "x-content-type-options",
         header::HeaderValue::from_static("nosniff"),
@@ -38,7 +41,10 @@ fn asset(file: Option<rust_embed::EmbeddedFile>, path: &str) -> Option<warp::rep
             header::CONTENT_SECURITY_POLICY,
             header::HeaderValue::from_static(CSP),
         );
-        h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+        h.insert(
+            header::X_FRAME_OPTIONS,
+            header::HeaderValue::from_static("DENY"),
+        );
         h.insert(
             header::REFERRER_POLICY,
             header::HeaderValue::from_static("same-origin"),
@@ -49,22 +55,25 @@ fn asset(file: Option<rust_embed::EmbeddedFile>, path: &str) -> Option<warp::rep
 }
 
 /// `GET /` (the page) and `GET /FILE` for the page's files; `GET /vendor/FILE` for libraries.
-pub fn routes() -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+pub fn routes() -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone
+{
     // GET and HEAD only, rejected as "not found" otherwise: it is the last route tried, and a
     // 405 from here would outrank an earlier route's own rejection (a 413, a 401)
-    warp::method().and(warp::path::full()).and_then(|m: warp::http::Method, p: warp::path::FullPath| async move {
-        if m != warp::http::Method::GET && m != warp::http::Method::HEAD {
-            return Err(warp::reject::not_found());
-        }
-        let path = p.as_str().trim_start_matches('/');
-        let found = match path {
-            "" => asset(Page::get("index.html"), "index.html"),
-            p if p.starts_with("api/") => None,
-            p => match p.strip_prefix("vendor/") {
-                Some(v) => asset(Vendor::get(v), v),
-                None => asset(Page::get(p), p),
-            },
-        };
-        found.ok_or_else(warp::reject::not_found)
-    })
+    warp::method().and(warp::path::full()).and_then(
+        |m: warp::http::Method, p: warp::path::FullPath| async move {
+            if m != warp::http::Method::GET && m != warp::http::Method::HEAD {
+                return Err(warp::reject::not_found());
+            }
+            let path = p.as_str().trim_start_matches('/');
+            let found = match path {
+                "" => asset(Page::get("index.html"), "index.html"),
+                p if p.starts_with("api/") => None,
+                p => match p.strip_prefix("vendor/") {
+                    Some(v) => asset(Vendor::get(v), v),
+                    None => asset(Page::get(p), p),
+                },
+            };
+            found.ok_or_else(warp::reject::not_found)
+        },
+    )
 }
