@@ -20,33 +20,31 @@ export function mount(el) {
   const state = (x) => (x.quarantined ? html`<span class="tag amber">quarantined</span>`
     : x.loaded ? html`<span class="tag ok">loaded</span>` : html`<span class="tag red">not loaded</span>`);
 
-  async function loadScripts() {
+  // fills a table's body from a list the API answers, one row each
+  async function fill(path, table, row, empty) {
     try {
-      const list = await get('/api/scripts');
+      const list = await get(path);
       if (!alive) return;
-      q('scripts-table').tBodies[0].innerHTML = list.length ? list.map((s) => html`
+      q(table).tBodies[0].innerHTML = list.length ? list.map(row).join('')
+        : `<tr><td colspan="6" class="muted">${empty}</td></tr>`;
+    } catch (e) { if (alive) say(q('scripts-page-error'), e.message); }
+  }
+
+  const loadScripts = () => fill('/api/scripts', 'scripts-table', (s) => html`
         <tr data-testid="script-${s.name}">
           <td class="mono" data-label="Script">${s.name}</td><td data-label="State">${raw(state(s))}${raw(s.time_limit_trips ? html` <span class="muted small-text">${s.time_limit_trips} time-limit trips</span>` : '')}</td>
           <td data-label="Generation">${s.generation}</td><td data-label="Loaded">${clockTime(s.loaded_at)}</td>
           <td class="mono small-text" data-label="Routes">${(s.routes || []).join(', ') || '–'}</td>
           <td class="err mono wrap" data-label="Last error" data-testid="script-error-${s.name}">${s.last_error || ''}</td>
-        </tr>`).join('') : '<tr><td colspan="6" class="muted">No scripts.</td></tr>';
-    } catch (e) { if (alive) say(q('scripts-page-error'), e.message); }
-  }
+        </tr>`, 'No scripts.');
 
-  async function loadPlugins() {
-    try {
-      const list = await get('/api/plugins');
-      if (!alive) return;
-      q('plugins-table').tBodies[0].innerHTML = list.length ? list.map((p) => html`
+  const loadPlugins = () => fill('/api/plugins', 'plugins-table', (p) => html`
         <tr data-testid="plugin-${p.name}">
           <td class="mono" data-label="Plugin">${p.name}</td><td data-label="State">${raw(state(p))}</td>
           <td class="mono small-text" data-label="World">${p.world || '–'}${p.version ? ` @${p.version}` : ''}</td>
           <td data-label="Generation">${p.generation}</td><td data-label="Loaded">${clockTime(p.loaded_at)}</td>
           <td class="err mono wrap" data-label="Last error" data-testid="plugin-error-${p.name}">${p.last_error || ''}</td>
-        </tr>`).join('') : '<tr><td colspan="6" class="muted">No plugins.</td></tr>';
-    } catch (e) { if (alive) say(q('scripts-page-error'), e.message); }
-  }
+        </tr>`, 'No plugins.');
 
   const reloadScripts = debounce(loadScripts, 150);
   const reloadPlugins = debounce(loadPlugins, 150);

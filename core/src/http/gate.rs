@@ -181,13 +181,14 @@ impl Gate {
             }
             return Ok(Access::Session(s));
         }
-        if self.token.is_none() && self.loopback && !self.has_users() {
+        let no_users = !self.has_users();
+        if self.token.is_none() && self.loopback && no_users {
             return match local_request(method, headers, peer) {
                 Ok(()) => Ok(Access::Open),
                 Err(why) => Err(Denied::Unauthorized(why)),
             };
         }
-        Err(Denied::Unauthorized(if !self.has_users() {
+        Err(Denied::Unauthorized(if no_users {
             "no admin user yet: create one on the server with `onair user add NAME`, then log in (scripts and curl: the bearer token, http.admin_token)"
         } else {
             "log in to the control room, or send the bearer token (http.admin_token)"
