@@ -252,7 +252,8 @@ fn every_lua_action_maps_onto_one_core_action() {
             },
             Action::DestinationAdd {
                 name: "yt".into(),
-                url: "rtmp://a.rtmp.youtube.com/live2/k".into()
+                url: "rtmp://a.rtmp.youtube.com/live2/k".into(),
+                profile: None
             },
             Action::DestinationDisable { name: "yt".into() },
             Action::DestinationEnable { name: "yt".into() },

@@ -26,8 +26,13 @@ pub enum Action {
     Kick { session: SessionId, reason: String },
     /// Replace the fallback media without switching (`None`: the slate).
     SetFallback { media: Option<PathBuf> },
-    /// Add a destination at run time (not written back to the config file).
-    DestinationAdd { name: String, url: String },
+    /// Add a destination at run time (not written back to the config file), receiving
+    /// `profile`'s encode (`None`: the channel's own).
+    DestinationAdd {
+        name: String,
+        url: String,
+        profile: Option<String>,
+    },
     /// Disconnect and forget a destination.
     DestinationRemove { name: String },
     /// Show (or update) an overlay layer between the switch and the encoder.

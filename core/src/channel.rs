@@ -29,8 +29,8 @@ use crate::db::Db;
 use crate::destinations::{DEFAULT_CHANNEL, Destinations};
 use crate::event::{Event, SessionId, Source};
 use crate::media::destination::{Connections, DestinationStatus};
+use crate::media::encodes::Encodes;
 use crate::media::fallback::Fallback;
-use crate::media::fanout::FanOut;
 use crate::media::ingest::{Ingest, Route, Router, SessionStatus};
 use crate::media::program::{EventSink, Program};
 
@@ -145,6 +145,8 @@ pub struct Shared {
     pub file: String,
     /// Changes for the control room (`GET /api/events`, `changed`).
     pub changes: tokio::sync::broadcast::Sender<crate::engine::Changed>,
+    /// The encoding profiles destinations may name (built-in and `[profile.NAME]`).
+    pub profiles: Arc<crate::config::Profiles>,
 }
 
 impl Shared {
@@ -176,7 +178,7 @@ pub struct Channel {
     pub id: String,
     pub owner: Owner,
     spec: Mutex<ChannelSpec>,
-    fanout: Arc<FanOut>,
+    encodes: Arc<Encodes>,
     pub destinations: Destinations,
     events: EventSink,
     running: Mutex<Option<Running>>,
@@ -201,9 +203,10 @@ impl Channel {
         dests: Vec<DestinationConfig>,
         shared: Arc<Shared>,
     ) -> Arc<Channel> {
-        let fanout = Arc::new(FanOut::new());
+        let encodes = Encodes::new(&spec.id, shared.profiles.clone());
         let _rt = shared.runtime.enter();
-        let connections = Connections::new(&spec.id, &dests, fanout.clone(), shared.events.clone());
+        let connections =
+            Connections::new(&spec.id, &dests, encodes.clone(), shared.events.clone());
         let destinations = Destinations::new(
             shared.db.clone(),
             connections,
@@ -216,7 +219,7 @@ impl Channel {
             id: spec.id.clone(),
             owner,
             spec: Mutex::new(spec),
-            fanout,
+            encodes,
             destinations,
             events: shared.events.clone(),
             running: Mutex::new(None),
@@ -251,13 +254,13 @@ impl Channel {
     }
 
     /// The channel's encoded stream (for the preview), or `None` while stopped.
-    pub fn fanout(&self) -> Option<Arc<FanOut>> {
-        self.is_started().then(|| self.fanout.clone())
+    pub fn fanout(&self) -> Option<Arc<crate::media::fanout::FanOut>> {
+        self.is_started().then(|| self.encodes.main())
     }
 
     /// Buffers its destinations and preview viewers lost to a full queue, by name.
     pub fn dropped_buffers(&self) -> std::collections::HashMap<String, u64> {
-        self.fanout.dropped()
+        self.encodes.dropped()
     }
 
     /// Queues `action` for this channel's worker. `cause` is the session whose event asked for
@@ -369,7 +372,7 @@ impl Channel {
         let program = Program::build(
             &self.id,
             &spec.output,
-            self.fanout.clone(),
+            self.encodes.main(),
             self.events.clone(),
         )?;
         let fallback = Fallback::start(program.clone(), &spec.fallback)?;
@@ -381,6 +384,7 @@ impl Channel {
                 message: e.to_string(),
             })?;
         watch_bus(&self.id, program.pipeline());
+        self.encodes.started(program.clone());
         let fallback = Arc::new(fallback);
         *running = Some(Running {
             program,
@@ -416,7 +420,7 @@ impl Channel {
         // before NULL: going to NULL flushes the bus, which would drop the message
         stop_bus_watch(r.program.pipeline());
         let _ = r.program.pipeline().set_state(gst::State::Null);
-        self.fanout.reset();
+        self.encodes.stopped();
         self.shared.metrics.channel_stopped(&self.id);
         tracing::info!(channel = %self.id, "channel stopped");
     }
@@ -485,21 +489,24 @@ impl Channel {
                 Some(f) => self.set_fallback(&f, media),
                 None => self.keep_fallback(media), // for the next start
             },
-            Action::DestinationAdd { name, url } => log_err(id, &name, {
+            Action::DestinationAdd { name, url, profile } => log_err(id, &name, {
                 let _rt = self.shared.runtime.enter();
-                self.destinations.create(&name, &url, true)
+                self.destinations.create(DestinationConfig {
+                    profile,
+                    ..DestinationConfig::new(&name, &url)
+                })
             }),
             Action::DestinationRemove { name } => {
                 log_err(id, &name, self.destinations.delete(&name))
             }
             Action::DestinationEnable { name } => log_err(id, &name, {
                 let _rt = self.shared.runtime.enter();
-                self.destinations.update(&name, None, Some(true))
+                self.destinations.update(&name, None, None, Some(true))
             }),
             Action::DestinationDisable { name } => log_err(
                 id,
                 &name,
-                self.destinations.update(&name, None, Some(false)),
+                self.destinations.update(&name, None, None, Some(false)),
             ),
             Action::OverlaySet { layer } => {
                 let Some(program) = program else {

@@ -13,6 +13,19 @@ use serde::{Deserialize, Serialize};
 /// jitter (network, encoder, keyframe bursts) would be taken for a stall.
 pub const MIN_STALL_TIMEOUT_MS: u64 = 300;
 
+/// x264 tunes, as x264 names them. `zerolatency` (the default) adds no encoder delay; the others
+/// add x264's lookahead (about one second at 30 fps) to the stream's latency.
+pub const X264_TUNES: &[&str] = &[
+    "zerolatency",
+    "film",
+    "animation",
+    "grain",
+    "stillimage",
+    "psnr",
+    "ssim",
+    "fastdecode",
+];
+
 /// x264 presets, fastest first, as x264 names them.
 pub const X264_PRESETS: &[&str] = &[
     "ultrafast",
@@ -56,6 +69,11 @@ pub struct Config {
     /// `[[channel]]` tables. None: the top-level tables are the one channel `default`.
     #[serde(default, rename = "channel")]
     pub channels: Vec<ChannelConfig>,
+    /// `[profile.NAME]` tables: encodes a destination can ask for with `profile = "NAME"`, in
+    /// addition to the built-in ones ([`builtin_profiles`]); a table with a built-in's name
+    /// replaces it. Every field a table leaves out is [`OutputConfig`]'s default.
+    #[serde(default, rename = "profile")]
+    pub profiles: std::collections::BTreeMap<String, OutputConfig>,
 }
 
 /// One `[[channel]]`: an independent stream with its own stream keys, fallback, encode and
@@ -127,11 +145,32 @@ impl Default for Config {
             media: MediaConfig::default(),
             destinations: Vec::new(),
             channels: Vec::new(),
+            profiles: Default::default(),
         }
     }
 }
 
+/// Why `name` cannot name a profile, or `None` when it can.
+pub fn profile_name_error(name: &str) -> Option<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    (!ok).then(|| format!("{name:?} must be 1 to 64 letters, digits, '-' or '_'"))
+}
+
 impl Config {
+    /// The profiles destinations can name: [`builtin_profiles`] with `[profile.NAME]` over them.
+    pub fn profiles(&self) -> Profiles {
+        let mut all: Profiles = builtin_profiles()
+            .into_iter()
+            .map(|(n, p)| (n.to_string(), p))
+            .collect();
+        all.extend(self.profiles.clone());
+        all
+    }
+
     /// The channels this config defines, resolved: the `[[channel]]` tables, or else the
     /// top-level tables as the one channel `default`.
     pub fn channel_specs(&self) -> Vec<ChannelSpec> {
@@ -204,6 +243,12 @@ pub fn output_error(key: &str, o: &OutputConfig) -> Option<(String, String)> {
             ));
         }
     }
+    if !X264_TUNES.contains(&o.x264_tune.as_str()) {
+        return Some((
+            format!("{key}.x264_tune"),
+            format!("{:?} is not one of {}", o.x264_tune, X264_TUNES.join(", ")),
+        ));
+    }
     if !X264_PRESETS.contains(&o.x264_preset.as_str()) {
         return Some((
             format!("{key}.x264_preset"),
@@ -218,7 +263,11 @@ pub fn output_error(key: &str, o: &OutputConfig) -> Option<(String, String)> {
 }
 
 /// Checks a destination list; `key` is its place in the file, e.g. `channel[0].destination`.
-fn destinations_error(key: &str, list: &[DestinationConfig]) -> Option<(String, String)> {
+fn destinations_error(
+    key: &str,
+    list: &[DestinationConfig],
+    profiles: &Profiles,
+) -> Option<(String, String)> {
     let mut names = std::collections::HashSet::new();
     for (i, d) in list.iter().enumerate() {
         let key = format!("{key}[{i}]");
@@ -236,6 +285,9 @@ fn destinations_error(key: &str, list: &[DestinationConfig]) -> Option<(String, 
         }
         if let Some(e) = destination_url_error(&d.url) {
             return Some((format!("{key}.url"), e));
+        }
+        if let Some((field, e)) = d.options_error(profiles) {
+            return Some((format!("{key}.{field}"), e));
         }
     }
     None
@@ -328,6 +380,8 @@ pub struct OutputConfig {
     pub keyframe_interval_s: u32,
     /// x264 preset, one of [`X264_PRESETS`]. Default `veryfast`.
     pub x264_preset: String,
+    /// x264 tune, one of [`X264_TUNES`]. Default `zerolatency`.
+    pub x264_tune: String,
 }
 
 impl Default for OutputConfig {
@@ -340,9 +394,46 @@ impl Default for OutputConfig {
             audio_bitrate_kbps: 160,
             keyframe_interval_s: 2,
             x264_preset: "veryfast".into(),
+            x264_tune: "zerolatency".into(),
         }
     }
 }
+
+/// An encode at `width`x`height`, `fps`, `video_bitrate_kbps` video and `audio_bitrate_kbps`
+/// audio, 2 s keyframes, `veryfast`, `zerolatency`.
+fn profile(width: u32, height: u32, fps: u32, video: u32, audio: u32) -> OutputConfig {
+    OutputConfig {
+        width,
+        height,
+        fps,
+        video_bitrate_kbps: video,
+        audio_bitrate_kbps: audio,
+        ..OutputConfig::default()
+    }
+}
+
+/// The profiles every config has, named after the platform rule each follows. All use 2 s
+/// keyframes (both platforms require 2 s) and CBR.
+/// - Twitch, "Broadcasting Guidelines" (help.twitch.tv): 1080p60 6000 kbit/s (the ceiling for
+///   non-partners), 720p60 4500, 720p30 3000; audio AAC up to 160 kbit/s.
+/// - YouTube, "Choose live encoder settings, bitrates, and resolutions" (support.google.com,
+///   the H.264 table, upper end of each range): 1080p60 9000 kbit/s, 1080p30 6000, 720p60 6000,
+///   720p30 4000; audio AAC 128 kbit/s stereo.
+pub fn builtin_profiles() -> Vec<(&'static str, OutputConfig)> {
+    vec![
+        ("twitch-1080p60", profile(1920, 1080, 60, 6000, 160)),
+        ("twitch-720p60", profile(1280, 720, 60, 4500, 160)),
+        ("twitch-720p30", profile(1280, 720, 30, 3000, 160)),
+        ("youtube-1080p60", profile(1920, 1080, 60, 9000, 128)),
+        ("youtube-1080p30", profile(1920, 1080, 30, 6000, 128)),
+        ("youtube-720p60", profile(1280, 720, 60, 6000, 128)),
+        ("youtube-720p30", profile(1280, 720, 30, 4000, 128)),
+    ]
+}
+
+/// The profiles a destination can name: the built-in ones with the config's `[profile.NAME]`
+/// tables over them, by name.
+pub type Profiles = std::collections::BTreeMap<String, OutputConfig>;
 
 /// `[http]`: the API and the preview.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -470,18 +561,109 @@ pub struct DestinationConfig {
     /// Whether onair connects to it. Default true.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// The encode it receives: a `[profile.NAME]` or a built-in profile (`twitch-720p60`, …).
+    /// Default: the channel's `[output]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Recordings (`file://` URLs) only: minutes per file; a new file starts at the first
+    /// keyframe after that. Default 60.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_minutes: Option<u32>,
+    /// Recordings only: the most their files may take in total, in GiB (2^30 bytes); when a new
+    /// file starts beyond it, the oldest files of this recording are deleted. Default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_total_gib: Option<f64>,
+}
+
+impl DestinationConfig {
+    /// A destination at `url`, enabled, with the channel's encode and no recording options.
+    pub fn new(name: &str, url: &str) -> DestinationConfig {
+        DestinationConfig {
+            name: name.into(),
+            url: url.into(),
+            enabled: true,
+            profile: None,
+            segment_minutes: None,
+            max_total_gib: None,
+        }
+    }
+
+    /// Whether it writes files (`file://`) rather than publishing over RTMP.
+    pub fn is_recording(&self) -> bool {
+        self.url.starts_with("file://")
+    }
+
+    /// Why its fields other than the name and URL are wrong, as (field, message); `profiles` are
+    /// the names it may use.
+    pub fn options_error(&self, profiles: &Profiles) -> Option<(&'static str, String)> {
+        if let Some(p) = &self.profile
+            && !profiles.contains_key(p)
+        {
+            let names: Vec<&str> = profiles.keys().map(String::as_str).collect();
+            return Some((
+                "profile",
+                format!("no profile named {p:?}: one of {}", names.join(", ")),
+            ));
+        }
+        if !self.is_recording() {
+            for (field, set) in [
+                ("segment_minutes", self.segment_minutes.is_some()),
+                ("max_total_gib", self.max_total_gib.is_some()),
+            ] {
+                if set {
+                    return Some((field, "only a recording (file:// URL) has it".into()));
+                }
+            }
+        }
+        if self
+            .segment_minutes
+            .is_some_and(|m| !(1..=24 * 60).contains(&m))
+        {
+            return Some(("segment_minutes", "must be 1..=1440".into()));
+        }
+        if self
+            .max_total_gib
+            .is_some_and(|g| !(g.is_finite() && g > 0.0))
+        {
+            return Some(("max_total_gib", "must be a positive number of GiB".into()));
+        }
+        None
+    }
 }
 
 fn yes() -> bool {
     true
 }
 
-/// Why `url` cannot be a destination (only `rtmp://` and `rtmps://` are), with its stream key
-/// redacted; `None` when it can. The one check the config, the API, Lua and the outputs share.
+/// Why `url` cannot be a destination, with its stream key redacted; `None` when it can. The one
+/// check the config, the API, Lua and the outputs share. A destination is `rtmp://` or
+/// `rtmps://`, or a recording: `file:///absolute/path/NAME.mp4` whose file name contains
+/// `{utc}` (each file's start, `2026-11-23T19-30-00Z`) and may contain `{channel}` and
+/// `{destination}`.
 pub fn destination_url_error(url: &str) -> Option<String> {
+    if let Some(path) = url.strip_prefix("file://") {
+        let file = path.rsplit('/').next().unwrap_or("");
+        return if !path.starts_with('/') {
+            Some(format!(
+                "{url} must be file:// and an absolute path (file:///…)"
+            ))
+        } else if !file.ends_with(".mp4") {
+            Some(format!(
+                "{url}: a recording is fragmented MP4: the file name must end in .mp4"
+            ))
+        } else if !file.contains("{utc}") {
+            Some(format!(
+                "{url}: the file name must contain {{utc}} so that each file gets its own name"
+            ))
+        } else if path.split('/').any(|c| c == "..") {
+            Some(format!("{url}: '..' is not allowed in the path"))
+        } else {
+            None
+        };
+    }
     (!(url.starts_with("rtmp://") || url.starts_with("rtmps://"))).then(|| {
         format!(
-            "{} must start with rtmp:// or rtmps://",
+            "{} must start with rtmp://, rtmps:// or (a recording) file:///",
             crate::redact::url(url)
         )
     })
@@ -573,6 +755,15 @@ impl Config {
         {
             return bad(&key, message);
         }
+        for (name, p) in &self.profiles {
+            if let Some(e) = profile_name_error(name) {
+                return bad(&format!("profile.{name}"), e);
+            }
+            if let Some((key, message)) = output_error(&format!("profile.{name}"), p) {
+                return bad(&key, message);
+            }
+        }
+        let profiles = self.profiles();
         let sc = &self.scripts;
         if !(1..=4096).contains(&sc.memory_limit_mib) {
             return bad(
@@ -674,7 +865,9 @@ impl Config {
                 return bad(&format!("ingest.keys[{i}]"), e);
             }
         }
-        if let Some((key, message)) = destinations_error("destination", &self.destinations) {
+        if let Some((key, message)) =
+            destinations_error("destination", &self.destinations, &profiles)
+        {
             return bad(&key, message);
         }
         if !self.channels.is_empty() {
@@ -726,7 +919,9 @@ impl Config {
                         .as_ref()
                         .and_then(|o| output_error(&format!("{at}.output"), o))
                 })
-                .or_else(|| destinations_error(&format!("{at}.destination"), &c.destinations));
+                .or_else(|| {
+                    destinations_error(&format!("{at}.destination"), &c.destinations, &profiles)
+                });
             if let Some((key, message)) = problem {
                 return bad(&key, message);
             }

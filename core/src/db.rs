@@ -33,6 +33,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0004_channel_state.sql"),
     ),
     ("0005_users", include_str!("../migrations/0005_users.sql")),
+    (
+        "0006_destination_options",
+        include_str!("../migrations/0006_destination_options.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

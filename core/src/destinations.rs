@@ -49,6 +49,14 @@ pub struct DestinationView {
     pub name: String,
     pub url: String,
     pub enabled: bool,
+    /// `rtmp` (a platform) or `recording` (a `file://` URL).
+    pub kind: &'static str,
+    /// The encoding profile it receives (`None`: the channel's `[output]`).
+    pub profile: Option<String>,
+    /// Recordings: minutes per file (default 60).
+    pub segment_minutes: Option<u32>,
+    /// Recordings: GiB its files may take before the oldest are deleted (default: no limit).
+    pub max_total_gib: Option<f64>,
     /// `config` (onair.toml) or `runtime` (created over the API, from Lua or a plugin).
     pub owner: &'static str,
 }
@@ -103,23 +111,36 @@ impl Destinations {
     ) -> Result<Vec<DestinationConfig>, DestinationError> {
         let conn = db.conn();
         let mut stmt = conn
-            .prepare("SELECT name, url, enabled, owner FROM destinations WHERE channel = ?1 ORDER BY rowid")
+            .prepare(
+                "SELECT name, url, enabled, owner, profile, segment_minutes, max_total_gib
+                 FROM destinations WHERE channel = ?1 ORDER BY rowid",
+            )
             .map_err(|e| DestinationError::Db(e.to_string()))?;
-        let rows: Vec<(String, String, bool, String)> = stmt
+        let rows: Vec<(DestinationConfig, String)> = stmt
             .query_map([channel], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((
+                    DestinationConfig {
+                        name: r.get(0)?,
+                        url: r.get(1)?,
+                        enabled: r.get(2)?,
+                        profile: r.get(4)?,
+                        segment_minutes: r.get(5)?,
+                        max_total_gib: r.get(6)?,
+                    },
+                    r.get(3)?,
+                ))
             })
             .and_then(|rows| rows.collect())
             .map_err(|e| DestinationError::Db(e.to_string()))?;
         let mut out: Vec<DestinationConfig> = config.to_vec();
-        for (name, url, enabled, owner) in rows {
-            match (owner.as_str(), out.iter_mut().find(|d| d.name == name)) {
-                ("config", Some(d)) => d.enabled = enabled,
+        for (row, owner) in rows {
+            match (owner.as_str(), out.iter_mut().find(|d| d.name == row.name)) {
+                ("config", Some(d)) => d.enabled = row.enabled,
                 ("config", None) => {} // gone from the file: the file wins
                 (_, Some(_)) => {
-                    tracing::warn!(destination = %name, "a destination created at run time now has the name of one in the config file: the file's is used")
+                    tracing::warn!(destination = %row.name, "a destination created at run time now has the name of one in the config file: the file's is used")
                 }
-                (_, None) => out.push(DestinationConfig { name, url, enabled }),
+                (_, None) => out.push(row),
             }
         }
         Ok(out)
@@ -155,17 +176,21 @@ impl Destinations {
     }
 
     /// Adds it to the running connections (connecting it when enabled).
-    fn start(&self, name: &str, url: &str, enabled: bool) -> Result<(), DestinationError> {
+    fn start(&self, d: DestinationConfig) -> Result<(), DestinationError> {
         self.connections
-            .add(DestinationConfig {
-                name: name.into(),
-                url: url.into(),
-                enabled,
-            })
+            .add(d)
             .map_err(|message| DestinationError::Invalid {
                 field: "url",
                 message,
             })
+    }
+
+    /// Checks the options (profile, recording fields); the error names the field.
+    fn check_options(&self, d: &DestinationConfig) -> Result<(), DestinationError> {
+        match d.options_error(self.connections.encodes().profiles()) {
+            Some((field, message)) => Err(DestinationError::Invalid { field, message }),
+            None => Ok(()),
+        }
     }
 
     fn db_err(e: rusqlite::Error) -> DestinationError {
@@ -183,8 +208,16 @@ impl Destinations {
                 } else {
                     "runtime"
                 },
+                kind: if d.is_recording() {
+                    "recording"
+                } else {
+                    "rtmp"
+                },
                 url: crate::redact::url(&d.url),
                 enabled: d.enabled,
+                profile: d.profile,
+                segment_minutes: d.segment_minutes,
+                max_total_gib: d.max_total_gib,
                 name: d.name,
             })
             .collect()
@@ -198,16 +231,19 @@ impl Destinations {
     }
 
     /// Creates a destination owned by the database and starts it (when enabled).
-    pub fn create(&self, name: &str, url: &str, enabled: bool) -> Result<(), DestinationError> {
+    pub fn create(&self, d: DestinationConfig) -> Result<(), DestinationError> {
+        let (name, url, enabled) = (d.name.as_str(), d.url.as_str(), d.enabled);
         validate(name, url)?;
+        self.check_options(&d)?;
         if self.current(name).is_some() {
             return Err(DestinationError::Exists(name.into()));
         }
         self.db
             .conn()
             .execute(
-                "INSERT INTO destinations (channel, name, url, enabled, owner) VALUES (?1, ?2, ?3, ?4, 'db')",
-                (&self.channel, name, url, enabled),
+                "INSERT INTO destinations (channel, name, url, enabled, owner, profile, segment_minutes, max_total_gib)
+                 VALUES (?1, ?2, ?3, ?4, 'db', ?5, ?6, ?7)",
+                (&self.channel, name, url, enabled, &d.profile, d.segment_minutes, d.max_total_gib),
             )
             .map_err(|e| match e {
                 rusqlite::Error::SqliteFailure(f, _)
@@ -217,23 +253,25 @@ impl Destinations {
                 }
                 e => Self::db_err(e),
             })?;
-        self.start(name, url, enabled)?;
-        tracing::info!(destination = %name, url = %crate::redact::url(url), enabled, "destination created");
+        tracing::info!(destination = %name, url = %crate::redact::url(url), enabled, profile = ?d.profile, "destination created");
+        self.start(d)?;
         Ok(())
     }
 
-    /// Changes a database-owned destination's URL and/or enabled flag; a config-owned one only
-    /// its enabled flag. A new URL reconnects it; the others are not touched.
+    /// Changes a database-owned destination's URL, profile (`Some("")`: the channel's own)
+    /// and/or enabled flag; a config-owned one only its enabled flag. A new URL or profile
+    /// reconnects it; the others are not touched.
     pub fn update(
         &self,
         name: &str,
         url: Option<&str>,
+        profile: Option<&str>,
         enabled: Option<bool>,
     ) -> Result<(), DestinationError> {
         let current = self
             .current(name)
             .ok_or_else(|| DestinationError::NotFound(name.into()))?;
-        if url.is_some() && self.from_file.contains(name) {
+        if (url.is_some() || profile.is_some()) && self.from_file.contains(name) {
             return Err(DestinationError::OwnedByFile {
                 name: name.into(),
                 file: self.file.clone(),
@@ -241,7 +279,18 @@ impl Destinations {
         }
         let url = url.unwrap_or(&current.url);
         validate(name, url)?;
-        let enabled = enabled.unwrap_or(current.enabled);
+        let next = DestinationConfig {
+            url: url.to_string(),
+            enabled: enabled.unwrap_or(current.enabled),
+            profile: match profile {
+                None => current.profile.clone(),
+                Some("") => None,
+                Some(p) => Some(p.to_string()),
+            },
+            ..current.clone()
+        };
+        self.check_options(&next)?;
+        let enabled = next.enabled;
         let owner = if self.from_file.contains(name) {
             "config"
         } else {
@@ -250,14 +299,15 @@ impl Destinations {
         self.db
             .conn()
             .execute(
-                "INSERT INTO destinations (channel, name, url, enabled, owner) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (channel, name) DO UPDATE SET url = excluded.url, enabled = excluded.enabled",
-                (&self.channel, name, url, enabled, owner),
+                "INSERT INTO destinations (channel, name, url, enabled, owner, profile) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (channel, name) DO UPDATE
+                 SET url = excluded.url, enabled = excluded.enabled, profile = excluded.profile",
+                (&self.channel, name, url, enabled, owner, if owner == "db" { next.profile.clone() } else { None }),
             )
             .map_err(Self::db_err)?;
-        if url != current.url {
+        if url != current.url || next.profile != current.profile {
             let _ = self.connections.remove(name);
-            self.start(name, url, enabled)?;
+            self.start(next)?;
         } else if enabled != current.enabled {
             self.connections
                 .set_enabled(name, enabled)

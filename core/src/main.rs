@@ -438,6 +438,7 @@ async fn serve(
         metrics: metrics.clone(),
         file: config_file.clone(),
         changes: tokio::sync::broadcast::channel(64).0,
+        profiles: Arc::new(cfg.profiles()),
     });
     let obs: Vec<String> = specs.iter().map(|s| obs_settings(&cfg, s)).collect();
     let channels =

@@ -125,7 +125,7 @@ impl Modify for BearerToken {
         destinations_create, destination_get, destination_patch, destination_delete,
         destination_enable, destination_disable, scripts, plugins, events, preview, openapi_json,
         metrics, channel_fallback, channel_obs, channel_keys_regenerate, media_list, media_upload,
-        media_file, media_thumbnail, media_delete, login, logout, session
+        media_file, media_thumbnail, media_delete, login, logout, session, profiles
     ),
     components(schemas(ErrorBody, SwitchAccepted, StateAccepted, CreatedChannel, LoginBody,
         LoginAnswer, SessionAnswer, ObsSettings, NewKeys)),
@@ -142,6 +142,13 @@ pub fn document() -> serde_json::Value {
 #[utoipa::path(get, path = "/api/status", tag = "status",
     responses((status = 200, body = Status), (status = 401, body = ErrorBody)))]
 fn status() {}
+
+/// The encoding profiles a destination can name (`profile`): the built-in ones, named after the
+/// platform rule each follows (`twitch-720p60`, `youtube-1080p30`, …), and `[profile.NAME]`.
+#[utoipa::path(get, path = "/api/profiles", tag = "destinations",
+    responses((status = 200, body = std::collections::BTreeMap<String, crate::config::OutputConfig>),
+        (status = 401, body = ErrorBody)))]
+fn profiles() {}
 
 #[utoipa::path(post, path = "/api/switch", tag = "channels",
     request_body(content = SwitchBody, example = json!({"source": "fallback"})),

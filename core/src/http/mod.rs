@@ -20,7 +20,7 @@ use warp::http::{StatusCode, header};
 
 use crate::action::Action;
 use crate::channel::{Channel, ChannelError};
-use crate::config::HttpConfig;
+use crate::config::{DestinationConfig, HttpConfig};
 use crate::engine::Core;
 use crate::event::Source;
 use crate::media::fanout::FanOut;
@@ -61,6 +61,15 @@ pub(crate) struct CreateDestination {
     /// Default true.
     #[serde(default = "yes")]
     enabled: bool,
+    /// The encoding profile it receives (`GET /api/profiles`). Default: the channel's `[output]`.
+    #[serde(default)]
+    profile: Option<String>,
+    /// Recordings (`file://` URLs): minutes per file. Default 60.
+    #[serde(default)]
+    segment_minutes: Option<u32>,
+    /// Recordings: GiB its files may take before the oldest are deleted. Default: no limit.
+    #[serde(default)]
+    max_total_gib: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -73,6 +82,8 @@ fn yes() -> bool {
 pub(crate) struct PatchDestination {
     url: Option<String>,
     enabled: Option<bool>,
+    /// A profile name, or `""` for the channel's `[output]`.
+    profile: Option<String>,
 }
 
 /// An API error answer: `{"error"}`, plus `field` and `message` for a 400 that names the field.
@@ -162,7 +173,14 @@ fn destination_routes(
                 Err(resp) => return *resp,
             };
             match tokio::task::block_in_place(|| {
-                c.destinations.create(&req.name, &req.url, req.enabled)
+                c.destinations.create(DestinationConfig {
+                    name: req.name.clone(),
+                    url: req.url,
+                    enabled: req.enabled,
+                    profile: req.profile,
+                    segment_minutes: req.segment_minutes,
+                    max_total_gib: req.max_total_gib,
+                })
             })
             .and_then(|()| c.destinations.get(&req.name))
             {
@@ -195,8 +213,12 @@ fn destination_routes(
                 Err(resp) => return *resp,
             };
             match tokio::task::block_in_place(|| {
-                c.destinations
-                    .update(&name, req.url.as_deref(), req.enabled)
+                c.destinations.update(
+                    &name,
+                    req.url.as_deref(),
+                    req.profile.as_deref(),
+                    req.enabled,
+                )
             })
             .and_then(|()| c.destinations.get(&name))
             {
@@ -227,8 +249,10 @@ fn destination_routes(
                 "disable" => false,
                 _ => return error(StatusCode::NOT_FOUND, "not found: use /enable or /disable"),
             };
-            match tokio::task::block_in_place(|| c.destinations.update(&name, None, Some(enabled)))
-                .and_then(|()| c.destinations.get(&name))
+            match tokio::task::block_in_place(|| {
+                c.destinations.update(&name, None, None, Some(enabled))
+            })
+            .and_then(|()| c.destinations.get(&name))
             {
                 Ok(v) => {
                     c.changed("destinations");
@@ -583,6 +607,17 @@ pub fn routes(
         .and(with_core.clone())
         .map(|(), c: Arc<Core>| json_response(StatusCode::OK, &serde_json::json!(c.plugin_info())));
 
+    let profiles = warp::path!("api" / "profiles")
+        .and(warp::get())
+        .and(admin.clone())
+        .and(with_core.clone())
+        .map(|(), c: Arc<Core>| {
+            json_response(
+                StatusCode::OK,
+                &serde_json::json!(*c.channels.shared().profiles),
+            )
+        });
+
     let max_sse = u64::from(cfg.max_sse_clients);
     let events = warp::path!("api" / "events")
         .and(warp::get())
@@ -734,6 +769,8 @@ pub fn routes(
                 .or(scripts)
                 .unify()
                 .or(plugins)
+                .unify()
+                .or(profiles)
                 .unify()
                 .or(events)
                 .unify()

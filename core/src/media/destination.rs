@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use gst::prelude::*;
 use serde::Serialize;
 
+use super::encodes::Encodes;
 use super::fanout::FanOut;
 use super::program::EventSink;
 use super::{MediaError, make};
@@ -35,6 +36,8 @@ pub struct DestinationStatus {
     pub name: String,
     /// URL with the stream key redacted.
     pub url: String,
+    /// The profile it receives (`None`: the channel's `[output]`).
+    pub profile: Option<String>,
     /// `connecting`, `up`, `retrying`, `disabled`, or `stopped` (enabled; its channel is stopped).
     pub state: &'static str,
     /// Seconds the current connection has been up.
@@ -61,7 +64,7 @@ struct Tracked {
 #[derive(Clone)]
 pub struct Connections {
     tracked: Arc<Mutex<Vec<Tracked>>>,
-    fanout: Arc<FanOut>,
+    encodes: Arc<Encodes>,
     events: EventSink,
     channel: Arc<str>,
     running: Arc<std::sync::atomic::AtomicBool>,
@@ -72,12 +75,12 @@ impl Connections {
     pub fn new(
         channel: &str,
         dests: &[DestinationConfig],
-        fanout: Arc<FanOut>,
+        encodes: Arc<Encodes>,
         events: EventSink,
     ) -> Connections {
         let outputs = Connections {
             tracked: Arc::default(),
-            fanout,
+            encodes,
             events,
             channel: channel.into(),
             running: Arc::default(),
@@ -141,6 +144,9 @@ impl Connections {
         if let Some(e) = crate::config::destination_url_error(&d.url) {
             return Err(e);
         }
+        if let Some((field, e)) = d.options_error(self.encodes.profiles()) {
+            return Err(format!("{field}: {e}"));
+        }
         {
             let mut t = lock(&self.tracked);
             if t.iter().any(|x| x.cfg.name == d.name) {
@@ -150,6 +156,7 @@ impl Connections {
                 status: DestinationStatus {
                     name: d.name.clone(),
                     url: crate::redact::url(&d.url),
+                    profile: d.profile.clone(),
                     state: "disabled",
                     uptime_s: None,
                     attempts: 0,
@@ -219,9 +226,29 @@ impl Connections {
         }
     }
 
+    /// The encodes its destinations draw from.
+    pub fn encodes(&self) -> &Arc<Encodes> {
+        &self.encodes
+    }
+
     async fn run(&self, d: DestinationConfig) {
-        let (fanout, events) = (self.fanout.clone(), self.events.clone());
+        let events = self.events.clone();
         let i = d.name.as_str();
+        // held for the task's life: an abort (disable, remove, channel stop) lets go
+        let encode = loop {
+            match self.encodes.acquire(d.profile.as_deref()) {
+                Ok(u) => break u,
+                Err(e) => {
+                    tracing::error!(channel = %self.channel, destination = %d.name, error = %e, "encode not available: retrying in 30 s");
+                    self.update(i, |t| {
+                        t.status.state = "retrying";
+                        t.status.last_error = Some(e);
+                    });
+                    tokio::time::sleep(BACKOFF_MAX).await;
+                }
+            }
+        };
+        let fanout = encode.fanout.clone();
         let url = crate::redact::url(&d.url);
         let mut attempt = 0u32;
         loop {
@@ -274,7 +301,14 @@ impl Connections {
         attempt: u32,
     ) -> Result<(), String> {
         // Wait for the program's stream headers: a connection must start with them.
+        let waiting = Instant::now();
+        let mut warned = false;
         while !fanout.has_headers() {
+            if !warned && waiting.elapsed() > Duration::from_secs(10) {
+                warned = true;
+                tracing::warn!(channel = %self.channel, destination = %d.name, profile = ?d.profile,
+                    "no encoded stream yet after 10 s: still waiting for the encoder's first output");
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let sub = fanout.subscribe(&d.name);

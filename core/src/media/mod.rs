@@ -11,6 +11,7 @@
 pub mod chunk_guard;
 pub mod decode;
 pub mod destination;
+pub mod encodes;
 pub mod fallback;
 pub mod fanout;
 pub mod flv;

@@ -1,13 +1,18 @@
-//! The program graph: switch → encode → mux, one long-lived live pipeline per channel, built from
-//! one bin per piece (`switch-video`, `switch-audio`, `encode-video`, `encode-audio`, `mux`).
+//! The program graph: switch → encodes → mux, one long-lived live pipeline per channel, built from
+//! one bin per piece (`switch-video`, `switch-audio`, and one `encode:NAME` bin per profile).
 //!
 //! ```text
-//! appsrc fallback_video ─┐
-//! appsrc live_video ─────┴─ compositor ─ I420 ─(overlay probe)─ x264enc ─ High ─┐
-//! audiotestsrc silence ──┐                                        ├─ flvmux ─ appsink → FanOut
-//! appsrc fallback_audio ─┤                                        │
-//! appsrc live_audio ─────┴─ audiomixer ─ F32 48k ─ avenc_aac ─────┘
+//! appsrc fallback_video ─┐                                     ┌ encode (the channel's [output]):
+//! appsrc live_video ─────┴─ compositor ─ I420 ─(overlay)─ tee ─┤  x264enc ─┐
+//! audiotestsrc silence ──┐                                     │           ├ flvmux ─ appsink → FanOut
+//! appsrc fallback_audio ─┤                                     │ avenc_aac ┘
+//! appsrc live_audio ─────┴─ audiomixer ─ F32 48k ───────── tee ┴ encode:NAME (a profile): scale,
+//!                                                                rate, x264enc, avenc_aac, flvmux …
 //! ```
+//!
+//! The switch and the overlay run once, at the channel's `[output]` size and frame rate; each
+//! profile a destination uses adds one encode branch, shared by every destination that uses it,
+//! and added or removed while the pipeline plays without touching the others.
 //!
 //! Why a compositor and a mixer instead of `fallbackswitch`: both are live aggregators that
 //! produce one output frame per frame period on the pipeline clock, whatever their inputs do. The
@@ -104,8 +109,19 @@ impl Cut {
     }
 }
 
+/// One encode branch: its bin and the tee pads that feed it.
+struct Branch {
+    bin: gst::Bin,
+    video_pad: gst::Pad,
+    audio_pad: gst::Pad,
+}
+
 pub struct Program {
     pipeline: gst::Pipeline,
+    video_tee: gst::Element,
+    audio_tee: gst::Element,
+    /// Encode branches by profile key (`""`: the channel's own encode).
+    branches: Mutex<std::collections::HashMap<String, Branch>>,
     live_video: gst_app::AppSrc,
     live_audio: gst_app::AppSrc,
     fallback_video: gst_app::AppSrc,
@@ -183,23 +199,6 @@ fn static_pad(e: &gst::Element, name: &str) -> Result<gst::Pad, MediaError> {
         .ok_or_else(|| MediaError::Build(format!("no {name} pad on {}", e.name())))
 }
 
-/// Links `elements` in a row inside `bin`, ghosting the first one's sink (when it has one) and
-/// the last one's src.
-fn chain(bin: &gst::Bin, elements: &[&gst::Element]) -> Result<(), MediaError> {
-    bin.add_many(elements.iter().copied()).map_err(bin_error)?;
-    gst::Element::link_many(elements.iter().copied())
-        .map_err(|e| MediaError::Build(format!("linking the elements of {}: {e}", bin.name())))?;
-    if let Some(first) = elements.first()
-        && let Some(sink) = first.static_pad("sink")
-    {
-        ghost(bin, "sink", &sink)?;
-    }
-    if let Some(last) = elements.last() {
-        ghost(bin, "src", &static_pad(last, "src")?)?;
-    }
-    Ok(())
-}
-
 /// The video switch: fallback (zorder 0) and live (zorder 1) into a compositor on a black
 /// background, fixed to the output caps.
 fn video_switch(format: &OutputFormat, latency: gst::ClockTime) -> Result<Switch, MediaError> {
@@ -274,15 +273,31 @@ fn audio_switch(format: &OutputFormat, latency: gst::ClockTime) -> Result<Switch
     })
 }
 
-/// Video encode: x264, 8-bit 4:2:0 High, CBR with a one-second VBV, a keyframe exactly every
-/// `keyframe_interval_s`.
-fn video_encode(out: &OutputConfig) -> Result<gst::Bin, MediaError> {
-    let bin = gst::Bin::with_name("encode-video");
+/// Video encode of one profile, from the mix's `mix` format: scaled and re-timed when the profile
+/// differs, then x264, 8-bit 4:2:0 High, CBR with a one-second VBV, a keyframe exactly every
+/// `keyframe_interval_s`. Adds its elements to `bin`; returns (first, last).
+fn video_encode(
+    bin: &gst::Bin,
+    mix: &OutputFormat,
+    out: &OutputConfig,
+) -> Result<(gst::Element, gst::Element), MediaError> {
     let queue = make("queue", "venc_queue")?;
+    let mut elements = vec![queue.clone()];
+    if (out.width, out.height) != (mix.width, mix.height) {
+        let scale = make("videoscale", "venc_scale")?;
+        elements.push(scale);
+    }
+    if out.fps != mix.fps {
+        let rate = make("videorate", "venc_rate")?;
+        elements.push(rate);
+    }
+    let raw = make("capsfilter", "venc_raw")?;
+    raw.set_property("caps", OutputFormat::from(out).video_caps());
+    elements.push(raw);
     let x264 = make("x264enc", "x264")?;
     x264.set_property("bitrate", out.video_bitrate_kbps);
     x264.set_property_from_str("speed-preset", &out.x264_preset);
-    x264.set_property_from_str("tune", "zerolatency");
+    x264.set_property_from_str("tune", &out.x264_tune);
     x264.set_property("key-int-max", out.fps * out.keyframe_interval_s);
     // VBV of one second at the target rate: the CBR buffer platforms expect.
     x264.set_property("vbv-buf-capacity", 1000u32);
@@ -303,25 +318,51 @@ fn video_encode(out: &OutputConfig) -> Result<gst::Bin, MediaError> {
             .build(),
     );
     let mux_queue = make("queue", "vmux_queue")?;
-    chain(&bin, &[&queue, &x264, &caps, &mux_queue])?;
-    Ok(bin)
+    elements.extend([x264, caps, mux_queue]);
+    link_row(bin, &elements)
 }
 
-/// Audio encode: AAC-LC 48 kHz stereo at `audio_bitrate_kbps`.
-fn audio_encode(out: &OutputConfig) -> Result<gst::Bin, MediaError> {
-    let bin = gst::Bin::with_name("encode-audio");
+/// Adds `elements` to `bin` and links them in a row; returns (first, last).
+fn link_row(
+    bin: &gst::Bin,
+    elements: &[gst::Element],
+) -> Result<(gst::Element, gst::Element), MediaError> {
+    bin.add_many(elements).map_err(bin_error)?;
+    gst::Element::link_many(elements)
+        .map_err(|e| MediaError::Build(format!("linking the elements of {}: {e}", bin.name())))?;
+    match (elements.first(), elements.last()) {
+        (Some(a), Some(b)) => Ok((a.clone(), b.clone())),
+        _ => Err(MediaError::Build("an empty row".into())),
+    }
+}
+
+/// Audio encode: AAC-LC 48 kHz stereo at `audio_bitrate_kbps`. Adds its elements to `bin`;
+/// returns (first, last).
+fn audio_encode(
+    bin: &gst::Bin,
+    out: &OutputConfig,
+) -> Result<(gst::Element, gst::Element), MediaError> {
+    // a queue per branch: each encoder runs on its own thread, so one slow profile cannot hold
+    // back the tee (and every other profile) for longer than its queue
+    let queue = make("queue", "aenc_queue")?;
     let convert = make("audioconvert", "aenc_convert")?;
     let aac = make("avenc_aac", "aac")?;
     aac.set_property("bitrate", (out.audio_bitrate_kbps * 1000) as i32);
-    let queue = make("queue", "amux_queue")?;
-    chain(&bin, &[&convert, &aac, &queue])?;
-    Ok(bin)
+    let mux_queue = make("queue", "amux_queue")?;
+    link_row(bin, &[queue, convert, aac, mux_queue])
 }
 
-/// Mux: flvmux (streamable) into an appsink that hands every buffer to `fanout`. Sink ghost pads
-/// `video` and `audio`.
-fn mux(fanout: Arc<FanOut>) -> Result<gst::Bin, MediaError> {
-    let bin = gst::Bin::with_name("mux");
+/// One profile's encode: video and audio encoders into flvmux (streamable) into an appsink that
+/// hands every buffer to `fanout`. Sink ghost pads `video` and `audio`.
+fn encode(
+    name: &str,
+    mix: &OutputFormat,
+    out: &OutputConfig,
+    fanout: Arc<FanOut>,
+) -> Result<gst::Bin, MediaError> {
+    let bin = gst::Bin::with_name(name);
+    let (vfirst, vlast) = video_encode(&bin, mix, out)?;
+    let (afirst, alast) = audio_encode(&bin, out)?;
     let mux = make("flvmux", "mux")?;
     mux.set_property("streamable", true);
     // The AAC encoder holds ~2 frames (43 ms) before its first output; without a wait the live
@@ -348,13 +389,25 @@ fn mux(fanout: Arc<FanOut>) -> Result<gst::Bin, MediaError> {
     );
     bin.add_many([&mux, sink.upcast_ref()]).map_err(bin_error)?;
     mux.link(&sink).map_err(bin_error)?;
-    for kind in ["video", "audio"] {
+    for (kind, first, last) in [("video", &vfirst, &vlast), ("audio", &afirst, &alast)] {
         let pad = mux
             .request_pad_simple(kind)
             .ok_or_else(|| MediaError::Build(format!("flvmux has no {kind} pad")))?;
-        ghost(&bin, kind, &pad)?;
+        static_pad(last, "src")?
+            .link(&pad)
+            .map_err(|e| MediaError::Build(format!("linking {kind} into flvmux: {e}")))?;
+        ghost(&bin, kind, &static_pad(first, "sink")?)?;
     }
     Ok(bin)
+}
+
+/// The bin name of profile key `key`'s encode (`""`: the channel's own).
+fn branch_name(key: &str) -> String {
+    if key.is_empty() {
+        "encode".into()
+    } else {
+        format!("encode:{key}")
+    }
 }
 
 impl Program {
@@ -372,20 +425,22 @@ impl Program {
 
         let video = video_switch(&format, latency)?;
         let audio = audio_switch(&format, latency)?;
-        let venc = video_encode(out)?;
-        let aenc = audio_encode(out)?;
-        let mux = mux(fanout)?;
+        let video_tee = make("tee", "video_tee")?;
+        let audio_tee = make("tee", "audio_tee")?;
+        for tee in [&video_tee, &audio_tee] {
+            // a branch being added or removed is briefly unlinked
+            tee.set_property("allow-not-linked", true);
+        }
         pipeline
-            .add_many([&video.bin, &audio.bin, &venc, &aenc, &mux])
+            .add_many([
+                video.bin.upcast_ref(),
+                audio.bin.upcast_ref(),
+                &video_tee,
+                &audio_tee,
+            ])
             .map_err(|e| MediaError::Build(e.to_string()))?;
-        let link = |a: &gst::Bin, pad: &str, b: &gst::Bin| {
-            a.link_pads(Some("src"), b, Some(pad))
-                .map_err(|e| MediaError::Build(format!("linking {} → {}: {e}", a.name(), b.name())))
-        };
-        link(&video.bin, "sink", &venc)?;
-        link(&venc, "video", &mux)?;
-        link(&audio.bin, "sink", &aenc)?;
-        link(&aenc, "audio", &mux)?;
+        video.bin.link(&video_tee).map_err(bin_error)?;
+        audio.bin.link(&audio_tee).map_err(bin_error)?;
 
         // overlay layers (scoreboard, text, images), blended into their rectangles only, between
         // the switch and the encoder
@@ -403,8 +458,11 @@ impl Program {
         let (live_video, fallback_video) = (video.live, video.fallback);
         let (live_audio, fallback_audio) = (audio.live, audio.fallback);
 
-        Ok(Arc::new(Program {
+        let program = Arc::new(Program {
             pipeline,
+            video_tee,
+            audio_tee,
+            branches: Mutex::default(),
             live_video,
             live_audio,
             fallback_video,
@@ -424,7 +482,130 @@ impl Program {
             format,
             overlay,
             live,
-        }))
+        });
+        program.add_encode("", out, fanout)?;
+        Ok(program)
+    }
+
+    /// Adds profile key `key`'s encode (`out`), feeding `fanout`; while the pipeline plays it
+    /// starts at once, the other encodes untouched. A no-op when it exists.
+    pub fn add_encode(
+        &self,
+        key: &str,
+        out: &OutputConfig,
+        fanout: Arc<FanOut>,
+    ) -> Result<(), MediaError> {
+        let mut branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
+        if branches.contains_key(key) {
+            return Ok(());
+        }
+        if out.fps > self.format.fps {
+            tracing::warn!(channel = %self.channel, profile = %key, fps = out.fps, mix_fps = self.format.fps,
+                "the profile's frame rate is above the channel's [output]: frames are repeated; raise the channel's fps to get real ones");
+        }
+        let bin = encode(&branch_name(key), &self.format, out, fanout)?;
+        self.pipeline.add(&bin).map_err(bin_error)?;
+        // playing before it is linked: a tee pushing into a pad that is not active yet gets
+        // FLUSHING back and passes it upstream, which would stop the program's streaming thread
+        if self.pipeline.current_state() > gst::State::Null
+            && let Err(e) = bin.sync_state_with_parent()
+        {
+            let _ = bin.set_state(gst::State::Null);
+            let _ = self.pipeline.remove(&bin);
+            return Err(MediaError::Start {
+                what: format!("the {} encode", branch_name(key)),
+                message: e.to_string(),
+            });
+        }
+        let link = |tee: &gst::Element, kind: &str| -> Result<gst::Pad, MediaError> {
+            let pad = tee
+                .request_pad_simple("src_%u")
+                .ok_or_else(|| MediaError::Build("no tee pad".into()))?;
+            pad.link(&static_pad(bin.upcast_ref(), kind)?)
+                .map_err(|e| MediaError::Build(format!("linking the {kind} tee: {e}")))?;
+            Ok(pad)
+        };
+        let linked =
+            link(&self.video_tee, "video").and_then(|v| Ok((v, link(&self.audio_tee, "audio")?)));
+        let (video_pad, audio_pad) = match linked {
+            Ok(pads) => pads,
+            Err(e) => {
+                let _ = bin.set_state(gst::State::Null);
+                let _ = self.pipeline.remove(&bin);
+                return Err(e);
+            }
+        };
+        tracing::info!(channel = %self.channel, profile = %key, width = out.width, height = out.height,
+            fps = out.fps, video_kbps = out.video_bitrate_kbps, "encode added");
+        branches.insert(
+            key.to_string(),
+            Branch {
+                bin,
+                video_pad,
+                audio_pad,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes profile key `key`'s encode: unlinked from the tees while they are idle, then
+    /// stopped on a thread of its own. The other encodes are untouched.
+    pub fn remove_encode(&self, key: &str) {
+        let Some(b) = self
+            .branches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key)
+        else {
+            return;
+        };
+        let left = Arc::new(std::sync::atomic::AtomicUsize::new(2));
+        let name = branch_name(key);
+        for (tee, pad) in [
+            (&self.video_tee, b.video_pad),
+            (&self.audio_tee, b.audio_pad),
+        ] {
+            let (tee, bin, left, pipeline) = (
+                tee.clone(),
+                b.bin.clone(),
+                left.clone(),
+                self.pipeline.clone(),
+            );
+            let name = name.clone();
+            pad.add_probe(gst::PadProbeType::IDLE, move |pad, _| {
+                if let Some(peer) = pad.peer() {
+                    let _ = pad.unlink(&peer);
+                }
+                let (pad, tee, bin, pipeline) =
+                    (pad.clone(), tee.clone(), bin.clone(), pipeline.clone());
+                let last = left.fetch_sub(1, Ordering::SeqCst) == 1;
+                let name = name.clone();
+                // not on the streaming thread: releasing a tee pad and stopping a bin there
+                // would wait for that very thread
+                std::thread::spawn(move || {
+                    tee.release_request_pad(&pad);
+                    if last {
+                        let _ = bin.set_state(gst::State::Null);
+                        let _ = pipeline.remove(&bin);
+                        tracing::info!(encode = %name, "encode removed");
+                    }
+                });
+                gst::PadProbeReturn::Remove
+            });
+        }
+    }
+
+    /// The profile keys with an encode (`""`: the channel's own).
+    pub fn encodes(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .branches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
     }
 
     pub fn pipeline(&self) -> &gst::Pipeline {

@@ -195,13 +195,19 @@ fn register_destinations(
     let c = ctx.clone();
     d.set(
         "add",
-        lua.create_function(move |_, (name, url): (String, String)| {
-            if let Some(e) = crate::config::destination_url_error(&url) {
-                return Err(rt_err(format!("onair.destinations.add: {e}")));
-            }
-            push(&c, Action::DestinationAdd { name, url });
-            Ok(())
-        })?,
+        lua.create_function(
+            move |_, (name, url, opts): (String, String, Option<Table>)| {
+                if let Some(e) = crate::config::destination_url_error(&url) {
+                    return Err(rt_err(format!("onair.destinations.add: {e}")));
+                }
+                let profile = match &opts {
+                    Some(t) => t.get::<Option<String>>("profile")?,
+                    None => None,
+                };
+                push(&c, Action::DestinationAdd { name, url, profile });
+                Ok(())
+            },
+        )?,
     )?;
     for (fname, make) in [
         (

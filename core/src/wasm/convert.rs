@@ -106,6 +106,7 @@ pub fn action(a: wit::Action) -> Action {
         wit::Action::DestinationAdd(d) => Action::DestinationAdd {
             name: d.name,
             url: d.url,
+            profile: None,
         },
         wit::Action::DestinationRemove(name) => Action::DestinationRemove { name },
         wit::Action::DestinationEnable(name) => Action::DestinationEnable { name },

@@ -1,0 +1,163 @@
+//! A channel's encodes: its own (`[output]`, key `""`) and one per profile its destinations use.
+//! Each has a [`FanOut`] that outlives program runs; a profile's encode exists in the program
+//! while at least one destination holds it ([`Encodes::acquire`] → [`EncodeUse`]), and is removed
+//! when the last one lets go. The channel's own encode always runs (the preview watches it).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::fanout::FanOut;
+use super::program::Program;
+use crate::config::{OutputConfig, Profiles};
+
+#[derive(Default)]
+struct Inner {
+    program: Option<Arc<Program>>,
+    fanouts: HashMap<String, Arc<FanOut>>,
+    /// Destinations holding each profile key.
+    users: HashMap<String, usize>,
+    /// Buffers dropped by the consumers of encodes since removed, by consumer name.
+    dropped_before: HashMap<String, u64>,
+}
+
+pub struct Encodes {
+    channel: String,
+    profiles: Arc<Profiles>,
+    inner: Mutex<Inner>,
+}
+
+/// A destination's hold on an encode; dropping it lets go (the last one removes the encode).
+pub struct EncodeUse {
+    encodes: Arc<Encodes>,
+    key: String,
+    pub fanout: Arc<FanOut>,
+}
+
+impl Drop for EncodeUse {
+    fn drop(&mut self) {
+        self.encodes.release(&self.key);
+    }
+}
+
+impl Encodes {
+    pub fn new(channel: &str, profiles: Arc<Profiles>) -> Arc<Encodes> {
+        let enc = Encodes {
+            channel: channel.into(),
+            profiles,
+            inner: Mutex::default(),
+        };
+        lock(&enc.inner)
+            .fanouts
+            .insert(String::new(), Arc::new(FanOut::new()));
+        Arc::new(enc)
+    }
+
+    /// The profiles destinations may name.
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
+    }
+
+    /// The channel's own encode's fan-out (the preview's, and destinations' without a profile).
+    pub fn main(&self) -> Arc<FanOut> {
+        lock(&self.inner).fanouts[""].clone()
+    }
+
+    /// Holds the encode of `profile` (`None`: the channel's own) and returns its fan-out; a
+    /// running program gets the encode now, a later one when it starts ([`Encodes::started`]).
+    /// Errors: no profile of that name, or the encode could not be built (the message says).
+    pub fn acquire(self: &Arc<Self>, profile: Option<&str>) -> Result<EncodeUse, String> {
+        let key = profile.unwrap_or("").to_string();
+        let out = match profile {
+            Some(p) => Some(
+                self.profiles
+                    .get(p)
+                    .cloned()
+                    .ok_or_else(|| format!("no profile named {p:?}"))?,
+            ),
+            None => None,
+        };
+        let mut inner = lock(&self.inner);
+        let fanout = inner
+            .fanouts
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(FanOut::new()))
+            .clone();
+        if let (Some(out), Some(program)) = (&out, &inner.program) {
+            program
+                .add_encode(&key, out, fanout.clone())
+                .map_err(|e| format!("profile {key:?}: {e}"))?;
+        }
+        *inner.users.entry(key.clone()).or_default() += 1;
+        Ok(EncodeUse {
+            encodes: self.clone(),
+            key,
+            fanout,
+        })
+    }
+
+    fn release(&self, key: &str) {
+        let mut inner = lock(&self.inner);
+        let n = inner.users.entry(key.to_string()).or_default();
+        *n = n.saturating_sub(1);
+        if *n > 0 || key.is_empty() {
+            return;
+        }
+        inner.users.remove(key);
+        if let Some(f) = inner.fanouts.remove(key) {
+            for (name, n) in f.dropped() {
+                *inner.dropped_before.entry(name).or_default() += n;
+            }
+            f.reset();
+        }
+        if let Some(p) = &inner.program {
+            p.remove_encode(key);
+        }
+    }
+
+    /// The program started: it gets an encode for every profile held.
+    pub fn started(&self, program: Arc<Program>) {
+        let mut inner = lock(&self.inner);
+        for (key, n) in &inner.users {
+            if key.is_empty() || *n == 0 {
+                continue;
+            }
+            let (Some(out), Some(fanout)) = (self.profiles.get(key), inner.fanouts.get(key)) else {
+                continue;
+            };
+            if let Err(e) = program.add_encode(key, out, fanout.clone()) {
+                tracing::error!(channel = %self.channel, profile = %key, error = %e, "encode not added");
+            }
+        }
+        inner.program = Some(program);
+    }
+
+    /// The program stopped: every fan-out forgets its headers and ends its consumers' streams.
+    pub fn stopped(&self) {
+        let mut inner = lock(&self.inner);
+        inner.program = None;
+        for f in inner.fanouts.values() {
+            f.reset();
+        }
+    }
+
+    /// Buffers lost to full queues, by consumer name, over every encode.
+    pub fn dropped(&self) -> HashMap<String, u64> {
+        let inner = lock(&self.inner);
+        let mut all = inner.dropped_before.clone();
+        for f in inner.fanouts.values() {
+            for (name, n) in f.dropped() {
+                *all.entry(name).or_default() += n;
+            }
+        }
+        all
+    }
+
+    /// The profile's settings (`None`: the channel's own, which the caller knows).
+    pub fn profile(&self, name: &str) -> Option<&OutputConfig> {
+        self.profiles.get(name)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
