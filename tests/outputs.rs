@@ -234,3 +234,238 @@ fn each_destination_gets_its_profile_and_a_new_one_starts_without_disturbing_the
         "small still flows"
     );
 }
+
+/// (video frames, duration in s) of an MP4, decoding every frame; panics when ffmpeg cannot
+/// read it to the end without an error other than a partial last fragment.
+fn decode_mp4(path: &std::path::Path) -> (u64, f64) {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,nb_read_frames:format=duration",
+        ])
+        .args(["-of", "json"])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{}: ffprobe JSON {e}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(info["streams"][0]["codec_name"], "h264", "{info}");
+    let frames = info["streams"][0]["nb_read_frames"]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let duration = info["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
+    let decode = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    let errors: Vec<String> = String::from_utf8_lossy(&decode.stderr)
+        .lines()
+        .filter(|l| !l.contains("partial file"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        decode.status.success() && errors.is_empty(),
+        "{} does not decode: {errors:?}",
+        path.display()
+    );
+    (frames, duration)
+}
+
+fn mp4s(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "mp4"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_recording_plays_while_written_splits_stops_cleanly_and_survives_kill_9() {
+    let _serial = serial();
+    let rec = tempfile::tempdir().expect("tempdir");
+    let url = format!("file://{}/{{channel}}-{{utc}}.mp4", rec.path().display());
+    let mut onair = Onair::start(&format!(
+        "[[destination]]\nname = \"rec\"\nurl = \"{url}\"\nsegment_minutes = 1\n"
+    ));
+    let _p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(
+        wait_until(SWITCH, || mp4s(rec.path()).len() == 1),
+        "a file is opened:\n{}",
+        onair.log_text()
+    );
+    let first = mp4s(rec.path())[0].clone();
+    let opened = Instant::now();
+    assert!(
+        first
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("default-20")),
+        "{first:?}"
+    );
+    // while written: it plays, with what was recorded so far (1 s fragments)
+    std::thread::sleep(Duration::from_secs(6));
+    let (frames, _) = decode_mp4(&first);
+    let written = opened.elapsed().as_secs_f64();
+    assert!(
+        frames as f64 >= (written - 2.5) * 30.0,
+        "{frames} frames readable after {written:.1} s of writing"
+    );
+
+    // after a minute, the next file starts (on a keyframe) and the first is whole
+    assert!(
+        wait_until(Duration::from_secs(90), || mp4s(rec.path()).len() == 2),
+        "a second file after segment_minutes = 1:\n{}",
+        onair.log_text()
+    );
+    let (frames, duration) = decode_mp4(&first);
+    assert!(
+        (duration - 60.0).abs() <= 2.5 && frames as f64 >= (duration - 0.5) * 30.0,
+        "the first file: {frames} frames, {duration} s"
+    );
+
+    // stop at run time: the file is ended cleanly (the last fragment written)
+    let (code, _) = onair.call("POST", "/api/channels/default/destinations/rec/disable", "");
+    assert_eq!(code, 200);
+    assert!(
+        wait_until(SWITCH, || onair
+            .log_lines(&["recording: file complete"])
+            .len()
+            == 2),
+        "the second file is ended on the stop:\n{}",
+        onair.log_text()
+    );
+    let second = mp4s(rec.path())[1].clone();
+    let size = std::fs::metadata(&second).map(|m| m.len()).unwrap_or(0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        std::fs::metadata(&second).map(|m| m.len()).unwrap_or(0),
+        size,
+        "nothing is written after the stop"
+    );
+    decode_mp4(&second);
+    assert_eq!(onair.status()["destinations"][0]["state"], "disabled");
+
+    // start again: a new file; kill -9 while it is written: it still plays
+    let (code, _) = onair.call("POST", "/api/channels/default/destinations/rec/enable", "");
+    assert_eq!(code, 200);
+    assert!(
+        wait_until(SWITCH, || mp4s(rec.path()).len() == 3),
+        "a third file after enable:\n{}",
+        onair.log_text()
+    );
+    let third = mp4s(rec.path())[2].clone();
+    std::thread::sleep(Duration::from_secs(5));
+    onair.kill9();
+    let (frames, _) = decode_mp4(&third);
+    assert!(frames >= 60, "{frames} frames readable after kill -9");
+}
+
+#[test]
+fn a_full_disk_stops_only_the_recording_which_retries() {
+    let _serial = serial();
+    let full = tempfile::tempdir().expect("tempdir");
+    // a 1 MiB file system: the recording (800 kbit/s) fills it in about 10 s
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(full.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root (the CI machine runs as root)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(full.path().to_path_buf());
+    let nginx = Nginx::start();
+    let onair = Onair::start(&format!(
+        "[[destination]]\nname = \"platform\"\nurl = \"{}\"\n\
+         [[destination]]\nname = \"rec\"\nurl = \"file://{}/{{utc}}.mp4\"\n",
+        nginx.url("app", "out"),
+        full.path().display()
+    ));
+    assert!(wait_until(SWITCH, || nginx.publishers("app").len() == 1));
+    let since = Instant::now();
+    let viewer = Viewer::start(&nginx.url("app", "out"));
+    let _p = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(
+        onair.wait_log("No space left", Duration::from_secs(60)),
+        "the full disk is noticed:\n{}",
+        onair.log_text()
+    );
+    let down = onair.log_lines(&["destination down", "destination=rec"]);
+    assert!(
+        down.iter()
+            .any(|l| l.contains("No space left") && l.contains(&full.path().display().to_string())),
+        "the log line says which file and why: {down:?}"
+    );
+    // the stream and the platform go on, on the same connection
+    let t = Instant::now();
+    assert!(
+        viewer.wait_for(t, SWITCH, Frame::is_red),
+        "still live at the platform"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_one_connection_since(&nginx, "app", since);
+    assert!(
+        viewer.max_arrival_gap_ms() < 1000.0,
+        "largest arrival gap at the platform {:.0} ms",
+        viewer.max_arrival_gap_ms()
+    );
+    // it retries, and never counts as up while nothing reaches the disk
+    let rec = || {
+        let status = onair.status();
+        status["destinations"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["name"] == "rec").cloned())
+            .expect("rec listed")
+    };
+    assert!(
+        wait_until(SWITCH, || rec()["attempts"]
+            .as_u64()
+            .is_some_and(|a| a >= 3)),
+        "the recording retries: {}",
+        rec()
+    );
+    for _ in 0..10 {
+        let r = rec();
+        assert!(
+            r["state"] != "up"
+                && r["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("No space left")),
+            "on a full disk the recording is not up and says why: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // retries leave no empty files behind
+    std::thread::sleep(Duration::from_secs(4));
+    let empty = mp4s(full.path())
+        .into_iter()
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == 0))
+        .count();
+    assert!(
+        empty <= 1,
+        "{empty} empty files (only the current try's may be)"
+    );
+}

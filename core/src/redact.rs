@@ -15,6 +15,9 @@ pub fn key(k: &str) -> String {
 /// Redacts the stream key (the last path segment), any user info and any query string of an
 /// RTMP URL: `rtmp://live.twitch.tv/app/live_123_abcdef` → `rtmp://live.twitch.tv/app/live…cdef`.
 pub fn url(u: &str) -> String {
+    if u.starts_with("file://") {
+        return u.to_string(); // a recording's path holds no secret
+    }
     let (scheme, rest) = match u.split_once("://") {
         Some((s, r)) => (s, r),
         None => return key(u),

@@ -353,6 +353,12 @@ impl Onair {
         o
     }
 
+    /// Kills the process with SIGKILL: no clean-up of any kind.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Kills the process with SIGKILL (no clean-up of any kind), then starts it again on the same
     /// folder, config and ports, and waits until it is ready. The old log is kept as
     /// `onair.log.1`.

@@ -326,18 +326,26 @@ impl Connections {
         events: &EventSink,
         attempt: u32,
     ) -> Result<(), String> {
-        let conn =
-            Connection::build(&d.name, &d.url, sub.caps.as_ref()).map_err(|e| e.to_string())?;
+        let conn = if d.is_recording() {
+            Output::File(
+                super::recording::Recording::build(&self.channel, d, sub.caps.as_ref())
+                    .map_err(|e| e.to_string())?,
+            )
+        } else {
+            Output::Rtmp(
+                Connection::build(&d.name, &d.url, sub.caps.as_ref()).map_err(|e| e.to_string())?,
+            )
+        };
         let mut bus = conn
-            .pipeline
+            .pipeline()
             .bus()
             .ok_or("pipeline without bus")?
             .stream_filtered(&[gst::MessageType::Error, gst::MessageType::Eos]);
-        conn.pipeline
+        conn.pipeline()
             .set_state(gst::State::Playing)
-            .map_err(|e| format!("starting rtmp2sink: {e}"))?;
+            .map_err(|e| format!("starting the {} pipeline: {e}", d.name))?;
         for h in sub.headers.drain(..) {
-            conn.src.push_buffer(h).map_err(|e| e.to_string())?;
+            conn.src().push_buffer(h).map_err(|e| e.to_string())?;
         }
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut up = false;
@@ -345,18 +353,25 @@ impl Connections {
             tokio::select! {
                 msg = bus.next() => {
                     let Some(msg) = msg else { return Err("bus closed".into()) };
-                    return Err(match msg.view() {
+                    let error = match msg.view() {
                         gst::MessageView::Error(e) => e.error().to_string(),
                         _ => "end of stream".into(),
+                    };
+                    return Err(match &conn {
+                        Output::File(r) => format!(
+                            "recording {}: {error}",
+                            r.file().map(|f| f.display().to_string()).unwrap_or_default()
+                        ),
+                        Output::Rtmp(_) => error,
                     });
                 }
                 buf = sub.rx.recv() => {
                     let Some(buf) = buf else { return Ok(()) };
                     let size = buf.size() as u64;
-                    if conn.src.current_level_bytes() > MAX_QUEUED_BYTES {
+                    if conn.src().current_level_bytes() > MAX_QUEUED_BYTES {
                         return Err("platform not accepting data (send queue full)".into());
                     }
-                    conn.src.push_buffer(buf).map_err(|e| format!("push: {e}"))?;
+                    conn.src().push_buffer(buf).map_err(|e| format!("push: {e}"))?;
                     self.update(i, |t| {
                         t.status.bytes_sent += size;
                         t.status.bytes_sent_total += size;
@@ -388,6 +403,35 @@ const MAX_QUEUED_BYTES: u64 = 8 << 20;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a destination writes to: a platform over RTMP, or files.
+enum Output {
+    Rtmp(Connection),
+    File(super::recording::Recording),
+}
+
+impl Output {
+    fn pipeline(&self) -> &gst::Pipeline {
+        match self {
+            Output::Rtmp(c) => &c.pipeline,
+            Output::File(r) => &r.pipeline,
+        }
+    }
+
+    fn src(&self) -> &gst_app::AppSrc {
+        match self {
+            Output::Rtmp(c) => &c.src,
+            Output::File(r) => &r.src,
+        }
+    }
+
+    fn connected(&self) -> bool {
+        match self {
+            Output::Rtmp(c) => c.connected(),
+            Output::File(r) => r.connected(),
+        }
+    }
 }
 
 /// One destination connection's pipeline.

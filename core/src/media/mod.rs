@@ -18,6 +18,7 @@ pub mod flv;
 pub mod ingest;
 pub mod overlay;
 pub mod program;
+pub mod recording;
 
 use crate::config::OutputConfig;
 

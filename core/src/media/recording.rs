@@ -1,0 +1,336 @@
+//! Recordings: a destination whose URL is `file:///…/{channel}-{utc}.mp4` writes the encoded
+//! stream of its profile to files (no extra encode) instead of publishing it.
+//!
+//! ```text
+//! appsrc (FLV from the FanOut) ─ flvdemux ┬ h264parse ┬ splitmuxsink (mp4mux, 1 s fragments)
+//!                                         └ aacparse ─┘   → file per segment_minutes
+//! ```
+//!
+//! Fragmented MP4 (a `moof` + `mdat` per second): a file plays while it is written and after a
+//! crash, losing at most the last second. A new file starts at the first keyframe after
+//! `segment_minutes`; before it opens, the recording's oldest files are deleted while all of them
+//! together take more than `max_total_gib`. A write error (disk full, folder gone) ends the
+//! connection like a platform error: `destination-down`, then retries with the usual backoff.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use gst::prelude::*;
+
+use super::{MediaError, make};
+use crate::config::DestinationConfig;
+
+/// Minutes per file when a recording does not say.
+pub const DEFAULT_SEGMENT_MINUTES: u32 = 60;
+
+/// MP4 fragment length in ms: what a crash can lose.
+pub const FRAGMENT_MS: u32 = 1000;
+
+/// The file name pattern of a recording, split around `{utc}`: files of this recording are
+/// `dir/prefix<utc>suffix` (with an optional `-N` before the suffix when a name was taken).
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pub dir: PathBuf,
+    prefix: String,
+    suffix: String,
+}
+
+impl Pattern {
+    /// From a `file://` URL, `{channel}` and `{destination}` filled in. Errors: not a valid
+    /// recording URL (see [`crate::config::destination_url_error`]).
+    pub fn new(url: &str, channel: &str, destination: &str) -> Result<Pattern, String> {
+        if let Some(e) = crate::config::destination_url_error(url) {
+            return Err(e);
+        }
+        let path = url.strip_prefix("file://").unwrap_or(url);
+        let path = path
+            .replace("{channel}", channel)
+            .replace("{destination}", destination);
+        let path = Path::new(&path);
+        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (prefix, suffix) = name
+            .split_once("{utc}")
+            .ok_or_else(|| format!("{url}: the file name must contain {{utc}}"))?;
+        Ok(Pattern {
+            dir,
+            prefix: prefix.into(),
+            suffix: suffix.into(),
+        })
+    }
+
+    /// The next file's path for a start at `utc`: a name not taken yet.
+    pub fn next_path(&self, utc: &str) -> PathBuf {
+        let stem = format!("{}{utc}", self.prefix);
+        let mut path = self.dir.join(format!("{stem}{}", self.suffix));
+        let mut n = 1;
+        while path.symlink_metadata().is_ok() {
+            path = self.dir.join(format!("{stem}-{n}{}", self.suffix));
+            n += 1;
+        }
+        path
+    }
+
+    /// This recording's files in its folder, oldest first (by modification time, then name),
+    /// with their sizes in bytes.
+    pub fn files(&self) -> Vec<(PathBuf, u64)> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut files: Vec<(std::time::SystemTime, PathBuf, u64)> = rd
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.len() > self.prefix.len() + self.suffix.len()
+                    && name.starts_with(&self.prefix)
+                    && name.ends_with(&self.suffix)
+            })
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                if !m.is_file() {
+                    return None;
+                }
+                Some((m.modified().ok()?, e.path(), m.len()))
+            })
+            .collect();
+        files.sort();
+        files.into_iter().map(|(_, p, n)| (p, n)).collect()
+    }
+
+    /// Deletes the oldest files while all of them take more than `max_bytes`. Returns the
+    /// deleted paths.
+    pub fn enforce(&self, max_bytes: u64) -> Vec<PathBuf> {
+        let files = self.files();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        let mut deleted = Vec::new();
+        for (path, size) in files {
+            if total <= max_bytes {
+                break;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    total -= size;
+                    deleted.push(path);
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "old recording not deleted")
+                }
+            }
+        }
+        deleted
+    }
+}
+
+/// The UTC time now as recordings name it: `2026-11-23T19-30-00Z` (no ':' so that every file
+/// system takes it).
+fn utc_now() -> String {
+    gst::glib::DateTime::now_utc()
+        .and_then(|t| t.format("%Y-%m-%dT%H-%M-%SZ"))
+        .map(|s| s.to_string())
+        .unwrap_or_else(|_| "unknown-time".into())
+}
+
+/// One recording's pipeline while it runs.
+pub struct Recording {
+    pub pipeline: gst::Pipeline,
+    pub src: gst_app::AppSrc,
+    /// A file has been opened.
+    opened: Arc<AtomicBool>,
+    /// The file being written.
+    current: Arc<Mutex<Option<PathBuf>>>,
+    /// The destination's name, for logs.
+    name: String,
+}
+
+impl Recording {
+    /// Builds (not started) the pipeline for `d` of channel `channel`, fed FLV with `caps`.
+    /// Creates the folder. Errors: the folder cannot be made, an element is missing.
+    pub fn build(
+        channel: &str,
+        d: &DestinationConfig,
+        caps: Option<&gst::Caps>,
+    ) -> Result<Recording, MediaError> {
+        let pattern = Pattern::new(&d.url, channel, &d.name).map_err(MediaError::Build)?;
+        std::fs::create_dir_all(&pattern.dir).map_err(|e| {
+            MediaError::Build(format!("recording folder {}: {e}", pattern.dir.display()))
+        })?;
+        let pipeline = gst::Pipeline::with_name(&format!("recording-{}", d.name));
+        let src = make("appsrc", "flv")?
+            .downcast::<gst_app::AppSrc>()
+            .map_err(|_| MediaError::Build("appsrc".into()))?;
+        src.set_caps(caps);
+        src.set_format(gst::Format::Time);
+        src.set_is_live(true);
+        let demux = make("flvdemux", "demux")?;
+        let vparse = make("h264parse", "vparse")?;
+        let aparse = make("aacparse", "aparse")?;
+        let vqueue = make("queue", "vqueue")?;
+        let aqueue = make("queue", "aqueue")?;
+        let mux = make("mp4mux", "mp4")?;
+        mux.set_property("fragment-duration", FRAGMENT_MS);
+        let split = make("splitmuxsink", "split")?;
+        let minutes = d.segment_minutes.unwrap_or(DEFAULT_SEGMENT_MINUTES);
+        split.set_property("max-size-time", u64::from(minutes) * 60_000_000_000);
+        split.set_property("muxer", &mux);
+        pipeline
+            .add_many([
+                src.upcast_ref(),
+                &demux,
+                &vqueue,
+                &vparse,
+                &aqueue,
+                &aparse,
+                &split,
+            ])
+            .map_err(|e| MediaError::Build(e.to_string()))?;
+        src.link(&demux)
+            .map_err(|e| MediaError::Build(format!("appsrc → flvdemux: {e}")))?;
+        let link = |a: &gst::Element, b: &gst::Element, pad: &str| -> Result<(), MediaError> {
+            let sink = split
+                .request_pad_simple(pad)
+                .ok_or_else(|| MediaError::Build(format!("splitmuxsink has no {pad} pad")))?;
+            a.link(b).map_err(|e| MediaError::Build(e.to_string()))?;
+            b.static_pad("src")
+                .ok_or_else(|| MediaError::Build("parser without src".into()))?
+                .link(&sink)
+                .map_err(|e| MediaError::Build(format!("linking into splitmuxsink: {e}")))?;
+            Ok(())
+        };
+        link(&vqueue, &vparse, "video")?;
+        link(&aqueue, &aparse, "audio_%u")?;
+        let (vq, aq) = (vqueue.clone(), aqueue.clone());
+        demux.connect_pad_added(move |_, pad| {
+            let target = if pad.name().starts_with("video") {
+                &vq
+            } else {
+                &aq
+            };
+            if let Some(sink) = target.static_pad("sink")
+                && !sink.is_linked()
+                && let Err(e) = pad.link(&sink)
+            {
+                tracing::error!(pad = %pad.name(), error = ?e, "recording: demuxed stream not linked");
+            }
+        });
+
+        let opened = Arc::new(AtomicBool::new(false));
+        let max_bytes = d.max_total_gib.map(|g| (g * (1u64 << 30) as f64) as u64);
+        let (name, chan, flag) = (d.name.clone(), channel.to_string(), opened.clone());
+        let current: Arc<Mutex<Option<PathBuf>>> = Arc::default();
+        let last = current.clone();
+        split.connect("format-location", false, move |_| {
+            if let Some(max) = max_bytes {
+                for p in pattern.enforce(max) {
+                    tracing::info!(channel = %chan, destination = %name, file = %p.display(),
+                        "recording: oldest file deleted (max_total_gib)");
+                }
+            }
+            let path = pattern.next_path(&utc_now());
+            let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(prev) = last.replace(path.clone()) {
+                tracing::info!(channel = %chan, destination = %name, file = %prev.display(), "recording: file complete");
+            }
+            tracing::info!(channel = %chan, destination = %name, file = %path.display(), "recording: new file");
+            flag.store(true, Ordering::SeqCst);
+            Some(path.to_string_lossy().into_owned().to_value())
+        });
+        Ok(Recording {
+            pipeline,
+            src,
+            opened,
+            current,
+            name: d.name.clone(),
+        })
+    }
+
+    /// Whether data has reached the disk (the recording's "up"): a file was opened and is not
+    /// empty. On a full disk it stays empty, and the recording never counts as up.
+    pub fn connected(&self) -> bool {
+        self.opened.load(Ordering::SeqCst)
+            && self
+                .file()
+                .and_then(|f| std::fs::metadata(f).ok())
+                .is_some_and(|m| m.len() > 0)
+    }
+
+    /// The file being written, if any.
+    pub fn file(&self) -> Option<PathBuf> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for Recording {
+    /// Ends the file cleanly (EOS: the last fragment is written) on a thread of its own, then
+    /// frees the pipeline.
+    fn drop(&mut self) {
+        let (pipeline, src) = (self.pipeline.clone(), self.src.clone());
+        let current = self.current.clone();
+        let name = self.name.clone();
+        std::thread::spawn(move || {
+            let _ = src.end_of_stream();
+            let ended = pipeline.bus().and_then(|bus| {
+                bus.timed_pop_filtered(
+                    gst::ClockTime::from_seconds(3),
+                    &[gst::MessageType::Eos, gst::MessageType::Error],
+                )
+            });
+            let _ = pipeline.set_state(gst::State::Null);
+            let file = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let (Some(f), Some(msg)) = (&file, ended)
+                && msg.type_() == gst::MessageType::Eos
+            {
+                tracing::info!(destination = %name, file = %f.display(), "recording: file complete");
+            }
+            // a file opened on a full disk holds nothing: not left behind (retries would pile
+            // them up)
+            if let Some(f) = current.lock().unwrap_or_else(|p| p.into_inner()).take()
+                && std::fs::metadata(&f).is_ok_and(|m| m.len() == 0)
+            {
+                let _ = std::fs::remove_file(&f);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fill_in_and_never_replace_a_file_and_the_oldest_go_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!(
+            "file://{}/{{channel}}-{{destination}}-{{utc}}.mp4",
+            dir.path().display()
+        );
+        let p = Pattern::new(&url, "main", "rec").expect("pattern");
+        let first = p.next_path("2026-11-23T19-30-00Z");
+        assert_eq!(first, dir.path().join("main-rec-2026-11-23T19-30-00Z.mp4"));
+        std::fs::write(&first, vec![0u8; 600]).expect("write");
+        let second = p.next_path("2026-11-23T19-30-00Z");
+        assert_eq!(
+            second,
+            dir.path().join("main-rec-2026-11-23T19-30-00Z-1.mp4")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&second, vec![0u8; 600]).expect("write");
+        // someone else's file in the folder is never counted or deleted
+        std::fs::write(dir.path().join("notes.txt"), vec![0u8; 5000]).expect("write");
+        assert_eq!(p.files().len(), 2);
+        assert_eq!(p.enforce(1000), vec![first.clone()]);
+        assert!(!first.exists() && second.exists());
+        assert!(dir.path().join("notes.txt").exists());
+        assert!(p.enforce(1000).is_empty(), "under the limit nothing goes");
+        assert!(
+            Pattern::new("file:///x/a.mp4", "c", "d").is_err(),
+            "no {{utc}}"
+        );
+    }
+}
