@@ -952,6 +952,49 @@ mod tests {
     }
 
     #[test]
+    fn profiles_and_recordings_are_checked_with_the_key_named() {
+        let key_of = |toml: &str| match load_str(toml) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("{toml}: {other:?}"),
+        };
+        assert_eq!(key_of("[profile.hd]\nfps = 500\n"), "profile.hd.fps");
+        assert_eq!(
+            key_of("[profile.hd]\nx264_tune = \"fast\"\n"),
+            "profile.hd.x264_tune"
+        );
+        assert_eq!(
+            key_of("[[destination]]\nname = \"a\"\nurl = \"rtmp://x/app/k\"\nprofile = \"nope\"\n"),
+            "destination[0].profile"
+        );
+        assert_eq!(
+            key_of("[[destination]]\nname = \"a\"\nurl = \"file:///rec/a.mp4\"\n"),
+            "destination[0].url"
+        );
+        assert_eq!(
+            key_of(
+                "[[destination]]\nname = \"a\"\nurl = \"rtmp://x/app/k\"\nsegment_minutes = 5\n"
+            ),
+            "destination[0].segment_minutes"
+        );
+        let c = load_str(
+            "[profile.twitch-720p60]\nvideo_bitrate_kbps = 4000\nfps = 60\n\
+             [[destination]]\nname = \"t\"\nurl = \"rtmp://x/app/k\"\nprofile = \"youtube-1080p30\"\n\
+             [[destination]]\nname = \"r\"\nurl = \"file:///rec/{channel}-{utc}.mp4\"\nsegment_minutes = 30\n",
+        )
+        .expect("valid");
+        let p = c.profiles();
+        assert_eq!(
+            p["twitch-720p60"].video_bitrate_kbps, 4000,
+            "a table replaces a built-in"
+        );
+        assert_eq!(
+            (p["youtube-1080p30"].width, p["youtube-1080p30"].fps),
+            (1920, 30)
+        );
+        assert!(c.destinations[1].is_recording());
+    }
+
+    #[test]
     fn contract_keys_parse() {
         let c = load_str(
             r#"

@@ -365,20 +365,25 @@ mod tests {
         let db = Db::memory().expect("db");
         db.conn()
             .execute_batch(
-                "INSERT INTO destinations VALUES ('default', 'twitch', 'rtmp://x/app/k', 0, 'config');
-                 INSERT INTO destinations VALUES ('default', 'yt', 'rtmp://y/live2/k', 1, 'db');
-                 INSERT INTO destinations VALUES ('default', 'gone', 'rtmp://z/a/k', 1, 'config');
-                 INSERT INTO destinations VALUES ('other', 'o', 'rtmp://o/a/k', 1, 'db');",
+                "INSERT INTO destinations VALUES ('default', 'twitch', 'rtmp://x/app/k', 0, 'config', NULL, NULL, NULL);
+                 INSERT INTO destinations VALUES ('default', 'yt', 'rtmp://y/live2/k', 1, 'db', 'youtube-1080p30', NULL, NULL);
+                 INSERT INTO destinations VALUES ('default', 'gone', 'rtmp://z/a/k', 1, 'config', NULL, NULL, NULL);
+                 INSERT INTO destinations VALUES ('default', 'rec', 'file:///r/{utc}.mp4', 1, 'db', NULL, 5, 0.5);
+                 INSERT INTO destinations VALUES ('other', 'o', 'rtmp://o/a/k', 1, 'db', NULL, NULL, NULL);",
             )
             .expect("rows");
-        let config = vec![DestinationConfig {
-            name: "twitch".into(),
-            url: "rtmp://live.twitch.tv/app/k".into(),
-            enabled: true,
-        }];
+        let config = vec![DestinationConfig::new(
+            "twitch",
+            "rtmp://live.twitch.tv/app/k",
+        )];
         let all = Destinations::load(&db, DEFAULT_CHANNEL, &config).expect("load");
         let names: Vec<(&str, bool)> = all.iter().map(|d| (d.name.as_str(), d.enabled)).collect();
-        assert_eq!(names, vec![("twitch", false), ("yt", true)]);
+        assert_eq!(names, vec![("twitch", false), ("yt", true), ("rec", true)]);
+        assert_eq!(all[1].profile.as_deref(), Some("youtube-1080p30"));
+        assert_eq!(
+            (all[2].segment_minutes, all[2].max_total_gib),
+            (Some(5), Some(0.5))
+        );
         assert_eq!(
             all[0].url, "rtmp://live.twitch.tv/app/k",
             "the file keeps the URL"
