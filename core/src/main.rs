@@ -318,9 +318,33 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
             o.x264_preset,
             o.audio_bitrate_kbps
         );
+        let profiles = cfg.profiles();
         for d in &spec.destinations {
+            let encode = match d
+                .profile
+                .as_deref()
+                .and_then(|p| Some((p, profiles.get(p)?)))
+            {
+                Some((name, p)) => format!(
+                    ", profile {name} ({}x{}@{} {} kbit/s, keyframe every {} s)",
+                    p.width, p.height, p.fps, p.video_bitrate_kbps, p.keyframe_interval_s
+                ),
+                None => String::new(),
+            };
+            let recording = if d.is_recording() {
+                format!(
+                    ", recording: fragmented MP4, a file every {} min{}",
+                    d.segment_minutes
+                        .unwrap_or(onair::media::recording::DEFAULT_SEGMENT_MINUTES),
+                    d.max_total_gib
+                        .map(|g| format!(", at most {g} GiB"))
+                        .unwrap_or_default()
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "    destination {}: {}{}",
+                "    destination {}: {}{encode}{recording}{}",
                 d.name,
                 redact::url(&d.url),
                 if d.enabled { "" } else { " (disabled)" }
