@@ -945,6 +945,12 @@ impl Channels {
                     message: e.to_string(),
                 });
             }
+            if let Some((field, e)) = d.options_error(&self.shared.profiles) {
+                return Err(ChannelError::Invalid {
+                    field: "destinations",
+                    message: format!("{:?}: {field}: {e}", d.name),
+                });
+            }
             if !names.insert(d.name.as_str()) {
                 return Err(ChannelError::Invalid {
                     field: "destinations",
