@@ -157,9 +157,10 @@ http {{
 
 
 class Onair:
-    """The onair binary under test, its config in a temp dir (as tests/support writes it)."""
+    """The onair binary under test, its config in a temp dir (as tests/support writes it);
+    `extra_config` is TOML appended to it (tables such as `[profile.NAME]`)."""
 
-    def __init__(self, procs, root, destination_url):
+    def __init__(self, procs, root, destination_url, extra_config=""):
         self.dir = Path(root)
         self.rtmp_port, self.http_port = free_port(), free_port()
         self.data_dir = self.dir / "onair-data"
@@ -176,6 +177,7 @@ class Onair:
             f'[output]\nwidth = {WIDTH}\nheight = {HEIGHT}\nvideo_bitrate_kbps = 800\n'
             f'[media]\nmax_upload_mib = 2\n'
             f'[[destination]]\nname = "main"\nurl = "{destination_url}"\n'
+            + extra_config
         )
         add = subprocess.run([ONAIR_BIN_PATH, "user", "add", ADMIN, "-c", str(self.config)],
                              input=PASSWORD + "\n", text=True, capture_output=True,
@@ -262,13 +264,13 @@ def platform_colour(nginx, stream="main", app="app"):
 
 class Stack:
     """nginx as the platform, onair publishing `default` to it as destination `main`, ffmpeg
-    publishing testsrc to onair."""
+    publishing testsrc to onair. `extra_config`: TOML appended to onair's config."""
 
-    def __init__(self, root):
+    def __init__(self, root, extra_config=""):
         self.procs = Processes()
         try:
             self.nginx = Nginx(self.procs, root)
-            self.onair = Onair(self.procs, root, self.nginx.url("app", "main"))
+            self.onair = Onair(self.procs, root, self.nginx.url("app", "main"), extra_config)
             self.publisher = start_publisher(self.procs, self.onair.publish_url())
             ok = wait_until(30, lambda: self.onair.channel().get("on_air") == "live"
                             and self.nginx.publishers("app"), 0.25)
@@ -282,10 +284,18 @@ class Stack:
         return self.onair.base
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "onair_config(toml): TOML appended to the config of the test's onair (stack)")
+
+
 @pytest.fixture
-def stack():
+def stack(request):
+    """The Stack; a test marked `@pytest.mark.onair_config(TOML)` gets TOML appended to onair's
+    config."""
+    marker = request.node.get_closest_marker("onair_config")
     root = tempfile.mkdtemp(prefix="onair-ui-")
-    s = Stack(root)
+    s = Stack(root, marker.args[0] if marker else "")
     yield s
     s.procs.kill_all()
     shutil.rmtree(root, ignore_errors=True)
