@@ -683,6 +683,16 @@ fn metrics_follow_the_run_and_parse_as_prometheus_text() {
     assert!(sample(&s1, "onair_ingest_bytes", &a).is_some_and(|v| v > 10_000.0));
     assert!(sample(&s1, "onair_ingest_bits_per_second", &a).is_some_and(|v| v > 50_000.0));
     assert!(sample(&s1, "onair_output_bytes", &a_yt).is_some_and(|v| v > out0));
+    // x264 with tune zerolatency holds a frame for its encode time only: well under a second
+    let latency = sample(
+        &s1,
+        "onair_encode_latency_seconds",
+        &[("channel", "court-a"), ("profile", "")],
+    );
+    assert!(
+        latency.is_some_and(|v| v > 0.0 && v < 1.0),
+        "encode latency {latency:?}"
+    );
     assert_eq!(
         sample(
             &s1,

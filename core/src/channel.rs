@@ -258,6 +258,14 @@ impl Channel {
         self.is_started().then(|| self.encodes.main())
     }
 
+    /// Mean time a frame spends in each running encode's video encoder, in seconds, by profile
+    /// key (`""`: the channel's own). Empty while stopped.
+    pub fn encode_latency(&self) -> Vec<(String, f64)> {
+        self.program()
+            .map(|p| p.encode_latency())
+            .unwrap_or_default()
+    }
+
     /// Buffers its destinations and preview viewers lost to a full queue, by name.
     pub fn dropped_buffers(&self) -> std::collections::HashMap<String, u64> {
         self.encodes.dropped()

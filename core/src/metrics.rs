@@ -50,6 +50,13 @@ struct DestinationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProfileLabels {
+    channel: String,
+    /// `""`: the channel's own encode.
+    profile: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NameLabel {
     name: String,
 }
@@ -78,6 +85,7 @@ pub struct Metrics {
     ingest_bytes: Family<ChannelLabel, Counter>,
     output_bytes: Family<DestinationLabels, Counter>,
     dropped: Family<DestinationLabels, Counter>,
+    encode_latency: Family<ProfileLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     destination_up: Family<DestinationLabels, Gauge>,
     late_decisions: Counter,
     routes_refused: Counter,
@@ -154,6 +162,7 @@ impl Metrics {
             ingest_bytes: Family::default(),
             output_bytes: Family::default(),
             dropped: Family::default(),
+            encode_latency: Family::default(),
             destination_up: Family::default(),
             late_decisions: Counter::default(),
             routes_refused: Counter::default(),
@@ -256,6 +265,11 @@ impl Metrics {
             "output_dropped_buffers",
             "FLV tags a destination or the preview lost to a full queue (then it waits for a keyframe)",
             m.dropped.clone(),
+        );
+        r.register(
+            "encode_latency_seconds",
+            "Time a frame spends in the video encoder (x264), averaged over the last frames, per encode (profile \"\": the channel's own)",
+            m.encode_latency.clone(),
         );
         r.register(
             "destination_up",
@@ -471,6 +485,14 @@ impl Metrics {
                     .get_or_create(&dl)
                     .set(i64::from(d.state == "up"));
                 raise(&self.output_bytes.get_or_create(&dl), d.bytes_sent_total);
+            }
+            for (profile, seconds) in c.encode_latency() {
+                self.encode_latency
+                    .get_or_create(&ProfileLabels {
+                        channel: v.id.clone(),
+                        profile,
+                    })
+                    .set(seconds);
             }
             for (destination, n) in c.dropped_buffers() {
                 raise(

@@ -114,6 +114,75 @@ struct Branch {
     bin: gst::Bin,
     video_pad: gst::Pad,
     audio_pad: gst::Pad,
+    latency: Arc<EncodeLatency>,
+}
+
+/// The time frames spend in a video encoder: each frame's arrival is stamped by running time at
+/// the encoder's sink and looked up at its source. An exponential mean over about 30 frames.
+#[derive(Default)]
+pub struct EncodeLatency {
+    pending: Mutex<std::collections::VecDeque<(gst::ClockTime, Instant)>>,
+    /// f64 seconds, as bits; 0 before the first frame.
+    mean: std::sync::atomic::AtomicU64,
+}
+
+impl EncodeLatency {
+    /// Stamps `encoder`'s input and output.
+    fn watch(self: &Arc<Self>, encoder: &gst::Element) {
+        // by running time: the encoder shifts its output PTS (and segment) by 1000 hours
+        fn running_time(pad: &gst::Pad, info: &gst::PadProbeInfo) -> Option<gst::ClockTime> {
+            let pts = info.buffer()?.pts()?;
+            let ev = pad.sticky_event::<gst::event::Segment>(0)?;
+            let seg = ev.segment().downcast_ref::<gst::ClockTime>()?.clone();
+            seg.to_running_time(pts)
+        }
+        let (inp, out) = (self.clone(), self.clone());
+        if let Some(pad) = encoder.static_pad("sink") {
+            pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+                if let Some(pts) = running_time(pad, info) {
+                    let mut q = inp.pending.lock().unwrap_or_else(|p| p.into_inner());
+                    if q.len() >= 256 {
+                        q.pop_front(); // an encoder that drops frames must not grow this
+                    }
+                    q.push_back((pts, Instant::now()));
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
+        if let Some(pad) = encoder.static_pad("src") {
+            pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+                if let Some(pts) = running_time(pad, info) {
+                    out.done(pts);
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
+    }
+
+    fn done(&self, pts: gst::ClockTime) {
+        let mut q = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(&(p, at)) = q.front() {
+            if p > pts {
+                break;
+            }
+            q.pop_front();
+            if p == pts {
+                let s = at.elapsed().as_secs_f64();
+                let old = f64::from_bits(self.mean.load(Ordering::Relaxed));
+                let mean = if old == 0.0 {
+                    s
+                } else {
+                    old + (s - old) / 30.0
+                };
+                self.mean.store(mean.to_bits(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The mean, in seconds (0 before the first frame).
+    pub fn seconds(&self) -> f64 {
+        f64::from_bits(self.mean.load(Ordering::Relaxed))
+    }
 }
 
 pub struct Program {
@@ -504,6 +573,10 @@ impl Program {
                 "the profile's frame rate is above the channel's [output]: frames are repeated; raise the channel's fps to get real ones");
         }
         let bin = encode(&branch_name(key), &self.format, out, fanout)?;
+        let latency = Arc::new(EncodeLatency::default());
+        if let Some(x264) = bin.by_name("x264") {
+            latency.watch(&x264);
+        }
         self.pipeline.add(&bin).map_err(bin_error)?;
         // playing before it is linked: a tee pushing into a pad that is not active yet gets
         // FLUSHING back and passes it upstream, which would stop the program's streaming thread
@@ -543,6 +616,7 @@ impl Program {
                 bin,
                 video_pad,
                 audio_pad,
+                latency,
             },
         );
         Ok(())
@@ -593,6 +667,16 @@ impl Program {
                 gst::PadProbeReturn::Remove
             });
         }
+    }
+
+    /// Each encode's mean video encoder latency in seconds, by profile key.
+    pub fn encode_latency(&self) -> Vec<(String, f64)> {
+        self.branches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, b)| (k.clone(), b.latency.seconds()))
+            .collect()
     }
 
     /// The profile keys with an encode (`""`: the channel's own).
