@@ -50,6 +50,7 @@ CONF
     -c:v libx264 -preset ultrafast -tune zerolatency -g 60 -pix_fmt yuv420p -b:v 2500k -c:a aac -b:a 128k \
     -f flv "rtmp://127.0.0.1:$rtmp/live/bench-key-0001" > /dev/null 2>&1 & local pub=$!
   sleep 5
+  if ! kill -0 "$pid" 2>/dev/null; then echo "onair ($name) exited:" >&2; tail -5 "$log" >&2; exit 1; fi
   local t0 c0 t1 c1
   t0=$(date +%s.%N); c0=$(cpu_ticks "$pid")
   sleep "$secs"
@@ -65,7 +66,7 @@ cases=(base +recording +profile)
 declare -A extra=(
   [base]=""
   [+recording]=$'[[destination]]\nname = "rec"\nurl = "file://'"$work"'/rec/{utc}.mp4"'
-  [+profile]=$'[[destination]]\nname = "sd"\nurl = "rtmp://127.0.0.1:'"$ngx_rtmp"'/app/sd"\nprofile = "sd"'
+  [+profile]=$'[[destination]]\nname = "sd"\nurl = "rtmp://127.0.0.1:'"$ngx_rtmp"$'/app/sd"\nprofile = "sd"'
 )
 for r in $(seq "$rounds"); do
   for c in "${cases[@]}"; do
