@@ -17,19 +17,6 @@ fn destination(name: &str, nginx: &Nginx, app: &str) -> String {
     )
 }
 
-/// The connection ages (ms) of onair's publish on `app` must show one connection, never re-opened,
-/// that is at least as old as `since`.
-fn assert_one_connection_since(nginx: &Nginx, app: &str, since: Instant) {
-    let pubs = nginx.publishers(app);
-    assert_eq!(pubs.len(), 1, "publish sessions on {app}: {pubs:?}");
-    let age_ms = since.elapsed().as_millis() as u64;
-    assert!(
-        pubs[0] + 500 >= age_ms,
-        "the output connection on {app} was re-opened: {} ms old, test ran {age_ms} ms",
-        pubs[0]
-    );
-}
-
 #[test]
 fn relay_survives_publisher_faults_on_one_output_connection() {
     let _serial = serial();

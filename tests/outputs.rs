@@ -78,18 +78,6 @@ fn assert_keyframes_every(p: &Probe, seconds: f64, what: &str) {
     }
 }
 
-/// Connection ages on nginx's `app`: exactly one, at least `since` old (never re-opened).
-fn assert_one_connection_since(nginx: &Nginx, app: &str, since: Instant) {
-    let pubs = nginx.publishers(app);
-    assert_eq!(pubs.len(), 1, "publish sessions on {app}: {pubs:?}");
-    let age_ms = since.elapsed().as_millis() as u64;
-    assert!(
-        pubs[0] + 500 >= age_ms,
-        "the output connection on {app} was re-opened: {} ms old, test ran {age_ms} ms",
-        pubs[0]
-    );
-}
-
 #[test]
 fn each_destination_gets_its_profile_and_a_new_one_starts_without_disturbing_the_others() {
     let _serial = serial();
@@ -119,6 +107,12 @@ fn each_destination_gets_its_profile_and_a_new_one_starts_without_disturbing_the
 
     let main = probe(&nginx.url("app", "main"), 9);
     let small = probe(&nginx.url("app2", "small"), 9);
+    for (p, what) in [(&main, "main"), (&small, "small")] {
+        eprintln!(
+            "{what}: {}x{} {:.2} fps {:.0} kbit/s keyframes at {:?}",
+            p.width, p.height, p.fps, p.kbps, p.keyframes
+        );
+    }
     assert_eq!((main.width, main.height), (640, 360));
     assert_eq!((small.width, small.height), (320, 180));
     assert!((main.fps - 30.0).abs() < 1.0, "main fps {}", main.fps);

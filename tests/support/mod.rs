@@ -254,6 +254,19 @@ impl Drop for Nginx {
     }
 }
 
+/// The connection ages (ms) of onair's publish on `app` must show one connection, never re-opened,
+/// that is at least as old as `since`.
+pub fn assert_one_connection_since(nginx: &Nginx, app: &str, since: Instant) {
+    let pubs = nginx.publishers(app);
+    assert_eq!(pubs.len(), 1, "publish sessions on {app}: {pubs:?}");
+    let age_ms = since.elapsed().as_millis() as u64;
+    assert!(
+        pubs[0] + 500 >= age_ms,
+        "the output connection on {app} was re-opened: {} ms old, test ran {age_ms} ms",
+        pubs[0]
+    );
+}
+
 /// The onair binary under test, with its log captured.
 pub struct Onair {
     pub dir: tempfile::TempDir,
