@@ -740,8 +740,15 @@ impl Viewer {
 
     /// Largest wait between two video frames arriving, in ms.
     pub fn max_arrival_gap_ms(&self) -> f64 {
+        self.max_arrival_gap_ms_from(0)
+    }
+
+    /// Largest wait between two video frames arriving from frame `first` on, in ms.
+    pub fn max_arrival_gap_ms_from(&self, first: usize) -> f64 {
         let f = self.frames();
-        f.windows(2)
+        f.get(first..)
+            .unwrap_or_default()
+            .windows(2)
             .map(|w| (w[1].at - w[0].at).as_secs_f64() * 1000.0)
             .fold(0.0, f64::max)
     }

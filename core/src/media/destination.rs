@@ -444,12 +444,7 @@ struct Connection {
 impl Connection {
     fn build(name: &str, url: &str, caps: Option<&gst::Caps>) -> Result<Self, MediaError> {
         let pipeline = gst::Pipeline::with_name(&format!("destination-{name}"));
-        let src = make("appsrc", "flv")?
-            .downcast::<gst_app::AppSrc>()
-            .map_err(|_| MediaError::Build("appsrc".into()))?;
-        src.set_caps(caps);
-        src.set_format(gst::Format::Time);
-        src.set_is_live(true);
+        let src = super::flv_appsrc(caps)?;
         let sink = make("rtmp2sink", "rtmp")?;
         sink.set_property("location", url);
         // 4 KiB chunks, as OBS and ffmpeg send: fewer chunk headers than RTMP's default 128 B.

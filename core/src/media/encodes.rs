@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::fanout::FanOut;
 use super::program::Program;
-use crate::config::{OutputConfig, Profiles};
+use crate::config::Profiles;
 
 #[derive(Default)]
 struct Inner {
@@ -150,11 +150,6 @@ impl Encodes {
             }
         }
         all
-    }
-
-    /// The profile's settings (`None`: the channel's own, which the caller knows).
-    pub fn profile(&self, name: &str) -> Option<&OutputConfig> {
-        self.profiles.get(name)
     }
 }
 

@@ -71,6 +71,17 @@ pub fn make(factory: &str, name: &str) -> Result<gst::Element, MediaError> {
         })
 }
 
+/// The appsrc every output pipeline starts with: live, in time format, fed the FanOut's FLV
+/// buffers with `caps` (with their `streamheader`).
+pub fn flv_appsrc(caps: Option<&gst::Caps>) -> Result<gst_app::AppSrc, MediaError> {
+    let src = gst::prelude::Cast::downcast::<gst_app::AppSrc>(make("appsrc", "flv")?)
+        .map_err(|_| MediaError::Build("appsrc is not an AppSrc".into()))?;
+    src.set_caps(caps);
+    src.set_format(gst::Format::Time);
+    src.set_is_live(true);
+    Ok(src)
+}
+
 /// Every element the program needs, checked by `onair check` and at start-up.
 pub const REQUIRED_ELEMENTS: &[&str] = &[
     "appsrc",

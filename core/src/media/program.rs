@@ -679,19 +679,6 @@ impl Program {
             .collect()
     }
 
-    /// The profile keys with an encode (`""`: the channel's own).
-    pub fn encodes(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .branches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        keys.sort();
-        keys
-    }
-
     pub fn pipeline(&self) -> &gst::Pipeline {
         &self.pipeline
     }

@@ -13,7 +13,6 @@
 //! connection like a platform error: `destination-down`, then retries with the usual backoff.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
@@ -138,8 +137,6 @@ fn utc_now() -> String {
 pub struct Recording {
     pub pipeline: gst::Pipeline,
     pub src: gst_app::AppSrc,
-    /// A file has been opened.
-    opened: Arc<AtomicBool>,
     /// The file being written.
     current: Arc<Mutex<Option<PathBuf>>>,
     /// The destination's name, for logs.
@@ -159,12 +156,7 @@ impl Recording {
             MediaError::Build(format!("recording folder {}: {e}", pattern.dir.display()))
         })?;
         let pipeline = gst::Pipeline::with_name(&format!("recording-{}", d.name));
-        let src = make("appsrc", "flv")?
-            .downcast::<gst_app::AppSrc>()
-            .map_err(|_| MediaError::Build("appsrc".into()))?;
-        src.set_caps(caps);
-        src.set_format(gst::Format::Time);
-        src.set_is_live(true);
+        let src = super::flv_appsrc(caps)?;
         let demux = make("flvdemux", "demux")?;
         let vparse = make("h264parse", "vparse")?;
         let aparse = make("aacparse", "aparse")?;
@@ -217,9 +209,8 @@ impl Recording {
             }
         });
 
-        let opened = Arc::new(AtomicBool::new(false));
         let max_bytes = d.max_total_gib.map(|g| (g * (1u64 << 30) as f64) as u64);
-        let (name, chan, flag) = (d.name.clone(), channel.to_string(), opened.clone());
+        let (name, chan) = (d.name.clone(), channel.to_string());
         let current: Arc<Mutex<Option<PathBuf>>> = Arc::default();
         let last = current.clone();
         split.connect("format-location", false, move |_| {
@@ -235,13 +226,11 @@ impl Recording {
                 tracing::info!(channel = %chan, destination = %name, file = %prev.display(), "recording: file complete");
             }
             tracing::info!(channel = %chan, destination = %name, file = %path.display(), "recording: new file");
-            flag.store(true, Ordering::SeqCst);
             Some(path.to_string_lossy().into_owned().to_value())
         });
         Ok(Recording {
             pipeline,
             src,
-            opened,
             current,
             name: d.name.clone(),
         })
@@ -250,11 +239,9 @@ impl Recording {
     /// Whether data has reached the disk (the recording's "up"): a file was opened and is not
     /// empty. On a full disk it stays empty, and the recording never counts as up.
     pub fn connected(&self) -> bool {
-        self.opened.load(Ordering::SeqCst)
-            && self
-                .file()
-                .and_then(|f| std::fs::metadata(f).ok())
-                .is_some_and(|m| m.len() > 0)
+        self.file()
+            .and_then(|f| std::fs::metadata(f).ok())
+            .is_some_and(|m| m.len() > 0)
     }
 
     /// The file being written, if any.
