@@ -241,7 +241,8 @@ fn every_lua_action_maps_onto_one_core_action() {
             Action::Switch {
                 to: Source::Fallback,
                 media: Some("brb.mp4".into()),
-                reason: "stalled".into()
+                reason: "stalled".into(),
+                session: None,
             },
             Action::Kick {
                 session: 3,
@@ -300,7 +301,8 @@ fn every_lua_action_maps_onto_one_core_action() {
         vec![Action::Switch {
             to: Source::Live,
             media: None,
-            reason: "resume (failover.lua)".into()
+            reason: "resume (failover.lua)".into(),
+            session: None,
         }]
     );
     // no handler → no action; the policy script is running, so no built-in default either
@@ -354,14 +356,16 @@ fn channel_handles_address_their_channel_and_unqualified_calls_stay_unaddressed(
             Action::Switch {
                 to: Source::Fallback,
                 media: None,
-                reason: "own".into()
+                reason: "own".into(),
+                session: None,
             },
             on(
                 "b",
                 Action::Switch {
                     to: Source::Live,
                     media: None,
-                    reason: "method call".into()
+                    reason: "method call".into(),
+                    session: None,
                 }
             ),
             on("b", Action::DestinationDisable { name: "yt".into() }),
@@ -401,7 +405,8 @@ fn timer_actions_reach_the_engine_channel() {
         Some(vec![Action::Switch {
             to: Source::Fallback,
             media: None,
-            reason: "timer".into()
+            reason: "timer".into(),
+            session: None,
         }])
     );
 }

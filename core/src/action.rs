@@ -11,13 +11,15 @@ use crate::event::{SessionId, Source};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Put `to` on air. `live` takes effect on the next keyframe of the current publisher;
+    /// Put `to` on air. `live` takes effect on the next keyframe of publish session `session`
+    /// (`None`: the session whose event is handled, else the channel's newest healthy one);
     /// `fallback` takes effect on the next output frame. With `media`, the fallback media is
     /// replaced first (an image or video path; a bad path falls back to the slate and is logged).
     Switch {
         to: Source,
         media: Option<PathBuf>,
         reason: String,
+        session: Option<SessionId>,
     },
     /// Refuse a publish. Only meaningful while handling that session's `publish` event; the
     /// publisher receives `NetStream.Publish.BadName` with `reason` and the connection is closed.

@@ -457,7 +457,12 @@ impl Channel {
             tracing::warn!(channel = %id, "{what} ignored: the channel is stopped");
         };
         match action {
-            Action::Switch { to, media, reason } => {
+            Action::Switch {
+                to,
+                media,
+                reason,
+                session,
+            } => {
                 let (Some(program), Some(fallback)) = (program, fallback) else {
                     return stopped("switch");
                 };
@@ -468,10 +473,14 @@ impl Channel {
                     Source::Fallback => program.cut_to_fallback(reason),
                     Source::Live => {
                         let ingest = self.shared.ingest.get();
-                        let target = cause
-                            .filter(|s| {
-                                ingest.is_some_and(|i| i.channel_of(*s).as_ref() == Some(id))
-                            })
+                        let here = |s: &SessionId| {
+                            ingest.is_some_and(|i| i.channel_of(*s).as_ref() == Some(id))
+                        };
+                        if let Some(s) = session.filter(|s| !here(s)) {
+                            return tracing::warn!(channel = %id, session = s, %reason, "switch to live ignored: no such session publishes to this channel");
+                        }
+                        let target = session
+                            .or(cause.filter(here))
                             .or_else(|| ingest.and_then(|i| i.newest_healthy(id)));
                         match target {
                             Some(session) => program.arm_live(session, reason),

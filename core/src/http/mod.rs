@@ -494,7 +494,7 @@ async fn find_channel(id: String, c: Arc<Core>) -> Result<Arc<Channel>, warp::Re
 }
 
 /// `POST /api/switch` and `POST /api/channels/:id/switch`: `{"source": "live"|"fallback",
-/// "media"?: PATH}` → 202, or 400 saying what is wrong.
+/// "media"?: PATH, "session"?: N}` → 202, or 400 saying what is wrong.
 fn switch_reply(c: &Core, channel: &str, body: &[u8], reason: &str) -> warp::reply::Response {
     let req: SwitchBody = match serde_json::from_slice(body) {
         Ok(r) => r,
@@ -515,6 +515,7 @@ fn switch_reply(c: &Core, channel: &str, body: &[u8], reason: &str) -> warp::rep
             to,
             media: req.media.as_deref().map(|m| media_path(c, m)),
             reason: reason.into(),
+            session: req.session,
         }),
     };
     if c.commands.send(vec![action]).is_err() {
@@ -530,6 +531,9 @@ pub(crate) struct SwitchBody {
     source: String,
     /// Replace the fallback media first: an image or video path.
     media: Option<String>,
+    /// With `live`: the publish session to put on air (see `sessions` in the status); default
+    /// the newest healthy one.
+    session: Option<u64>,
 }
 
 /// All routes.

@@ -7,6 +7,8 @@
 //! sync is the publisher's. The offset is taken again only on a large drift (over
 //! [`RESYNC_DRIFT_MS`] either way, as after a SIGSTOPped publisher resumes with a burst).
 //!
+//! [`SessionFeed`] runs a [`LiveDecoder`] only while the program wants the session.
+//!
 //! The appsinks are `sync=false async=false`: the session pipeline runs as fast as data arrives,
 //! and a publisher without audio still reaches PLAYING. Nothing here ever reaches the program as
 //! EOS: when the session ends its pipeline is set to NULL.
@@ -181,8 +183,105 @@ impl LiveDecoder {
 
 impl Drop for LiveDecoder {
     fn drop(&mut self) {
-        self.program.session_ended(self.session);
         let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// A publish session's media on its way to the program: decoded only while the program wants
+/// it (on air, held for a return after a stall, or armed to go on air), so sessions waiting
+/// their turn cost only the reading of their socket.
+///
+/// While waiting, a session keeps its latest AVC and AAC sequence headers (a few dozen bytes)
+/// and nothing else. When armed, decoding starts at the session's next video keyframe, with
+/// those headers first; the cut to it happens on that keyframe, as for any session. When the
+/// program stops wanting it (another session went on air), its decoder is stopped at its next
+/// message.
+pub struct SessionFeed {
+    session: SessionId,
+    program: Arc<Program>,
+    decoder: Option<LiveDecoder>,
+    /// The latest AVC sequence header (AVCDecoderConfigurationRecord) message body.
+    video_header: Option<Vec<u8>>,
+    /// The latest AAC sequence header (AudioSpecificConfig) message body.
+    audio_header: Option<Vec<u8>>,
+    /// The last decode pipeline's error, kept after the decoder is stopped.
+    error: Option<String>,
+}
+
+impl SessionFeed {
+    pub fn new(session: SessionId, program: Arc<Program>) -> Self {
+        Self {
+            session,
+            program,
+            decoder: None,
+            video_header: None,
+            audio_header: None,
+            error: None,
+        }
+    }
+
+    /// Whether the session is being decoded now.
+    pub fn is_decoding(&self) -> bool {
+        self.decoder.is_some()
+    }
+
+    /// Feeds one RTMP audio or video message (`ts_ms`: its RTMP timestamp). Starts or stops
+    /// the decoder as the program's want of this session changes. Never blocks on the program;
+    /// starting or stopping a decoder takes a few ms.
+    pub fn push(&mut self, tag_type: u8, ts_ms: u32, body: &[u8]) -> Result<(), MediaError> {
+        let video = tag_type == flv::TAG_VIDEO;
+        if video && flv::is_avc_sequence_header(body) {
+            self.video_header = Some(body.to_vec());
+        } else if !video && flv::is_aac_sequence_header(body) {
+            self.audio_header = Some(body.to_vec());
+        }
+        let wanted = self.program.wants(self.session);
+        if !wanted {
+            if let Some(d) = self.decoder.take() {
+                self.error = self.error.take().or_else(|| d.take_error());
+                tracing::debug!(
+                    session = self.session,
+                    "session not on air: decoding stopped"
+                );
+            }
+            return Ok(());
+        }
+        if self.decoder.is_none() {
+            if !(video && flv::avc_keyframe_cts(body).is_some()) {
+                return Ok(()); // decoding starts on a keyframe
+            }
+            let mut d = LiveDecoder::start(self.session, self.program.clone())?;
+            for (kind, header) in [
+                (flv::TAG_VIDEO, &self.video_header),
+                (flv::TAG_AUDIO, &self.audio_header),
+            ] {
+                if let Some(h) = header {
+                    d.push(kind, ts_ms, h);
+                }
+            }
+            tracing::debug!(
+                session = self.session,
+                "session armed: decoding from this keyframe"
+            );
+            self.decoder = Some(d);
+        }
+        if let Some(d) = self.decoder.as_mut() {
+            d.push(tag_type, ts_ms, body);
+        }
+        Ok(())
+    }
+
+    /// The first error a decode pipeline of this session reported, if any.
+    pub fn take_error(&mut self) -> Option<String> {
+        self.error
+            .take()
+            .or_else(|| self.decoder.as_ref().and_then(|d| d.take_error()))
+    }
+}
+
+impl Drop for SessionFeed {
+    fn drop(&mut self) {
+        self.program.session_ended(self.session);
     }
 }
 

@@ -32,6 +32,16 @@ pub fn is_video_keyframe_tag(data: &[u8]) -> bool {
     data.len() > 11 && data[0] == TAG_VIDEO && data[11] >> 4 == 1
 }
 
+/// Whether a video message body is an AVC sequence header (AVCDecoderConfigurationRecord).
+pub fn is_avc_sequence_header(body: &[u8]) -> bool {
+    body.len() >= 2 && body[0] & 0x0f == 7 && body[1] == 0
+}
+
+/// Whether an audio message body is an AAC sequence header (AudioSpecificConfig).
+pub fn is_aac_sequence_header(body: &[u8]) -> bool {
+    body.len() >= 2 && body[0] >> 4 == 10 && body[1] == 0
+}
+
 /// For an RTMP video message body holding an H.264 keyframe (frame type 1, AVC NALU packet), the
 /// frame's composition time offset in ms (PTS = DTS + offset). `None` for anything else,
 /// including sequence headers.

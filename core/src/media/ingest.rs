@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-use super::decode::LiveDecoder;
+use super::decode::SessionFeed;
 use super::flv;
 use super::program::{EventSink, Program};
 use crate::event::{Event, IngestStats, Publish, Resume, SessionId, Stall, Unpublish};
@@ -81,6 +81,9 @@ pub struct SessionStatus {
     /// ms. Stays near 0 for a healthy publisher; grows when tag timestamps run slow or fast.
     pub timestamp_drift_ms: i64,
     pub on_air: bool,
+    /// Whether its media is being decoded: only while on air, held for a return after a stall,
+    /// or armed to go on air. A session waiting its turn is read and dropped.
+    pub decoding: bool,
     #[serde(skip)]
     started: Option<Instant>,
     #[serde(skip)]
@@ -419,7 +422,7 @@ struct Active {
     route: Route,
     key: String,
     raw_key: String,
-    decoder: LiveDecoder,
+    feed: SessionFeed,
     last_media: Instant,
     stalled_since: Option<Instant>,
     checked_video: bool,
@@ -526,7 +529,7 @@ impl Conn {
                     }
                     Err(e) => return End::Error(format!("invalid RTMP data: {e:?}")),
                 }
-                if let Some(err) = self.session.as_ref().and_then(|s| s.decoder.take_error()) {
+                if let Some(err) = self.session.as_mut().and_then(|s| s.feed.take_error()) {
                     return End::Error(format!("decode failed: {err}"));
                 }
             }
@@ -646,7 +649,15 @@ impl Conn {
                 on_air: s.route.program.is_program(s.id),
             }));
         }
-        s.decoder.push(tag_type, ts, data);
+        let was_decoding = s.feed.is_decoding();
+        s.feed
+            .push(tag_type, ts, data)
+            .map_err(|e| End::Error(format!("cannot start decoding: {e}")))?;
+        if s.feed.is_decoding() != was_decoding
+            && let Some(st) = ingest.lock().get_mut(&s.id)
+        {
+            st.decoding = !was_decoding;
+        }
         Ok(())
     }
 
@@ -795,6 +806,7 @@ impl Conn {
                     kbps: 0,
                     timestamp_drift_ms: 0,
                     on_air: false,
+                    decoding: false,
                     started: Some(Instant::now()),
                     raw_key: stream_key.to_string(),
                     kick: Some(kick.clone()),
@@ -840,8 +852,7 @@ impl Conn {
                 "no publish verdict in time: accepted by default"
             ),
         }
-        let decoder = LiveDecoder::start(id, route.program.clone())
-            .map_err(|e| format!("cannot start decoding: {e}"))?;
+        let feed = SessionFeed::new(id, route.program.clone());
         ingest.accepted.fetch_add(1, Ordering::Relaxed);
         tracing::info!(channel = %route.channel, session = id, key = %key, client = %self.addr, "publish accepted");
         Ok(Active {
@@ -849,7 +860,7 @@ impl Conn {
             route,
             key,
             raw_key: stream_key.to_string(),
-            decoder,
+            feed,
             last_media: Instant::now(),
             stalled_since: None,
             checked_video: false,

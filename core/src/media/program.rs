@@ -745,6 +745,13 @@ impl Program {
         }));
     }
 
+    /// Whether `session`'s frames are wanted: it feeds the live input or is armed to go on air.
+    /// Other sessions are not decoded (see [`super::decode::SessionFeed`]).
+    pub fn wants(&self, session: SessionId) -> bool {
+        let st = self.lock();
+        st.program == Some(session) || st.pending_live.as_ref().is_some_and(|(s, _)| *s == session)
+    }
+
     /// Puts `session` on air from its next keyframe. A no-op when it already is.
     pub fn arm_live(&self, session: SessionId, reason: String) {
         let mut st = self.lock();

@@ -99,6 +99,16 @@ fn register_actions(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> 
             .map(|o| o.get("reason"))
             .transpose()?
             .flatten();
+        let session: Option<u64> = opts
+            .as_ref()
+            .map(|o| o.get("session"))
+            .transpose()?
+            .flatten();
+        if session.is_some() && to != Source::Live {
+            return Err(rt_err(
+                "onair.switch: opts.session goes with \"live\" only".into(),
+            ));
+        }
         let reason = reason.unwrap_or_else(|| {
             let c = lock(&c);
             format!("{} ({})", c.running, c.script)
@@ -109,6 +119,7 @@ fn register_actions(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> 
                 to,
                 media: media.map(PathBuf::from),
                 reason,
+                session,
             },
         );
         Ok(())

@@ -11,6 +11,7 @@ pub fn decide(event: &Event) -> Vec<Action> {
             to,
             media: None,
             reason: format!("{reason} (built-in policy)"),
+            session: None,
         }]
     };
     match event {

@@ -91,6 +91,7 @@ pub fn action(a: wit::Action) -> Action {
             to: source_back(s.to),
             media: s.media.map(Into::into),
             reason: s.reason,
+            session: None,
         },
         wit::Action::RejectPublish(r) => Action::RejectPublish {
             session: r.session,
