@@ -820,3 +820,94 @@ fn lifecycle_races_leave_nothing_running_and_keys_can_be_revoked() {
     assert!(RawPublisher::publish(onair.rtmp_port, "live", "cycle-key-1").is_err());
     assert!(RawPublisher::publish(onair.rtmp_port, "live", "cycle-key-2").is_ok());
 }
+
+#[test]
+fn several_publishers_share_a_channel_only_the_one_on_air_is_decoded_and_a_session_is_chosen() {
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let onair = Onair::start(&format!(
+        "[[destination]]\nname = \"yt\"\nurl = \"{}\"\n",
+        nginx.url("app", "s")
+    ));
+    let viewer = Viewer::start(&nginx.url("app", "s"));
+    let _red = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    let t0 = Instant::now();
+    assert!(viewer.wait_for(t0, SWITCH, Frame::is_red), "red on air");
+    let since = Instant::now();
+    // a second publisher on the same channel: the built-in policy puts the newest on air
+    let _green = Publisher::start(&onair.publish_url("test-key-456"), "green");
+    assert!(
+        viewer.wait_for(since, SWITCH, Frame::is_green),
+        "green on air"
+    );
+    // the one no longer on air stays connected but is not decoded
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            onair.status()["sessions"].as_array().is_some_and(|s| {
+                s.len() == 2 && s.iter().filter(|x| x["decoding"] == true).count() == 1
+            })
+        }),
+        "two sessions, one decoded: {}",
+        onair.status()["sessions"]
+    );
+    let sessions = onair.status()["sessions"].clone();
+    let list = sessions.as_array().expect("sessions");
+    let (red_id, green_id) = (
+        list[0]["session"].as_u64().expect("id"),
+        list[1]["session"].as_u64().expect("id"),
+    );
+    assert_eq!(
+        list[0]["decoding"], false,
+        "red waits undecoded: {sessions}"
+    );
+    assert_eq!(
+        list[1]["decoding"], true,
+        "green on air is decoded: {sessions}"
+    );
+    assert_eq!(list[1]["on_air"], true, "{sessions}");
+
+    // choose the waiting session by id: it is decoded again and goes on air at its keyframe
+    let cut = Instant::now();
+    let (code, _) = onair.call(
+        "POST",
+        "/api/switch",
+        &format!("{{\"source\": \"live\", \"session\": {red_id}}}"),
+    );
+    assert_eq!(code, 202);
+    assert!(
+        viewer.wait_for(cut, SWITCH, Frame::is_red),
+        "red back on air"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let s = onair.status()["sessions"].clone();
+            s[0]["decoding"] == true && s[1]["decoding"] == false && s[0]["on_air"] == true
+        }),
+        "red decoded, green waiting: {}",
+        onair.status()["sessions"]
+    );
+    // an unknown session is refused with a log line, and nothing switches
+    let (code, _) = onair.call(
+        "POST",
+        "/api/switch",
+        "{\"source\": \"live\", \"session\": 999999}",
+    );
+    assert_eq!(code, 202);
+    assert!(onair.wait_log(
+        "no such session publishes to this channel",
+        Duration::from_secs(5)
+    ));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(onair.status()["sessions"][0]["on_air"], true);
+    assert_eq!(
+        onair.status()["sessions"][1]["session"].as_u64(),
+        Some(green_id),
+        "the waiting publisher is still connected"
+    );
+    // the platform saw one connection and a continuous picture throughout
+    assert_one_connection_since(&nginx, "app", t0);
+    let (max_step, backwards) = viewer.video_pts_gaps();
+    println!("two publishers, two cuts: largest video PTS step {max_step:.0} ms");
+    assert!(max_step <= 100.0, "video PTS gap {max_step:.0} ms at a cut");
+    assert_eq!(backwards, 0);
+}

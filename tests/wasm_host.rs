@@ -90,7 +90,8 @@ fn policy_actions_round_trip() {
         vec![Action::Switch {
             to: Source::Fallback,
             media: None,
-            reason: "stall of session 3: no media for 1000 ms".into()
+            reason: "stall of session 3: no media for 1000 ms".into(),
+            session: None,
         }]
     );
     assert_eq!(
@@ -98,7 +99,8 @@ fn policy_actions_round_trip() {
         vec![Action::Switch {
             to: Source::Live,
             media: None,
-            reason: "publish of session 3".into()
+            reason: "publish of session 3".into(),
+            session: None,
         }]
     );
     let up = Event::DestinationUp(DestinationUp {
@@ -298,7 +300,8 @@ fn a_0_1_0_and_a_0_2_0_policy_plugin_loaded_together_both_act() {
             Action::Switch {
                 to: Source::Fallback,
                 media: None,
-                reason: "channel-policy: stall on court-2".into()
+                reason: "channel-policy: stall on court-2".into(),
+                session: None,
             },
             Action::OnChannel {
                 channel: "big-screen".into(),
@@ -310,7 +313,8 @@ fn a_0_1_0_and_a_0_2_0_policy_plugin_loaded_together_both_act() {
             Action::Switch {
                 to: Source::Fallback,
                 media: None,
-                reason: "stall of session 3: no media for 1000 ms".into()
+                reason: "stall of session 3: no media for 1000 ms".into(),
+                session: None,
             },
         ]
     );
