@@ -239,6 +239,8 @@ http {{
         section
             .split("<client>")
             .skip(1)
+            // the stream's own <publishing/> follows its last client: look inside each client
+            .map(|c| &c[..c.find("</client>").unwrap_or(c.len())])
             .filter(|c| c.contains("<publishing/>"))
             .filter_map(|c| {
                 let t = c.split("<time>").nth(1)?.split("</time>").next()?;
