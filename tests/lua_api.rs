@@ -222,7 +222,11 @@ fn every_lua_action_maps_onto_one_core_action() {
               onair.overlay.text("name", "Hi", { size = 40, color = "#ffcc00", font = "fonts/Title.ttf" })
               onair.overlay.hide("score")
             end)
-            onair.on("resume", function(ev) onair.switch("live") end)"##,
+            onair.on("resume", function(ev)
+              -- a session goes with "live" only
+              assert(not pcall(onair.switch, "fallback", { session = ev.session }))
+              onair.switch("live", { session = ev.session })
+            end)"##,
         )],
         64,
         100,
@@ -302,7 +306,7 @@ fn every_lua_action_maps_onto_one_core_action() {
             to: Source::Live,
             media: None,
             reason: "resume (failover.lua)".into(),
-            session: None,
+            session: Some(evs[3].session().expect("resume has a session")),
         }]
     );
     // no handler → no action; the policy script is running, so no built-in default either
