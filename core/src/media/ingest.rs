@@ -653,10 +653,11 @@ impl Conn {
         s.feed
             .push(tag_type, ts, data)
             .map_err(|e| End::Error(format!("cannot start decoding: {e}")))?;
-        if s.feed.is_decoding() != was_decoding
+        let decoding = s.feed.is_decoding();
+        if decoding != was_decoding
             && let Some(st) = ingest.lock().get_mut(&s.id)
         {
-            st.decoding = !was_decoding;
+            st.decoding = decoding;
         }
         Ok(())
     }
