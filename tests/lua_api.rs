@@ -102,6 +102,7 @@ fn sample_events() -> Vec<Event> {
             channel: "default".into(),
             session: 3,
             key: "k…y".into(),
+            account: Some("alice".into()),
             addr: "203.0.113.5:50000".into(),
         }),
         Event::Unpublish(Unpublish {

@@ -64,6 +64,7 @@ fn publish() -> Event {
         channel: "default".into(),
         session: 3,
         key: "k…y".into(),
+        account: None,
         addr: "203.0.113.5:5000".into(),
     })
 }

@@ -84,8 +84,29 @@ pub struct NewSession {
     pub max_age_s: u64,
 }
 
+/// The tables an [`Auth`] keeps its accounts and sessions in.
+#[derive(Debug, Clone, Copy)]
+pub struct Tables {
+    /// `name`, `password_hash`, `created_at`, …
+    pub users: &'static str,
+    /// `token_sha256`, `user_name`, `csrf`, `expires_at`.
+    pub sessions: &'static str,
+}
+
+/// Admin users of the control room.
+pub const ADMINS: Tables = Tables {
+    users: "users",
+    sessions: "sessions",
+};
+/// Streamer accounts ([`crate::streamers`]).
+pub const STREAMERS: Tables = Tables {
+    users: "streamers",
+    sessions: "streamer_sessions",
+};
+
 pub struct Auth {
     db: Arc<Db>,
+    t: Tables,
     ttl: Duration,
     failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
     checks: std::sync::atomic::AtomicUsize,
@@ -100,20 +121,20 @@ impl Drop for CheckSlot<'_> {
     }
 }
 
-fn now_s() -> i64 {
+pub(crate) fn now_s() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
 
-fn random_hex(bytes: usize) -> Result<String, AuthError> {
+pub(crate) fn random_hex(bytes: usize) -> Result<String, AuthError> {
     let mut b = vec![0u8; bytes];
     getrandom::fill(&mut b).map_err(|e| AuthError::Random(e.to_string()))?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-fn sha256_hex(s: &str) -> String {
+pub(crate) fn sha256_hex(s: &str) -> String {
     sha2::Sha256::digest(s.as_bytes())
         .iter()
         .map(|x| format!("{x:02x}"))
@@ -121,7 +142,7 @@ fn sha256_hex(s: &str) -> String {
 }
 
 /// A user name: 1 to 64 letters, digits, '.', '_' or '-'.
-fn check_name(name: &str) -> Result<(), AuthError> {
+pub(crate) fn check_name(name: &str) -> Result<(), AuthError> {
     if name.is_empty()
         || name.len() > 64
         || !name
@@ -139,8 +160,14 @@ fn check_name(name: &str) -> Result<(), AuthError> {
 impl Auth {
     /// `session_ttl`: how long a login lasts.
     pub fn new(db: Arc<Db>, session_ttl: Duration) -> Auth {
+        Auth::with_tables(db, session_ttl, ADMINS)
+    }
+
+    /// An `Auth` over other tables of the same shape (streamer accounts).
+    pub fn with_tables(db: Arc<Db>, session_ttl: Duration, tables: Tables) -> Auth {
         Auth {
             db,
+            t: tables,
             ttl: session_ttl,
             failures: Mutex::default(),
             checks: Default::default(),
@@ -151,21 +178,12 @@ impl Auth {
     /// [`MIN_PASSWORD_LEN`]), `Exists`.
     pub fn add_user(&self, name: &str, password: &str) -> Result<(), AuthError> {
         check_name(name)?;
-        if password.chars().count() < MIN_PASSWORD_LEN {
-            return Err(AuthError::Invalid {
-                field: "password",
-                message: format!("at least {MIN_PASSWORD_LEN} characters"),
-            });
-        }
-        let mut salt = [0u8; 16];
-        getrandom::fill(&mut salt).map_err(|e| AuthError::Random(e.to_string()))?;
-        let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hash(e.to_string()))?;
-        let hash = argon2::Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| AuthError::Hash(e.to_string()))?
-            .to_string();
+        let hash = hash_password(password)?;
         let r = self.db.conn().execute(
-            "INSERT INTO users (name, password_hash, created_at) VALUES (?1, ?2, ?3)",
+            &format!(
+                "INSERT INTO {} (name, password_hash, created_at) VALUES (?1, ?2, ?3)",
+                self.t.users
+            ),
             rusqlite::params![name, hash, now_s()],
         );
         match r {
@@ -183,12 +201,15 @@ impl Auth {
     pub fn delete_user(&self, name: &str) -> Result<(), AuthError> {
         let conn = self.db.conn();
         conn.execute(
-            "DELETE FROM sessions WHERE user_name = ?1",
+            &format!("DELETE FROM {} WHERE user_name = ?1", self.t.sessions),
             rusqlite::params![name],
         )
         .map_err(|e| self.db.err(e))?;
         let n = conn
-            .execute("DELETE FROM users WHERE name = ?1", rusqlite::params![name])
+            .execute(
+                &format!("DELETE FROM {} WHERE name = ?1", self.t.users),
+                rusqlite::params![name],
+            )
             .map_err(|e| self.db.err(e))?;
         if n == 0 {
             return Err(AuthError::NotFound(name.into()));
@@ -200,7 +221,10 @@ impl Auth {
     pub fn users(&self) -> Result<Vec<(String, i64)>, AuthError> {
         let conn = self.db.conn();
         let mut stmt = conn
-            .prepare("SELECT name, created_at FROM users ORDER BY name")
+            .prepare(&format!(
+                "SELECT name, created_at FROM {} ORDER BY name",
+                self.t.users
+            ))
             .map_err(|e| self.db.err(e))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -214,7 +238,9 @@ impl Auth {
     pub fn user_count(&self) -> u64 {
         self.db
             .conn()
-            .query_row("SELECT COUNT(*) FROM users", [], |r| r.get::<_, i64>(0))
+            .query_row(&format!("SELECT COUNT(*) FROM {}", self.t.users), [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map(|n| n as u64)
             .unwrap_or(0)
     }
@@ -223,9 +249,11 @@ impl Auth {
     pub fn has_users(&self) -> bool {
         self.db
             .conn()
-            .query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| {
-                r.get::<_, bool>(0)
-            })
+            .query_row(
+                &format!("SELECT EXISTS (SELECT 1 FROM {})", self.t.users),
+                [],
+                |r| r.get::<_, bool>(0),
+            )
             .unwrap_or(true)
     }
 
@@ -250,7 +278,7 @@ impl Auth {
             .db
             .conn()
             .query_row(
-                "SELECT password_hash FROM users WHERE name = ?1",
+                &format!("SELECT password_hash FROM {} WHERE name = ?1", self.t.users),
                 rusqlite::params![name],
                 |r| r.get(0),
             )
@@ -275,6 +303,14 @@ impl Auth {
             return Err(LoginError::Wrong);
         }
         self.forget_attempt(from, attempt);
+        let s = self.open_session(name)?;
+        tracing::info!(user = name, client = %from, "logged in");
+        Ok(s)
+    }
+
+    /// Opens a session for `name` without a password check: for [`Auth::login`], and for a
+    /// streamer right after sign-up.
+    pub fn open_session(&self, name: &str) -> Result<NewSession, AuthError> {
         let token = random_hex(32)?;
         let csrf = random_hex(16)?;
         let expires = now_s() + self.ttl.as_secs() as i64;
@@ -282,17 +318,16 @@ impl Auth {
             let conn = self.db.conn();
             // expired sessions go at each login
             conn.execute(
-                "DELETE FROM sessions WHERE expires_at <= ?1",
+                &format!("DELETE FROM {} WHERE expires_at <= ?1", self.t.sessions),
                 rusqlite::params![now_s()],
             )
-            .map_err(|e| AuthError::from(self.db.err(e)))?;
+            .map_err(|e| self.db.err(e))?;
             conn.execute(
-                "INSERT INTO sessions (token_sha256, user_name, csrf, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                &format!("INSERT INTO {} (token_sha256, user_name, csrf, expires_at) VALUES (?1, ?2, ?3, ?4)", self.t.sessions),
                 rusqlite::params![sha256_hex(&token), name, csrf, expires],
             )
-            .map_err(|e| AuthError::from(self.db.err(e)))?;
+            .map_err(|e| self.db.err(e))?;
         }
-        tracing::info!(user = name, client = %from, "logged in");
         Ok(NewSession {
             token,
             session: Session {
@@ -308,7 +343,7 @@ impl Auth {
         self.db
             .conn()
             .query_row(
-                "SELECT user_name, csrf FROM sessions WHERE token_sha256 = ?1 AND expires_at > ?2",
+                &format!("SELECT user_name, csrf FROM {} WHERE token_sha256 = ?1 AND expires_at > ?2", self.t.sessions),
                 rusqlite::params![sha256_hex(token), now_s()],
                 |r| {
                     Ok(Session {
@@ -325,11 +360,29 @@ impl Auth {
         self.db
             .conn()
             .execute(
-                "DELETE FROM sessions WHERE token_sha256 = ?1",
+                &format!("DELETE FROM {} WHERE token_sha256 = ?1", self.t.sessions),
                 rusqlite::params![sha256_hex(token)],
             )
             .map_err(|e| self.db.err(e))?;
         Ok(())
+    }
+
+    /// Counts one sign-up from `from` against the same per-address limit as failed logins
+    /// ([`MAX_FAILED_LOGINS`] per [`FAILED_LOGIN_WINDOW`]), and takes one of the password
+    /// hashing slots; `hash` runs in it. Errors: `Throttled`, `Busy`, or `hash`'s.
+    pub fn throttled<T>(
+        &self,
+        from: IpAddr,
+        hash: impl FnOnce() -> Result<T, AuthError>,
+    ) -> Result<T, LoginError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.checks.fetch_add(1, SeqCst) >= MAX_CONCURRENT_CHECKS {
+            self.checks.fetch_sub(1, SeqCst);
+            return Err(LoginError::Busy);
+        }
+        let _slot = CheckSlot(&self.checks);
+        self.reserve_attempt(from)?;
+        Ok(hash()?)
     }
 
     /// Records an attempt from `from`, or says when it may try again if it already made
@@ -379,6 +432,24 @@ impl Auth {
             }
         }
     }
+}
+
+/// The argon2id PHC string of `password` (the crate's defaults, OWASP's recommendation).
+/// Errors: `Invalid` for a password shorter than [`MIN_PASSWORD_LEN`].
+pub(crate) fn hash_password(password: &str) -> Result<String, AuthError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(AuthError::Invalid {
+            field: "password",
+            message: format!("at least {MIN_PASSWORD_LEN} characters"),
+        });
+    }
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| AuthError::Random(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hash(e.to_string()))?;
+    Ok(argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| AuthError::Hash(e.to_string()))?
+        .to_string())
 }
 
 #[cfg(test)]

@@ -147,6 +147,8 @@ pub struct Shared {
     pub changes: tokio::sync::broadcast::Sender<crate::engine::Changed>,
     /// The encoding profiles destinations may name (built-in and `[profile.NAME]`).
     pub profiles: Arc<crate::config::Profiles>,
+    /// Streamer accounts, whose keys publish after the config's.
+    pub streamers: Arc<crate::streamers::Streamers>,
 }
 
 impl Shared {
@@ -1197,19 +1199,44 @@ fn check_name(name: &str) -> Result<(), ChannelError> {
 }
 
 impl Router for Channels {
+    /// The config's keys first, then the streamer accounts' (an enabled account's key
+    /// publishes to the account's channel), then `ingest.allow_any_key`.
     fn route(&self, key: &str) -> Result<Route, String> {
         let redacted = crate::redact::key(key);
+        let mut account = None;
         let channel = {
             // one read guard: a second read while a writer waits would deadlock
             let map = self.read();
-            map.values()
+            let by_config = map
+                .values()
                 .find(|c| lock(&c.spec).keys.iter().any(|k| k == key))
-                .or_else(|| {
-                    self.allow_any_key
+                .cloned();
+            match by_config {
+                Some(c) => Some(c),
+                None => match self.shared.streamers.by_key(key) {
+                    Some(a) if !a.enabled => {
+                        return Err(format!(
+                            "stream key {redacted} belongs to streamer account {:?}, which is disabled: ask the operator to enable it",
+                            a.name
+                        ));
+                    }
+                    Some(a) => {
+                        let c = map.get(&a.channel).cloned().ok_or_else(|| {
+                            format!(
+                                "streamer account {:?} publishes to channel {:?}, which does not exist",
+                                a.name, a.channel
+                            )
+                        })?;
+                        account = Some(a.name);
+                        Some(c)
+                    }
+                    None => self
+                        .allow_any_key
                         .then(|| map.get(DEFAULT_CHANNEL).or_else(|| map.values().next()))
                         .flatten()
-                })
-                .cloned()
+                        .cloned(),
+                },
+            }
         };
         let channel = channel.ok_or_else(|| {
             format!("unknown stream key {redacted}: check OBS Settings → Stream → Stream Key")
@@ -1222,6 +1249,7 @@ impl Router for Channels {
             program,
             events: channel.events.clone(),
             stall_timeout: Duration::from_millis(lock(&channel.spec).fallback.stall_timeout_ms),
+            account,
         })
     }
 }

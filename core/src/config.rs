@@ -62,6 +62,8 @@ pub struct Config {
     pub plugins: PluginsConfig,
     #[serde(default)]
     pub media: MediaConfig,
+    #[serde(default)]
+    pub accounts: AccountsConfig,
     /// Platforms to stream to, as `[[destination]]` tables (the channel `default`'s; with
     /// `[[channel]]` tables each channel lists its own).
     #[serde(default, rename = "destination")]
@@ -143,6 +145,7 @@ impl Default for Config {
             scripts: ScriptsConfig::default(),
             plugins: PluginsConfig::default(),
             media: MediaConfig::default(),
+            accounts: AccountsConfig::default(),
             destinations: Vec::new(),
             channels: Vec::new(),
             profiles: Default::default(),
@@ -491,6 +494,27 @@ impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             max_upload_mib: 1024,
+        }
+    }
+}
+
+/// `[accounts]`: streamer accounts, each with its own stream key (see `/signup.html`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Whether anyone reaching the HTTP server may create a streamer account at
+    /// `/signup.html`. Default false: only admins create them (`POST /api/streamers`).
+    pub signup: bool,
+    /// The channel a new account's stream key publishes to. Default `default` (the channel of
+    /// a config without `[[channel]]` tables; with them, name one).
+    pub channel: String,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            signup: false,
+            channel: DEFAULT_CHANNEL.to_string(),
         }
     }
 }

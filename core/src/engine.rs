@@ -47,6 +47,8 @@ pub struct Core {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Control-room users and sessions.
     pub auth: Arc<crate::auth::Auth>,
+    /// Streamer accounts (the same as the channels' router uses).
+    pub streamers: Arc<crate::streamers::Streamers>,
     /// Uploaded fallback media.
     pub gallery: Arc<crate::gallery::Gallery>,
     /// Where OBS publishes: `rtmp://HOST:PORT/APP` comes from these.

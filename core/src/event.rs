@@ -156,6 +156,8 @@ pub struct Publish {
     pub session: SessionId,
     /// The stream key, redacted (`live…a9f3`).
     pub key: String,
+    /// The streamer account whose key this is (None: a key from the config).
+    pub account: Option<String>,
     /// The publisher's address, `ip:port`.
     pub addr: String,
 }
@@ -269,6 +271,7 @@ mod tests {
                 channel: "c".into(),
                 session: 1,
                 key: "k".into(),
+                account: None,
                 addr: "a".into(),
             }),
             Event::Unpublish(Unpublish {

@@ -17,5 +17,6 @@ pub mod openapi;
 pub mod policy;
 pub mod redact;
 pub mod secrets;
+pub mod streamers;
 pub mod wasm;
 pub mod watch;

@@ -453,6 +453,12 @@ async fn serve(
         }
     };
     let metrics = Arc::new(onair::metrics::Metrics::new());
+    let session_ttl = std::time::Duration::from_secs(u64::from(cfg.http.session_ttl_hours) * 3600);
+    let streamers = Arc::new(onair::streamers::Streamers::new(
+        db.clone(),
+        session_ttl,
+        &cfg.accounts,
+    ));
     let shared = Arc::new(onair::channel::Shared {
         db: db.clone(),
         events: events_tx.clone(),
@@ -463,6 +469,7 @@ async fn serve(
         file: config_file.clone(),
         changes: tokio::sync::broadcast::channel(64).0,
         profiles: Arc::new(cfg.profiles()),
+        streamers: streamers.clone(),
     });
     let obs: Vec<String> = specs.iter().map(|s| obs_settings(&cfg, s)).collect();
     let channels =
@@ -496,10 +503,8 @@ async fn serve(
         commands: commands_tx,
         plugins,
         metrics,
-        auth: Arc::new(onair::auth::Auth::new(
-            db.clone(),
-            std::time::Duration::from_secs(u64::from(cfg.http.session_ttl_hours) * 3600),
-        )),
+        auth: Arc::new(onair::auth::Auth::new(db.clone(), session_ttl)),
+        streamers,
         gallery: Arc::new(onair::gallery::Gallery::new(
             cfg.data_dir.join("media"),
             cfg.media.max_upload_mib,

@@ -61,7 +61,7 @@ pub struct Gate {
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -128,7 +128,7 @@ fn local_request(
     Ok(())
 }
 
-fn changes_state(method: &Method) -> bool {
+pub(super) fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
@@ -218,22 +218,53 @@ struct Login {
 }
 
 fn session_cookie(value: &str, max_age_s: u64, headers: &HeaderMap) -> String {
+    named_cookie(COOKIE, value, max_age_s, headers)
+}
+
+/// A `Set-Cookie` value for a login cookie: HttpOnly, SameSite=Strict, Secure behind TLS.
+pub(super) fn named_cookie(name: &str, value: &str, max_age_s: u64, headers: &HeaderMap) -> String {
     // behind a TLS-terminating proxy the cookie must not travel over plain HTTP
     let secure = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|p| p.eq_ignore_ascii_case("https"));
     format!(
-        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{}",
+        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{}",
         if secure { "; Secure" } else { "" }
     )
 }
 
-fn with_cookie(mut r: warp::reply::Response, cookie: String) -> warp::reply::Response {
+pub(super) fn with_cookie(mut r: warp::reply::Response, cookie: String) -> warp::reply::Response {
     if let Ok(v) = header::HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
+}
+
+/// The answer to a refused login or sign-up (`what`, for the log and the message): 401 wrong
+/// name or password, 429 with `Retry-After` when throttled, 503 when too many run at once,
+/// 400/409 for a sign-up's invalid field or taken name, 500 otherwise.
+pub(super) fn login_refused(e: LoginError, ip: std::net::IpAddr, what: &str) -> warp::reply::Response {
+    use crate::auth::AuthError;
+    match e {
+        LoginError::Wrong => error(StatusCode::UNAUTHORIZED, "wrong name or password"),
+        e @ LoginError::Throttled { retry_in_s } => {
+            tracing::warn!(client = %ip, "{what} refused: too many attempts from this address");
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, &e.to_string());
+            r.headers_mut().insert(header::RETRY_AFTER, retry_in_s.into());
+            r
+        }
+        e @ LoginError::Busy => {
+            tracing::warn!(client = %ip, "{what} refused: too many at once");
+            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
+        LoginError::Auth(e @ AuthError::Invalid { .. }) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        LoginError::Auth(e @ AuthError::Exists(_)) => error(StatusCode::CONFLICT, &e.to_string().replace("user", "account")),
+        LoginError::Auth(e) => {
+            tracing::error!(error = %e, "{what} failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{what} failed: see the log"))
+        }
+    }
 }
 
 /// `POST /api/login`, `POST /api/logout`, `GET /api/session`.
@@ -267,21 +298,7 @@ pub fn routes(
                         ),
                         session_cookie(&s.token, s.max_age_s, &headers),
                     ),
-                    Err(LoginError::Wrong) => error(StatusCode::UNAUTHORIZED, "wrong name or password"),
-                    Err(e @ LoginError::Throttled { retry_in_s }) => {
-                        tracing::warn!(client = %ip, "login refused: too many failed logins");
-                        let mut r = error(StatusCode::TOO_MANY_REQUESTS, &e.to_string());
-                        r.headers_mut().insert(header::RETRY_AFTER, retry_in_s.into());
-                        r
-                    }
-                    Err(e @ LoginError::Busy) => {
-                        tracing::warn!(client = %ip, "login refused: too many logins at once");
-                        error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
-                    }
-                    Err(LoginError::Auth(e)) => {
-                        tracing::error!(error = %e, "login failed");
-                        error(StatusCode::INTERNAL_SERVER_ERROR, "login failed: see the log")
-                    }
+                    Err(e) => login_refused(e, ip, "login"),
                 }
             })
     };

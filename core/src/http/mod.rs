@@ -28,6 +28,7 @@ use crate::policy::{Policy, RouteRequest};
 
 mod gate;
 mod media;
+mod streamers;
 mod ui;
 
 pub use gate::{Access, CSRF_HEADER, Denied, Gate};
@@ -728,6 +729,7 @@ pub fn routes(
     let destinations = destination_routes(with_core.clone(), admin.clone().untuple_one());
     let media = media::routes(with_core.clone(), admin.clone().untuple_one());
     let session = gate::routes(gate.clone(), core.auth.clone());
+    let streamers = streamers::routes(with_core.clone(), admin.clone().untuple_one());
     let max_body = u64::from(cfg.max_body_kib) * 1024;
     let max_upload = core.gallery.max_upload_bytes();
     // before authentication, routing or reading: a declared body over the limit is refused
@@ -783,6 +785,8 @@ pub fn routes(
                 .or(media)
                 .unify()
                 .or(session)
+                .unify()
+                .or(streamers)
                 .unify()
                 .or(script_routes)
                 .unify()

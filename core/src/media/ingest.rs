@@ -46,6 +46,8 @@ pub struct Route {
     pub events: EventSink,
     /// The channel's `fallback.stall_timeout_ms`.
     pub stall_timeout: Duration,
+    /// The streamer account the key belongs to (None: a key from the config).
+    pub account: Option<String>,
 }
 
 /// Maps stream keys to channels: the one place that decides which channel a publish feeds.
@@ -69,6 +71,8 @@ pub struct SessionStatus {
     /// The channel the stream key belongs to.
     pub channel: String,
     pub key: String,
+    /// The streamer account of the key (null: a key from the config).
+    pub account: Option<String>,
     pub addr: String,
     /// Seconds since the publish was accepted.
     pub publishing_s: f64,
@@ -271,7 +275,22 @@ impl Ingest {
         let kicks: Vec<_> = self
             .lock()
             .values()
-            .filter(|s| s.channel == channel && !keys.contains(&s.raw_key))
+            .filter(|s| s.channel == channel && s.account.is_none() && !keys.contains(&s.raw_key))
+            .filter_map(|s| s.kick.clone())
+            .collect();
+        for k in &kicks {
+            k.notify_one();
+        }
+        kicks.len()
+    }
+
+    /// Disconnects the publishers of streamer account `name` (disabled, deleted or given a
+    /// new key). Returns how many.
+    pub fn kick_account(&self, name: &str) -> usize {
+        let kicks: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|s| s.account.as_deref() == Some(name))
             .filter_map(|s| s.kick.clone())
             .collect();
         for k in &kicks {
@@ -800,6 +819,7 @@ impl Conn {
                     session: id,
                     channel: route.channel.clone(),
                     key: key.clone(),
+                    account: route.account.clone(),
                     addr: self.addr.to_string(),
                     publishing_s: 0.0,
                     stalled: false,
@@ -836,6 +856,7 @@ impl Conn {
                 channel: route.channel.clone(),
                 session: id,
                 key: key.clone(),
+                account: route.account.clone(),
                 addr: self.addr.to_string(),
             },
             reply,
@@ -855,7 +876,7 @@ impl Conn {
         }
         let feed = SessionFeed::new(id, route.program.clone());
         ingest.accepted.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(channel = %route.channel, session = id, key = %key, client = %self.addr, "publish accepted");
+        tracing::info!(channel = %route.channel, session = id, key = %key, account = route.account.as_deref().unwrap_or("-"), client = %self.addr, "publish accepted");
         Ok(Active {
             id,
             route,

@@ -46,8 +46,11 @@ pub enum RouteError {
     Reserved { method: String, path: String },
 }
 
+/// A path's segments; one trailing `/` is ignored (`/update-block-toggle/` is
+/// `/update-block-toggle`), as it is in requests.
 fn parse(path: &str) -> Option<Vec<Seg>> {
     let rest = path.strip_prefix('/')?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.is_empty() {
         return Some(Vec::new());
     }
@@ -108,7 +111,8 @@ impl Route {
         if self.method != method {
             return None;
         }
-        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let path = path.trim_start_matches('/');
+        let parts: Vec<&str> = path.strip_suffix('/').unwrap_or(path).split('/').collect();
         let parts: Vec<&str> = if parts == [""] { Vec::new() } else { parts };
         if parts.len() != self.segs.len() {
             return None;
@@ -180,6 +184,12 @@ mod tests {
         assert_eq!(t.find("GET", "/queue").expect("match").0.index, 2);
         assert!(t.find("POST", "/queue").is_none());
         assert!(t.find("GET", "/queue/1/2").is_none());
+        // one trailing slash is ignored, in declarations and requests (seed 003's paths)
+        assert_eq!(t.find("GET", "/queue/").expect("match").0.index, 2);
+        let toggle = Route::new("GET", "/update-block-toggle/", "q.lua", 3, true).expect("ok");
+        assert!(toggle.matches("GET", "/update-block-toggle").is_some());
+        assert!(toggle.matches("GET", "/update-block-toggle/").is_some());
+        assert!(Route::new("GET", "/a//b", "q.lua", 4, false).is_err());
     }
 
     #[test]

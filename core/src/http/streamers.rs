@@ -1,0 +1,351 @@
+//! Streamer accounts over HTTP.
+//!
+//! For streamers (their own cookie, [`crate::streamers::COOKIE`], and `X-CSRF-Token` on
+//! changes): `POST /api/streamer/signup` (when `accounts.signup` is on), `POST
+//! /api/streamer/login`, `POST /api/streamer/logout`, `GET /api/streamer/me` (the account, OBS
+//! settings and whether it is publishing), `POST /api/streamer/key` (a new key; the old one
+//! stops working and its publish is ended).
+//!
+//! For admins: `GET /api/streamers`, `POST /api/streamers`, `PATCH /api/streamers/{name}`
+//! (`enabled`, `channel`), `DELETE /api/streamers/{name}`, `POST /api/streamers/{name}/key`.
+//! Disabling, deleting, moving or re-keying an account ends its publish at once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use warp::Filter;
+use warp::http::{HeaderMap, Method, StatusCode, header};
+
+use super::gate::{changes_state, cookie, login_refused, named_cookie, with_cookie, CSRF_HEADER};
+use super::{API_BODY_MAX, body_up_to, constant_time_eq, error, json_response, parse_body};
+use crate::auth::{AuthError, Session};
+use crate::engine::Core;
+use crate::streamers::{Account, COOKIE, WithKey};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignUp {
+    name: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Create {
+    name: String,
+    password: String,
+    /// None: `accounts.channel`.
+    channel: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Update {
+    enabled: Option<bool>,
+    channel: Option<String>,
+}
+
+fn ip_of(addr: Option<SocketAddr>) -> std::net::IpAddr {
+    addr.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip())
+}
+
+fn auth_error(e: &AuthError) -> warp::reply::Response {
+    match e {
+        AuthError::Invalid { field, message } => json_response(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({ "error": e.to_string(), "field": field, "message": message }),
+        ),
+        AuthError::NotFound(n) => error(StatusCode::NOT_FOUND, &format!("no streamer account named {n:?}")),
+        AuthError::Exists(n) => error(StatusCode::CONFLICT, &format!("a streamer account named {n:?} exists")),
+        e => {
+            tracing::error!(error = %e, "streamer accounts");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "streamer accounts failed: see the log")
+        }
+    }
+}
+
+/// The account, whether it publishes and is on air, and OBS's settings.
+fn account_json(c: &Core, a: &Account, host: Option<&str>) -> serde_json::Value {
+    let sessions: Vec<_> = c
+        .ingest
+        .sessions(Some(&a.channel))
+        .into_iter()
+        .filter(|s| s.account.as_deref() == Some(a.name.as_str()))
+        .collect();
+    let mut v = serde_json::json!(a);
+    v["publishing"] = serde_json::json!(!sessions.is_empty());
+    v["on_air"] = serde_json::json!(sessions.iter().any(|s| s.on_air));
+    v["session"] = serde_json::json!(sessions.first().map(|s| s.session));
+    v["obs"] = serde_json::json!({
+        "service": "Custom...",
+        "server": super::obs_server(c, host),
+    });
+    v
+}
+
+fn with_key_json(c: &Core, k: &WithKey, host: Option<&str>) -> serde_json::Value {
+    let mut v = account_json(c, &k.account, host);
+    v["key"] = serde_json::json!(k.key);
+    v
+}
+
+fn host(h: &HeaderMap) -> Option<&str> {
+    h.get(header::HOST).and_then(|v| v.to_str().ok())
+}
+
+/// The streamer session of a request, or the 401/403 to answer.
+fn streamer(c: &Core, m: &Method, h: &HeaderMap) -> Result<Session, warp::reply::Response> {
+    let s = cookie(h, COOKIE)
+        .and_then(|t| c.streamers.auth().session(t))
+        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "log in on the streamer page"))?;
+    if changes_state(m) {
+        let given = h.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), s.csrf.as_bytes())) {
+            return Err(error(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token header"));
+        }
+    }
+    Ok(s)
+}
+
+fn logged_in(c: &Core, s: crate::auth::NewSession, a: &serde_json::Value, status: StatusCode, h: &HeaderMap) -> warp::reply::Response {
+    let mut v = a.clone();
+    v["csrf"] = serde_json::json!(s.session.csrf);
+    let _ = c;
+    with_cookie(json_response(status, &v), named_cookie(COOKIE, &s.token, s.max_age_s, h))
+}
+
+/// Ends the publish of account `name`, saying why in the log.
+fn kick(c: &Core, name: &str, why: &str) {
+    let n = c.ingest.kick_account(name);
+    if n > 0 {
+        tracing::info!(streamer = name, sessions = n, "publish ended: {why}");
+    }
+}
+
+pub fn routes(
+    with_core: impl Filter<Extract = (Arc<Core>,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+    admin: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let request = warp::method()
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote());
+    let signup = warp::path!("api" / "streamer" / "signup")
+        .and(warp::post())
+        .and(with_core.clone())
+        .and(request.clone())
+        .and(body_up_to(API_BODY_MAX))
+        .map(|c: Arc<Core>, _m: Method, h: HeaderMap, addr: Option<SocketAddr>, body: Bytes| {
+            if !c.streamers.signup_open {
+                return error(StatusCode::FORBIDDEN, "sign-up is closed on this onair (accounts.signup = false): ask the operator for an account");
+            }
+            let req: SignUp = match parse_body(&body) {
+                Ok(r) => r,
+                Err(r) => return *r,
+            };
+            let channel = c.streamers.default_channel.clone();
+            if c.channels.get(&channel).is_none() {
+                tracing::error!(%channel, "sign-up refused: accounts.channel names no channel");
+                return error(StatusCode::SERVICE_UNAVAILABLE, &format!("sign-up is not set up: accounts.channel {channel:?} is not a channel of this onair"));
+            }
+            let ip = ip_of(addr);
+            let made = tokio::task::block_in_place(|| c.streamers.create(Some(ip), &req.name, &req.password, None));
+            match made {
+                Ok(k) => {
+                    let v = with_key_json(&c, &k, host(&h));
+                    match c.streamers.auth().open_session(&k.account.name) {
+                        Ok(s) => logged_in(&c, s, &v, StatusCode::CREATED, &h),
+                        Err(e) => {
+                            tracing::error!(error = %e, "no session after sign-up");
+                            json_response(StatusCode::CREATED, &v)
+                        }
+                    }
+                }
+                Err(e) => login_refused(e, ip, "sign-up"),
+            }
+        });
+    let login = warp::path!("api" / "streamer" / "login")
+        .and(warp::post())
+        .and(with_core.clone())
+        .and(request.clone())
+        .and(body_up_to(API_BODY_MAX))
+        .map(|c: Arc<Core>, _m: Method, h: HeaderMap, addr: Option<SocketAddr>, body: Bytes| {
+            let req: SignUp = match parse_body(&body) {
+                Ok(r) => r,
+                Err(r) => return *r,
+            };
+            let ip = ip_of(addr);
+            match tokio::task::block_in_place(|| c.streamers.login(ip, &req.name, &req.password)) {
+                Ok(s) => match c.streamers.get(&req.name) {
+                    Ok(Some(a)) => {
+                        let v = account_json(&c, &a, host(&h));
+                        logged_in(&c, s, &v, StatusCode::OK, &h)
+                    }
+                    Ok(None) => error(StatusCode::UNAUTHORIZED, "wrong name or password"),
+                    Err(e) => auth_error(&e),
+                },
+                Err(e) => login_refused(e, ip, "streamer login"),
+            }
+        });
+    let logout = warp::path!("api" / "streamer" / "logout")
+        .and(warp::post())
+        .and(with_core.clone())
+        .and(request.clone())
+        .map(|c: Arc<Core>, m: Method, h: HeaderMap, _addr: Option<SocketAddr>| {
+            if let (Ok(_), Some(t)) = (streamer(&c, &m, &h), cookie(&h, COOKIE)) {
+                if let Err(e) = c.streamers.auth().logout(t) {
+                    tracing::error!(error = %e, "streamer logout not kept in the database");
+                }
+            }
+            let mut r = warp::reply::Response::new(Vec::new().into());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            with_cookie(r, named_cookie(COOKIE, "", 0, &h))
+        });
+    let me = warp::path!("api" / "streamer" / "me")
+        .and(warp::get())
+        .and(with_core.clone())
+        .and(request.clone())
+        .map(|c: Arc<Core>, m: Method, h: HeaderMap, _addr: Option<SocketAddr>| {
+            let s = match streamer(&c, &m, &h) {
+                Ok(s) => s,
+                Err(r) => return r,
+            };
+            match c.streamers.get(&s.user) {
+                Ok(Some(a)) => {
+                    let mut v = account_json(&c, &a, host(&h));
+                    v["csrf"] = serde_json::json!(s.csrf);
+                    json_response(StatusCode::OK, &v)
+                }
+                Ok(None) => error(StatusCode::UNAUTHORIZED, "the account no longer exists"),
+                Err(e) => auth_error(&e),
+            }
+        });
+    let own_key = warp::path!("api" / "streamer" / "key")
+        .and(warp::post())
+        .and(with_core.clone())
+        .and(request.clone())
+        .map(|c: Arc<Core>, m: Method, h: HeaderMap, _addr: Option<SocketAddr>| {
+            let s = match streamer(&c, &m, &h) {
+                Ok(s) => s,
+                Err(r) => return r,
+            };
+            match c.streamers.regenerate_key(&s.user) {
+                Ok(k) => {
+                    kick(&c, &s.user, "the stream key was regenerated");
+                    json_response(StatusCode::OK, &with_key_json(&c, &k, host(&h)))
+                }
+                Err(e) => auth_error(&e),
+            }
+        });
+
+    let list = warp::path!("api" / "streamers")
+        .and(warp::get())
+        .and(admin.clone())
+        .and(with_core.clone())
+        .and(warp::header::headers_cloned())
+        .map(|c: Arc<Core>, h: HeaderMap| match c.streamers.list() {
+            Ok(all) => {
+                let v: Vec<_> = all.iter().map(|a| account_json(&c, a, host(&h))).collect();
+                json_response(StatusCode::OK, &serde_json::json!(v))
+            }
+            Err(e) => auth_error(&e),
+        });
+    let create = warp::path!("api" / "streamers")
+        .and(warp::post())
+        .and(admin.clone())
+        .and(with_core.clone())
+        .and(warp::header::headers_cloned())
+        .and(body_up_to(API_BODY_MAX))
+        .map(|c: Arc<Core>, h: HeaderMap, body: Bytes| {
+            let req: Create = match parse_body(&body) {
+                Ok(r) => r,
+                Err(r) => return *r,
+            };
+            let channel = req.channel.unwrap_or_else(|| c.streamers.default_channel.clone());
+            if c.channels.get(&channel).is_none() {
+                return json_response(StatusCode::BAD_REQUEST, &serde_json::json!({
+                    "error": format!("channel: no channel named {channel:?}"), "field": "channel", "message": "no such channel",
+                }));
+            }
+            match tokio::task::block_in_place(|| c.streamers.create(None, &req.name, &req.password, Some(&channel))) {
+                Ok(k) => json_response(StatusCode::CREATED, &with_key_json(&c, &k, host(&h))),
+                Err(e) => login_refused(e, std::net::Ipv4Addr::UNSPECIFIED.into(), "account creation"),
+            }
+        });
+    let one = warp::path!("api" / "streamers" / String).and(admin.clone()).and(with_core.clone());
+    let update = one
+        .clone()
+        .and(warp::patch())
+        .and(warp::header::headers_cloned())
+        .and(body_up_to(API_BODY_MAX))
+        .map(|name: String, c: Arc<Core>, h: HeaderMap, body: Bytes| {
+            let req: Update = match parse_body(&body) {
+                Ok(r) => r,
+                Err(r) => return *r,
+            };
+            if let Some(ch) = &req.channel
+                && c.channels.get(ch).is_none()
+            {
+                return json_response(StatusCode::BAD_REQUEST, &serde_json::json!({
+                    "error": format!("channel: no channel named {ch:?}"), "field": "channel", "message": "no such channel",
+                }));
+            }
+            let before = c.streamers.get(&name).ok().flatten();
+            match c.streamers.update(&name, req.enabled, req.channel.as_deref()) {
+                Ok(a) => {
+                    if req.enabled == Some(false) {
+                        tracing::info!(streamer = %name, "streamer account disabled");
+                        kick(&c, &name, "the account was disabled");
+                    } else if before.is_some_and(|b| b.channel != a.channel) {
+                        kick(&c, &name, "the account moved to another channel");
+                    }
+                    json_response(StatusCode::OK, &account_json(&c, &a, host(&h)))
+                }
+                Err(e) => auth_error(&e),
+            }
+        });
+    let delete = one.clone().and(warp::delete()).map(|name: String, c: Arc<Core>| {
+        match c.streamers.delete(&name) {
+            Ok(()) => {
+                tracing::info!(streamer = %name, "streamer account deleted");
+                kick(&c, &name, "the account was deleted");
+                let mut r = warp::reply::Response::new(Vec::new().into());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                r
+            }
+            Err(e) => auth_error(&e),
+        }
+    });
+    let rekey = warp::path!("api" / "streamers" / String / "key")
+        .and(warp::post())
+        .and(admin)
+        .and(with_core)
+        .and(warp::header::headers_cloned())
+        .map(|name: String, c: Arc<Core>, h: HeaderMap| match c.streamers.regenerate_key(&name) {
+            Ok(k) => {
+                kick(&c, &name, "the stream key was regenerated");
+                json_response(StatusCode::OK, &with_key_json(&c, &k, host(&h)))
+            }
+            Err(e) => auth_error(&e),
+        });
+    signup
+        .or(login)
+        .unify()
+        .or(logout)
+        .unify()
+        .or(me)
+        .unify()
+        .or(own_key)
+        .unify()
+        .or(list)
+        .unify()
+        .or(create)
+        .unify()
+        .or(update)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(rekey)
+        .unify()
+}

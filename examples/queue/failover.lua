@@ -1,0 +1,2 @@
+-- The queue decides who is on air (queue.lua): this empty policy keeps the built-in one from also
+-- switching on every publish. Copy both files into scripts/.
