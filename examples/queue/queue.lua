@@ -33,7 +33,8 @@ end
 
 -- After a reload, publishers still connected are found again; after a restart, the queue's
 -- entries wait REJOIN_GRACE_S for their streamer to reconnect.
-for _, s in ipairs(onair.status().sessions or {}) do
+local ok, status = pcall(onair.status) -- not available while onair itself starts: nobody publishes yet
+for _, s in ipairs(ok and status.sessions or {}) do
   local name = s.account or s.key
   live[name] = s.session
   if not find(name) then table.insert(st.queue, { name = name, joined_ms = onair.now() }) end
@@ -153,7 +154,7 @@ onair.every(500, function()
 end)
 
 local function entries()
-  local out, now = {}, onair.now()
+  local out, now = onair.array(), onair.now()
   for i, e in ipairs(st.queue) do
     local state = e.name == on_air and "on-air" or (live[e.name] and "waiting" or "away")
     local left = state == "on-air" and math.max(0, st.time_limit_s - (now - on_air_since) // 1000) or nil

@@ -7,6 +7,7 @@
 ---@field channel string the channel's id ("default" without [[channel]] tables)
 ---@field session? integer publisher session id
 ---@field key? string stream key, redacted
+---@field account? string streamer account of the key (publish; nil for a key from the config)
 ---@field addr? string publisher address ip:port (publish)
 ---@field reason? string why (unpublish, switched)
 ---@field on_air? boolean the session feeds the output's live source
@@ -24,6 +25,7 @@
 
 ---@class onair.SwitchOpts
 ---@field media? string fallback media path to use first
+---@field session? integer the publish session to put on air (with "live")
 ---@field reason? string logged and sent in the switched event
 
 ---@class onair.Request
@@ -139,6 +141,11 @@ function onair.channel_create(spec) end
 ---Milliseconds since the Unix epoch.
 ---@return integer
 function onair.now() end
+
+---Marks t (or a new table) as a list: JSON `[]` even when empty.
+---@param t? table
+---@return table
+function onair.array(t) end
 
 ---Call fn once after ms milliseconds.
 ---@param ms number

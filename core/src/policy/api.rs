@@ -429,6 +429,17 @@ fn register_time(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> {
         })?,
     )?;
     onair.set(
+        "array",
+        lua.create_function(|lua, t: Option<Table>| {
+            let t = match t {
+                Some(t) => t,
+                None => lua.create_table()?,
+            };
+            t.set_metatable(Some(lua.array_metatable()))?;
+            Ok(t)
+        })?,
+    )?;
+    onair.set(
         "now",
         lua.create_function(|_, ()| {
             Ok(SystemTime::now()
