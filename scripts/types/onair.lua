@@ -228,3 +228,19 @@ function onair.overlay.text(name, text, opts) end
 ---Remove an overlay layer.
 ---@param name string
 function onair.overlay.hide(name) end
+
+---@class onair.ObsResponse
+---@field ok boolean requestStatus.result
+---@field code integer requestStatus.code (100: success)
+---@field comment? string
+---@field data? table responseData
+
+---@class onair.Obs
+---@field request fun(self: onair.Obs, type: string, data?: table, callback?: fun(r: onair.ObsResponse?, err: string?)): integer
+
+onair.obs = {}
+
+---Connects to OBS over obs-websocket v5; reconnects by itself.
+---@param opts {host?: string, port?: integer, password?: string}
+---@return onair.Obs
+function onair.obs.connect(opts) end

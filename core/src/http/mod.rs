@@ -759,40 +759,29 @@ pub fn routes(
         )
         .untuple_one();
 
+    // Each group is boxed: a long chain of `or` makes a type whose checking time grows far
+    // faster than the chain (minutes per route added), while boxes cost one call per request.
+    let all = [
+        switch.boxed(),
+        destinations.boxed(),
+        channels.boxed(),
+        openapi.boxed(),
+        metrics.boxed(),
+        scripts.boxed(),
+        plugins.boxed(),
+        profiles.boxed(),
+        events.boxed(),
+        preview_route.boxed(),
+        media.boxed(),
+        session.boxed(),
+        streamers,
+        script_routes.boxed(),
+        ui::routes().boxed(),
+    ]
+    .into_iter()
+    .fold(status.boxed(), |all, r| all.or(r).unify().boxed());
     body_cap
-        .and(
-            status
-                .or(switch)
-                .unify()
-                .or(destinations)
-                .unify()
-                .or(channels)
-                .unify()
-                .or(openapi)
-                .unify()
-                .or(metrics)
-                .unify()
-                .or(scripts)
-                .unify()
-                .or(plugins)
-                .unify()
-                .or(profiles)
-                .unify()
-                .or(events)
-                .unify()
-                .or(preview_route)
-                .unify()
-                .or(media)
-                .unify()
-                .or(session)
-                .unify()
-                .or(streamers)
-                .unify()
-                .or(script_routes)
-                .unify()
-                .or(ui::routes())
-                .unify(),
-        )
+        .and(all)
         .recover(recover)
         .unify()
 }

@@ -124,10 +124,14 @@ fn kick(c: &Core, name: &str, why: &str) {
     }
 }
 
+type Route = warp::filters::BoxedFilter<(warp::reply::Response,)>;
+
+/// Every route above. Boxed: each is its own type, which keeps the compile time of the whole
+/// route tree down.
 pub fn routes(
     with_core: impl Filter<Extract = (Arc<Core>,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
     admin: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+) -> Route {
     let request = warp::method()
         .and(warp::header::headers_cloned())
         .and(warp::addr::remote());
@@ -164,7 +168,8 @@ pub fn routes(
                 }
                 Err(e) => login_refused(e, ip, "sign-up"),
             }
-        });
+        })
+        .boxed();
     let login = warp::path!("api" / "streamer" / "login")
         .and(warp::post())
         .and(with_core.clone())
@@ -187,7 +192,8 @@ pub fn routes(
                 },
                 Err(e) => login_refused(e, ip, "streamer login"),
             }
-        });
+        })
+        .boxed();
     let logout = warp::path!("api" / "streamer" / "logout")
         .and(warp::post())
         .and(with_core.clone())
@@ -201,7 +207,8 @@ pub fn routes(
             let mut r = warp::reply::Response::new(Vec::new().into());
             *r.status_mut() = StatusCode::NO_CONTENT;
             with_cookie(r, named_cookie(COOKIE, "", 0, &h))
-        });
+        })
+        .boxed();
     let me = warp::path!("api" / "streamer" / "me")
         .and(warp::get())
         .and(with_core.clone())
@@ -220,7 +227,8 @@ pub fn routes(
                 Ok(None) => error(StatusCode::UNAUTHORIZED, "the account no longer exists"),
                 Err(e) => auth_error(&e),
             }
-        });
+        })
+        .boxed();
     let own_key = warp::path!("api" / "streamer" / "key")
         .and(warp::post())
         .and(with_core.clone())
@@ -237,7 +245,8 @@ pub fn routes(
                 }
                 Err(e) => auth_error(&e),
             }
-        });
+        })
+        .boxed();
 
     let list = warp::path!("api" / "streamers")
         .and(warp::get())
@@ -250,7 +259,8 @@ pub fn routes(
                 json_response(StatusCode::OK, &serde_json::json!(v))
             }
             Err(e) => auth_error(&e),
-        });
+        })
+        .boxed();
     let create = warp::path!("api" / "streamers")
         .and(warp::post())
         .and(admin.clone())
@@ -272,7 +282,8 @@ pub fn routes(
                 Ok(k) => json_response(StatusCode::CREATED, &with_key_json(&c, &k, host(&h))),
                 Err(e) => login_refused(e, std::net::Ipv4Addr::UNSPECIFIED.into(), "account creation"),
             }
-        });
+        })
+        .boxed();
     let one = warp::path!("api" / "streamers" / String).and(admin.clone()).and(with_core.clone());
     let update = one
         .clone()
@@ -304,7 +315,8 @@ pub fn routes(
                 }
                 Err(e) => auth_error(&e),
             }
-        });
+        })
+        .boxed();
     let delete = one.clone().and(warp::delete()).map(|name: String, c: Arc<Core>| {
         match c.streamers.delete(&name) {
             Ok(()) => {
@@ -316,7 +328,8 @@ pub fn routes(
             }
             Err(e) => auth_error(&e),
         }
-    });
+    })
+        .boxed();
     let rekey = warp::path!("api" / "streamers" / String / "key")
         .and(warp::post())
         .and(admin)
@@ -328,24 +341,9 @@ pub fn routes(
                 json_response(StatusCode::OK, &with_key_json(&c, &k, host(&h)))
             }
             Err(e) => auth_error(&e),
-        });
-    signup
-        .or(login)
-        .unify()
-        .or(logout)
-        .unify()
-        .or(me)
-        .unify()
-        .or(own_key)
-        .unify()
-        .or(list)
-        .unify()
-        .or(create)
-        .unify()
-        .or(update)
-        .unify()
-        .or(delete)
-        .unify()
-        .or(rekey)
-        .unify()
+        })
+        .boxed();
+    [login, logout, me, own_key, list, create, update, delete, rekey]
+        .into_iter()
+        .fold(signup, |all, r| all.or(r).unify().boxed())
 }

@@ -37,6 +37,7 @@ pub(crate) fn register(lua: &Lua, ctx: &Shared, services: &Arc<Services>) -> mlu
     register_channels(lua, &onair, ctx, services)?;
     register_time(lua, &onair, ctx)?;
     register_http(lua, &onair, ctx, services)?;
+    register_obs(lua, &onair, ctx, services)?;
     register_store(lua, &onair, services)?;
     register_log(lua, &onair, ctx)?;
     register_routes(lua, &onair, ctx)?;
@@ -559,17 +560,125 @@ fn register_http(
                 })
             }
             .await;
-            let _ = jobs.send(Job::HttpDone {
+            let _ = jobs.send(Job::Callback {
                 script,
                 generation,
                 id,
-                result,
+                result: super::Reply::Http(result),
             });
         });
         Ok(id)
     })?;
     http.set("request", request)?;
     onair.set("http", http)
+}
+
+/// A connection made by `onair.obs.connect`: requests go to its task; dropping the last
+/// handle (the script reloads) ends it.
+struct ObsHandle {
+    tx: tokio::sync::mpsc::UnboundedSender<super::obs::ObsRequest>,
+    ctx: Shared,
+    jobs: crossbeam_channel::Sender<Job>,
+}
+
+impl mlua::UserData for ObsHandle {
+    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
+        // obs:request(type, data?, callback?) → id
+        methods.add_method(
+            "request",
+            |lua, this, (request_type, data, callback): (String, Value, Option<Function>)| {
+                let data = match data {
+                    Value::Nil => None,
+                    v => Some(lua.from_value::<serde_json::Value>(v)?),
+                };
+                let (script, generation, id) = {
+                    let mut ctx = lock(&this.ctx);
+                    let id = ctx.next_id;
+                    ctx.next_id += 1;
+                    (ctx.script.clone(), ctx.generation, id)
+                };
+                let reply: Box<dyn FnOnce(super::obs::ObsResult) + Send> = match callback {
+                    Some(f) => {
+                        lua.named_registry_value::<Table>(CALLBACKS)?.set(id, f)?;
+                        let jobs = this.jobs.clone();
+                        Box::new(move |result| {
+                            let _ = jobs.send(Job::Callback {
+                                script,
+                                generation,
+                                id,
+                                result: super::Reply::Obs(result),
+                            });
+                        })
+                    }
+                    None => {
+                        let what = request_type.clone();
+                        Box::new(move |result| match result {
+                            Ok(r) if !r.ok => tracing::warn!(%script, request = %what, code = r.code, comment = r.comment.as_deref().unwrap_or(""), "obs-websocket request failed"),
+                            Err(e) => tracing::warn!(%script, request = %what, "obs-websocket request failed: {e}"),
+                            Ok(_) => {}
+                        })
+                    }
+                };
+                let req = super::obs::ObsRequest { request_type, data, reply };
+                if let Err(e) = this.tx.send(req) {
+                    (e.0.reply)(Err("the OBS connection is closed".into()));
+                }
+                Ok(id)
+            },
+        );
+    }
+}
+
+/// `onair.obs.connect{host, port, password}` → a handle with `request(type, data?, callback?)`.
+fn register_obs(
+    lua: &Lua,
+    onair: &Table,
+    ctx: &Shared,
+    services: &Arc<Services>,
+) -> mlua::Result<()> {
+    let obs = lua.create_table()?;
+    let c = ctx.clone();
+    let s = services.clone();
+    let connect = lua.create_function(move |_, opts: Table| {
+        let host: String = opts
+            .get::<Option<String>>("host")?
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let port: u16 = opts.get::<Option<u16>>("port")?.unwrap_or(4455);
+        let password: Option<String> = opts.get("password")?;
+        let runtime = s
+            .runtime
+            .clone()
+            .ok_or_else(|| rt_err("onair.obs.connect: no network in this context".into()))?;
+        let script = lock(&c).script.clone();
+        let tx = super::obs::start(
+            &runtime,
+            super::obs::ObsTarget {
+                host,
+                port,
+                password,
+            },
+            script,
+        );
+        Ok(ObsHandle {
+            tx,
+            ctx: c.clone(),
+            jobs: s.jobs.clone(),
+        })
+    })?;
+    obs.set("connect", connect)?;
+    onair.set("obs", obs)
+}
+
+/// The table an `onair.obs` request's callback receives: `ok`, `code`, `comment`, `data`.
+pub(crate) fn obs_response_table(lua: &Lua, r: &super::obs::ObsResponse) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set("ok", r.ok)?;
+    t.set("code", r.code)?;
+    t.set("comment", r.comment.as_deref())?;
+    if let Some(d) = &r.data {
+        t.set("data", lua.to_value_with(d, ser_options())?)?;
+    }
+    Ok(t)
 }
 
 /// The table a `http.request` callback receives.

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::routes::{Route, RouteTable};
 use super::script::{Script, ScriptError, Services};
-use super::{FAILOVER_SCRIPT, HttpResult, RouteRequest, RouteResponse, api, builtin};
+use super::{FAILOVER_SCRIPT, Reply, RouteRequest, RouteResponse, api, builtin};
 use crate::action::Action;
 use crate::event::Event;
 use crate::watch::content_hash;
@@ -434,13 +434,13 @@ impl Host {
         actions
     }
 
-    /// Delivers an HTTP response to the script generation that asked for it.
-    pub fn http_done(
+    /// Delivers a callback's result to the script generation that asked for it.
+    pub fn callback(
         &mut self,
         script: &str,
         generation: u64,
         id: u64,
-        result: HttpResult,
+        result: Reply,
     ) -> Vec<Action> {
         let Some(s) = self
             .scripts
@@ -449,11 +449,15 @@ impl Host {
         else {
             return Vec::new(); // that generation is gone (or switched off)
         };
-        match s.http_done(id, result) {
+        let what = match result {
+            Reply::Http(_) => "http callback",
+            Reply::Obs(_) => "obs callback",
+        };
+        match s.callback(id, result) {
             Ok(a) => a,
             Err(e) => {
                 let timed_out = s.timed_out();
-                self.handler_error(script, "http callback", &e, timed_out);
+                self.handler_error(script, what, &e, timed_out);
                 Vec::new()
             }
         }

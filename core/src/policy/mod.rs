@@ -18,6 +18,7 @@
 pub mod api;
 pub mod builtin;
 pub mod host;
+pub mod obs;
 pub mod routes;
 pub mod script;
 pub mod store;
@@ -62,6 +63,14 @@ pub type CoreCell = Arc<OnceLock<Arc<dyn CoreApi>>>;
 
 /// An HTTP response for `onair.http.request`, or the error that replaced it.
 pub type HttpResult = Result<HttpResponse, String>;
+
+/// What arrives for a script's callback: an `onair.http.request` response or an `onair.obs`
+/// request's.
+#[derive(Debug)]
+pub enum Reply {
+    Http(HttpResult),
+    Obs(obs::ObsResult),
+}
 
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
@@ -123,11 +132,12 @@ pub enum Job {
         due: Instant,
     },
     Changed(Vec<PathBuf>),
-    HttpDone {
+    /// A callback's result (`onair.http.request`, `onair.obs` requests).
+    Callback {
         script: String,
         generation: u64,
         id: u64,
-        result: HttpResult,
+        result: Reply,
     },
 }
 
@@ -451,8 +461,8 @@ fn run(
                         }
                     }
                     Job::Changed(paths) => send(host.changed(&paths)),
-                    Job::HttpDone { script, generation, id, result } => {
-                        send(host.http_done(&script, generation, id, result));
+                    Job::Callback { script, generation, id, result } => {
+                        send(host.callback(&script, generation, id, result));
                     }
                 }
                 busy.stop();

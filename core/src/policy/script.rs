@@ -22,7 +22,7 @@ use mlua::{Function, HookTriggers, Lua, LuaOptions, LuaSerdeExt, StdLib, Table, 
 
 use super::api;
 use super::store::Store;
-use super::{HttpResult, Job, RouteRequest, RouteResponse};
+use super::{Job, Reply, RouteRequest, RouteResponse};
 use crate::action::Action;
 use crate::event::{Event, SessionId};
 
@@ -352,17 +352,23 @@ impl Script {
         (actions, errors)
     }
 
-    /// Delivers the result of `onair.http.request` number `id` to its callback.
-    pub fn http_done(&self, id: u64, result: HttpResult) -> Result<Vec<Action>, ScriptError> {
-        let (_, actions) = self.call("http callback", None, |lua| {
+    /// Delivers the result of request number `id` (`onair.http.request`, an `onair.obs`
+    /// request) to its callback.
+    pub fn callback(&self, id: u64, result: Reply) -> Result<Vec<Action>, ScriptError> {
+        let (_, actions) = self.call("callback", None, |lua| {
             let callbacks: Table = lua.named_registry_value(CALLBACKS)?;
             let Some(f) = callbacks.get::<Option<Function>>(id)? else {
                 return Ok(());
             };
             callbacks.set(id, Value::Nil)?;
             match result {
-                Ok(resp) => f.call::<()>((api::http_response_table(lua, &resp)?, Value::Nil)),
-                Err(e) => f.call::<()>((Value::Nil, e)),
+                Reply::Http(Ok(resp)) => {
+                    f.call::<()>((api::http_response_table(lua, &resp)?, Value::Nil))
+                }
+                Reply::Obs(Ok(resp)) => {
+                    f.call::<()>((api::obs_response_table(lua, &resp)?, Value::Nil))
+                }
+                Reply::Http(Err(e)) | Reply::Obs(Err(e)) => f.call::<()>((Value::Nil, e)),
             }
         })?;
         Ok(actions)
