@@ -27,6 +27,7 @@ data_dir = "$work/data"
 [ingest]
 rtmp_listen = "127.0.0.1:$rtmp"
 keys = [${keys%,}]
+max_connections_per_ip = 16  # every publisher here comes from 127.0.0.1
 [http]
 listen = "127.0.0.1:$http"
 admin_token = "$token"

@@ -36,12 +36,18 @@ def test_sign_up_publish_and_see_your_place(page, stack):
     page.get_by_test_id("to-streamer-page").click()
     page.get_by_test_id("streamer-page").wait_for(timeout=10000)
     assert page.get_by_test_id("streamer-name").text_content() == NAME
-    # the page updates by itself: on air, first in the queue
+    # the stack's own publisher was first: this streamer waits, second in the queue
     page.wait_for_function(
-        "document.querySelector('[data-testid=streamer-state]').textContent.startsWith('On air')",
+        "() => document.querySelector('[data-testid=queue-place]').textContent === 'Place 2 of 2 in the queue'",
+        timeout=20000)
+    assert page.get_by_test_id("streamer-state").text_content().startswith("Connected to channel default, waiting")
+    # the first one leaves: the page updates by itself to on air, first in the queue
+    stack.publisher.kill()
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=streamer-state]').textContent.startsWith('On air')",
         timeout=20000)
     page.wait_for_function(
-        "document.querySelector('[data-testid=queue-place]').textContent.includes('first in the queue')",
+        "() => document.querySelector('[data-testid=queue-place]').textContent.includes('first in the queue')",
         timeout=10000)
     # the key is not on this page: only its hint
     assert key not in page.evaluate("document.documentElement.outerHTML")
@@ -57,5 +63,8 @@ def test_sign_up_publish_and_see_your_place(page, stack):
     assert new_key != key and new_key.startswith("live_")
     assert wait_until(10, lambda: publisher.poll() is not None), "the old key's publish went on"
     page.wait_for_function(
-        "document.querySelector('[data-testid=streamer-state]').textContent.startsWith('Not publishing')",
+        "() => document.querySelector('[data-testid=streamer-state]').textContent.startsWith('Not publishing')",
         timeout=10000)
+    # the page's own refreshes (every 2 s) do not take the new key away before it is copied
+    page.wait_for_timeout(4500)
+    assert page.get_by_test_id("stream-key").text_content() == new_key

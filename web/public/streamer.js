@@ -58,9 +58,12 @@ async function queuePlace(name) {
   let q;
   try { q = await call('GET', '/queue-json'); } catch { p.hidden = true; return; }
   if (!Array.isArray(q)) { p.hidden = true; return; }
-  const i = q.findIndex((e) => e.name === name);
-  p.textContent = i < 0 ? `Not in the queue (${q.length} waiting or live)`
-    : i === 0 ? 'You are first in the queue: on air' : `Place ${i + 1} of ${q.length} in the queue`;
+  // streamers who left and may come back (after a restart) keep a place but are not counted
+  const active = q.filter((e) => e.state !== 'away');
+  const i = active.findIndex((e) => e.name === name);
+  p.textContent = i < 0 ? `Not in the queue (${active.length} in it)`
+    : active[i].state === 'on-air' ? 'You are first in the queue: on air'
+      : `Place ${i + 1} of ${active.length} in the queue`;
   p.hidden = false;
 }
 
@@ -79,7 +82,8 @@ async function refresh() {
     : me.on_air ? `On air on channel ${me.channel}.`
     : me.publishing ? `Connected to channel ${me.channel}, waiting to go on air.`
     : `Not publishing. Start streaming in OBS to go to channel ${me.channel}.`;
-  if (!document.getElementById('stream-key')) obsSettings(me, null);
+  // a key just made stays shown until the page is left: it cannot be seen again
+  if (!document.querySelector('[data-testid=stream-key]')) obsSettings(me, null);
   await queuePlace(me.name);
 }
 
