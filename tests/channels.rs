@@ -893,6 +893,13 @@ fn several_publishers_share_a_channel_only_the_one_on_air_is_decoded_and_a_sessi
         "{\"source\": \"live\", \"session\": 999999}",
     );
     assert_eq!(code, 202);
+    // a session with the fallback is a mistake, named
+    let (code, v) = onair.call(
+        "POST",
+        "/api/switch",
+        "{\"source\": \"fallback\", \"session\": 1}",
+    );
+    assert_eq!((code, v["field"].as_str()), (400, Some("session")), "{v}");
     assert!(onair.wait_log(
         "no such session publishes to this channel",
         Duration::from_secs(5)

@@ -510,6 +510,10 @@ fn switch_reply(c: &Core, channel: &str, body: &[u8], reason: &str) -> warp::rep
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
+    if to == Source::Fallback && req.session.is_some() {
+        let m = "only with \"source\": \"live\" (a session is put on air; the fallback has none)";
+        return api_error(StatusCode::BAD_REQUEST, &format!("session: {m}"), Some(("session", m)));
+    }
     let action = Action::OnChannel {
         channel: channel.to_string(),
         action: Box::new(Action::Switch {
