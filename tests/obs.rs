@@ -14,7 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use sha2::Digest;
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -65,23 +65,25 @@ fn fake_obs() -> (u16, Arc<FakeObs>) {
     (port, state)
 }
 
+/// OBS answers with the subprotocol the client asked for (tungstenite's callback shape).
+#[allow(clippy::result_large_err)]
+fn subprotocol(req: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
+    let asked = req
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if asked.split(',').any(|p| p.trim() == "obswebsocket.json") {
+        resp.headers_mut().insert(
+            "sec-websocket-protocol",
+            "obswebsocket.json".parse().expect("header"),
+        );
+    }
+    Ok(resp)
+}
+
 async fn serve(tcp: tokio::net::TcpStream, st: Arc<FakeObs>) {
-    // OBS answers with the subprotocol the client asked for
-    let callback = |req: &Request, mut resp: Response| {
-        let asked = req
-            .headers()
-            .get("sec-websocket-protocol")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if asked.split(',').any(|p| p.trim() == "obswebsocket.json") {
-            resp.headers_mut().insert(
-                "sec-websocket-protocol",
-                "obswebsocket.json".parse().expect("header"),
-            );
-        }
-        Ok(resp)
-    };
-    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, subprotocol).await else {
         return;
     };
     let hello = serde_json::json!({"op": 0, "d": {
@@ -174,10 +176,13 @@ onair.route("GET", "/last", function() return {{ json = onair.store.get("obs.las
 
 fn start(port: u16, password: &str) -> Onair {
     let text = script(port, password);
-    Onair::start_with("[scripts]\ndir = \"s\"\nstore = \"store.json\"\n", move |dir| {
-        std::fs::create_dir_all(dir.join("s")).expect("mkdir");
-        std::fs::write(dir.join("s").join("obs.lua"), text).expect("write");
-    })
+    Onair::start_with(
+        "[scripts]\ndir = \"s\"\nstore = \"store.json\"\n",
+        move |dir| {
+            std::fs::create_dir_all(dir.join("s")).expect("mkdir");
+            std::fs::write(dir.join("s").join("obs.lua"), text).expect("write");
+        },
+    )
 }
 
 /// Calls `path` and waits for `/last` to change from `before`; returns it.
@@ -208,7 +213,11 @@ fn a_script_switches_obs_scenes_and_the_client_reconnects_after_obs_restarts() {
     assert!(onair.wait_log("obs-websocket connected", Duration::from_secs(5)));
 
     let r = ask(&onair, "/scene/BRB");
-    assert_eq!((r["ok"].as_bool(), r["code"].as_i64()), (Some(true), Some(100)), "{r}");
+    assert_eq!(
+        (r["ok"].as_bool(), r["code"].as_i64()),
+        (Some(true), Some(100)),
+        "{r}"
+    );
     assert_eq!(
         obs.requests.lock().expect("lock").last().cloned(),
         Some((
@@ -218,7 +227,11 @@ fn a_script_switches_obs_scenes_and_the_client_reconnects_after_obs_restarts() {
     );
     // OBS's own failure comes back as it is
     let r = ask(&onair, "/scene/Nowhere");
-    assert_eq!((r["ok"].as_bool(), r["code"].as_i64()), (Some(false), Some(600)), "{r}");
+    assert_eq!(
+        (r["ok"].as_bool(), r["code"].as_i64()),
+        (Some(false), Some(600)),
+        "{r}"
+    );
     assert!(r["comment"].as_str().is_some_and(|c| c.contains("Nowhere")));
     // response data reaches the script
     let r = ask(&onair, "/current");
@@ -229,7 +242,10 @@ fn a_script_switches_obs_scenes_and_the_client_reconnects_after_obs_restarts() {
     assert!(onair.wait_log("obs-websocket: connection lost", Duration::from_secs(5)));
     obs.drop_all.store(false, Ordering::SeqCst);
     assert!(
-        wait_until(Duration::from_secs(10), || obs.identified.load(Ordering::SeqCst) == 2),
+        wait_until(Duration::from_secs(10), || obs
+            .identified
+            .load(Ordering::SeqCst)
+            == 2),
         "did not reconnect:\n{}",
         onair.log_text()
     );
@@ -253,7 +269,9 @@ fn a_wrong_obs_password_is_named_in_the_log_and_requests_fail_with_it() {
     assert_eq!(obs.identified.load(Ordering::SeqCst), 0);
     let r = ask(&onair, "/scene/BRB");
     assert!(
-        r["err"].as_str().is_some_and(|e| e.contains("not connected to OBS")),
+        r["err"]
+            .as_str()
+            .is_some_and(|e| e.contains("not connected to OBS")),
         "{r}"
     );
     assert!(obs.requests.lock().expect("lock").is_empty());

@@ -78,7 +78,10 @@ fn listed(onair: &Onair) -> Vec<String> {
     assert_eq!(code, 200);
     let mut names: Vec<(usize, String)> = ["alice", "bob", "carol"]
         .iter()
-        .filter_map(|n| html.find(&format!("<td>{n}</td>")).map(|i| (i, n.to_string())))
+        .filter_map(|n| {
+            html.find(&format!("<td>{n}</td>"))
+                .map(|i| (i, n.to_string()))
+        })
         .collect();
     names.sort();
     names.into_iter().map(|(_, n)| n).collect()
@@ -105,17 +108,27 @@ fn streamers_take_turns_at_the_time_limit_and_a_kicked_one_is_blocked_until_togg
     assert!(viewer.wait_for(Instant::now(), SWITCH, |_| true));
 
     let _alice = Publisher::start(&onair.publish_url(&keys[0]), "red");
-    assert!(viewer.wait_for(Instant::now(), SWITCH, Frame::is_red), "alice never on air");
+    assert!(
+        viewer.wait_for(Instant::now(), SWITCH, Frame::is_red),
+        "alice never on air"
+    );
     let _bob = Publisher::start(&onair.publish_url(&keys[1]), "green");
     wait_queue(&onair, &[("alice", "on-air"), ("bob", "waiting")]);
     let _carol = Publisher::start(&onair.publish_url(&keys[2]), "blue");
     wait_queue(
         &onair,
-        &[("alice", "on-air"), ("bob", "waiting"), ("carol", "waiting")],
+        &[
+            ("alice", "on-air"),
+            ("bob", "waiting"),
+            ("carol", "waiting"),
+        ],
     );
     assert_eq!(listed(&onair), ["alice", "bob", "carol"]);
     // waiting streamers stay connected and are not decoded; the publish event named the account
-    let sessions = onair.status()["sessions"].as_array().expect("sessions").clone();
+    let sessions = onair.status()["sessions"]
+        .as_array()
+        .expect("sessions")
+        .clone();
     let decoding: Vec<_> = sessions
         .iter()
         .filter(|s| s["decoding"] == true)
@@ -128,10 +141,17 @@ fn streamers_take_turns_at_the_time_limit_and_a_kicked_one_is_blocked_until_togg
     assert_eq!(code, 401);
     let (code, v) = get(&onair, "/update-timer/10?reset_time=true");
     assert_eq!((code, v["time_limit_s"].as_i64()), (200, Some(10)), "{v}");
-    assert!(v["time_left_s"].as_i64().is_some_and(|s| (9..=10).contains(&s)), "{v}");
+    assert!(
+        v["time_left_s"]
+            .as_i64()
+            .is_some_and(|s| (9..=10).contains(&s)),
+        "{v}"
+    );
     let (code, v) = get(&onair, "/update-timer/0");
     assert_eq!(code, 400, "{v}");
-    let left = get(&onair, "/queue-json").1[0]["time_left_s"].as_i64().expect("time left");
+    let left = get(&onair, "/queue-json").1[0]["time_left_s"]
+        .as_i64()
+        .expect("time left");
     assert!((8..=10).contains(&left), "time left {left}");
 
     // 10 s later alice is kicked and bob is on air within 1.5 s
@@ -144,15 +164,24 @@ fn streamers_take_turns_at_the_time_limit_and_a_kicked_one_is_blocked_until_togg
         seen
     }));
     let limit_at = limit_at.expect("seen");
-    assert!(viewer.wait_for(limit_at, SWITCH, Frame::is_green), "bob never on air");
+    assert!(
+        viewer.wait_for(limit_at, SWITCH, Frame::is_green),
+        "bob never on air"
+    );
     let green = viewer
         .frames()
         .into_iter()
         .find(|f| f.at >= limit_at && f.is_green())
         .expect("green frame");
     let took = green.at.duration_since(limit_at);
-    eprintln!("time limit → next streamer on air at the platform: {} ms", took.as_millis());
-    assert!(took <= Duration::from_millis(1500), "bob on air {took:?} after the limit");
+    eprintln!(
+        "time limit → next streamer on air at the platform: {} ms",
+        took.as_millis()
+    );
+    assert!(
+        took <= Duration::from_millis(1500),
+        "bob on air {took:?} after the limit"
+    );
     assert!(
         !viewer
             .frames()
@@ -168,10 +197,17 @@ fn streamers_take_turns_at_the_time_limit_and_a_kicked_one_is_blocked_until_togg
 
     // alice is refused inside the block window, with the reason
     let mut again = Publisher::start(&onair.publish_url(&keys[0]), "red");
-    assert_eq!(again.wait_exit(SWITCH), Some(false), "a blocked key was accepted");
+    assert_eq!(
+        again.wait_exit(SWITCH),
+        Some(false),
+        "a blocked key was accepted"
+    );
     assert!(
         !onair
-            .log_lines(&["rejected by policy", "alice reached the time limit: re-join in"])
+            .log_lines(&[
+                "rejected by policy",
+                "alice reached the time limit: re-join in"
+            ])
             .is_empty(),
         "{}",
         onair.log_text()
@@ -183,13 +219,20 @@ fn streamers_take_turns_at_the_time_limit_and_a_kicked_one_is_blocked_until_togg
     let _alice_again = Publisher::start(&onair.publish_url(&keys[0]), "red");
     wait_queue(
         &onair,
-        &[("bob", "on-air"), ("carol", "waiting"), ("alice", "waiting")],
+        &[
+            ("bob", "on-air"),
+            ("carol", "waiting"),
+            ("alice", "waiting"),
+        ],
     );
     assert_eq!(listed(&onair), ["bob", "carol", "alice"]);
 
     let (max_step, backwards) = viewer.video_pts_gaps();
     eprintln!("largest video PTS step at the platform: {max_step:.0} ms");
-    assert!(max_step <= 100.0, "video PTS step {max_step:.0} ms at the platform");
+    assert!(
+        max_step <= 100.0,
+        "video PTS step {max_step:.0} ms at the platform"
+    );
     assert_eq!(backwards, 0);
     assert_one_connection_since(&nginx, "app", since);
 }
@@ -238,7 +281,11 @@ fn the_queue_keeps_its_order_across_a_kill_9_and_streamers_sign_up_and_are_disab
     let mut carol = Publisher::start(&onair.publish_url(&carol_key), "blue");
     wait_queue(
         &onair,
-        &[("alice", "on-air"), ("bob", "waiting"), ("carol", "waiting")],
+        &[
+            ("alice", "on-air"),
+            ("bob", "waiting"),
+            ("carol", "waiting"),
+        ],
     );
 
     onair.kill9_and_restart();
@@ -263,7 +310,11 @@ fn the_queue_keeps_its_order_across_a_kill_9_and_streamers_sign_up_and_are_disab
     let _bob = Publisher::start(&onair.publish_url(&bob_key), "green");
     wait_queue(
         &onair,
-        &[("alice", "on-air"), ("bob", "waiting"), ("carol", "waiting")],
+        &[
+            ("alice", "on-air"),
+            ("bob", "waiting"),
+            ("carol", "waiting"),
+        ],
     );
 
     // disabling carol ends her publish, and her key is then refused with the reason
@@ -274,7 +325,11 @@ fn the_queue_keeps_its_order_across_a_kill_9_and_streamers_sign_up_and_are_disab
         &[("alice", "on-air"), ("bob", "waiting"), ("carol", "away")],
     );
     let mut refused = Publisher::start(&onair.publish_url(&carol_key), "blue");
-    assert_eq!(refused.wait_exit(SWITCH), Some(false), "a disabled key was accepted");
+    assert_eq!(
+        refused.wait_exit(SWITCH),
+        Some(false),
+        "a disabled key was accepted"
+    );
     assert!(
         !onair.log_lines(&["carol", "which is disabled"]).is_empty(),
         "{}",
@@ -290,7 +345,11 @@ fn the_queue_keeps_its_order_across_a_kill_9_and_streamers_sign_up_and_are_disab
         &[("alice", "on-air"), ("bob", "away"), ("carol", "away")],
     );
     let mut old = Publisher::start(&onair.publish_url(&bob_key), "green");
-    assert_eq!(old.wait_exit(SWITCH), Some(false), "the old key was accepted");
+    assert_eq!(
+        old.wait_exit(SWITCH),
+        Some(false),
+        "the old key was accepted"
+    );
     let _bob = Publisher::start(&onair.publish_url(&new_key), "green");
     wait_queue(
         &onair,

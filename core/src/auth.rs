@@ -343,7 +343,10 @@ impl Auth {
         self.db
             .conn()
             .query_row(
-                &format!("SELECT user_name, csrf FROM {} WHERE token_sha256 = ?1 AND expires_at > ?2", self.t.sessions),
+                &format!(
+                    "SELECT user_name, csrf FROM {} WHERE token_sha256 = ?1 AND expires_at > ?2",
+                    self.t.sessions
+                ),
                 rusqlite::params![sha256_hex(token), now_s()],
                 |r| {
                     Ok(Session {

@@ -37,7 +37,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_destination_options",
         include_str!("../migrations/0006_destination_options.sql"),
     ),
-    ("0007_streamers", include_str!("../migrations/0007_streamers.sql")),
+    (
+        "0007_streamers",
+        include_str!("../migrations/0007_streamers.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -268,7 +268,9 @@ mod tests {
     fn a_key_is_shown_once_stored_as_a_digest_and_replaced_by_regeneration() {
         let s = streamers();
         let ip: IpAddr = "10.1.0.1".parse().expect("ip");
-        let a = s.create(Some(ip), "alice", "correct horse", None).expect("create");
+        let a = s
+            .create(Some(ip), "alice", "correct horse", None)
+            .expect("create");
         assert!(a.key.starts_with("live_") && a.key.len() == 45, "{}", a.key);
         assert_eq!(a.account.channel, "default");
         assert!(matches!(
@@ -277,7 +279,10 @@ mod tests {
         ));
         assert!(matches!(
             s.create(Some(ip), "bob", "short", None),
-            Err(LoginError::Auth(AuthError::Invalid { field: "password", .. }))
+            Err(LoginError::Auth(AuthError::Invalid {
+                field: "password",
+                ..
+            }))
         ));
         // the key itself is nowhere in the database
         let stored: String =
@@ -291,14 +296,18 @@ mod tests {
         assert_ne!(b.key, a.key);
         assert_eq!(s.by_key(&a.key), None);
         assert_eq!(s.by_key(&b.key).map(|x| x.name).as_deref(), Some("alice"));
-        assert!(matches!(s.regenerate_key("nobody"), Err(AuthError::NotFound(_))));
+        assert!(matches!(
+            s.regenerate_key("nobody"),
+            Err(AuthError::NotFound(_))
+        ));
     }
 
     #[test]
     fn a_disabled_account_cannot_log_in_and_its_sessions_end() {
         let s = streamers();
         let ip: IpAddr = "10.1.0.2".parse().expect("ip");
-        s.create(Some(ip), "carol", "correct horse", Some("arena")).expect("create");
+        s.create(Some(ip), "carol", "correct horse", Some("arena"))
+            .expect("create");
         let login = s.login(ip, "carol", "correct horse").expect("login");
         assert!(s.auth().session(&login.token).is_some());
         let a = s.update("carol", Some(false), None).expect("disable");
@@ -328,6 +337,9 @@ mod tests {
             Err(LoginError::Throttled { .. })
         ));
         let other: IpAddr = "10.1.0.4".parse().expect("ip");
-        assert!(s.create(Some(other), "one-more", "correct horse", None).is_ok());
+        assert!(
+            s.create(Some(other), "one-more", "correct horse", None)
+                .is_ok()
+        );
     }
 }

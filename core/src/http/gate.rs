@@ -244,25 +244,38 @@ pub(super) fn with_cookie(mut r: warp::reply::Response, cookie: String) -> warp:
 /// The answer to a refused login or sign-up (`what`, for the log and the message): 401 wrong
 /// name or password, 429 with `Retry-After` when throttled, 503 when too many run at once,
 /// 400/409 for a sign-up's invalid field or taken name, 500 otherwise.
-pub(super) fn login_refused(e: LoginError, ip: std::net::IpAddr, what: &str) -> warp::reply::Response {
+pub(super) fn login_refused(
+    e: LoginError,
+    ip: std::net::IpAddr,
+    what: &str,
+) -> warp::reply::Response {
     use crate::auth::AuthError;
     match e {
         LoginError::Wrong => error(StatusCode::UNAUTHORIZED, "wrong name or password"),
         e @ LoginError::Throttled { retry_in_s } => {
             tracing::warn!(client = %ip, "{what} refused: too many attempts from this address");
             let mut r = error(StatusCode::TOO_MANY_REQUESTS, &e.to_string());
-            r.headers_mut().insert(header::RETRY_AFTER, retry_in_s.into());
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, retry_in_s.into());
             r
         }
         e @ LoginError::Busy => {
             tracing::warn!(client = %ip, "{what} refused: too many at once");
             error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
         }
-        LoginError::Auth(e @ AuthError::Invalid { .. }) => error(StatusCode::BAD_REQUEST, &e.to_string()),
-        LoginError::Auth(e @ AuthError::Exists(_)) => error(StatusCode::CONFLICT, &e.to_string().replace("user", "account")),
+        LoginError::Auth(e @ AuthError::Invalid { .. }) => {
+            error(StatusCode::BAD_REQUEST, &e.to_string())
+        }
+        LoginError::Auth(e @ AuthError::Exists(_)) => error(
+            StatusCode::CONFLICT,
+            &e.to_string().replace("user", "account"),
+        ),
         LoginError::Auth(e) => {
             tracing::error!(error = %e, "{what} failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{what} failed: see the log"))
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("{what} failed: see the log"),
+            )
         }
     }
 }

@@ -512,7 +512,11 @@ fn switch_reply(c: &Core, channel: &str, body: &[u8], reason: &str) -> warp::rep
     };
     if to == Source::Fallback && req.session.is_some() {
         let m = "only with \"source\": \"live\" (a session is put on air; the fallback has none)";
-        return api_error(StatusCode::BAD_REQUEST, &format!("session: {m}"), Some(("session", m)));
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            &format!("session: {m}"),
+            Some(("session", m)),
+        );
     }
     let action = Action::OnChannel {
         channel: channel.to_string(),
@@ -784,10 +788,7 @@ pub fn routes(
     ]
     .into_iter()
     .fold(status.boxed(), |all, r| all.or(r).unify().boxed());
-    body_cap
-        .and(all)
-        .recover(recover)
-        .unify()
+    body_cap.and(all).recover(recover).unify()
 }
 
 async fn recover(rej: warp::Rejection) -> Result<warp::reply::Response, Infallible> {

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use warp::Filter;
 use warp::http::{HeaderMap, Method, StatusCode, header};
 
-use super::gate::{changes_state, cookie, login_refused, named_cookie, with_cookie, CSRF_HEADER};
+use super::gate::{CSRF_HEADER, changes_state, cookie, login_refused, named_cookie, with_cookie};
 use super::{API_BODY_MAX, body_up_to, constant_time_eq, error, json_response, parse_body};
 use crate::auth::{AuthError, Session};
 use crate::engine::Core;
@@ -57,11 +57,20 @@ fn auth_error(e: &AuthError) -> warp::reply::Response {
             StatusCode::BAD_REQUEST,
             &serde_json::json!({ "error": e.to_string(), "field": field, "message": message }),
         ),
-        AuthError::NotFound(n) => error(StatusCode::NOT_FOUND, &format!("no streamer account named {n:?}")),
-        AuthError::Exists(n) => error(StatusCode::CONFLICT, &format!("a streamer account named {n:?} exists")),
+        AuthError::NotFound(n) => error(
+            StatusCode::NOT_FOUND,
+            &format!("no streamer account named {n:?}"),
+        ),
+        AuthError::Exists(n) => error(
+            StatusCode::CONFLICT,
+            &format!("a streamer account named {n:?} exists"),
+        ),
         e => {
             tracing::error!(error = %e, "streamer accounts");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "streamer accounts failed: see the log")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "streamer accounts failed: see the log",
+            )
         }
     }
 }
@@ -96,24 +105,41 @@ fn host(h: &HeaderMap) -> Option<&str> {
 }
 
 /// The streamer session of a request, or the 401/403 to answer.
-fn streamer(c: &Core, m: &Method, h: &HeaderMap) -> Result<Session, warp::reply::Response> {
+fn streamer(c: &Core, m: &Method, h: &HeaderMap) -> Result<Session, Box<warp::reply::Response>> {
     let s = cookie(h, COOKIE)
         .and_then(|t| c.streamers.auth().session(t))
-        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "log in on the streamer page"))?;
+        .ok_or_else(|| {
+            Box::new(error(
+                StatusCode::UNAUTHORIZED,
+                "log in on the streamer page",
+            ))
+        })?;
     if changes_state(m) {
         let given = h.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
         if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), s.csrf.as_bytes())) {
-            return Err(error(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token header"));
+            return Err(Box::new(error(
+                StatusCode::FORBIDDEN,
+                "missing or wrong X-CSRF-Token header",
+            )));
         }
     }
     Ok(s)
 }
 
-fn logged_in(c: &Core, s: crate::auth::NewSession, a: &serde_json::Value, status: StatusCode, h: &HeaderMap) -> warp::reply::Response {
+fn logged_in(
+    c: &Core,
+    s: crate::auth::NewSession,
+    a: &serde_json::Value,
+    status: StatusCode,
+    h: &HeaderMap,
+) -> warp::reply::Response {
     let mut v = a.clone();
     v["csrf"] = serde_json::json!(s.session.csrf);
     let _ = c;
-    with_cookie(json_response(status, &v), named_cookie(COOKIE, &s.token, s.max_age_s, h))
+    with_cookie(
+        json_response(status, &v),
+        named_cookie(COOKIE, &s.token, s.max_age_s, h),
+    )
 }
 
 /// Ends the publish of account `name`, saying why in the log.
@@ -129,7 +155,11 @@ type Route = warp::filters::BoxedFilter<(warp::reply::Response,)>;
 /// Every route above. Boxed: each is its own type, which keeps the compile time of the whole
 /// route tree down.
 pub fn routes(
-    with_core: impl Filter<Extract = (Arc<Core>,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+    with_core: impl Filter<Extract = (Arc<Core>,), Error = std::convert::Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
     admin: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
 ) -> Route {
     let request = warp::method()
@@ -138,7 +168,7 @@ pub fn routes(
     let signup = warp::path!("api" / "streamer" / "signup")
         .and(warp::post())
         .and(with_core.clone())
-        .and(request.clone())
+        .and(request)
         .and(body_up_to(API_BODY_MAX))
         .map(|c: Arc<Core>, _m: Method, h: HeaderMap, addr: Option<SocketAddr>, body: Bytes| {
             if !c.streamers.signup_open {
@@ -173,79 +203,89 @@ pub fn routes(
     let login = warp::path!("api" / "streamer" / "login")
         .and(warp::post())
         .and(with_core.clone())
-        .and(request.clone())
+        .and(request)
         .and(body_up_to(API_BODY_MAX))
-        .map(|c: Arc<Core>, _m: Method, h: HeaderMap, addr: Option<SocketAddr>, body: Bytes| {
-            let req: SignUp = match parse_body(&body) {
-                Ok(r) => r,
-                Err(r) => return *r,
-            };
-            let ip = ip_of(addr);
-            match tokio::task::block_in_place(|| c.streamers.login(ip, &req.name, &req.password)) {
-                Ok(s) => match c.streamers.get(&req.name) {
-                    Ok(Some(a)) => {
-                        let v = account_json(&c, &a, host(&h));
-                        logged_in(&c, s, &v, StatusCode::OK, &h)
-                    }
-                    Ok(None) => error(StatusCode::UNAUTHORIZED, "wrong name or password"),
-                    Err(e) => auth_error(&e),
-                },
-                Err(e) => login_refused(e, ip, "streamer login"),
-            }
-        })
+        .map(
+            |c: Arc<Core>, _m: Method, h: HeaderMap, addr: Option<SocketAddr>, body: Bytes| {
+                let req: SignUp = match parse_body(&body) {
+                    Ok(r) => r,
+                    Err(r) => return *r,
+                };
+                let ip = ip_of(addr);
+                match tokio::task::block_in_place(|| {
+                    c.streamers.login(ip, &req.name, &req.password)
+                }) {
+                    Ok(s) => match c.streamers.get(&req.name) {
+                        Ok(Some(a)) => {
+                            let v = account_json(&c, &a, host(&h));
+                            logged_in(&c, s, &v, StatusCode::OK, &h)
+                        }
+                        Ok(None) => error(StatusCode::UNAUTHORIZED, "wrong name or password"),
+                        Err(e) => auth_error(&e),
+                    },
+                    Err(e) => login_refused(e, ip, "streamer login"),
+                }
+            },
+        )
         .boxed();
     let logout = warp::path!("api" / "streamer" / "logout")
         .and(warp::post())
         .and(with_core.clone())
-        .and(request.clone())
-        .map(|c: Arc<Core>, m: Method, h: HeaderMap, _addr: Option<SocketAddr>| {
-            if let (Ok(_), Some(t)) = (streamer(&c, &m, &h), cookie(&h, COOKIE)) {
-                if let Err(e) = c.streamers.auth().logout(t) {
+        .and(request)
+        .map(
+            |c: Arc<Core>, m: Method, h: HeaderMap, _addr: Option<SocketAddr>| {
+                if let (Ok(_), Some(t)) = (streamer(&c, &m, &h), cookie(&h, COOKIE))
+                    && let Err(e) = c.streamers.auth().logout(t)
+                {
                     tracing::error!(error = %e, "streamer logout not kept in the database");
                 }
-            }
-            let mut r = warp::reply::Response::new(Vec::new().into());
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            with_cookie(r, named_cookie(COOKIE, "", 0, &h))
-        })
+                let mut r = warp::reply::Response::new(Vec::new().into());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                with_cookie(r, named_cookie(COOKIE, "", 0, &h))
+            },
+        )
         .boxed();
     let me = warp::path!("api" / "streamer" / "me")
         .and(warp::get())
         .and(with_core.clone())
-        .and(request.clone())
-        .map(|c: Arc<Core>, m: Method, h: HeaderMap, _addr: Option<SocketAddr>| {
-            let s = match streamer(&c, &m, &h) {
-                Ok(s) => s,
-                Err(r) => return r,
-            };
-            match c.streamers.get(&s.user) {
-                Ok(Some(a)) => {
-                    let mut v = account_json(&c, &a, host(&h));
-                    v["csrf"] = serde_json::json!(s.csrf);
-                    json_response(StatusCode::OK, &v)
+        .and(request)
+        .map(
+            |c: Arc<Core>, m: Method, h: HeaderMap, _addr: Option<SocketAddr>| {
+                let s = match streamer(&c, &m, &h) {
+                    Ok(s) => s,
+                    Err(r) => return *r,
+                };
+                match c.streamers.get(&s.user) {
+                    Ok(Some(a)) => {
+                        let mut v = account_json(&c, &a, host(&h));
+                        v["csrf"] = serde_json::json!(s.csrf);
+                        json_response(StatusCode::OK, &v)
+                    }
+                    Ok(None) => error(StatusCode::UNAUTHORIZED, "the account no longer exists"),
+                    Err(e) => auth_error(&e),
                 }
-                Ok(None) => error(StatusCode::UNAUTHORIZED, "the account no longer exists"),
-                Err(e) => auth_error(&e),
-            }
-        })
+            },
+        )
         .boxed();
     let own_key = warp::path!("api" / "streamer" / "key")
         .and(warp::post())
         .and(with_core.clone())
-        .and(request.clone())
-        .map(|c: Arc<Core>, m: Method, h: HeaderMap, _addr: Option<SocketAddr>| {
-            let s = match streamer(&c, &m, &h) {
-                Ok(s) => s,
-                Err(r) => return r,
-            };
-            match c.streamers.regenerate_key(&s.user) {
-                Ok(k) => {
-                    kick(&c, &s.user, "the stream key was regenerated");
-                    json_response(StatusCode::OK, &with_key_json(&c, &k, host(&h)))
+        .and(request)
+        .map(
+            |c: Arc<Core>, m: Method, h: HeaderMap, _addr: Option<SocketAddr>| {
+                let s = match streamer(&c, &m, &h) {
+                    Ok(s) => s,
+                    Err(r) => return *r,
+                };
+                match c.streamers.regenerate_key(&s.user) {
+                    Ok(k) => {
+                        kick(&c, &s.user, "the stream key was regenerated");
+                        json_response(StatusCode::OK, &with_key_json(&c, &k, host(&h)))
+                    }
+                    Err(e) => auth_error(&e),
                 }
-                Err(e) => auth_error(&e),
-            }
-        })
+            },
+        )
         .boxed();
 
     let list = warp::path!("api" / "streamers")
@@ -284,7 +324,9 @@ pub fn routes(
             }
         })
         .boxed();
-    let one = warp::path!("api" / "streamers" / String).and(admin.clone()).and(with_core.clone());
+    let one = warp::path!("api" / "streamers" / String)
+        .and(admin.clone())
+        .and(with_core.clone());
     let update = one
         .clone()
         .and(warp::patch())
@@ -317,33 +359,40 @@ pub fn routes(
             }
         })
         .boxed();
-    let delete = one.clone().and(warp::delete()).map(|name: String, c: Arc<Core>| {
-        match c.streamers.delete(&name) {
-            Ok(()) => {
-                tracing::info!(streamer = %name, "streamer account deleted");
-                kick(&c, &name, "the account was deleted");
-                let mut r = warp::reply::Response::new(Vec::new().into());
-                *r.status_mut() = StatusCode::NO_CONTENT;
-                r
-            }
-            Err(e) => auth_error(&e),
-        }
-    })
+    let delete = one
+        .clone()
+        .and(warp::delete())
+        .map(
+            |name: String, c: Arc<Core>| match c.streamers.delete(&name) {
+                Ok(()) => {
+                    tracing::info!(streamer = %name, "streamer account deleted");
+                    kick(&c, &name, "the account was deleted");
+                    let mut r = warp::reply::Response::new(Vec::new().into());
+                    *r.status_mut() = StatusCode::NO_CONTENT;
+                    r
+                }
+                Err(e) => auth_error(&e),
+            },
+        )
         .boxed();
     let rekey = warp::path!("api" / "streamers" / String / "key")
         .and(warp::post())
         .and(admin)
         .and(with_core)
         .and(warp::header::headers_cloned())
-        .map(|name: String, c: Arc<Core>, h: HeaderMap| match c.streamers.regenerate_key(&name) {
-            Ok(k) => {
-                kick(&c, &name, "the stream key was regenerated");
-                json_response(StatusCode::OK, &with_key_json(&c, &k, host(&h)))
-            }
-            Err(e) => auth_error(&e),
-        })
+        .map(
+            |name: String, c: Arc<Core>, h: HeaderMap| match c.streamers.regenerate_key(&name) {
+                Ok(k) => {
+                    kick(&c, &name, "the stream key was regenerated");
+                    json_response(StatusCode::OK, &with_key_json(&c, &k, host(&h)))
+                }
+                Err(e) => auth_error(&e),
+            },
+        )
         .boxed();
-    [login, logout, me, own_key, list, create, update, delete, rekey]
-        .into_iter()
-        .fold(signup, |all, r| all.or(r).unify().boxed())
+    [
+        login, logout, me, own_key, list, create, update, delete, rekey,
+    ]
+    .into_iter()
+    .fold(signup, |all, r| all.or(r).unify().boxed())
 }

@@ -50,17 +50,22 @@ pub struct ObsResponse {
 
 pub type ObsResult = Result<ObsResponse, String>;
 
+/// Where a request's outcome goes.
+pub type Reply = Box<dyn FnOnce(ObsResult) + Send>;
+
 pub struct ObsRequest {
     pub request_type: String,
     pub data: Option<serde_json::Value>,
-    pub reply: Box<dyn FnOnce(ObsResult) + Send>,
+    pub reply: Reply,
 }
 
 /// The `authentication` string of `Identify`.
 pub fn auth_string(password: &str, salt: &str, challenge: &str) -> String {
     let b64 = base64::engine::general_purpose::STANDARD;
     let secret = b64.encode(sha2::Sha256::digest(format!("{password}{salt}").as_bytes()));
-    b64.encode(sha2::Sha256::digest(format!("{secret}{challenge}").as_bytes()))
+    b64.encode(sha2::Sha256::digest(
+        format!("{secret}{challenge}").as_bytes(),
+    ))
 }
 
 /// Starts the client on `runtime`; requests go into the returned sender. Dropping every sender
@@ -142,7 +147,8 @@ async fn session(
         if hello["op"] != 0 {
             return Err(format!("expected Hello (op 0), got {hello}"));
         }
-        let mut identify = serde_json::json!({ "op": 1, "d": { "rpcVersion": 1, "eventSubscriptions": 0 } });
+        let mut identify =
+            serde_json::json!({ "op": 1, "d": { "rpcVersion": 1, "eventSubscriptions": 0 } });
         if let (Some(challenge), Some(salt)) = (
             field(&hello, &["d", "authentication", "challenge"]).and_then(|v| v.as_str()),
             field(&hello, &["d", "authentication", "salt"]).and_then(|v| v.as_str()),
@@ -168,8 +174,7 @@ async fn session(
     }
     tracing::info!(%script, obs = %format!("{}:{}", target.host, target.port), "obs-websocket connected");
 
-    let mut pending: HashMap<String, (tokio::time::Instant, Box<dyn FnOnce(ObsResult) + Send>)> =
-        HashMap::new();
+    let mut pending: HashMap<String, (tokio::time::Instant, Reply)> = HashMap::new();
     let mut next_id: u64 = 1;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let lost = loop {
@@ -224,7 +229,8 @@ async fn session(
     Session::Lost(format!("connection lost: {lost}"))
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The next JSON text frame (pings are answered by tungstenite); `Err` on close or garbage.
 async fn next_json(ws: &mut Ws) -> Result<serde_json::Value, String> {
@@ -238,7 +244,11 @@ async fn next_json(ws: &mut Ws) -> Result<serde_json::Value, String> {
                     Some(f) if u16::from(f.code) == 4009 => {
                         "OBS refused the password (close code 4009): check opts.password".into()
                     }
-                    Some(f) => format!("OBS closed the connection ({} {})", u16::from(f.code), f.reason),
+                    Some(f) => format!(
+                        "OBS closed the connection ({} {})",
+                        u16::from(f.code),
+                        f.reason
+                    ),
                     None => "OBS closed the connection".into(),
                 });
             }
