@@ -19,17 +19,6 @@ ffmpeg -hide_banner -loglevel error -f lavfi -i "testsrc2=s=1280x720:r=30" -f la
   -t 30 -c:v libx264 -preset veryfast -b:v 4000k -g 60 -pix_fmt yuv420p -c:a aac -b:a 160k -ar 48000 -ac 2 \
   -f flv "$clip"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# measure PID: cores used over $secs after a 5 s settle
-measure() {
-  sleep 5
-  local c0 t0 c1 t1
-  c0=$(cpu_ticks "$1"); t0=$(date +%s.%N)
-  sleep "$secs"
-  c1=$(cpu_ticks "$1"); t1=$(date +%s.%N)
-  python3 -c "print(f'{($c1 - $c0) / 100 / ($t1 - $t0):.3f}')"
-}
-
 cat > "$work/onair.toml" <<CONF
 data_dir = "$work/data"
 [ingest]
@@ -58,7 +47,7 @@ run_onair() {
   ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$clip" -c copy -f flv \
     "rtmp://127.0.0.1:$rtmp/live/bench-key-0001" > /dev/null 2>&1 & local pub=$!
   for _ in $(seq 100); do grep -q 'to="live"' "$work/onair.log" && break; sleep 0.1; done
-  measure "$pid"
+  cores_used "$pid" "$secs"
   kill "$pub" "$pid" 2>/dev/null || true; wait "$pub" "$pid" 2>/dev/null || true
 }
 
@@ -67,7 +56,7 @@ run_ffmpeg() {
     -c:v libx264 -preset veryfast -tune zerolatency -b:v ${kbps}k -maxrate ${kbps}k -bufsize ${kbps}k \
     -g 60 -keyint_min 60 -sc_threshold 0 -x264-params nal-hrd=cbr:force-cfr=1 -profile:v high -pix_fmt yuv420p \
     -c:a aac -b:a 160k -ar 48000 -ac 2 -f flv "rtmp://127.0.0.1:$ngx_rtmp/app/ffmpeg" > /dev/null 2>&1 & local pid=$!
-  measure "$pid"
+  cores_used "$pid" "$secs"
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
 }
 

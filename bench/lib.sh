@@ -69,3 +69,14 @@ CONF
   for _ in $(seq 100); do grep -q "destination up" "$work/onair.log" && break; sleep 0.1; done
 }
 
+
+# cores_used PID SECS: the cores PID uses (user + system time, /proc/PID/stat) over SECS, after
+# a 5 s settle
+cores_used() {
+  sleep 5
+  local c0 t0 c1 t1
+  c0=$(awk '{print $14 + $15}' "/proc/$1/stat"); t0=$(date +%s.%N)
+  sleep "$2"
+  c1=$(awk '{print $14 + $15}' "/proc/$1/stat"); t1=$(date +%s.%N)
+  python3 -c "print(f'{($c1 - $c0) / 100 / ($t1 - $t0):.3f}')"
+}

@@ -54,22 +54,12 @@ publish() {
 publish 0 > /dev/null
 for _ in $(seq 100); do grep -q 'to="live"' "$work/onair.log" && break; sleep 0.1; done
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-measure() {
-  sleep 5
-  local c0 t0 c1 t1
-  c0=$(cpu_ticks "$onair"); t0=$(date +%s.%N)
-  sleep "$secs"
-  c1=$(cpu_ticks "$onair"); t1=$(date +%s.%N)
-  python3 -c "print(f'{($c1 - $c0) / 100 / ($t1 - $t0):.3f}')"
-}
-
 none=(); some=()
 for r in $(seq "$rounds"); do
-  none+=("$(measure)")
+  none+=("$(cores_used "$onair" "$secs")")
   waiters=()
   for i in $(seq 1 "$waiting"); do waiters+=("$(publish "$i")"); done
-  some+=("$(measure)")
+  some+=("$(cores_used "$onair" "$secs")")
   decoding=$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$http/api/status" |
     python3 -c 'import json,sys; s=json.load(sys.stdin)["sessions"]; n=sum(x["decoding"] for x in s); print(len(s), "sessions,", n, "decoding")')
   echo "round $r: 0 waiting ${none[-1]} cores; $waiting waiting ${some[-1]} cores ($decoding)"

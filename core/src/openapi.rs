@@ -53,6 +53,52 @@ pub struct SessionAnswer {
     pub auth: String,
 }
 
+/// OBS → Settings → Stream for a streamer account: the key is the account's own.
+#[derive(ToSchema)]
+pub struct StreamerObs {
+    /// `Custom...`
+    pub service: String,
+    /// OBS's "Server": `rtmp://HOST:PORT/APP`.
+    pub server: String,
+}
+
+/// A streamer account as the API shows it. `key` only at creation and regeneration (shown this
+/// once: only its SHA-256 is kept); `csrf` only to the streamer themselves.
+#[derive(ToSchema)]
+pub struct StreamerView {
+    pub name: String,
+    /// The channel the account's key publishes to.
+    pub channel: String,
+    pub enabled: bool,
+    /// The key redacted (`live_…a9f3`).
+    pub key_hint: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Whether the account's key is publishing now.
+    pub publishing: bool,
+    pub on_air: bool,
+    /// Its publish session, when publishing.
+    pub session: Option<u64>,
+    pub obs: StreamerObs,
+    pub key: Option<String>,
+    pub csrf: Option<String>,
+}
+
+/// `POST /api/streamers` (admin). `channel`: default `accounts.channel`.
+#[derive(ToSchema)]
+pub struct StreamerCreate {
+    pub name: String,
+    pub password: String,
+    pub channel: Option<String>,
+}
+
+/// `PATCH /api/streamers/{name}`: disabling ends the account's publish and refuses its key.
+#[derive(ToSchema)]
+pub struct StreamerPatch {
+    pub enabled: Option<bool>,
+    pub channel: Option<String>,
+}
+
 /// OBS → Settings → Stream for a channel.
 #[derive(ToSchema)]
 pub struct ObsSettings {
@@ -125,10 +171,13 @@ impl Modify for BearerToken {
         destinations_create, destination_get, destination_patch, destination_delete,
         destination_enable, destination_disable, scripts, plugins, events, preview, openapi_json,
         metrics, channel_fallback, channel_obs, channel_keys_regenerate, media_list, media_upload,
-        media_file, media_thumbnail, media_delete, login, logout, session, profiles
+        media_file, media_thumbnail, media_delete, login, logout, session, profiles,
+        streamer_signup, streamer_login, streamer_logout, streamer_me, streamer_key,
+        streamers_list, streamers_create, streamer_patch, streamer_delete, streamer_rekey
     ),
     components(schemas(ErrorBody, SwitchAccepted, StateAccepted, CreatedChannel, LoginBody,
-        LoginAnswer, SessionAnswer, ObsSettings, NewKeys)),
+        LoginAnswer, SessionAnswer, ObsSettings, NewKeys, StreamerView, StreamerCreate,
+        StreamerPatch, StreamerObs)),
     modifiers(&BearerToken),
     security(("admin_token" = []))
 )]
@@ -366,3 +415,65 @@ fn logout() {}
     responses((status = 200, body = SessionAnswer),
         (status = 401, description = "not logged in; `users` says whether any user exists", body = ErrorBody)))]
 fn session() {}
+
+#[utoipa::path(post, path = "/api/streamer/signup", tag = "streamers", security(()),
+    request_body(content = LoginBody, example = json!({"name": "doc-streamer", "password": "doc password 1"})),
+    responses((status = 201, description = "created and logged in (the onair_streamer cookie); `key` shown this once", body = StreamerView),
+        (status = 400, body = ErrorBody),
+        (status = 403, description = "sign-up is closed (accounts.signup = false)", body = ErrorBody),
+        (status = 409, description = "the name is taken", body = ErrorBody),
+        (status = 429, description = "5 sign-ups from this address in the last minute", body = ErrorBody),
+        (status = 503, description = "accounts.channel is not a channel, or too many at once", body = ErrorBody)))]
+fn streamer_signup() {}
+
+#[utoipa::path(post, path = "/api/streamer/login", tag = "streamers", security(()),
+    request_body(content = LoginBody, example = json!({"name": "doc", "password": "not the password"})),
+    responses((status = 200, description = "logged in; sets the onair_streamer cookie", body = StreamerView),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "wrong name or password, or a disabled account", body = ErrorBody),
+        (status = 429, description = "5 failed logins from this address in the last minute", body = ErrorBody)))]
+fn streamer_login() {}
+
+#[utoipa::path(post, path = "/api/streamer/logout", tag = "streamers", security(()),
+    responses((status = 204, description = "the streamer's session ended; the cookie is cleared")))]
+fn streamer_logout() {}
+
+#[utoipa::path(get, path = "/api/streamer/me", tag = "streamers", security(()),
+    responses((status = 200, description = "the logged-in streamer's account, with `csrf`", body = StreamerView),
+        (status = 401, description = "no streamer login (the onair_streamer cookie)", body = ErrorBody)))]
+fn streamer_me() {}
+
+#[utoipa::path(post, path = "/api/streamer/key", tag = "streamers", security(()),
+    responses((status = 200, description = "a new key, shown this once; the old one's publish ended", body = StreamerView),
+        (status = 401, body = ErrorBody), (status = 403, description = "no X-CSRF-Token", body = ErrorBody)))]
+fn streamer_key() {}
+
+#[utoipa::path(get, path = "/api/streamers", tag = "streamers",
+    responses((status = 200, body = Vec<StreamerView>), (status = 401, body = ErrorBody)))]
+fn streamers_list() {}
+
+#[utoipa::path(post, path = "/api/streamers", tag = "streamers",
+    request_body(content = StreamerCreate, example = json!({"name": "doc-test", "password": "doc password 1"})),
+    responses((status = 201, description = "created; `key` shown this once", body = StreamerView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, description = "the name is taken", body = ErrorBody)))]
+fn streamers_create() {}
+
+#[utoipa::path(patch, path = "/api/streamers/{name}", tag = "streamers",
+    params(("name" = String, Path, description = "account name")),
+    request_body(content = StreamerPatch, example = json!({"enabled": false})),
+    responses((status = 200, body = StreamerView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+fn streamer_patch() {}
+
+#[utoipa::path(delete, path = "/api/streamers/{name}", tag = "streamers",
+    params(("name" = String, Path, description = "account name")),
+    responses((status = 204, description = "deleted; its publish ended"), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+fn streamer_delete() {}
+
+#[utoipa::path(post, path = "/api/streamers/{name}/key", tag = "streamers",
+    params(("name" = String, Path, description = "account name")),
+    responses((status = 200, description = "a new key, shown this once; the old one's publish ended", body = StreamerView),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+fn streamer_rekey() {}

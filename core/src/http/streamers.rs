@@ -126,8 +126,21 @@ fn streamer(c: &Core, m: &Method, h: &HeaderMap) -> Result<Session, Box<warp::re
     Ok(s)
 }
 
-fn logged_in(
+/// `f`'s answer for the logged-in streamer, or the 401/403 of [`streamer`].
+fn as_streamer(
     c: &Core,
+    m: &Method,
+    h: &HeaderMap,
+    f: impl FnOnce(Session) -> warp::reply::Response,
+) -> warp::reply::Response {
+    match streamer(c, m, h) {
+        Ok(s) => f(s),
+        Err(r) => *r,
+    }
+}
+
+/// `a` with the session's CSRF token, and the cookie that logs the streamer in.
+fn logged_in(
     s: crate::auth::NewSession,
     a: &serde_json::Value,
     status: StatusCode,
@@ -135,7 +148,6 @@ fn logged_in(
 ) -> warp::reply::Response {
     let mut v = a.clone();
     v["csrf"] = serde_json::json!(s.session.csrf);
-    let _ = c;
     with_cookie(
         json_response(status, &v),
         named_cookie(COOKIE, &s.token, s.max_age_s, h),
@@ -189,7 +201,7 @@ pub fn routes(
                 Ok(k) => {
                     let v = with_key_json(&c, &k, host(&h));
                     match c.streamers.auth().open_session(&k.account.name) {
-                        Ok(s) => logged_in(&c, s, &v, StatusCode::CREATED, &h),
+                        Ok(s) => logged_in(s, &v, StatusCode::CREATED, &h),
                         Err(e) => {
                             tracing::error!(error = %e, "no session after sign-up");
                             json_response(StatusCode::CREATED, &v)
@@ -218,7 +230,7 @@ pub fn routes(
                     Ok(s) => match c.streamers.get(&req.name) {
                         Ok(Some(a)) => {
                             let v = account_json(&c, &a, host(&h));
-                            logged_in(&c, s, &v, StatusCode::OK, &h)
+                            logged_in(s, &v, StatusCode::OK, &h)
                         }
                         Ok(None) => error(StatusCode::UNAUTHORIZED, "wrong name or password"),
                         Err(e) => auth_error(&e),
@@ -251,11 +263,7 @@ pub fn routes(
         .and(request)
         .map(
             |c: Arc<Core>, m: Method, h: HeaderMap, _addr: Option<SocketAddr>| {
-                let s = match streamer(&c, &m, &h) {
-                    Ok(s) => s,
-                    Err(r) => return *r,
-                };
-                match c.streamers.get(&s.user) {
+                as_streamer(&c, &m, &h, |s| match c.streamers.get(&s.user) {
                     Ok(Some(a)) => {
                         let mut v = account_json(&c, &a, host(&h));
                         v["csrf"] = serde_json::json!(s.csrf);
@@ -263,7 +271,7 @@ pub fn routes(
                     }
                     Ok(None) => error(StatusCode::UNAUTHORIZED, "the account no longer exists"),
                     Err(e) => auth_error(&e),
-                }
+                })
             },
         )
         .boxed();
@@ -273,17 +281,13 @@ pub fn routes(
         .and(request)
         .map(
             |c: Arc<Core>, m: Method, h: HeaderMap, _addr: Option<SocketAddr>| {
-                let s = match streamer(&c, &m, &h) {
-                    Ok(s) => s,
-                    Err(r) => return *r,
-                };
-                match c.streamers.regenerate_key(&s.user) {
+                as_streamer(&c, &m, &h, |s| match c.streamers.regenerate_key(&s.user) {
                     Ok(k) => {
                         kick(&c, &s.user, "the stream key was regenerated");
                         json_response(StatusCode::OK, &with_key_json(&c, &k, host(&h)))
                     }
                     Err(e) => auth_error(&e),
-                }
+                })
             },
         )
         .boxed();
