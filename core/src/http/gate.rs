@@ -253,14 +253,19 @@ pub(super) fn login_refused(
     match e {
         LoginError::Wrong => error(StatusCode::UNAUTHORIZED, "wrong name or password"),
         e @ LoginError::Throttled { retry_in_s } => {
-            tracing::warn!(client = %ip, "{what} refused: too many attempts from this address");
+            let why = if what.ends_with("login") {
+                "too many failed logins"
+            } else {
+                "too many attempts from this address"
+            };
+            tracing::warn!(client = %ip, "{what} refused: {why}");
             let mut r = error(StatusCode::TOO_MANY_REQUESTS, &e.to_string());
             r.headers_mut()
                 .insert(header::RETRY_AFTER, retry_in_s.into());
             r
         }
         e @ LoginError::Busy => {
-            tracing::warn!(client = %ip, "{what} refused: too many at once");
+            tracing::warn!(client = %ip, "{what} refused: too many {what}s at once");
             error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
         }
         LoginError::Auth(e @ AuthError::Invalid { .. }) => {
