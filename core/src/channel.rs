@@ -1204,39 +1204,40 @@ impl Router for Channels {
     fn route(&self, key: &str) -> Result<Route, String> {
         let redacted = crate::redact::key(key);
         let mut account = None;
-        let channel = {
-            // one read guard: a second read while a writer waits would deadlock
-            let map = self.read();
-            let by_config = map
-                .values()
-                .find(|c| lock(&c.spec).keys.iter().any(|k| k == key))
-                .cloned();
-            match by_config {
-                Some(c) => Some(c),
-                None => match self.shared.streamers.by_key(key) {
-                    Some(a) if !a.enabled => {
-                        return Err(format!(
-                            "stream key {redacted} belongs to streamer account {:?}, which is disabled: ask the operator to enable it",
-                            a.name
-                        ));
-                    }
-                    Some(a) => {
-                        let c = map.get(&a.channel).cloned().ok_or_else(|| {
-                            format!(
-                                "streamer account {:?} publishes to channel {:?}, which does not exist",
-                                a.name, a.channel
-                            )
-                        })?;
-                        account = Some(a.name);
-                        Some(c)
-                    }
-                    None => self
-                        .allow_any_key
+        // one read guard at a time: a second read while a writer waits would deadlock; and no
+        // database lookup under it (a writer may hold the database while it waits for the map)
+        let by_config = self
+            .read()
+            .values()
+            .find(|c| lock(&c.spec).keys.iter().any(|k| k == key))
+            .cloned();
+        let channel = match by_config {
+            Some(c) => Some(c),
+            None => match self.shared.streamers.by_key(key) {
+                Some(a) if !a.enabled => {
+                    return Err(format!(
+                        "stream key {redacted} belongs to streamer account {:?}, which is disabled: ask the operator to enable it",
+                        a.name
+                    ));
+                }
+                Some(a) => {
+                    let c = self.read().get(&a.channel).cloned().ok_or_else(|| {
+                        format!(
+                            "streamer account {:?} publishes to channel {:?}, which does not exist",
+                            a.name, a.channel
+                        )
+                    })?;
+                    account = Some(a.name);
+                    Some(c)
+                }
+                None => {
+                    let map = self.read();
+                    self.allow_any_key
                         .then(|| map.get(DEFAULT_CHANNEL).or_else(|| map.values().next()))
                         .flatten()
-                        .cloned(),
-                },
-            }
+                        .cloned()
+                }
+            },
         };
         let channel = channel.ok_or_else(|| {
             format!("unknown stream key {redacted}: check OBS Settings → Stream → Stream Key")
