@@ -18,8 +18,8 @@ local st = onair.store.get(KEY) or {}
 st.queue = st.queue or {} -- { {name=, joined_ms=, left_ms=} } in order
 st.blocked = st.blocked or {} -- name -> ms since the epoch when the block ends
 if st.block == nil then st.block = true end
-st.time_limit_s = st.time_limit_s or onair.store.get("queue.time_limit_s") or 600
-st.block_s = st.block_s or onair.store.get("queue.block_s") or 120
+st.time_limit_s = onair.store.get("queue.time_limit_s") or st.time_limit_s or 600
+st.block_s = onair.store.get("queue.block_s") or st.block_s or 120
 
 local live = {} -- name -> publish session (only while connected)
 local on_air, on_air_since -- the name on air, and since when (ms)
@@ -52,9 +52,8 @@ local function front()
   for _, e in ipairs(st.queue) do if live[e.name] then return e end end
 end
 
-local obs
 local obs_cfg = onair.store.get("queue.obs")
-if obs_cfg and onair.obs then obs = onair.obs.connect(obs_cfg) end
+local obs = obs_cfg and onair.obs.connect(obs_cfg)
 
 local function stream_ended(name)
   if obs and obs_cfg.scene then obs:request("SetCurrentProgramScene", { sceneName = obs_cfg.scene }) end
@@ -187,6 +186,7 @@ onair.route("GET", "/update-timer/:seconds", function(req)
     return { status = 400, json = { error = "seconds: a whole number of seconds, at least 1" } }
   end
   st.time_limit_s = s
+  onair.store.set("queue.time_limit_s", s)
   if req.query.reset_time == "true" and on_air then on_air_since = onair.now() end
   save()
   local left = on_air and math.max(0, s - (onair.now() - on_air_since) // 1000) or nil

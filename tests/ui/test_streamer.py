@@ -1,12 +1,16 @@
 """A streamer signs up, gets a key shown once, publishes with it, and sees on their own page that
 they are on air and first in the queue (examples/queue); a new key ends the running publish."""
 
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from conftest import REPO, start_publisher, wait_until
 
+# the README's picture of the streamer page, as test_screenshots.py makes the others
+DOCS = Path(os.environ.get("TEST_DOCS_SCREENSHOTS", REPO / "target" / "docs-screenshots"))
 NAME = "dj-river"
 PASSWORD = "river password 1"
 
@@ -49,6 +53,8 @@ def test_sign_up_publish_and_see_your_place(page, stack):
     page.wait_for_function(
         "() => document.querySelector('[data-testid=queue-place]').textContent.includes('first in the queue')",
         timeout=10000)
+    DOCS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS / "streamer.png"))
     # the key is not on this page: only its hint
     assert key not in page.evaluate("document.documentElement.outerHTML")
     assert page.get_by_test_id("key-hint").text_content().endswith(key[-4:])
