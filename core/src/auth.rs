@@ -265,12 +265,7 @@ impl Auth {
         name: &str,
         password: &str,
     ) -> Result<NewSession, LoginError> {
-        use std::sync::atomic::Ordering::SeqCst;
-        if self.checks.fetch_add(1, SeqCst) >= MAX_CONCURRENT_CHECKS {
-            self.checks.fetch_sub(1, SeqCst);
-            return Err(LoginError::Busy);
-        }
-        let _slot = CheckSlot(&self.checks);
+        let _slot = self.check_slot()?;
         // the attempt counts as a failure from the start (taken back on success), so that
         // parallel attempts cannot all pass the check before any failure is recorded
         let attempt = self.reserve_attempt(from)?;
@@ -378,14 +373,19 @@ impl Auth {
         from: IpAddr,
         hash: impl FnOnce() -> Result<T, AuthError>,
     ) -> Result<T, LoginError> {
+        let _slot = self.check_slot()?;
+        self.reserve_attempt(from)?;
+        Ok(hash()?)
+    }
+
+    /// One of the [`MAX_CONCURRENT_CHECKS`] password-hashing slots, or `Busy`.
+    fn check_slot(&self) -> Result<CheckSlot<'_>, LoginError> {
         use std::sync::atomic::Ordering::SeqCst;
         if self.checks.fetch_add(1, SeqCst) >= MAX_CONCURRENT_CHECKS {
             self.checks.fetch_sub(1, SeqCst);
             return Err(LoginError::Busy);
         }
-        let _slot = CheckSlot(&self.checks);
-        self.reserve_attempt(from)?;
-        Ok(hash()?)
+        Ok(CheckSlot(&self.checks))
     }
 
     /// Records an attempt from `from`, or says when it may try again if it already made

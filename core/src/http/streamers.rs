@@ -19,7 +19,9 @@ use warp::Filter;
 use warp::http::{HeaderMap, Method, StatusCode, header};
 
 use super::gate::{CSRF_HEADER, changes_state, cookie, login_refused, named_cookie, with_cookie};
-use super::{API_BODY_MAX, body_up_to, constant_time_eq, error, json_response, parse_body};
+use super::{
+    API_BODY_MAX, api_error, body_up_to, constant_time_eq, error, json_response, parse_body,
+};
 use crate::auth::{AuthError, Session};
 use crate::engine::Core;
 use crate::streamers::{Account, COOKIE, WithKey};
@@ -47,16 +49,25 @@ struct Update {
     channel: Option<String>,
 }
 
+/// 400 naming `channel`: an account must publish to a channel that exists.
+fn no_channel(channel: &str) -> warp::reply::Response {
+    let e = format!("channel: no channel named {channel:?}");
+    api_error(
+        StatusCode::BAD_REQUEST,
+        &e,
+        Some(("channel", "no such channel")),
+    )
+}
+
 fn ip_of(addr: Option<SocketAddr>) -> std::net::IpAddr {
     addr.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip())
 }
 
 fn auth_error(e: &AuthError) -> warp::reply::Response {
     match e {
-        AuthError::Invalid { field, message } => json_response(
-            StatusCode::BAD_REQUEST,
-            &serde_json::json!({ "error": e.to_string(), "field": field, "message": message }),
-        ),
+        AuthError::Invalid { field, message } => {
+            api_error(StatusCode::BAD_REQUEST, e, Some((field, message)))
+        }
         AuthError::NotFound(n) => error(
             StatusCode::NOT_FOUND,
             &format!("no streamer account named {n:?}"),
@@ -316,15 +327,22 @@ pub fn routes(
                 Ok(r) => r,
                 Err(r) => return *r,
             };
-            let channel = req.channel.unwrap_or_else(|| c.streamers.default_channel.clone());
+            let channel = req
+                .channel
+                .unwrap_or_else(|| c.streamers.default_channel.clone());
             if c.channels.get(&channel).is_none() {
-                return json_response(StatusCode::BAD_REQUEST, &serde_json::json!({
-                    "error": format!("channel: no channel named {channel:?}"), "field": "channel", "message": "no such channel",
-                }));
+                return no_channel(&channel);
             }
-            match tokio::task::block_in_place(|| c.streamers.create(None, &req.name, &req.password, Some(&channel))) {
+            match tokio::task::block_in_place(|| {
+                c.streamers
+                    .create(None, &req.name, &req.password, Some(&channel))
+            }) {
                 Ok(k) => json_response(StatusCode::CREATED, &with_key_json(&c, &k, host(&h))),
-                Err(e) => login_refused(e, std::net::Ipv4Addr::UNSPECIFIED.into(), "account creation"),
+                Err(e) => login_refused(
+                    e,
+                    std::net::Ipv4Addr::UNSPECIFIED.into(),
+                    "account creation",
+                ),
             }
         })
         .boxed();
@@ -344,12 +362,13 @@ pub fn routes(
             if let Some(ch) = &req.channel
                 && c.channels.get(ch).is_none()
             {
-                return json_response(StatusCode::BAD_REQUEST, &serde_json::json!({
-                    "error": format!("channel: no channel named {ch:?}"), "field": "channel", "message": "no such channel",
-                }));
+                return no_channel(ch);
             }
             let before = c.streamers.get(&name).ok().flatten();
-            match c.streamers.update(&name, req.enabled, req.channel.as_deref()) {
+            match c
+                .streamers
+                .update(&name, req.enabled, req.channel.as_deref())
+            {
                 Ok(a) => {
                     if req.enabled == Some(false) {
                         tracing::info!(streamer = %name, "streamer account disabled");

@@ -272,39 +272,28 @@ impl Ingest {
     /// Disconnects `channel`'s publishers whose stream key is not in `keys` (the channel's keys
     /// changed). Returns how many.
     pub fn kick_unless_key(&self, channel: &str, keys: &[String]) -> usize {
-        let kicks: Vec<_> = self
-            .lock()
-            .values()
-            .filter(|s| s.channel == channel && s.account.is_none() && !keys.contains(&s.raw_key))
-            .filter_map(|s| s.kick.clone())
-            .collect();
-        for k in &kicks {
-            k.notify_one();
-        }
-        kicks.len()
+        self.kick_where(|s| {
+            s.channel == channel && s.account.is_none() && !keys.contains(&s.raw_key)
+        })
     }
 
     /// Disconnects the publishers of streamer account `name` (disabled, deleted or given a
     /// new key). Returns how many.
     pub fn kick_account(&self, name: &str) -> usize {
-        let kicks: Vec<_> = self
-            .lock()
-            .values()
-            .filter(|s| s.account.as_deref() == Some(name))
-            .filter_map(|s| s.kick.clone())
-            .collect();
-        for k in &kicks {
-            k.notify_one();
-        }
-        kicks.len()
+        self.kick_where(|s| s.account.as_deref() == Some(name))
     }
 
     /// Disconnects every publisher of `channel` (it stopped). Returns how many.
     pub fn kick_channel(&self, channel: &str) -> usize {
+        self.kick_where(|s| s.channel == channel)
+    }
+
+    /// Disconnects every publisher `which` picks. Returns how many.
+    fn kick_where(&self, which: impl Fn(&SessionStatus) -> bool) -> usize {
         let kicks: Vec<_> = self
             .lock()
             .values()
-            .filter(|s| s.channel == channel)
+            .filter(|s| which(s))
             .filter_map(|s| s.kick.clone())
             .collect();
         for k in &kicks {
