@@ -43,6 +43,9 @@ use crate::event::{Event, SessionId, Source, Switched};
 /// a healthy publisher and is the constant latency the cut adds.
 pub const MIX_LATENCY_MS: u64 = 200;
 
+/// Samples in one AAC-LC frame: the mixer's and the silence's buffer size (21.3 ms at 48 kHz).
+const AAC_FRAME_SAMPLES: u32 = 1024;
+
 /// How long flvmux waits for the later of audio and video, in ms.
 pub const MUX_LATENCY_MS: u64 = 100;
 
@@ -277,6 +280,9 @@ fn video_switch(format: &OutputFormat, latency: gst::ClockTime) -> Result<Switch
     let live = appsrc("live_video", &vcaps, 60)?;
     let mix = make("compositor", "mix")?;
     mix.set_property_from_str("background", "black");
+    // One input is visible at a time and copying it is all the blending there is: worker
+    // threads would only add a wake-up per frame.
+    mix.set_property("max-threads", 1u32);
     mix.set_property("latency", latency.nseconds());
     let caps = make("capsfilter", "mix_caps")?;
     caps.set_property("caps", &vcaps);
@@ -307,13 +313,19 @@ fn audio_switch(format: &OutputFormat, latency: gst::ClockTime) -> Result<Switch
     let silence = make("audiotestsrc", "silence")?;
     silence.set_property_from_str("wave", "silence");
     silence.set_property("is-live", true);
-    silence.set_property("samplesperbuffer", 960i32); // 20 ms at 48 kHz
+    silence.set_property("samplesperbuffer", AAC_FRAME_SAMPLES as i32);
     let silence_caps = make("capsfilter", "silence_caps")?;
     silence_caps.set_property("caps", &acaps);
     let fallback = appsrc("fallback_audio", &acaps, 50)?;
     let live = appsrc("live_audio", &acaps, 200)?;
     let amix = make("audiomixer", "amix")?;
     amix.set_property("latency", latency.nseconds());
+    // One AAC frame per mixed buffer (21.3 ms, not the default 10 ms): half the buffers, wake-ups
+    // and copies through the tee and the encoders, and the cut still lands within one video frame.
+    amix.set_property(
+        "output-buffer-duration-fraction",
+        gst::Fraction::new(AAC_FRAME_SAMPLES as i32, super::AUDIO_RATE as i32),
+    );
     let caps = make("capsfilter", "amix_caps")?;
     caps.set_property("caps", &acaps);
     bin.add_many([
@@ -367,6 +379,7 @@ fn video_encode(
     x264.set_property("bitrate", out.video_bitrate_kbps);
     x264.set_property_from_str("speed-preset", &out.x264_preset);
     x264.set_property_from_str("tune", &out.x264_tune);
+    x264.set_property("threads", out.encoder_threads());
     x264.set_property("key-int-max", out.fps * out.keyframe_interval_s);
     // VBV of one second at the target rate: the CBR buffer platforms expect.
     x264.set_property("vbv-buf-capacity", 1000u32);
@@ -386,8 +399,9 @@ fn video_encode(
             .field("alignment", "au")
             .build(),
     );
-    let mux_queue = make("queue", "vmux_queue")?;
-    elements.extend([x264, caps, mux_queue]);
+    // no queue before the muxer: its pads hold MUX_LATENCY_MS of data each, and a thread hop
+    // there cost a wake-up per buffer
+    elements.extend([x264, caps]);
     link_row(bin, &elements)
 }
 
@@ -417,8 +431,7 @@ fn audio_encode(
     let convert = make("audioconvert", "aenc_convert")?;
     let aac = make("avenc_aac", "aac")?;
     aac.set_property("bitrate", (out.audio_bitrate_kbps * 1000) as i32);
-    let mux_queue = make("queue", "amux_queue")?;
-    link_row(bin, &[queue, convert, aac, mux_queue])
+    link_row(bin, &[queue, convert, aac])
 }
 
 /// One profile's encode: video and audio encoders into flvmux (streamable) into an appsink that

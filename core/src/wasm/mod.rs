@@ -31,7 +31,7 @@ use crate::event::Event;
 use bindings::{WIT_VERSION, WIT_VERSIONS};
 
 /// How often the engine's epoch advances: the resolution of call deadlines.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// A WASI capability a plugin can be granted in `[plugins.grants]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
