@@ -41,7 +41,8 @@ restart_nginx() {
 }
 
 # start_onair: onair with key bench-key-0001, 640x360, stall_timeout_ms 500, the repo's scripts,
-# one destination on the nginx; sets $onair_pid and waits for the destination
+# one destination on the nginx; sets $onair_pid and waits for the destination.
+# FALLBACK_TOML: more keys for its [fallback] table (e.g. media = "/path/slate.png")
 start_onair() {
   cat > "$work/onair.toml" <<CONF
 data_dir = "$work/data"
@@ -50,6 +51,7 @@ rtmp_listen = "127.0.0.1:$rtmp"
 keys = ["bench-key-0001"]
 [fallback]
 stall_timeout_ms = 500
+${FALLBACK_TOML:-}
 [output]
 width = 640
 height = 360

@@ -216,6 +216,7 @@ fn every_lua_action_maps_onto_one_core_action() {
               onair.kick(ev.session, "too many stalls")
               onair.set_fallback("img.png")
               onair.destinations.add("yt", "rtmp://a.rtmp.youtube.com/live2/k")
+              onair.destinations.add("rec", "file:///r/{utc}.mp4", { profile = "small", segment_minutes = 30, max_total_gib = 1.5 })
               onair.destinations.disable("yt")
               onair.destinations.enable("yt")
               onair.destinations.remove("yt")
@@ -259,7 +260,16 @@ fn every_lua_action_maps_onto_one_core_action() {
             Action::DestinationAdd {
                 name: "yt".into(),
                 url: "rtmp://a.rtmp.youtube.com/live2/k".into(),
-                profile: None
+                profile: None,
+                segment_minutes: None,
+                max_total_gib: None,
+            },
+            Action::DestinationAdd {
+                name: "rec".into(),
+                url: "file:///r/{utc}.mp4".into(),
+                profile: Some("small".into()),
+                segment_minutes: Some(30),
+                max_total_gib: Some(1.5),
             },
             Action::DestinationDisable { name: "yt".into() },
             Action::DestinationEnable { name: "yt".into() },

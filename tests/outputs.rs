@@ -455,3 +455,63 @@ fn a_full_disk_stops_only_the_recording_which_retries() {
         "{empty} empty files (only the current try's may be)"
     );
 }
+
+#[test]
+fn a_recordings_options_change_at_run_time_are_checked_and_survive_a_restart() {
+    let _serial = serial();
+    let rec = tempfile::tempdir().expect("tempdir");
+    let nginx = Nginx::start();
+    let mut onair = Onair::start(&format!(
+        "[[destination]]\nname = \"platform\"\nurl = \"{}\"\n",
+        nginx.url("app", "out")
+    ));
+    let base = "/api/channels/default/destinations";
+    let url = format!("file://{}/{{utc}}.mp4", rec.path().display());
+    let (code, body) = onair.call(
+        "POST",
+        base,
+        &serde_json::json!({"name": "rec", "url": url, "segment_minutes": 60}).to_string(),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = onair.call(
+        "PATCH",
+        &format!("{base}/rec"),
+        r#"{"segment_minutes": 15, "max_total_gib": 2.5}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        (&body["segment_minutes"], &body["max_total_gib"]),
+        (&serde_json::json!(15), &serde_json::json!(2.5)),
+        "{body}"
+    );
+    // a bad value names its field and changes nothing
+    for (patch, field) in [
+        (r#"{"segment_minutes": 0}"#, "segment_minutes"),
+        (r#"{"max_total_gib": -1}"#, "max_total_gib"),
+    ] {
+        let (code, body) = onair.call("PATCH", &format!("{base}/rec"), patch);
+        assert_eq!((code, body["field"].as_str()), (400, Some(field)), "{patch}: {body}");
+    }
+    // recording options on a platform destination are refused
+    let (code, body) = onair.call(
+        "PATCH",
+        &format!("{base}/platform"),
+        r#"{"segment_minutes": 5}"#,
+    );
+    assert_eq!(code, 409, "a file-owned destination: {body}");
+    onair.kill9_and_restart();
+    let back = onair.get_json(&format!("{base}/rec"));
+    assert_eq!(
+        (&back["segment_minutes"], &back["max_total_gib"]),
+        (&serde_json::json!(15), &serde_json::json!(2.5)),
+        "kept across a restart: {back}"
+    );
+    // null removes the limit; absent keeps the rest
+    let (code, body) = onair.call("PATCH", &format!("{base}/rec"), r#"{"max_total_gib": null}"#);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        (&body["segment_minutes"], &body["max_total_gib"]),
+        (&serde_json::json!(15), &serde_json::Value::Null),
+        "{body}"
+    );
+}

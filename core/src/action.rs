@@ -29,11 +29,14 @@ pub enum Action {
     /// Replace the fallback media without switching (`None`: the slate).
     SetFallback { media: Option<PathBuf> },
     /// Add a destination at run time (not written back to the config file), receiving
-    /// `profile`'s encode (`None`: the channel's own).
+    /// `profile`'s encode (`None`: the channel's own). A recording (`file://` URL) takes
+    /// `segment_minutes` (default 60) and `max_total_gib` (default: no limit).
     DestinationAdd {
         name: String,
         url: String,
         profile: Option<String>,
+        segment_minutes: Option<u32>,
+        max_total_gib: Option<f64>,
     },
     /// Disconnect and forget a destination.
     DestinationRemove { name: String },

@@ -508,10 +508,18 @@ impl Channel {
                 Some(f) => self.set_fallback(&f, media),
                 None => self.keep_fallback(media), // for the next start
             },
-            Action::DestinationAdd { name, url, profile } => log_err(id, &name, {
+            Action::DestinationAdd {
+                name,
+                url,
+                profile,
+                segment_minutes,
+                max_total_gib,
+            } => log_err(id, &name, {
                 let _rt = self.shared.runtime.enter();
                 self.destinations.create(DestinationConfig {
                     profile,
+                    segment_minutes,
+                    max_total_gib,
                     ..DestinationConfig::new(&name, &url)
                 })
             }),
@@ -520,12 +528,12 @@ impl Channel {
             }
             Action::DestinationEnable { name } => log_err(id, &name, {
                 let _rt = self.shared.runtime.enter();
-                self.destinations.update(&name, None, None, Some(true))
+                self.destinations.update(&name, crate::destinations::Change::enabled(true))
             }),
             Action::DestinationDisable { name } => log_err(
                 id,
                 &name,
-                self.destinations.update(&name, None, None, Some(false)),
+                self.destinations.update(&name, crate::destinations::Change::enabled(false)),
             ),
             Action::OverlaySet { layer } => {
                 let Some(program) = program else {

@@ -258,20 +258,26 @@ impl Destinations {
         Ok(())
     }
 
-    /// Changes a database-owned destination's URL, profile (`Some("")`: the channel's own)
-    /// and/or enabled flag; a config-owned one only its enabled flag. A new URL or profile
-    /// reconnects it; the others are not touched.
-    pub fn update(
-        &self,
-        name: &str,
-        url: Option<&str>,
-        profile: Option<&str>,
-        enabled: Option<bool>,
-    ) -> Result<(), DestinationError> {
+    /// Changes a database-owned destination's URL, profile, recording options and/or enabled
+    /// flag; a config-owned one only its enabled flag ([`DestinationError::OwnedByFile`]
+    /// otherwise). A new URL, profile or recording option reconnects it (a recording closes its
+    /// file and opens a new one); the other destinations are not touched.
+    pub fn update(&self, name: &str, change: Change<'_>) -> Result<(), DestinationError> {
+        let Change {
+            url,
+            profile,
+            enabled,
+            segment_minutes,
+            max_total_gib,
+        } = change;
         let current = self
             .current(name)
             .ok_or_else(|| DestinationError::NotFound(name.into()))?;
-        if (url.is_some() || profile.is_some()) && self.from_file.contains(name) {
+        let reshapes = url.is_some()
+            || profile.is_some()
+            || segment_minutes.is_some()
+            || max_total_gib.is_some();
+        if reshapes && self.from_file.contains(name) {
             return Err(DestinationError::OwnedByFile {
                 name: name.into(),
                 file: self.file.clone(),
@@ -287,6 +293,11 @@ impl Destinations {
                 Some("") => None,
                 Some(p) => Some(p.to_string()),
             },
+            segment_minutes: segment_minutes.or(current.segment_minutes),
+            max_total_gib: match max_total_gib {
+                None => current.max_total_gib,
+                Some(limit) => limit,
+            },
             ..current.clone()
         };
         self.check_options(&next)?;
@@ -299,13 +310,28 @@ impl Destinations {
         self.db
             .conn()
             .execute(
-                "INSERT INTO destinations (channel, name, url, enabled, owner, profile) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO destinations (channel, name, url, enabled, owner, profile, segment_minutes, max_total_gib)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (channel, name) DO UPDATE
-                 SET url = excluded.url, enabled = excluded.enabled, profile = excluded.profile",
-                (&self.channel, name, url, enabled, owner, if owner == "db" { next.profile.clone() } else { None }),
+                 SET url = excluded.url, enabled = excluded.enabled, profile = excluded.profile,
+                     segment_minutes = excluded.segment_minutes, max_total_gib = excluded.max_total_gib",
+                (
+                    &self.channel,
+                    name,
+                    url,
+                    enabled,
+                    owner,
+                    if owner == "db" { next.profile.clone() } else { None },
+                    if owner == "db" { next.segment_minutes } else { None },
+                    if owner == "db" { next.max_total_gib } else { None },
+                ),
             )
             .map_err(Self::db_err)?;
-        if url != current.url || next.profile != current.profile {
+        if url != current.url
+            || next.profile != current.profile
+            || next.segment_minutes != current.segment_minutes
+            || next.max_total_gib != current.max_total_gib
+        {
             let _ = self.connections.remove(name);
             self.start(next)?;
         } else if enabled != current.enabled {
@@ -337,6 +363,30 @@ impl Destinations {
             .map_err(Self::db_err)?;
         let _ = self.connections.remove(name);
         Ok(())
+    }
+}
+
+/// What [`Destinations::update`] changes; `None` leaves a field as it is.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Change<'a> {
+    /// A new `rtmp://`, `rtmps://` or `file://` URL.
+    pub url: Option<&'a str>,
+    /// A profile name, or `Some("")` for the channel's `[output]`.
+    pub profile: Option<&'a str>,
+    pub enabled: Option<bool>,
+    /// Recordings: minutes per file (1..=1440).
+    pub segment_minutes: Option<u32>,
+    /// Recordings: `Some(None)` removes the limit, `Some(Some(gib))` sets it.
+    pub max_total_gib: Option<Option<f64>>,
+}
+
+impl Change<'_> {
+    /// Only the enabled flag.
+    pub fn enabled(enabled: bool) -> Self {
+        Self {
+            enabled: Some(enabled),
+            ..Self::default()
+        }
     }
 }
 

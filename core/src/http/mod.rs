@@ -85,6 +85,18 @@ pub(crate) struct PatchDestination {
     enabled: Option<bool>,
     /// A profile name, or `""` for the channel's `[output]`.
     profile: Option<String>,
+    /// Recordings: minutes per file (1..=1440).
+    segment_minutes: Option<u32>,
+    /// Recordings: GiB its files may take before the oldest are deleted; `null` removes the
+    /// limit (absent: unchanged).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
+    max_total_gib: Option<Option<f64>>,
+}
+
+/// A field that may be absent (outer `None`) or `null` (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(d).map(Some)
 }
 
 /// An API error answer: `{"error"}`, plus `field` and `message` for a 400 that names the field.
@@ -216,9 +228,13 @@ fn destination_routes(
             match tokio::task::block_in_place(|| {
                 c.destinations.update(
                     &name,
-                    req.url.as_deref(),
-                    req.profile.as_deref(),
-                    req.enabled,
+                    crate::destinations::Change {
+                        url: req.url.as_deref(),
+                        profile: req.profile.as_deref(),
+                        enabled: req.enabled,
+                        segment_minutes: req.segment_minutes,
+                        max_total_gib: req.max_total_gib,
+                    },
                 )
             })
             .and_then(|()| c.destinations.get(&name))
@@ -251,7 +267,7 @@ fn destination_routes(
                 _ => return error(StatusCode::NOT_FOUND, "not found: use /enable or /disable"),
             };
             match tokio::task::block_in_place(|| {
-                c.destinations.update(&name, None, None, Some(enabled))
+                c.destinations.update(&name, crate::destinations::Change::enabled(enabled))
             })
             .and_then(|()| c.destinations.get(&name))
             {

@@ -611,8 +611,17 @@ impl Program {
                 .map_err(|e| MediaError::Build(format!("linking the {kind} tee: {e}")))?;
             Ok(pad)
         };
-        let linked =
-            link(&self.video_tee, "video").and_then(|v| Ok((v, link(&self.audio_tee, "audio")?)));
+        let linked = link(&self.video_tee, "video").and_then(|v| match link(&self.audio_tee, "audio") {
+            Ok(a) => Ok((v, a)),
+            Err(e) => {
+                // the video pad is linked already: give it back, or the tee keeps feeding it
+                if let Some(peer) = v.peer() {
+                    let _ = v.unlink(&peer);
+                }
+                self.video_tee.release_request_pad(&v);
+                Err(e)
+            }
+        });
         let (video_pad, audio_pad) = match linked {
             Ok(pads) => pads,
             Err(e) => {

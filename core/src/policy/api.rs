@@ -212,11 +212,20 @@ fn register_destinations(
                 if let Some(e) = crate::config::destination_url_error(&url) {
                     return Err(rt_err(format!("onair.destinations.add: {e}")));
                 }
-                let profile = match &opts {
-                    Some(t) => t.get::<Option<String>>("profile")?,
-                    None => None,
+                let (profile, segment_minutes, max_total_gib) = match &opts {
+                    Some(t) => (t.get("profile")?, t.get("segment_minutes")?, t.get("max_total_gib")?),
+                    None => (None, None, None),
                 };
-                push(&c, Action::DestinationAdd { name, url, profile });
+                push(
+                    &c,
+                    Action::DestinationAdd {
+                        name,
+                        url,
+                        profile,
+                        segment_minutes,
+                        max_total_gib,
+                    },
+                );
                 Ok(())
             },
         )?,

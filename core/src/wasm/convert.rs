@@ -108,6 +108,8 @@ pub fn action(a: wit::Action) -> Action {
             name: d.name,
             url: d.url,
             profile: None,
+            segment_minutes: None,
+            max_total_gib: None,
         },
         wit::Action::DestinationRemove(name) => Action::DestinationRemove { name },
         wit::Action::DestinationEnable(name) => Action::DestinationEnable { name },
