@@ -557,3 +557,50 @@ fn the_event_stream_tells_pages_what_changed() {
     assert!(seen, "{}", text());
     assert!(text().contains("event:changed"));
 }
+
+#[test]
+fn behind_a_trusted_proxy_login_limits_count_the_forwarded_client_and_forgeries_do_not_help() {
+    let _serial = serial();
+    let mut onair = Onair::start("");
+    assert!(add_user(&onair, "ops", PASSWORD).status.success());
+    // onair behind a proxy on this machine: `http.trusted_proxies = ["127.0.0.1"]`
+    let path = onair.dir.path().join("onair.toml");
+    let cfg = std::fs::read_to_string(&path).expect("config").replacen(
+        "[http]\n",
+        "[http]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+        1,
+    );
+    std::fs::write(&path, cfg).expect("write config");
+    onair.kill9_and_restart();
+    let login = |forwarded_for: &str, password: &str| {
+        let body = serde_json::json!({"name": "ops", "password": password}).to_string();
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("X-Forwarded-For", forwarded_for),
+        ];
+        http_request(onair.http_port, "POST", "/api/login", &headers, &body).0
+    };
+    for i in 0..5 {
+        assert_eq!(login("203.0.113.7", &format!("guess {i}")), 401);
+    }
+    assert_eq!(
+        login("203.0.113.7", PASSWORD),
+        429,
+        "the guesser is throttled"
+    );
+    assert_eq!(
+        login("198.51.100.2", PASSWORD),
+        200,
+        "another client behind the same proxy is not"
+    );
+    // an address the client put in front of the proxy's entry changes nothing
+    assert_eq!(login("198.51.100.9, 203.0.113.7", PASSWORD), 429);
+    assert!(
+        onair
+            .log_text()
+            .lines()
+            .any(|l| l.contains("too many failed logins") && l.contains("203.0.113.7")),
+        "the log line names the client, not the proxy:\n{}",
+        onair.log_text()
+    );
+}

@@ -490,7 +490,11 @@ fn a_recordings_options_change_at_run_time_are_checked_and_survive_a_restart() {
         (r#"{"max_total_gib": -1}"#, "max_total_gib"),
     ] {
         let (code, body) = onair.call("PATCH", &format!("{base}/rec"), patch);
-        assert_eq!((code, body["field"].as_str()), (400, Some(field)), "{patch}: {body}");
+        assert_eq!(
+            (code, body["field"].as_str()),
+            (400, Some(field)),
+            "{patch}: {body}"
+        );
     }
     // recording options on a platform destination are refused
     let (code, body) = onair.call(
@@ -507,7 +511,11 @@ fn a_recordings_options_change_at_run_time_are_checked_and_survive_a_restart() {
         "kept across a restart: {back}"
     );
     // null removes the limit; absent keeps the rest
-    let (code, body) = onair.call("PATCH", &format!("{base}/rec"), r#"{"max_total_gib": null}"#);
+    let (code, body) = onair.call(
+        "PATCH",
+        &format!("{base}/rec"),
+        r#"{"max_total_gib": null}"#,
+    );
     assert_eq!(code, 200, "{body}");
     assert_eq!(
         (&body["segment_minutes"], &body["max_total_gib"]),

@@ -528,12 +528,14 @@ impl Channel {
             }
             Action::DestinationEnable { name } => log_err(id, &name, {
                 let _rt = self.shared.runtime.enter();
-                self.destinations.update(&name, crate::destinations::Change::enabled(true))
+                self.destinations
+                    .update(&name, crate::destinations::Change::enabled(true))
             }),
             Action::DestinationDisable { name } => log_err(
                 id,
                 &name,
-                self.destinations.update(&name, crate::destinations::Change::enabled(false)),
+                self.destinations
+                    .update(&name, crate::destinations::Change::enabled(false)),
             ),
             Action::OverlaySet { layer } => {
                 let Some(program) = program else {

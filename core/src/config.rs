@@ -489,6 +489,30 @@ pub struct HttpConfig {
     pub max_body_kib: u32,
     /// `GET /api/events` clients at once; more are answered 503. Default 32.
     pub max_sse_clients: u32,
+    /// Reverse proxies in front of onair (addresses or CIDR ranges, e.g. `["127.0.0.1",
+    /// "10.0.0.0/8"]`). A request from one of them is counted against the client address its
+    /// `X-Forwarded-For` names (the rightmost entry that is not itself a trusted proxy) for
+    /// the login and sign-up limits and their log lines; from anywhere else the header is
+    /// ignored, so it cannot be forged. Default none: every request is its TCP peer.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl HttpConfig {
+    /// [`Self::trusted_proxies`] parsed; an entry that does not parse is skipped (the config
+    /// check refuses it first, naming it).
+    pub fn proxies(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| parse_proxy(p).ok())
+            .collect()
+    }
+}
+
+/// An address (`10.0.0.1`, `::1`) or a CIDR range (`10.0.0.0/8`).
+fn parse_proxy(p: &str) -> Result<ipnet::IpNet, String> {
+    p.parse::<ipnet::IpNet>()
+        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{p:?} is neither an IP address nor a CIDR range like 10.0.0.0/8"))
 }
 
 impl Default for HttpConfig {
@@ -502,6 +526,7 @@ impl Default for HttpConfig {
             preview_max_viewers: 8,
             max_body_kib: 1024,
             max_sse_clients: 32,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -903,6 +928,11 @@ impl Config {
                 format!("{} is outside 1..=1048576", self.http.max_body_kib),
             );
         }
+        for (i, p) in self.http.trusted_proxies.iter().enumerate() {
+            if let Err(e) = parse_proxy(p) {
+                return bad(&format!("http.trusted_proxies[{i}]"), e);
+            }
+        }
         if self.ingest.app.is_empty() || self.ingest.app.contains('/') {
             return bad(
                 "ingest.app",
@@ -1007,6 +1037,17 @@ mod tests {
             other => panic!("{toml}: {other:?}"),
         };
         assert_eq!(key_of("[profile.hd]\nfps = 500\n"), "profile.hd.fps");
+        assert_eq!(
+            key_of("[profile.hd]\nx264_threads = 64\n"),
+            "profile.hd.x264_threads"
+        );
+        assert_eq!(
+            key_of("[http]\ntrusted_proxies = [\"10.0.0.1\", \"proxy.lan\"]\n"),
+            "http.trusted_proxies[1]"
+        );
+        let ok = load_str("[http]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"::1\"]\n")
+            .expect("addresses and ranges");
+        assert_eq!(ok.http.proxies().len(), 3);
         assert_eq!(
             key_of("[profile.hd]\nx264_tune = \"fast\"\n"),
             "profile.hd.x264_tune"

@@ -54,6 +54,8 @@ pub struct Core {
     /// Where OBS publishes: `rtmp://HOST:PORT/APP` comes from these.
     pub ingest_listen: std::net::SocketAddr,
     pub ingest_app: String,
+    /// `http.trusted_proxies`: whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 /// A change the control room shows that no policy event reports (a channel started, a

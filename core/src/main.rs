@@ -511,6 +511,7 @@ async fn serve(
         )),
         ingest_listen: cfg.ingest.rtmp_listen,
         ingest_app: cfg.ingest.app.clone(),
+        trusted_proxies: cfg.http.proxies().into(),
     });
     core.gallery.sweep();
     forward_changes(&core);

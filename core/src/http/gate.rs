@@ -285,10 +285,46 @@ pub(super) fn login_refused(
     }
 }
 
-/// `POST /api/login`, `POST /api/logout`, `GET /api/session`.
+/// The client's address: the TCP peer, or when the peer is one of `trusted` (the
+/// `http.trusted_proxies`), the rightmost `X-Forwarded-For` entry that is not itself trusted
+/// (proxies append the address they saw, so entries left of it may be forged). The unspecified
+/// address when there is no peer (in-process requests).
+pub(super) fn client_ip(
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let peer = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        // an entry that is not an address: nothing left of it can be told apart from a forgery
+        let Ok(ip) = entry.trim().parse::<std::net::IpAddr>() else {
+            return client;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// `POST /api/login`, `POST /api/logout`, `GET /api/session`. Login limits count per client
+/// address ([`client_ip`] with `proxies`).
 pub fn routes(
     gate: Gate,
     auth: Arc<Auth>,
+    proxies: Arc<[ipnet::IpNet]>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let login = {
         let auth = auth.clone();
@@ -307,7 +343,7 @@ pub fn routes(
                         );
                     }
                 };
-                let ip = addr.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+                let ip = client_ip(addr, &headers, &proxies);
                 match tokio::task::block_in_place(|| auth.login(ip, &req.name, &req.password)) {
                     Ok(s) => with_cookie(
                         json_response(
@@ -382,6 +418,47 @@ mod tests {
             h.append(*k, v.parse().expect("header"));
         }
         h
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_names_it() {
+        let trusted: Vec<ipnet::IpNet> = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+        let peer = |ip: &str| Some(SocketAddr::new(ip.parse().unwrap(), 40000));
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let xff = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.1.2.3")]);
+        // from a trusted proxy: the rightmost entry that is not a proxy (6.6.6.6 may be forged)
+        assert_eq!(
+            client_ip(peer("127.0.0.1"), &xff, &trusted),
+            ip("203.0.113.7")
+        );
+        // from anyone else the header is ignored
+        assert_eq!(
+            client_ip(peer("198.51.100.1"), &xff, &trusted),
+            ip("198.51.100.1")
+        );
+        // no proxies configured: always the peer
+        assert_eq!(client_ip(peer("127.0.0.1"), &xff, &[]), ip("127.0.0.1"));
+        // a trusted proxy without the header, or with garbage in it: the proxy itself
+        assert_eq!(
+            client_ip(peer("10.0.0.5"), &HeaderMap::new(), &trusted),
+            ip("10.0.0.5")
+        );
+        let junk = headers(&[("x-forwarded-for", "not-an-ip")]);
+        assert_eq!(client_ip(peer("10.0.0.5"), &junk, &trusted), ip("10.0.0.5"));
+        let junk_left = headers(&[("x-forwarded-for", "6.6.6.6, junk, 10.0.0.9")]);
+        assert_eq!(
+            client_ip(peer("10.0.0.5"), &junk_left, &trusted),
+            ip("10.0.0.9")
+        );
+        // several headers count as one list, in order
+        let two = headers(&[
+            ("x-forwarded-for", "192.0.2.1"),
+            ("x-forwarded-for", "10.0.0.9"),
+        ]);
+        assert_eq!(client_ip(peer("10.0.0.5"), &two, &trusted), ip("192.0.2.1"));
     }
 
     #[test]

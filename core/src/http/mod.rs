@@ -267,7 +267,8 @@ fn destination_routes(
                 _ => return error(StatusCode::NOT_FOUND, "not found: use /enable or /disable"),
             };
             match tokio::task::block_in_place(|| {
-                c.destinations.update(&name, crate::destinations::Change::enabled(enabled))
+                c.destinations
+                    .update(&name, crate::destinations::Change::enabled(enabled))
             })
             .and_then(|()| c.destinations.get(&name))
             {
@@ -752,7 +753,11 @@ pub fn routes(
     let script_routes = script_routes(core.policy.clone(), gate.clone());
     let destinations = destination_routes(with_core.clone(), admin.clone().untuple_one());
     let media = media::routes(with_core.clone(), admin.clone().untuple_one());
-    let session = gate::routes(gate.clone(), core.auth.clone());
+    let session = gate::routes(
+        gate.clone(),
+        core.auth.clone(),
+        core.trusted_proxies.clone(),
+    );
     let streamers = streamers::routes(with_core.clone(), admin.clone().untuple_one());
     let max_body = u64::from(cfg.max_body_kib) * 1024;
     let max_upload = core.gallery.max_upload_bytes();

@@ -59,10 +59,6 @@ fn no_channel(channel: &str) -> warp::reply::Response {
     )
 }
 
-fn ip_of(addr: Option<SocketAddr>) -> std::net::IpAddr {
-    addr.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip())
-}
-
 fn auth_error(e: &AuthError) -> warp::reply::Response {
     match e {
         AuthError::Invalid { field, message } => {
@@ -206,7 +202,7 @@ pub fn routes(
                 tracing::error!(%channel, "sign-up refused: accounts.channel names no channel");
                 return error(StatusCode::SERVICE_UNAVAILABLE, &format!("sign-up is not set up: accounts.channel {channel:?} is not a channel of this onair"));
             }
-            let ip = ip_of(addr);
+            let ip = super::gate::client_ip(addr, &h, &c.trusted_proxies);
             let made = tokio::task::block_in_place(|| c.streamers.create(Some(ip), &req.name, &req.password, None));
             match made {
                 Ok(k) => {
@@ -234,7 +230,7 @@ pub fn routes(
                     Ok(r) => r,
                     Err(r) => return *r,
                 };
-                let ip = ip_of(addr);
+                let ip = super::gate::client_ip(addr, &h, &c.trusted_proxies);
                 match tokio::task::block_in_place(|| {
                     c.streamers.login(ip, &req.name, &req.password)
                 }) {

@@ -3,12 +3,16 @@
 //!
 //! ```text
 //! appsrc fallback_video ─┐                                     ┌ encode (the channel's [output]):
-//! appsrc live_video ─────┴─ compositor ─ I420 ─(overlay)─ tee ─┤  x264enc ─┐
-//! audiotestsrc silence ──┐                                     │           ├ flvmux ─ appsink → FanOut
-//! appsrc fallback_audio ─┤                                     │ avenc_aac ┘
-//! appsrc live_audio ─────┴─ audiomixer ─ F32 48k ───────── tee ┴ encode:NAME (a profile): scale,
-//!                                                                rate, x264enc, avenc_aac, flvmux …
+//! appsrc live_video ─────┼─ compositor ─ I420 ─(overlay)─ tee ─┤  x264enc ─┐
+//! (pace pad, no input) ──┘                                     │           ├ flvmux ─ appsink → FanOut
+//! audiotestsrc silence ──┐                                     │ avenc_aac ┘
+//! appsrc fallback_audio ─┤                                     │
+//! appsrc live_audio ─────┼─ audiomixer ─ F32 48k ───────── tee ┴ encode:NAME (a profile): scale,
+//! (pace pad, no input) ──┘                                       rate, x264enc, avenc_aac, flvmux …
 //! ```
+//!
+//! Each aggregator has one sink pad that never gets data (see [`pace_pad`]): the output leaves
+//! at its deadline whether or not a publisher is on air.
 //!
 //! The switch and the overlay run once, at the channel's `[output]` size and frame rate; each
 //! profile a destination uses adds one encode branch, shared by every destination that uses it,
@@ -292,6 +296,7 @@ fn video_switch(format: &OutputFormat, latency: gst::ClockTime) -> Result<Switch
     fallback_pad.set_property("zorder", 0u32);
     let live_pad = request(&mix, live.upcast_ref())?;
     live_pad.set_property("zorder", 1u32);
+    pace_pad(&mix)?;
     mix.link(&caps).map_err(bin_error)?;
     let out = static_pad(&caps, "src")?;
     ghost(&bin, "src", &out)?;
@@ -303,6 +308,20 @@ fn video_switch(format: &OutputFormat, latency: gst::ClockTime) -> Result<Switch
         fallback_pad,
         out,
     })
+}
+
+/// Requests a sink pad on live aggregator `agg` that is never linked, so that it always waits
+/// for its deadline (running time + its latency) before producing a frame.
+///
+/// Without it an aggregator produces a frame as soon as every input has one: while a publisher
+/// is on air it runs early (at the live frames' arrival), and when the publisher vanishes it
+/// falls back to its deadline, so the output stops for the difference at every fall back
+/// (measured: 260 ms with a looping video fallback that has audio, 80 ms with the slate). Paced
+/// by the deadline always, frames leave at the same offset either way; the cost is that offset
+/// (the configured latency) as constant latency.
+fn pace_pad(agg: &gst::Element) -> Result<gst::Pad, MediaError> {
+    agg.request_pad_simple("sink_%u")
+        .ok_or_else(|| MediaError::Build(format!("no pace pad on {}", agg.name())))
 }
 
 /// The audio switch: silence (so the timeline never has a hole), fallback and live into an
@@ -341,6 +360,7 @@ fn audio_switch(format: &OutputFormat, latency: gst::ClockTime) -> Result<Switch
     request(&amix, &silence_caps)?;
     let fallback_pad = request(&amix, fallback.upcast_ref())?;
     let live_pad = request(&amix, live.upcast_ref())?;
+    pace_pad(&amix)?;
     amix.link(&caps).map_err(bin_error)?;
     let out = static_pad(&caps, "src")?;
     ghost(&bin, "src", &out)?;
@@ -611,17 +631,18 @@ impl Program {
                 .map_err(|e| MediaError::Build(format!("linking the {kind} tee: {e}")))?;
             Ok(pad)
         };
-        let linked = link(&self.video_tee, "video").and_then(|v| match link(&self.audio_tee, "audio") {
-            Ok(a) => Ok((v, a)),
-            Err(e) => {
-                // the video pad is linked already: give it back, or the tee keeps feeding it
-                if let Some(peer) = v.peer() {
-                    let _ = v.unlink(&peer);
+        let linked =
+            link(&self.video_tee, "video").and_then(|v| match link(&self.audio_tee, "audio") {
+                Ok(a) => Ok((v, a)),
+                Err(e) => {
+                    // the video pad is linked already: give it back, or the tee keeps feeding it
+                    if let Some(peer) = v.peer() {
+                        let _ = v.unlink(&peer);
+                    }
+                    self.video_tee.release_request_pad(&v);
+                    Err(e)
                 }
-                self.video_tee.release_request_pad(&v);
-                Err(e)
-            }
-        });
+            });
         let (video_pad, audio_pad) = match linked {
             Ok(pads) => pads,
             Err(e) => {

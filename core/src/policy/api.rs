@@ -213,7 +213,11 @@ fn register_destinations(
                     return Err(rt_err(format!("onair.destinations.add: {e}")));
                 }
                 let (profile, segment_minutes, max_total_gib) = match &opts {
-                    Some(t) => (t.get("profile")?, t.get("segment_minutes")?, t.get("max_total_gib")?),
+                    Some(t) => (
+                        t.get("profile")?,
+                        t.get("segment_minutes")?,
+                        t.get("max_total_gib")?,
+                    ),
                     None => (None, None, None),
                 };
                 push(
