@@ -2,15 +2,16 @@
 """HTTP load on onair: CLIENTS keep-alive clients polling GET /api/status as fast as they are
 answered, and SSE clients holding GET /api/events open, for SECONDS. Prints requests, errors and
 latency percentiles (ms). Standard library only.
-usage: httpload.py PORT TOKEN [--clients 200] [--sse 50] [--seconds 60]"""
+usage: httpload.py PORT TOKEN [--clients 200] [--sse 50] [--seconds 60] [--cookie SESSION]
+With --cookie the requests carry the control room's session cookie instead of the token."""
 import argparse, asyncio, statistics, time
 
-async def poller(port, token, until, lat, errors):
+async def poller(port, auth, until, lat, errors):
     try:
         r, w = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
         errors.append("connect"); return
-    req = (f"GET /api/status HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n").encode()
+    req = (f"GET /api/status HTTP/1.1\r\nHost: bench\r\n{auth}\r\n\r\n").encode()
     while time.monotonic() < until:
         t = time.monotonic()
         try:
@@ -28,10 +29,10 @@ async def poller(port, token, until, lat, errors):
         lat.append((time.monotonic() - t) * 1000)
     w.close()
 
-async def sse(port, token, until, events, errors):
+async def sse(port, auth, until, events, errors):
     try:
         r, w = await asyncio.open_connection("127.0.0.1", port)
-        w.write((f"GET /api/events HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n").encode())
+        w.write((f"GET /api/events HTTP/1.1\r\nHost: bench\r\n{auth}\r\n\r\n").encode())
         await w.drain()
         head = await r.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
@@ -53,11 +54,14 @@ async def main():
     ap.add_argument("port", type=int); ap.add_argument("token")
     ap.add_argument("--clients", type=int, default=200); ap.add_argument("--sse", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--cookie", help="a session cookie value (POST /api/login) instead of the token")
     a = ap.parse_args()
+    # the one header that authenticates every request
+    auth = f"Cookie: onair_session={a.cookie}" if a.cookie else f"Authorization: Bearer {a.token}"
     until = time.monotonic() + a.seconds
     lat, errors, events = [], [], []
-    await asyncio.gather(*[sse(a.port, a.token, until, events, errors) for _ in range(a.sse)],
-                         *[poller(a.port, a.token, until, lat, errors) for _ in range(a.clients)])
+    await asyncio.gather(*[sse(a.port, auth, until, events, errors) for _ in range(a.sse)],
+                         *[poller(a.port, auth, until, lat, errors) for _ in range(a.clients)])
     lat.sort()
     pct = lambda p: round(lat[min(len(lat) - 1, int(len(lat) * p))], 1) if lat else None
     print(f"/api/status: {len(lat)} requests in {a.seconds:.0f} s from {a.clients} clients "

@@ -496,7 +496,20 @@ fn a_recordings_options_change_at_run_time_are_checked_and_survive_a_restart() {
             "{patch}: {body}"
         );
     }
-    // recording options on a platform destination are refused
+    // recording options on a platform destination are refused, naming the field; one from
+    // onair.toml belongs to the file
+    let rtmp = serde_json::json!({"name": "live2", "url": nginx.url("app", "two")}).to_string();
+    assert_eq!(onair.call("POST", base, &rtmp).0, 201);
+    let (code, body) = onair.call(
+        "PATCH",
+        &format!("{base}/live2"),
+        r#"{"segment_minutes": 5}"#,
+    );
+    assert_eq!(
+        (code, body["field"].as_str()),
+        (400, Some("segment_minutes")),
+        "{body}"
+    );
     let (code, body) = onair.call(
         "PATCH",
         &format!("{base}/platform"),
