@@ -386,23 +386,29 @@ pub struct OutputConfig {
     pub x264_preset: String,
     /// x264 tune, one of [`X264_TUNES`]. Default `zerolatency`.
     pub x264_tune: String,
-    /// x264 encoder threads, 0..=16. Default 0: one thread up to 1920x1080 at 30 fps (a
-    /// single-threaded encode costs ~5 % less CPU than two slice threads and takes ~6 ms per 720p
-    /// frame here, so it adds no noticeable latency), x264's own choice above that.
+    /// x264 encoder threads, 0..=16. Default 0: one thread for the fast presets (`ultrafast`,
+    /// `superfast`, `veryfast`) up to 1920x1080 at 30 fps (a single-threaded `veryfast` encode
+    /// costs ~5 % less CPU than two slice threads and takes ~6 ms per 720p frame here, so it adds
+    /// no noticeable latency), x264's own choice for anything heavier.
     pub x264_threads: u32,
 }
 
-/// Pixels per second up to which an encode or a decode runs on one thread (1920x1080 at 30
-/// fps): one core of a 2-core machine encodes that in real time at `veryfast`.
+/// Pixels per second up to which an encode (at a fast preset) or a decode runs on one thread
+/// (1920x1080 at 30 fps): about 14 ms per frame for `veryfast` on one core here, half the
+/// frame period.
 pub const ONE_THREAD_PIXEL_RATE: u64 = 1920 * 1080 * 30;
 
+/// The x264 presets fast enough for [`OutputConfig::encoder_threads`]'s one-thread rule.
+const ONE_THREAD_PRESETS: [&str; 3] = ["ultrafast", "superfast", "veryfast"];
+
 impl OutputConfig {
-    /// The x264 `threads` value: [`Self::x264_threads`], or for 0, one thread up to
-    /// [`ONE_THREAD_PIXEL_RATE`] and x264's automatic choice (0) above it.
+    /// The x264 `threads` value: [`Self::x264_threads`], or for 0, one thread for a fast preset
+    /// up to [`ONE_THREAD_PIXEL_RATE`] and x264's automatic choice (0) otherwise.
     pub fn encoder_threads(&self) -> u32 {
+        let pixel_rate = u64::from(self.width) * u64::from(self.height) * u64::from(self.fps);
         match self.x264_threads {
-            0 if u64::from(self.width) * u64::from(self.height) * u64::from(self.fps)
-                <= ONE_THREAD_PIXEL_RATE =>
+            0 if pixel_rate <= ONE_THREAD_PIXEL_RATE
+                && ONE_THREAD_PRESETS.contains(&self.x264_preset.as_str()) =>
             {
                 1
             }
@@ -1028,6 +1034,35 @@ mod tests {
         assert_eq!(c.output.keyframe_interval_s, 2);
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
         assert!(c.destinations.is_empty());
+    }
+
+    #[test]
+    fn one_encoder_thread_only_for_fast_presets_up_to_1080p30() {
+        let out = |width, height, fps, preset: &str, threads| OutputConfig {
+            width,
+            height,
+            fps,
+            x264_preset: preset.into(),
+            x264_threads: threads,
+            ..OutputConfig::default()
+        };
+        assert_eq!(out(1280, 720, 30, "veryfast", 0).encoder_threads(), 1);
+        assert_eq!(out(1920, 1080, 30, "superfast", 0).encoder_threads(), 1);
+        assert_eq!(
+            out(1920, 1080, 60, "veryfast", 0).encoder_threads(),
+            0,
+            "1080p60: auto"
+        );
+        assert_eq!(
+            out(1280, 720, 30, "medium", 0).encoder_threads(),
+            0,
+            "slow preset: auto"
+        );
+        assert_eq!(
+            out(1280, 720, 30, "veryfast", 4).encoder_threads(),
+            4,
+            "set: kept"
+        );
     }
 
     #[test]
