@@ -423,11 +423,11 @@ mod tests {
     #[test]
     fn the_client_is_the_peer_unless_a_trusted_proxy_names_it() {
         let trusted: Vec<ipnet::IpNet> = vec![
-            "127.0.0.1/32".parse().unwrap(),
-            "10.0.0.0/8".parse().unwrap(),
+            "127.0.0.1/32".parse().expect("range"),
+            "10.0.0.0/8".parse().expect("range"),
         ];
-        let peer = |ip: &str| Some(SocketAddr::new(ip.parse().unwrap(), 40000));
-        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let peer = |ip: &str| Some(SocketAddr::new(ip.parse().expect("address"), 40000));
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("address");
         let xff = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.1.2.3")]);
         // from a trusted proxy: the rightmost entry that is not a proxy (6.6.6.6 may be forged)
         assert_eq!(
