@@ -294,10 +294,7 @@ impl Destinations {
                 Some(p) => Some(p.to_string()),
             },
             segment_minutes: segment_minutes.or(current.segment_minutes),
-            max_total_gib: match max_total_gib {
-                None => current.max_total_gib,
-                Some(limit) => limit,
-            },
+            max_total_gib: max_total_gib.unwrap_or(current.max_total_gib),
             ..current.clone()
         };
         self.check_options(&next)?;
