@@ -184,6 +184,8 @@ impl LiveDecoder {
 impl Drop for LiveDecoder {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
+        // In the Null state the pipeline's buffer pools have freed their frames.
+        super::release_free_memory();
     }
 }
 

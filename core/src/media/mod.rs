@@ -176,3 +176,18 @@ impl OutputFormat {
         gst::ClockTime::from_nseconds(1_000_000_000 / u64::from(self.fps.max(1)))
     }
 }
+
+/// Hands the memory the C allocator holds free back to the operating system (glibc's
+/// `malloc_trim(0)`; a no-op on other C libraries). Called when a decode pipeline stops: its
+/// frame pools (a few MB) go back to glibc's per-thread arenas, which keep them. Without this,
+/// publish sessions with a minute of fallback between them grew the resident set ~3.5 MB per
+/// session (94 → 107 MB over five) while the heap in use stayed at 11 MB between sessions
+/// (heaptrack); with it, 89–93 MB over five. Takes 0.3–0.8 ms (release, onair's heap sizes).
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)] // the one foreign call in onair's own code: it has no preconditions
+    // SAFETY: malloc_trim only walks the allocator's own free lists, under its own locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
