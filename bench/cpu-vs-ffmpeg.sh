@@ -10,6 +10,9 @@
 #             (ffmpeg: one process, the decoded picture split and scaled, two x264 + two AAC)
 #   FFMPEG_THREADS=1: ffmpeg's decoder and x264 on one thread each, as onair runs them up to
 #             1080p30 (the default is ffmpeg's own thread choice)
+#   FFMPEG_INPUT=rtmp: ffmpeg takes the clip as onair does, published to it over RTMP
+#             (`-listen 1`, the same `-c copy` publisher), so both pay for the ingest; the
+#             default reads the file itself
 #   PROFILE=release ROUNDS=3 SECONDS_EACH=20 bench/cpu-vs-ffmpeg.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +25,15 @@ aac="-c:a aac -b:a 160k -ar 48000 -ac 2"
 dec_threads=(); enc_params="nal-hrd=cbr:force-cfr=1"
 if [ "${FFMPEG_THREADS:-}" = 1 ]; then dec_threads=(-threads 1); enc_params="$enc_params:threads=1"; fi
 cbr() { echo "-c:v libx264 $x264 -b:v ${1}k -maxrate ${1}k -bufsize ${1}k -x264-params $enc_params"; }
+ff_rtmp=$(free_port)
+# the baseline's input: the clip itself, or its publish
+ffmpeg_in() {
+  if [ "${FFMPEG_INPUT:-file}" = rtmp ]; then
+    echo "-listen 1 -i rtmp://127.0.0.1:$ff_rtmp/live/bench-key-0001"
+  else
+    echo "-re -stream_loop -1 -i $clip"
+  fi
+}
 start_nginx
 
 if [ "$case_" = two ]; then
@@ -41,7 +53,7 @@ url = \"rtmp://127.0.0.1:$ngx_rtmp/app/onair720\"
 profile = \"small\""
   ffmpeg_out() {
     # shellcheck disable=SC2046
-    ffmpeg -hide_banner -loglevel error "${dec_threads[@]}" -re -stream_loop -1 -i "$clip" \
+    ffmpeg -hide_banner -loglevel error "${dec_threads[@]}" $(ffmpeg_in) \
       -filter_complex "[0:v]split=2[a][b];[b]scale=1280:720[c]" \
       -map "[a]" -map 0:a $(cbr 6000) $aac -f flv "rtmp://127.0.0.1:$ngx_rtmp/app/ffmpeg" \
       -map "[c]" -map 0:a $(cbr 3000) $aac -f flv "rtmp://127.0.0.1:$ngx_rtmp/app/ffmpeg720" \
@@ -53,7 +65,7 @@ else
   profile_toml=""; second_dest=""
   ffmpeg_out() {
     # shellcheck disable=SC2046
-    ffmpeg -hide_banner -loglevel error "${dec_threads[@]}" -re -stream_loop -1 -i "$clip" \
+    ffmpeg -hide_banner -loglevel error "${dec_threads[@]}" $(ffmpeg_in) \
       $(cbr $kbps) $aac -f flv "rtmp://127.0.0.1:$ngx_rtmp/app/ffmpeg" > /dev/null 2>&1 &
   }
 fi
@@ -98,12 +110,17 @@ run_onair() {
 }
 
 run_ffmpeg() {
-  ffmpeg_out; local pid=$!
+  ffmpeg_out; local pid=$! pub=
+  if [ "${FFMPEG_INPUT:-file}" = rtmp ]; then
+    sleep 1 # ffmpeg listening (a probe would take its one connection)
+    ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$clip" -c copy -f flv \
+      "rtmp://127.0.0.1:$ff_rtmp/live/bench-key-0001" > /dev/null 2>&1 & pub=$!
+  fi
   cores_used "$pid" "$secs"
-  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  kill $pub "$pid" 2>/dev/null || true; wait $pub "$pid" 2>/dev/null || true
 }
 
-echo "$what, ${secs} s per run, $(nproc) cores ($profile onair; ffmpeg threads: ${FFMPEG_THREADS:-auto})"
+echo "$what, ${secs} s per run, $(nproc) cores ($profile onair; ffmpeg threads: ${FFMPEG_THREADS:-auto}, input: ${FFMPEG_INPUT:-file})"
 o=(); f=()
 for r in $(seq "$rounds"); do
   o+=("$(run_onair)"); f+=("$(run_ffmpeg)")

@@ -267,10 +267,11 @@ fn a_guest_allocating_past_the_cap_is_refused() {
 }
 
 #[test]
-fn a_0_1_0_and_a_0_2_0_policy_plugin_loaded_together_both_act() {
+fn policy_plugins_of_0_1_0_0_2_0_and_0_3_0_loaded_together_all_act() {
     let (_d, host) = host_with(&[
         ("priority_failover", "priority-failover"),
         ("channel_policy", "channel-policy"),
+        ("recording_policy", "recording-policy"),
     ]);
     let info = host.info();
     let versions: Vec<(&str, Option<&str>, bool)> = info
@@ -281,7 +282,8 @@ fn a_0_1_0_and_a_0_2_0_policy_plugin_loaded_together_both_act() {
         versions,
         [
             ("channel-policy", Some("0.2.0"), true),
-            ("priority-failover", Some("0.1.0"), true)
+            ("priority-failover", Some("0.1.0"), true),
+            ("recording-policy", Some("0.3.0"), true)
         ],
         "{info:?}"
     );
@@ -317,6 +319,32 @@ fn a_0_1_0_and_a_0_2_0_policy_plugin_loaded_together_both_act() {
                 reason: "stall of session 3: no media for 1000 ms".into(),
                 session: None,
             },
+            // 0.3.0: nothing on a stall
+        ]
+    );
+    // 0.3.0: destinations with a profile and recording options
+    let added: Vec<Action> = host
+        .on_event(&publish())
+        .into_iter()
+        .filter(|a| matches!(a, Action::DestinationAdd { .. }))
+        .collect();
+    assert_eq!(
+        added,
+        vec![
+            Action::DestinationAdd {
+                name: "archive".into(),
+                url: "file:///srv/rec/default-{utc}.mp4".into(),
+                profile: Some("small".into()),
+                segment_minutes: Some(30),
+                max_total_gib: Some(2.5),
+            },
+            Action::DestinationAdd {
+                name: "twitch".into(),
+                url: "rtmp://live.twitch.tv/app/live_key".into(),
+                profile: Some("twitch-720p60".into()),
+                segment_minutes: None,
+                max_total_gib: None,
+            },
         ]
     );
     assert!(host.info().iter().all(|i| i.last_error.is_none()));
@@ -330,7 +358,7 @@ fn a_wrong_version_component_is_rejected_with_a_clear_message() {
     let err = info.last_error.clone().unwrap_or_default();
     assert!(
         err.contains("built for onair:plugin@0.9.0")
-            && err.contains("onair:plugin@0.2.0 and @0.1.0"),
+            && err.contains("onair:plugin@0.3.0 and @0.2.0 and @0.1.0"),
         "{err}"
     );
 }

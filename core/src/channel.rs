@@ -382,6 +382,7 @@ impl Channel {
         let program = Program::build(
             &self.id,
             &spec.output,
+            self.mix_fps(&spec.output),
             self.encodes.main(),
             self.events.clone(),
         )?;
@@ -412,6 +413,26 @@ impl Channel {
             self.submit(Action::OverlaySet { layer }, None);
         }
         Ok(())
+    }
+
+    /// The frame rate the switch runs at: the highest of the channel's `[output]` and the
+    /// profiles of its enabled destinations (a destination added later at a higher rate gets
+    /// repeated frames until the channel restarts).
+    fn mix_fps(&self, output: &crate::config::OutputConfig) -> u32 {
+        let connections = self.destinations.connections();
+        let profiles = connections.encodes().profiles();
+        let fps = connections
+            .configs()
+            .iter()
+            .filter(|d| d.enabled)
+            .filter_map(|d| profiles.get(d.profile.as_deref()?))
+            .map(|p| p.fps)
+            .fold(output.fps, u32::max);
+        if fps > output.fps {
+            tracing::info!(channel = %self.id, fps, output_fps = output.fps,
+                "the switch runs at a destination profile's frame rate, above the channel's [output]");
+        }
+        fps
     }
 
     /// Closes the destination connections, disconnects the publishers and frees the pipelines.

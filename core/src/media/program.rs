@@ -515,13 +515,21 @@ fn branch_name(key: &str) -> String {
 impl Program {
     /// Builds channel `channel`'s graph (not started): the switch, encode and mux pieces, each
     /// a bin, linked in one pipeline. The appsink hands every muxed FLV buffer to `fanout`.
+    /// The switch runs at `out`'s size and at `mix_fps` frames per second (at least `out.fps`:
+    /// the highest frame rate of the encodes the channel is known to need, so that a 60 fps
+    /// profile gets 60 real frames a second, not 30 repeated); an encode at a lower rate drops
+    /// frames evenly (videorate).
     pub fn build(
         channel: &str,
         out: &OutputConfig,
+        mix_fps: u32,
         fanout: Arc<FanOut>,
         events: EventSink,
     ) -> Result<Arc<Program>, MediaError> {
-        let format = OutputFormat::from(out);
+        let format = OutputFormat {
+            fps: mix_fps.max(out.fps),
+            ..OutputFormat::from(out)
+        };
         let pipeline = gst::Pipeline::with_name(&format!("program-{channel}"));
         let latency = gst::ClockTime::from_mseconds(MIX_LATENCY_MS);
 
@@ -603,7 +611,7 @@ impl Program {
         }
         if out.fps > self.format.fps {
             tracing::warn!(channel = %self.channel, profile = %key, fps = out.fps, mix_fps = self.format.fps,
-                "the profile's frame rate is above the channel's [output]: frames are repeated; raise the channel's fps to get real ones");
+                "the profile's frame rate is above the channel's switch: frames are repeated until the channel restarts (its switch then runs at the highest frame rate its destinations use)");
         }
         let bin = encode(&branch_name(key), &self.format, out, fanout)?;
         let latency = Arc::new(EncodeLatency::default());

@@ -8,8 +8,9 @@
 //!
 //! Fragmented MP4 (a `moof` + `mdat` per second): a file plays while it is written and after a
 //! crash, losing at most the last second. A new file starts at the first keyframe after
-//! `segment_minutes`; before it opens, the recording's oldest files are deleted while all of them
-//! together take more than `max_total_gib`. A write error (disk full, folder gone) ends the
+//! `segment_minutes`; when it opens, the recording's oldest files are deleted (on a thread of their
+//! own, not the streaming thread) while all of them together take more than `max_total_gib`; the
+//! file being written is never deleted. A write error (disk full, folder gone) ends the
 //! connection like a platform error: `destination-down`, then retries with the usual backoff.
 
 use std::path::{Path, PathBuf};
@@ -100,15 +101,18 @@ impl Pattern {
         files.into_iter().map(|(_, p, n)| (p, n)).collect()
     }
 
-    /// Deletes the oldest files while all of them take more than `max_bytes`. Returns the
-    /// deleted paths.
-    pub fn enforce(&self, max_bytes: u64) -> Vec<PathBuf> {
+    /// Deletes the oldest files while all of them take more than `max_bytes`, never `keep`
+    /// (the file being written, counted all the same). Returns the deleted paths.
+    pub fn enforce(&self, max_bytes: u64, keep: &Path) -> Vec<PathBuf> {
         let files = self.files();
         let mut total: u64 = files.iter().map(|f| f.1).sum();
         let mut deleted = Vec::new();
         for (path, size) in files {
             if total <= max_bytes {
                 break;
+            }
+            if path == keep {
+                continue;
             }
             match std::fs::remove_file(&path) {
                 Ok(()) => {
@@ -214,18 +218,30 @@ impl Recording {
         let current: Arc<Mutex<Option<PathBuf>>> = Arc::default();
         let last = current.clone();
         split.connect("format-location", false, move |_| {
-            if let Some(max) = max_bytes {
-                for p in pattern.enforce(max) {
-                    tracing::info!(channel = %chan, destination = %name, file = %p.display(),
-                        "recording: oldest file deleted (max_total_gib)");
-                }
-            }
             let path = pattern.next_path(&utc_now());
             let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(prev) = last.replace(path.clone()) {
                 tracing::info!(channel = %chan, destination = %name, file = %prev.display(), "recording: file complete");
             }
             tracing::info!(channel = %chan, destination = %name, file = %path.display(), "recording: new file");
+            if let Some(max) = max_bytes {
+                // not on the streaming thread: deleting a large file can take a while on
+                // some file systems, and the new file's first frames are waiting
+                let (pattern, keep) = (pattern.clone(), path.clone());
+                let (c, n) = (chan.clone(), name.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("recording-cleanup".into())
+                    .spawn(move || {
+                        for p in pattern.enforce(max, &keep) {
+                            tracing::info!(channel = %c, destination = %n, file = %p.display(),
+                                "recording: oldest file deleted (max_total_gib)");
+                        }
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!(channel = %chan, destination = %name, error = %e,
+                        "recording: old files not checked against max_total_gib");
+                }
+            }
             Some(path.to_string_lossy().into_owned().to_value())
         });
         Ok(Recording {
@@ -311,10 +327,20 @@ mod tests {
         // someone else's file in the folder is never counted or deleted
         std::fs::write(dir.path().join("notes.txt"), vec![0u8; 5000]).expect("write");
         assert_eq!(p.files().len(), 2);
-        assert_eq!(p.enforce(1000), vec![first.clone()]);
+        let written = dir.path().join("main-rec-2026-11-23T19-31-00Z.mp4");
+        assert_eq!(p.enforce(1000, &written), vec![first.clone()]);
         assert!(!first.exists() && second.exists());
         assert!(dir.path().join("notes.txt").exists());
-        assert!(p.enforce(1000).is_empty(), "under the limit nothing goes");
+        assert!(
+            p.enforce(1000, &written).is_empty(),
+            "under the limit nothing goes"
+        );
+        // the file being written stays even when it alone is over the limit
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&written, vec![0u8; 2000]).expect("write");
+        assert_eq!(p.enforce(1000, &written), vec![second.clone()]);
+        assert!(written.exists());
+        assert!(p.enforce(1000, &written).is_empty());
         assert!(
             Pattern::new("file:///x/a.mp4", "c", "d").is_err(),
             "no {{utc}}"

@@ -1,7 +1,9 @@
-//! The WASM plugin host (wasmtime 48, component model, WIT package `onair:plugin@0.1.0`).
+//! The WASM plugin host (wasmtime 48, component model, WIT packages `onair:plugin@0.3.0`,
+//! `@0.2.0` and `@0.1.0` side by side: [`bindings`]).
 //!
 //! - One `Store` per plugin instance. Calls run with an epoch deadline (default 100 ms: a ticker
-//!   thread advances the engine's epoch every [`EPOCH_TICK`]) and a memory cap (a
+//!   thread advances the engine's epoch every [`EPOCH_TICK`] while guest code runs, and sleeps
+//!   when none does) and a memory cap (a
 //!   `ResourceLimiter`, default 64 MiB). A call that traps (deadline, memory, panic) fails
 //!   cleanly; the instance is then rebuilt from its component for the next call.
 //! - WASI is linked because guests built for `wasm32-wasip2` import it, but grants nothing:
@@ -18,6 +20,7 @@ pub mod convert;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,6 +35,62 @@ use bindings::{WIT_VERSION, WIT_VERSIONS};
 
 /// How often the engine's epoch advances: the resolution of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The engine's epoch ticker: a thread that advances the epoch every [`EPOCH_TICK`] while guest
+/// code may run (a call or an instantiation holds a [`Ticking`]) and is parked otherwise, so an
+/// idle host does not wake a hundred times a second. A deadline counts ticks from its call's
+/// start, so the ticks missed while parked change nothing.
+struct Ticker {
+    /// Calls and instantiations under way.
+    running: Arc<AtomicUsize>,
+    /// Epoch advances so far (read by the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    ticks: Arc<AtomicU64>,
+    thread: std::thread::Thread,
+}
+
+/// Held while guest code may run: the epoch advances.
+struct Ticking<'a>(&'a Ticker);
+
+impl Ticker {
+    fn start(engine: Engine) -> std::io::Result<Ticker> {
+        let running = Arc::new(AtomicUsize::new(0));
+        let ticks = Arc::new(AtomicU64::new(0));
+        let (count, ticked) = (running.clone(), ticks.clone());
+        let handle = std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                loop {
+                    // an unpark between the check and the park makes the park return at once
+                    if count.load(Ordering::Acquire) == 0 {
+                        std::thread::park();
+                        continue;
+                    }
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                    ticked.fetch_add(1, Ordering::Relaxed);
+                }
+            })?;
+        Ok(Ticker {
+            running,
+            ticks,
+            thread: handle.thread().clone(),
+        })
+    }
+
+    fn ticking(&self) -> Ticking<'_> {
+        if self.running.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.thread.unpark();
+        }
+        Ticking(self)
+    }
+}
+
+impl Drop for Ticking<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// A WASI capability a plugin can be granted in `[plugins.grants]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,14 +248,38 @@ macro_rules! host_interfaces {
     };
 }
 
+/// An overlay world's image, in any WIT version, as the host's [`Image`].
+macro_rules! image_from {
+    ($($m:ident)::+) => {
+        impl From<$($m)::+::onair::plugin::types::Image> for Image {
+            fn from(i: $($m)::+::onair::plugin::types::Image) -> Image {
+                Image {
+                    width: i.width,
+                    height: i.height,
+                    stride: i.stride,
+                    pixels: i.pixels,
+                }
+            }
+        }
+    };
+}
+
+image_from!(bindings::overlay);
+image_from!(bindings::v0_2::overlay);
+image_from!(bindings::v0_1::overlay);
+
 host_interfaces!(bindings::policy);
 host_interfaces!(bindings::overlay);
+host_interfaces!(bindings::v0_2::policy);
+host_interfaces!(bindings::v0_2::overlay);
 host_interfaces!(bindings::v0_1::policy);
 host_interfaces!(bindings::v0_1::overlay);
 
 enum Instance {
     Policy(bindings::policy::Policy),
     Overlay(bindings::overlay::Overlay),
+    PolicyV02(bindings::v0_2::policy::Policy),
+    OverlayV02(bindings::v0_2::overlay::Overlay),
     PolicyV01(bindings::v0_1::policy::Policy),
     OverlayV01(bindings::v0_1::overlay::Overlay),
 }
@@ -243,6 +326,7 @@ impl Default for PluginLimits {
 /// - `loading`: serialises loads (compiles run under it, and only loads wait for it).
 pub struct PluginHost {
     engine: Engine,
+    ticker: Ticker,
     policy_linker: Linker<PluginState>,
     overlay_linker: Linker<PluginState>,
     dir: PathBuf,
@@ -284,28 +368,26 @@ impl PluginHost {
         config.epoch_interruption(true);
         config.wasm_component_model(true);
         let engine = Engine::new(&config)?;
-        let ticker = engine.clone();
-        std::thread::Builder::new()
-            .name("wasm-epoch".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(EPOCH_TICK);
-                    ticker.increment_epoch();
-                }
-            })?;
+        let ticker = Ticker::start(engine.clone())?;
         let mut policy_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut policy_linker)?;
         bindings::policy::Policy::add_to_linker::<_, HasSelf<_>>(&mut policy_linker, |s| s)?;
+        bindings::v0_2::policy::Policy::add_to_linker::<_, HasSelf<_>>(&mut policy_linker, |s| s)?;
         bindings::v0_1::policy::Policy::add_to_linker::<_, HasSelf<_>>(&mut policy_linker, |s| s)?;
         let mut overlay_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut overlay_linker)?;
         bindings::overlay::Overlay::add_to_linker::<_, HasSelf<_>>(&mut overlay_linker, |s| s)?;
+        bindings::v0_2::overlay::Overlay::add_to_linker::<_, HasSelf<_>>(
+            &mut overlay_linker,
+            |s| s,
+        )?;
         bindings::v0_1::overlay::Overlay::add_to_linker::<_, HasSelf<_>>(
             &mut overlay_linker,
             |s| s,
         )?;
         Ok(PluginHost {
             engine,
+            ticker,
             policy_linker,
             overlay_linker,
             dir: dir.to_path_buf(),
@@ -424,8 +506,15 @@ impl PluginHost {
         let mut last = String::new();
         for &version in versions {
             let mut store = self.new_store(name);
+            let _ticking = self.ticker.ticking();
             store.set_epoch_deadline(self.deadline_ticks());
             let instance = match (world, version) {
+                (World::Policy, "0.2.0") => bindings::v0_2::policy::Policy::instantiate(
+                    &mut store,
+                    component,
+                    &self.policy_linker,
+                )
+                .map(Instance::PolicyV02),
                 (World::Policy, "0.1.0") => bindings::v0_1::policy::Policy::instantiate(
                     &mut store,
                     component,
@@ -438,6 +527,12 @@ impl PluginHost {
                     &self.policy_linker,
                 )
                 .map(Instance::Policy),
+                (World::Overlay, "0.2.0") => bindings::v0_2::overlay::Overlay::instantiate(
+                    &mut store,
+                    component,
+                    &self.overlay_linker,
+                )
+                .map(Instance::OverlayV02),
                 (World::Overlay, "0.1.0") => bindings::v0_1::overlay::Overlay::instantiate(
                     &mut store,
                     component,
@@ -654,6 +749,7 @@ impl PluginHost {
                 let Plugin {
                     store, instance, ..
                 } = &mut *p;
+                let _ticking = self.ticker.ticking();
                 store.set_epoch_deadline(ticks);
                 match instance {
                     Instance::Policy(policy) => policy.call_on_event(store, &wit_event).map(|l| {
@@ -661,12 +757,24 @@ impl PluginHost {
                             .map(convert::channel_action)
                             .collect::<Vec<_>>()
                     }),
+                    Instance::PolicyV02(policy) => policy
+                        .call_on_event(store, &convert::v0_2::event(wit_event.clone()))
+                        .map(|l| {
+                            l.into_iter()
+                                .map(|a| convert::channel_action(convert::v0_2::channel_action(a)))
+                                .collect()
+                        }),
                     Instance::PolicyV01(policy) => policy
-                        .call_on_event(store, &convert::v0_1::event(wit_event.clone()))
+                        .call_on_event(
+                            store,
+                            &convert::v0_1::event(convert::v0_2::event(wit_event.clone())),
+                        )
                         .map(|l| {
                             // addressed to the event's channel: the engine's default
                             l.into_iter()
-                                .map(|a| convert::action(convert::v0_1::action(a)))
+                                .map(|a| {
+                                    convert::action(convert::v0_2::action(convert::v0_1::action(a)))
+                                })
                                 .collect()
                         }),
                     _ => continue,
@@ -694,28 +802,18 @@ impl PluginHost {
             let Plugin {
                 store, instance, ..
             } = &mut *p;
+            let _ticking = self.ticker.ticking();
             store.set_epoch_deadline(ticks);
             match instance {
-                Instance::Overlay(overlay) => {
-                    overlay.call_render(store, width, height, data).map(|r| {
-                        r.map(|i| Image {
-                            width: i.width,
-                            height: i.height,
-                            stride: i.stride,
-                            pixels: i.pixels,
-                        })
-                    })
-                }
-                Instance::OverlayV01(overlay) => {
-                    overlay.call_render(store, width, height, data).map(|r| {
-                        r.map(|i| Image {
-                            width: i.width,
-                            height: i.height,
-                            stride: i.stride,
-                            pixels: i.pixels,
-                        })
-                    })
-                }
+                Instance::Overlay(overlay) => overlay
+                    .call_render(store, width, height, data)
+                    .map(|r| r.map(Image::from)),
+                Instance::OverlayV02(overlay) => overlay
+                    .call_render(store, width, height, data)
+                    .map(|r| r.map(Image::from)),
+                Instance::OverlayV01(overlay) => overlay
+                    .call_render(store, width, height, data)
+                    .map(|r| r.map(Image::from)),
                 _ => {
                     return Err(format!(
                         "plugin {name:?} is a policy plugin, not an overlay"
@@ -744,5 +842,38 @@ impl PluginHost {
             Ok(Err(e)) => Err(format!("plugin {name:?}: {e}")),
             Err(e) => Err(self.call_failed(name, &plugin, &mut p, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_epoch_ticks_only_while_guest_code_may_run() {
+        let ticker = Ticker::start(Engine::default()).expect("ticker");
+        let ticks = || ticker.ticks.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(ticks(), 0, "idle from the start");
+        {
+            let _a = ticker.ticking();
+            let _b = ticker.ticking();
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        let during = ticks();
+        assert!(during > 0, "no tick during a call");
+        // a tick under way when the call ended may still land
+        std::thread::sleep(Duration::from_millis(200));
+        let after = ticks();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            ticks(),
+            after,
+            "ticking on while idle (from {during} during the call)"
+        );
+        // and wakes for the next call
+        let _c = ticker.ticking();
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(ticks() > after, "not woken by the next call");
     }
 }
