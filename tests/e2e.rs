@@ -945,3 +945,126 @@ onair.route("POST", "/kick/:id", function(req) onair.kick(tonumber(req.params.id
         "route outlived its script"
     );
 }
+
+/// Video PTS (s) of every white frame after a dark one in the FLV file at `path`.
+fn flashes(path: &std::path::Path) -> Vec<f64> {
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-show_entries"])
+        .args(["frame=pts_time", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    let pts: Vec<f64> = String::from_utf8_lossy(&probe.stdout)
+        .split_whitespace()
+        .filter_map(|l| l.split(',').next()?.parse().ok())
+        .collect();
+    let raw = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-map", "0:v", "-fps_mode", "passthrough", "-vf"])
+        .args(["scale=32:18,format=gray", "-f", "rawvideo", "-"])
+        .output()
+        .expect("ffmpeg")
+        .stdout;
+    let mut out = Vec::new();
+    let mut dark = true;
+    for (t, frame) in pts.iter().zip(raw.chunks_exact(32 * 18)) {
+        let mean = frame.iter().map(|&p| u32::from(p)).sum::<u32>() / (32 * 18);
+        if mean > 128 && dark {
+            out.push(*t);
+        }
+        dark = mean < 64;
+    }
+    out
+}
+
+/// Audio PTS (s, 1 ms steps) of every beep onset in the file at `path`: the first ms louder
+/// than a quarter of full scale after 200 ms of quiet.
+fn beeps(path: &std::path::Path) -> Vec<f64> {
+    let raw = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args([
+            "-map",
+            "0:a",
+            "-af",
+            "aresample=async=1:first_pts=0",
+            "-ac",
+            "1",
+        ])
+        .args(["-ar", "48000", "-f", "s16le", "-"])
+        .output()
+        .expect("ffmpeg")
+        .stdout;
+    let mut out = Vec::new();
+    let mut quiet = 1000;
+    for (ms, block) in raw.chunks_exact(2 * 48).enumerate() {
+        let peak = block
+            .chunks_exact(2)
+            .map(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs())
+            .max()
+            .unwrap_or(0);
+        if peak > 8000 {
+            if quiet >= 200 {
+                out.push(ms as f64 / 1000.0);
+            }
+            quiet = 0;
+        } else {
+            quiet += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn picture_and_sound_reach_the_platform_in_sync() {
+    // The publisher flashes a white frame and beeps (50 ms, 1 kHz) at every whole second, in
+    // sync. At the platform each flash is paired with its beep: the sound may trail the picture
+    // by less than one output frame (the output's frame grid falls anywhere against the
+    // publisher's), never by an AAC encoder's priming on top (1024 samples, 21.3 ms).
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let onair = Onair::start(&destination("platform", &nginx, "app"));
+    let _publisher = Publisher::start_av(
+        &onair.publish_url("test-key-123"),
+        "color=c=black:s=640x360:r=30,\
+         drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,1),0.02)'",
+        "aevalsrc='if(lt(mod(t,1),0.05),0.8*sin(2*PI*1000*t),0)':s=48000",
+    );
+    assert!(
+        onair.wait_log("to=\"live\"", SWITCH),
+        "never went live:\n{}",
+        onair.log_text()
+    );
+    let file = onair.dir.path().join("platform.flv");
+    let recorded = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(nginx.url("app", "out"))
+        .args(["-t", "7", "-c", "copy", "-f", "flv"])
+        .arg(&file)
+        .status()
+        .expect("ffmpeg");
+    assert!(recorded.success(), "recording the platform's stream failed");
+
+    let (v, b) = (flashes(&file), beeps(&file));
+    let offsets_ms: Vec<f64> = v
+        .iter()
+        .filter_map(|f| {
+            let near = b
+                .iter()
+                .min_by(|x, y| (*x - f).abs().total_cmp(&(*y - f).abs()))?;
+            ((near - f).abs() <= 0.3).then_some((near - f) * 1000.0)
+        })
+        .collect();
+    assert!(
+        offsets_ms.len() >= 4,
+        "flashes and beeps did not pair: flashes {v:?}, beeps {b:?}"
+    );
+    eprintln!("sound against picture (ms, + = sound later): {offsets_ms:?}");
+    // one output frame (33.3 ms), plus 5 ms for the beep detector's 1 ms steps and AAC's
+    // pre-echo either way
+    assert!(
+        offsets_ms.iter().all(|o| (-5.0..=38.3).contains(o)),
+        "sound against picture (ms, + = sound later): {offsets_ms:?}"
+    );
+}

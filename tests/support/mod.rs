@@ -521,7 +521,17 @@ impl Publisher {
         Self::start_lavfi(url, video, true, "aac")
     }
 
+    /// Publishes the lavfi sources `video` and `audio` (AAC).
+    pub fn start_av(url: &str, video: &str, audio: &str) -> Publisher {
+        Self::start_sources(url, video, Some(audio), "aac")
+    }
+
     fn start_lavfi(url: &str, video: &str, audio: bool, acodec: &str) -> Publisher {
+        let tone = audio.then_some("sine=f=440:sample_rate=48000");
+        Self::start_sources(url, video, tone, acodec)
+    }
+
+    fn start_sources(url: &str, video: &str, audio: Option<&str>, acodec: &str) -> Publisher {
         let mut cmd = Command::new("ffmpeg");
         cmd.args([
             "-hide_banner",
@@ -533,8 +543,8 @@ impl Publisher {
             "-i",
         ])
         .arg(video);
-        if audio {
-            cmd.args(["-f", "lavfi", "-i", "sine=f=440:sample_rate=48000"]);
+        if let Some(audio) = audio {
+            cmd.args(["-f", "lavfi", "-i", audio]);
         }
         cmd.args([
             "-c:v",
@@ -548,7 +558,7 @@ impl Publisher {
             "-pix_fmt",
             "yuv420p",
         ]);
-        if audio {
+        if audio.is_some() {
             cmd.args(["-c:a", acodec, "-b:a", "96k"]);
         }
         cmd.args(["-f", "flv"]).arg(url);

@@ -451,7 +451,39 @@ fn audio_encode(
     let convert = make("audioconvert", "aenc_convert")?;
     let aac = make("avenc_aac", "aac")?;
     aac.set_property("bitrate", (out.audio_bitrate_kbps * 1000) as i32);
+    stamp_before_priming(&aac)?;
     link_row(bin, &[queue, convert, aac])
+}
+
+/// Samples of priming FFmpeg's AAC encoder (`avenc_aac`) puts before the first input sample (its
+/// `initial_padding`: one AAC-LC frame).
+pub const AAC_PRIMING_SAMPLES: u64 = 1024;
+
+/// Stamps each encoded AAC frame [`AAC_PRIMING_SAMPLES`] earlier (21.3 ms at 48 kHz), never
+/// below 0.
+///
+/// The encoder's first frame starts with its priming, and GStreamer stamps it with the first
+/// input sample's PTS, so every sample a player decodes would play one AAC frame after the
+/// picture it belongs to. FLV cannot signal priming (MP4 would need an edit list), so players
+/// do not trim it; ffmpeg's own FLV output moves the audio the same way. Measured before this
+/// (`bench/avsync.sh`, 100 kill cycles): audio 21–54 ms behind the picture, 21 ms of it this.
+fn stamp_before_priming(aac: &gst::Element) -> Result<(), MediaError> {
+    let priming = gst::ClockTime::SECOND
+        .mul_div_floor(AAC_PRIMING_SAMPLES, u64::from(super::AUDIO_RATE))
+        .unwrap_or(gst::ClockTime::ZERO);
+    static_pad(aac, "src")?.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buffer) = info.buffer_mut() {
+            let b = buffer.make_mut();
+            if let Some(pts) = b.pts() {
+                b.set_pts(pts.saturating_sub(priming));
+            }
+            if let Some(dts) = b.dts() {
+                b.set_dts(dts.saturating_sub(priming));
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
 }
 
 /// One profile's encode: video and audio encoders into flvmux (streamable) into an appsink that
