@@ -73,12 +73,23 @@ CONF
 
 
 # cores_used PID SECS: the cores PID uses (user + system time, /proc/PID/stat) over SECS, after
-# a 5 s settle
+# a 5 s settle. PERF_STAT=1: also prints (stderr) perf's counts of context switches, page faults
+# and CPU migrations per second over the same window. PERF_RECORD=DIR: also records a perf
+# profile of the window to DIR/PID.data (read it with `perf report -i … --sort dso`),
+# PERF_RECORD_ARGS: more `perf record` options (e.g. `-g`).
 cores_used() {
   sleep 5
   local c0 t0 c1 t1
   c0=$(awk '{print $14 + $15}' "/proc/$1/stat"); t0=$(date +%s.%N)
-  sleep "$2"
+  if [ -n "${PERF_STAT:-}" ]; then
+    perf stat -x, -e context-switches,page-faults,cpu-migrations -p "$1" -- sleep "$2" 2>&1 \
+      | awk -F, -v s="$2" -v p="$1" '$3 != "" { printf "  pid %s: %s %.0f/s\n", p, $3, $1 / s }' >&2
+  elif [ -n "${PERF_RECORD:-}" ]; then
+    mkdir -p "$PERF_RECORD"
+    perf record -q ${PERF_RECORD_ARGS:-} -o "$PERF_RECORD/$1.data" -p "$1" -- sleep "$2" > /dev/null 2>&1
+  else
+    sleep "$2"
+  fi
   c1=$(awk '{print $14 + $15}' "/proc/$1/stat"); t1=$(date +%s.%N)
   python3 -c "print(f'{($c1 - $c0) / 100 / ($t1 - $t0):.3f}')"
 }

@@ -1,8 +1,29 @@
 //! onair's default switching policy (`scripts/failover.lua`) as a policy plugin: a publisher
 //! going live or recovering from a stall is put on air; the publisher on air stopping or stalling
 //! cuts to the fallback. Every other event takes no action.
+//!
+//! Written against `onair:plugin@0.1.0` (one channel's events and actions) with wit-bindgen
+//! directly; it stays there as the proof that 0.1.0 plugins keep running. A new plugin uses the
+//! SDK (`onair-plugin-sdk`, the newest version), as `scoreboard` and `fixtures/recording-policy`
+//! do.
 
-use onair_plugin_sdk::policy::{Action, Event, Guest, Source, switch};
+#![allow(clippy::too_many_arguments)] // in generated code
+
+wit_bindgen::generate!({
+    world: "policy",
+    path: "../../wit/onair-plugin@0.1.0",
+});
+
+use onair::plugin::types::{Source, SwitchTo};
+
+/// `Action::Switch` to `to` with `reason`, keeping the fallback media.
+fn switch(to: Source, reason: impl Into<String>) -> Action {
+    Action::Switch(SwitchTo {
+        to,
+        media: None,
+        reason: reason.into(),
+    })
+}
 
 struct PriorityFailover;
 
@@ -12,7 +33,7 @@ impl Guest for PriorityFailover {
     }
 }
 
-onair_plugin_sdk::export_policy!(PriorityFailover);
+export!(PriorityFailover);
 
 fn decide(event: &Event) -> Option<Action> {
     match event {
@@ -45,7 +66,7 @@ fn decide(event: &Event) -> Option<Action> {
 
 #[cfg(test)]
 mod tests {
-    use onair_plugin_sdk::policy::{IngestStats, Publish, Resume, Stall, SwitchTo, Unpublish};
+    use crate::onair::plugin::types::{IngestStats, Publish, Resume, Stall, Unpublish};
 
     use super::*;
 

@@ -209,7 +209,7 @@ impl Canvas {
         pen
     }
 
-    /// The canvas as the overlay world's `image` record.
+    /// The canvas as the overlay world's `image` record (`onair:plugin@0.3.0`).
     pub fn into_image(self) -> Image {
         Image {
             width: self.width,
