@@ -918,3 +918,52 @@ fn several_publishers_share_a_channel_only_the_one_on_air_is_decoded_and_a_sessi
     assert!(max_step <= 100.0, "video PTS gap {max_step:.0} ms at a cut");
     assert_eq!(backwards, 0);
 }
+
+/// Context switches (voluntary + involuntary) so far of each of `onair`'s threads named `name`.
+fn thread_switches(onair: &Onair, name: &str) -> Vec<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", onair.pid())).expect("/proc");
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .map(|t| {
+            std::fs::read_to_string(t.path().join("status"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum()
+        })
+        .collect()
+}
+
+#[test]
+fn the_fallback_audio_feeder_sleeps_while_the_fallback_is_a_still() {
+    // The slate has no audio (the program's silence fills in): its audio feeder has nothing to
+    // do and must not wake for it. It used to poll every 20 ms (~50 wake-ups a second per
+    // channel, forever).
+    let _serial = serial();
+    let onair = Onair::start("");
+    assert!(
+        wait_until(SWITCH, || thread_switches(&onair, "fallback-audio").len()
+            == 1),
+        "one fallback-audio thread expected:\n{}",
+        onair.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let before = thread_switches(&onair, "fallback-audio")[0];
+    std::thread::sleep(Duration::from_secs(3));
+    let after = thread_switches(&onair, "fallback-audio")[0];
+    assert!(
+        after - before <= 2,
+        "the idle audio feeder woke {} times in 3 s",
+        after - before
+    );
+    // a video thread of the same fallback does work meanwhile (the check can see wake-ups)
+    let video: Vec<u64> = thread_switches(&onair, "fallback-video");
+    std::thread::sleep(Duration::from_secs(1));
+    let video_after = thread_switches(&onair, "fallback-video");
+    assert!(
+        video_after[0] > video[0] + 10,
+        "the video feeder's switches did not move: {video:?} → {video_after:?}"
+    );
+}

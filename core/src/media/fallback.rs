@@ -16,7 +16,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -132,6 +132,8 @@ struct Shared {
     video_src: gst_app::AppSrc,
     audio_src: gst_app::AppSrc,
     current: Mutex<(Arc<Source>, String)>,
+    /// Notified when `current` changes and when the feeders stop.
+    changed: Condvar,
     generation: AtomicU64,
     /// End of the last video frame pushed, in ns of program running time.
     video_end_ns: AtomicU64,
@@ -162,6 +164,7 @@ impl Fallback {
             video_src,
             audio_src,
             current: Mutex::new((Arc::new(source), what)),
+            changed: Condvar::new(),
             generation: AtomicU64::new(1),
             video_end_ns: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -197,6 +200,7 @@ impl Fallback {
         };
         *lock(&self.shared.current) = (Arc::new(source), what.clone());
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        self.shared.changed.notify_all();
         match error {
             Some(e) => Err(e),
             None => Ok(what),
@@ -211,7 +215,12 @@ impl Fallback {
 
 impl Drop for Fallback {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
+        {
+            // under the lock the audio feeder checks `stop` with: its wait cannot miss this
+            let _current = lock(&self.shared.current);
+            self.shared.stop.store(true, Ordering::Relaxed);
+        }
+        self.shared.changed.notify_all();
     }
 }
 
@@ -606,18 +615,33 @@ fn feed_video(shared: &Shared) {
     }
 }
 
+/// Waits (without waking) while the current source has no audio, until it changes or the
+/// feeders stop; returns the source then.
+fn audio_source(shared: &Shared) -> Arc<Source> {
+    let mut current = lock(&shared.current);
+    loop {
+        let has_audio = matches!(&*current.0, Source::Clip(Clip { audio: Some(_), .. }));
+        if has_audio || shared.stop.load(Ordering::Relaxed) {
+            return current.0.clone();
+        }
+        // stills have no audio: the program's silence fills in
+        current = shared
+            .changed
+            .wait(current)
+            .unwrap_or_else(|p| p.into_inner());
+    }
+}
+
 fn feed_audio(shared: &Shared) {
     let frame_ns = shared.program.format().frame_duration().nseconds();
     let mut next_ns = 0u64;
     while !shared.stop.load(Ordering::Relaxed) {
-        let source = lock(&shared.current).0.clone();
+        let source = audio_source(shared);
         let Source::Clip(Clip {
             audio: Some(sink), ..
         }) = &*source
         else {
-            // stills have no audio: the program's silence fills in
-            thread::sleep(Duration::from_millis(20));
-            continue;
+            continue; // stopping
         };
         let Source::Clip(clip) = &*source else {
             continue;
