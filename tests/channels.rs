@@ -937,10 +937,10 @@ fn thread_switches(onair: &Onair, name: &str) -> Vec<u64> {
 }
 
 #[test]
-fn the_fallback_audio_feeder_sleeps_while_the_fallback_is_a_still() {
+fn idle_helper_threads_do_not_poll() {
     // The slate has no audio (the program's silence fills in): its audio feeder has nothing to
-    // do and must not wake for it. It used to poll every 20 ms (~50 wake-ups a second per
-    // channel, forever).
+    // do and must not wake for it (it polled every 20 ms: 149 wake-ups in 3 s). The file
+    // watchers' debouncers look for settled events every 150 ms, not every 37.5 ms (27 a second).
     let _serial = serial();
     let onair = Onair::start("");
     assert!(
@@ -949,21 +949,41 @@ fn the_fallback_audio_feeder_sleeps_while_the_fallback_is_a_still() {
         "one fallback-audio thread expected:\n{}",
         onair.log_text()
     );
+    let watchers = thread_switches(&onair, "notify-rs debou").len();
+    assert!(watchers >= 1, "no file watcher thread");
     std::thread::sleep(Duration::from_secs(1));
-    let before = thread_switches(&onair, "fallback-audio")[0];
+    let names = ["fallback-audio", "notify-rs debou", "fallback-video"];
+    let before: Vec<Vec<u64>> = names.iter().map(|n| thread_switches(&onair, n)).collect();
     std::thread::sleep(Duration::from_secs(3));
-    let after = thread_switches(&onair, "fallback-audio")[0];
-    assert!(
-        after - before <= 2,
-        "the idle audio feeder woke {} times in 3 s",
-        after - before
+    let after: Vec<Vec<u64>> = names.iter().map(|n| thread_switches(&onair, n)).collect();
+    let woke = |i: usize| -> Vec<u64> {
+        before[i]
+            .iter()
+            .zip(&after[i])
+            .map(|(b, a)| a - b)
+            .collect()
+    };
+    eprintln!(
+        "wake-ups in 3 s: fallback-audio {:?}, watchers {:?}, fallback-video {:?}",
+        woke(0),
+        woke(1),
+        woke(2)
     );
-    // a video thread of the same fallback does work meanwhile (the check can see wake-ups)
-    let video: Vec<u64> = thread_switches(&onair, "fallback-video");
-    std::thread::sleep(Duration::from_secs(1));
-    let video_after = thread_switches(&onair, "fallback-video");
     assert!(
-        video_after[0] > video[0] + 10,
-        "the video feeder's switches did not move: {video:?} → {video_after:?}"
+        woke(0).iter().all(|w| *w <= 2),
+        "the idle audio feeder woke {:?} times in 3 s",
+        woke(0)
+    );
+    // 20 ticks in 3 s, and a wake-up or two of their own
+    assert!(
+        woke(1).iter().all(|w| *w <= 30),
+        "a file watcher woke {:?} times in 3 s",
+        woke(1)
+    );
+    // the video feeder of the same fallback does work meanwhile: the count sees wake-ups
+    assert!(
+        woke(2).iter().all(|w| *w > 30),
+        "the video feeder's switches did not move: {:?}",
+        woke(2)
     );
 }
