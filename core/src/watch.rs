@@ -52,30 +52,26 @@ pub fn watch(
     dir: &Path,
     on_change: impl Fn(Vec<PathBuf>) + Send + 'static,
 ) -> notify::Result<Watcher> {
-    let mut debouncer =
-        new_debouncer(
-            DEBOUNCE,
-            Some(TICK),
-            move |res: DebounceEventResult| match res {
-                Ok(events) => {
-                    let mut paths: Vec<_> = events
-                        .iter()
-                        .filter(|e| changes_content(&e.kind))
-                        .flat_map(|e| e.paths.iter().cloned())
-                        .collect();
-                    paths.sort();
-                    paths.dedup();
-                    if !paths.is_empty() {
-                        on_change(paths);
-                    }
-                }
-                Err(errors) => {
-                    for e in errors {
-                        tracing::warn!(error = %e, "file watcher");
-                    }
-                }
-            },
-        )?;
+    let handle = move |res: DebounceEventResult| match res {
+        Ok(events) => {
+            let mut paths: Vec<_> = events
+                .iter()
+                .filter(|e| changes_content(&e.kind))
+                .flat_map(|e| e.paths.iter().cloned())
+                .collect();
+            paths.sort();
+            paths.dedup();
+            if !paths.is_empty() {
+                on_change(paths);
+            }
+        }
+        Err(errors) => {
+            for e in errors {
+                tracing::warn!(error = %e, "file watcher");
+            }
+        }
+    };
+    let mut debouncer = new_debouncer(DEBOUNCE, Some(TICK), handle)?;
     debouncer.watch(dir, notify::RecursiveMode::Recursive)?;
     Ok(debouncer)
 }
