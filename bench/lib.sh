@@ -1,10 +1,12 @@
 # Shared by the bench scripts: a private nginx-rtmp as the platform and onair around it, on free
 # loopback ports, cleaned up on exit. Source it after `cd` to the repository root.
 #   PROFILE=release|debug (default debug); EXTRA_TOML: more onair config after [http]
+#   BENCH_BIN=PATH: run that onair binary instead (an A/B against another build; not ONAIR_*,
+#   which onair reads as config)
 root=$(pwd)
 profile=${PROFILE:-debug}
 if [ "$profile" = release ]; then cargo build -q --release -p onair; else cargo build -q -p onair; fi
-bin=$root/target/$profile/onair
+bin=${BENCH_BIN:-$root/target/$profile/onair}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 work=$(mktemp -d)
@@ -12,7 +14,14 @@ ngx_rtmp=$(free_port); ngx_http=$(free_port); rtmp=$(free_port); http=$(free_por
 token=bench-admin-token-0123456789
 preview_key=bench-preview-key-0123
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  # onair gone before its time: say why
+  if [ -n "${onair_pid:-}" ] && [ -s "$work/onair.log" ] && grep -qiE "panic|error" "$work/onair.log"; then
+    echo "onair's log (errors):" >&2; grep -iE "panic|error" "$work/onair.log" | tail -5 >&2
+  fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 # start_nginx: the platform, with /stat on $ngx_http

@@ -8,7 +8,7 @@
 //!
 //! Two feeder threads (video, audio) put the current source's frames on the program's running
 //! time and push them into the program's fallback appsrcs, which block when 4 frames (video) or
-//! ~200 ms (audio) are queued: the compositor's clock paces them. A clip's buffers keep their
+//! ~200 ms (audio) are queued: the video switch's clock paces them. A clip's buffers keep their
 //! running time inside the clip pipeline (segment seeks make it continuous across loops), so
 //! `program PTS = base + clip running time`, one base for audio and video: A/V sync holds across
 //! loops. Frames that are already late are skipped, so a busy machine catches up instead of

@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod overlay;
 pub mod program;
 pub mod recording;
+pub mod switch;
 
 use crate::config::OutputConfig;
 
@@ -86,7 +87,6 @@ pub fn flv_appsrc(caps: Option<&gst::Caps>) -> Result<gst_app::AppSrc, MediaErro
 pub const REQUIRED_ELEMENTS: &[&str] = &[
     "appsrc",
     "appsink",
-    "compositor",
     "audiomixer",
     "audiotestsrc",
     "videotestsrc",

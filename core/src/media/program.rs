@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! appsrc fallback_video ─┐                                     ┌ encode (the channel's [output]):
-//! appsrc live_video ─────┼─ compositor ─ I420 ─(overlay)─ tee ─┤  x264enc ─┐
+//! appsrc live_video ─────┼─ video switch ─ I420 (overlay) tee ─┤  x264enc ─┐
 //! (pace pad, no input) ──┘                                     │           ├ flvmux ─ appsink → FanOut
 //! audiotestsrc silence ──┐                                     │ avenc_aac ┘
 //! appsrc fallback_audio ─┤                                     │
@@ -18,7 +18,10 @@
 //! profile a destination uses adds one encode branch, shared by every destination that uses it,
 //! and added or removed while the pipeline plays without touching the others.
 //!
-//! Why a compositor and a mixer instead of `fallbackswitch`: both are live aggregators that
+//! The video switch is `onairvideoswitch` ([`super::switch`]): GStreamer's video aggregator (the
+//! compositor's base) showing one input by reference instead of blending it.
+//!
+//! Why an aggregator and a mixer instead of `fallbackswitch`: both are live aggregators that
 //! produce one output frame per frame period on the pipeline clock, whatever their inputs do. The
 //! output therefore has a constant frame rate and a continuous audio timeline by construction,
 //! with no SEGMENT event per switch, no timeline hole to fill with `videorate`, and no EOS that
@@ -42,7 +45,7 @@ use super::{MediaError, OutputFormat, make};
 use crate::config::OutputConfig;
 use crate::event::{Event, SessionId, Source, Switched};
 
-/// How long the compositor and mixer wait for a late input before producing a frame without it.
+/// How long the video switch and the mixer wait for a late input before producing a frame without it.
 /// Decoded live frames arrive late by the decode time plus network jitter; 200 ms covers both for
 /// a healthy publisher and is the constant latency the cut adds.
 pub const MIX_LATENCY_MS: u64 = 200;
@@ -231,7 +234,7 @@ fn appsrc(name: &str, caps: &gst::Caps, max_buffers: u64) -> Result<gst_app::App
     Ok(src)
 }
 
-/// One half of the switch: a live and a fallback appsrc into an aggregator (compositor or
+/// One half of the switch: a live and a fallback appsrc into an aggregator (video switch or
 /// audiomixer) whose pads carry the cut's controlled properties.
 struct Switch {
     bin: gst::Bin,
@@ -275,18 +278,16 @@ fn static_pad(e: &gst::Element, name: &str) -> Result<gst::Pad, MediaError> {
         .ok_or_else(|| MediaError::Build(format!("no {name} pad on {}", e.name())))
 }
 
-/// The video switch: fallback (zorder 0) and live (zorder 1) into a compositor on a black
-/// background, fixed to the output caps.
+/// The video switch: fallback (zorder 0) and live (zorder 1) into an `onairvideoswitch` (a
+/// compositor that shows one input by reference instead of blending; black when the visible
+/// input has no frame), fixed to the output caps.
 fn video_switch(format: &OutputFormat, latency: gst::ClockTime) -> Result<Switch, MediaError> {
     let vcaps = format.video_caps();
     let bin = gst::Bin::with_name("switch-video");
     let fallback = appsrc("fallback_video", &vcaps, 4)?;
     let live = appsrc("live_video", &vcaps, 60)?;
-    let mix = make("compositor", "mix")?;
-    mix.set_property_from_str("background", "black");
-    // One input is visible at a time and copying it is all the blending there is: worker
-    // threads would only add a wake-up per frame.
-    mix.set_property("max-threads", 1u32);
+    super::switch::register().map_err(bin_error)?;
+    let mix = make(super::switch::FACTORY, "mix")?;
     mix.set_property("latency", latency.nseconds());
     let caps = make("capsfilter", "mix_caps")?;
     caps.set_property("caps", &vcaps);
