@@ -17,8 +17,8 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
   # onair gone before its time: say why
-  if [ -n "${onair_pid:-}" ] && [ -s "$work/onair.log" ] && grep -qiE "panic|error" "$work/onair.log"; then
-    echo "onair's log (errors):" >&2; grep -iE "panic|error" "$work/onair.log" | tail -5 >&2
+  if [ -n "${onair_pid:-}" ] && [ -s "$work/onair.log" ] && grep -qE "panicked| ERROR " "$work/onair.log"; then
+    echo "onair's log (errors):" >&2; grep -E "panicked| ERROR " "$work/onair.log" | tail -5 >&2
   fi
   rm -rf "$work"
 }
