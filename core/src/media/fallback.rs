@@ -637,14 +637,13 @@ fn feed_audio(shared: &Shared) {
     let mut next_ns = 0u64;
     while !shared.stop.load(Ordering::Relaxed) {
         let source = audio_source(shared);
-        let Source::Clip(Clip {
-            audio: Some(sink), ..
-        }) = &*source
+        let Source::Clip(
+            clip @ Clip {
+                audio: Some(sink), ..
+            },
+        ) = &*source
         else {
             continue; // stopping
-        };
-        let Source::Clip(clip) = &*source else {
-            continue;
         };
         let base = clip_base(shared, clip, frame_ns);
         let Some(sample) = sink.try_pull_sample(PULL_TIMEOUT) else {

@@ -45,7 +45,8 @@ use super::{MediaError, OutputFormat, make};
 use crate::config::OutputConfig;
 use crate::event::{Event, SessionId, Source, Switched};
 
-/// How long the video switch and the mixer wait for a late input before producing a frame without it.
+/// How long the video switch and the mixer wait for a late input before producing a frame
+/// without it.
 /// Decoded live frames arrive late by the decode time plus network jitter; 200 ms covers both for
 /// a healthy publisher and is the constant latency the cut adds.
 pub const MIX_LATENCY_MS: u64 = 200;

@@ -124,13 +124,10 @@ mod imp {
 
     impl VideoSwitch {
         fn black(&self) -> Result<gst::Buffer, gst::FlowError> {
-            let caps = self
+            let info = self
                 .obj()
-                .src_pad()
-                .current_caps()
+                .video_info()
                 .ok_or(gst::FlowError::NotNegotiated)?;
-            let info = gst_video::VideoInfo::from_caps(&caps)
-                .map_err(|_| gst::FlowError::NotNegotiated)?;
             let mut black = self.black.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((i, b)) = black.as_ref()
                 && *i == info
@@ -223,15 +220,13 @@ mod imp {
             token: &gst_video::subclass::AggregateFramesToken,
             outbuf: &mut gst::BufferRef,
         ) -> Result<gst::FlowSuccess, gst::FlowError> {
-            let mut pads: Vec<super::SwitchPad> = self
+            // the base class keeps its sink pads sorted by zorder, lowest first
+            let shown = self
                 .obj()
                 .sink_pads()
                 .into_iter()
+                .rev()
                 .filter_map(|p| p.downcast::<super::SwitchPad>().ok())
-                .collect();
-            pads.sort_by_key(|p| std::cmp::Reverse(p.property::<u32>("zorder")));
-            let shown = pads
-                .iter()
                 .filter(|p| p.imp().visible())
                 .find_map(|p| p.current_buffer(token));
             let frame = match shown {
