@@ -229,6 +229,9 @@ fn each_destination_gets_its_profile_and_a_new_one_starts_without_disturbing_the
 fn repeated_share(url: &str, seconds: u32) -> f64 {
     let out = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-i", url, "-t", &seconds.to_string()])
+        // every decoded frame once: raw output would otherwise be constant-rate, filled with
+        // copies where the timestamps start late (as they do when a player joins)
+        .args(["-fps_mode", "passthrough"])
         .args(["-vf", "scale=64:36,format=gray", "-f", "rawvideo", "-"])
         .output()
         .expect("ffmpeg");
@@ -267,6 +270,7 @@ fn a_profile_above_the_channels_frame_rate_gets_real_frames() {
         nginx.url("app", "main"),
         nginx.url("app2", "smooth"),
     ));
+    let since_start = Instant::now();
     assert!(
         onair.wait_log(
             "the switch runs at a destination profile's frame rate",
@@ -294,18 +298,90 @@ fn a_profile_above_the_channels_frame_rate_gets_real_frames() {
     let smooth_repeats = repeated_share(&nginx.url("app2", "smooth"), 6);
     let main_repeats = repeated_share(&nginx.url("app", "main"), 6);
     eprintln!("repeated frames: smooth {smooth_repeats:.3}, main {main_repeats:.3}");
-    // measured (debug build, two cores): 0.12 and 0.07 here; 0.56 for the 60 fps profile when
-    // the switch ran at the channel's 30 fps
+    // measured (debug build, two cores): 0.000 and 0.000; a 60 fps clip of 30 fps frames shown
+    // twice reads 0.50, the same clip at a real 60 fps 0.00
     assert!(
-        smooth_repeats < 0.25,
+        smooth_repeats < 0.1,
         "the 60 fps profile repeats {:.0} % of its frames",
         smooth_repeats * 100.0
     );
     assert!(
-        main_repeats < 0.25,
+        main_repeats < 0.1,
         "the 30 fps encode repeats {:.0} % of its frames",
         main_repeats * 100.0
     );
+
+    // the 60 fps destination disabled (its encode goes): the switch drops to the 30 fps the
+    // channel needs
+    let since = Instant::now();
+    let (code, body) = onair.call(
+        "POST",
+        "/api/channels/default/destinations/smooth/disable",
+        "",
+    );
+    assert!(code < 300, "{code} {body}");
+    assert!(
+        onair.wait_log("the switch's frame rate lowered", SWITCH),
+        "{}",
+        onair.log_text()
+    );
+    let main = probe(&nginx.url("app", "main"), 4);
+    assert!(
+        (main.fps - 30.0).abs() < 1.0,
+        "main fps at 30 fps: {}",
+        main.fps
+    );
+
+    // enabled again at run time: the switch goes back to 60 fps, the new encode gets real
+    // frames, the running one goes on (same connection, no delivery pause)
+    let viewer = Viewer::start(&nginx.url("app", "main"));
+    assert!(
+        viewer.wait_for(Instant::now(), SWITCH, |_| true),
+        "main plays"
+    );
+    let before = viewer.frames().len();
+    let (code, body) = onair.call(
+        "POST",
+        "/api/channels/default/destinations/smooth/enable",
+        "",
+    );
+    assert!(code < 300, "{code} {body}");
+    assert!(
+        onair.wait_log("the switch's frame rate raised", SWITCH)
+            && wait_until(SWITCH, || nginx.publishers("app2").len() == 1),
+        "{}",
+        onair.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let smooth = probe(&nginx.url("app2", "smooth"), 4);
+    assert!(
+        (smooth.fps - 60.0).abs() < 2.0,
+        "smooth fps, added at run time: {}",
+        smooth.fps
+    );
+    let smooth_repeats = repeated_share(&nginx.url("app2", "smooth"), 5);
+    let main_repeats = repeated_share(&nginx.url("app", "main"), 5);
+    let frames = viewer.frames().len() - before;
+    let gap = viewer.max_arrival_gap_ms_from(before);
+    eprintln!(
+        "added at run time: repeated frames smooth {smooth_repeats:.3}, main {main_repeats:.3}; \
+         main while it was added: {frames} frames, largest arrival gap {gap:.0} ms"
+    );
+    assert!(
+        smooth_repeats < 0.1,
+        "the 60 fps profile added at run time repeats {:.0} % of its frames",
+        smooth_repeats * 100.0
+    );
+    assert!(
+        main_repeats < 0.1,
+        "the 30 fps encode repeats {:.0} % of its frames after the raise",
+        main_repeats * 100.0
+    );
+    assert!(
+        frames > 60 && gap < 400.0,
+        "main while the 60 fps encode was added: {frames} frames, largest arrival gap {gap:.0} ms"
+    );
+    assert_one_connection_since(&nginx, "app", since_start);
 }
 
 /// (video frames, duration in s) of an MP4, decoding every frame; panics when ffmpeg cannot

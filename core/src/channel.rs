@@ -415,9 +415,9 @@ impl Channel {
         Ok(())
     }
 
-    /// The frame rate the switch runs at: the highest of the channel's `[output]` and the
-    /// profiles of its enabled destinations (a destination added later at a higher rate gets
-    /// repeated frames until the channel restarts).
+    /// The frame rate the switch starts at: the highest of the channel's `[output]` and the
+    /// profiles of its enabled destinations (a destination added later at a higher rate raises
+    /// it then: [`Program::add_encode`]).
     fn mix_fps(&self, output: &crate::config::OutputConfig) -> u32 {
         let connections = self.destinations.connections();
         let profiles = connections.encodes().profiles();

@@ -71,7 +71,7 @@ impl LiveDecoder {
         let offset_ns = Arc::new(AtomicU64::new(0));
         let keyframes: Keyframes = Arc::default();
         let kf = keyframes.clone();
-        let format = *program.format();
+        let format = program.format();
         let weak_pipeline = pipeline.downgrade();
         let prog = program.clone();
         let offset = offset_ns.clone();

@@ -236,7 +236,13 @@ impl Connections {
         let i = d.name.as_str();
         // held for the task's life: an abort (disable, remove, channel stop) lets go
         let encode = loop {
-            match self.encodes.acquire(d.profile.as_deref()) {
+            // off the runtime's threads: starting an encode above the switch's frame rate
+            // waits (~50–100 ms) for the switch to take the new rate
+            let (encodes, profile) = (self.encodes.clone(), d.profile.clone());
+            let acquired = tokio::task::spawn_blocking(move || encodes.acquire(profile.as_deref()))
+                .await
+                .unwrap_or_else(|e| Err(format!("starting the encode: {e}")));
+            match acquired {
                 Ok(u) => break u,
                 Err(e) => {
                     tracing::error!(channel = %self.channel, destination = %d.name, error = %e, "encode not available: retrying in 30 s");

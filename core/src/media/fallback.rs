@@ -151,7 +151,7 @@ impl Fallback {
     /// that is missing or unreadable is logged once and replaced by the slate.
     pub fn start(program: Arc<Program>, cfg: &FallbackConfig) -> Result<Fallback, MediaError> {
         let slate = (cfg.slate_text.clone(), cfg.channel_name.clone());
-        let format = *program.format();
+        let format = program.format();
         let (source, what) = load_or_slate(cfg.media.as_deref(), &format, &slate)?;
         let (video_src, audio_src) = program.fallback_inputs();
         for src in [&video_src, &audio_src] {
@@ -186,7 +186,7 @@ impl Fallback {
     /// (typically well under a second); the old one keeps playing meanwhile. A bad file gives
     /// the slate and the error. Returns what now plays.
     pub fn set_media(&self, path: Option<&Path>) -> Result<String, MediaError> {
-        let format = *self.shared.program.format();
+        let format = self.shared.program.format();
         let loaded = match path {
             Some(p) => load(p, &format).map(|(s, w)| (s, w, None)),
             None => load_slate(&format, &self.slate).map(|s| (s, "slate".into(), None)),

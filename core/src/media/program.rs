@@ -33,7 +33,7 @@
 //! Lock order: `ProgramState` is the only lock here; the GStreamer calls made under it
 //! (control points, `push_buffer`) take no lock of ours.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -120,12 +120,79 @@ impl Cut {
     }
 }
 
-/// One encode branch: its bin and the tee pads that feed it.
+/// One encode branch: its bin, the tee pads that feed it and its frame rate.
 struct Branch {
     bin: gst::Bin,
+    fps: u32,
     video_pad: gst::Pad,
     audio_pad: gst::Pad,
     latency: Arc<EncodeLatency>,
+}
+
+/// The switch's frame rate: the highest of its encodes' (each encode drops to its own rate).
+/// Raised before an encode above it is linked, lowered once the last encode that needed it is
+/// unlinked, so that no encode ever gets fewer frames than its rate (it would repeat them).
+struct SwitchRate {
+    /// The capsfilter after the switch: its caps set the rate the switch negotiates.
+    caps: gst::Element,
+    /// The video tee's sink pad, where a new rate shows as new caps.
+    tee_sink: gst::Pad,
+    pipeline: gst::Pipeline,
+    /// The channel's id, for the log.
+    channel: String,
+    /// Frames per second now.
+    fps: AtomicU32,
+    /// Size (and the rate at build).
+    format: OutputFormat,
+}
+
+impl SwitchRate {
+    fn fps(&self) -> u32 {
+        self.fps.load(Ordering::SeqCst)
+    }
+
+    /// Sets the switch to `fps`; when `wait` and the pipeline plays, returns once frames at
+    /// that rate leave the switch (one frame period plus the switch's latency, ~50–100 ms), so
+    /// that an encode linked after it never sees the old rate. Errors: the new rate did not
+    /// show within 2 s.
+    fn set(&self, fps: u32, wait: bool) -> Result<(), MediaError> {
+        let format = OutputFormat { fps, ..self.format };
+        self.caps.set_property("caps", format.video_caps());
+        self.fps.store(fps, Ordering::SeqCst);
+        if !wait || self.pipeline.current_state() != gst::State::Playing {
+            return Ok(());
+        }
+        let want = gst::Fraction::new(fps as i32, 1);
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        while Instant::now() < deadline {
+            let now = self.tee_sink.current_caps().and_then(|c| {
+                c.structure(0)
+                    .and_then(|s| s.get::<gst::Fraction>("framerate").ok())
+            });
+            if now == Some(want) {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Err(MediaError::Start {
+            what: format!("the switch at {fps} fps"),
+            message: "the new frame rate did not reach the encodes within 2 s".into(),
+        })
+    }
+
+    /// Lowers the switch to the highest rate among `branches` when that is below it now.
+    fn lower_to(&self, branches: &std::collections::HashMap<String, Branch>) {
+        let Some(want) = branches.values().map(|b| b.fps).max() else {
+            return;
+        };
+        if want < self.fps() {
+            let from = self.fps();
+            // nothing linked needs more, so no wait
+            let _ = self.set(want, false);
+            tracing::info!(channel = %self.channel, from, fps = want,
+                "the switch's frame rate lowered: no encode needs more");
+        }
+    }
 }
 
 /// The time frames spend in a video encoder: each frame's arrival is stamped by running time at
@@ -201,7 +268,8 @@ pub struct Program {
     video_tee: gst::Element,
     audio_tee: gst::Element,
     /// Encode branches by profile key (`""`: the channel's own encode).
-    branches: Mutex<std::collections::HashMap<String, Branch>>,
+    branches: Arc<Mutex<std::collections::HashMap<String, Branch>>>,
+    rate: Arc<SwitchRate>,
     live_video: gst_app::AppSrc,
     live_audio: gst_app::AppSrc,
     fallback_video: gst_app::AppSrc,
@@ -211,7 +279,6 @@ pub struct Program {
     events: EventSink,
     /// The channel's id, stamped on its events.
     channel: String,
-    format: OutputFormat,
     overlay: Arc<super::overlay::Overlay>,
     /// Whether the live source is on air, for live-only overlay layers.
     live: Arc<AtomicBool>,
@@ -245,6 +312,8 @@ struct Switch {
     fallback_pad: gst::Pad,
     /// The switch's output pad inside the bin (the overlay's probe goes there).
     out: gst::Pad,
+    /// The capsfilter that fixes the switch's output (video: its frame rate can change).
+    caps: gst::Element,
 }
 
 fn bin_error(e: impl std::fmt::Display) -> MediaError {
@@ -309,6 +378,7 @@ fn video_switch(format: &OutputFormat, latency: gst::ClockTime) -> Result<Switch
         live_pad,
         fallback_pad,
         out,
+        caps,
     })
 }
 
@@ -373,11 +443,13 @@ fn audio_switch(format: &OutputFormat, latency: gst::ClockTime) -> Result<Switch
         live_pad,
         fallback_pad,
         out,
+        caps,
     })
 }
 
-/// Video encode of one profile, from the mix's `mix` format: scaled and re-timed when the profile
-/// differs, then x264, 8-bit 4:2:0 High, CBR with a one-second VBV, a keyframe exactly every
+/// Video encode of one profile, from the mix's `mix` format (its size; the rate may change while
+/// it runs, never below `out.fps`): frames dropped to `out.fps`, scaled when the size differs,
+/// then x264, 8-bit 4:2:0 High, CBR with a one-second VBV, a keyframe exactly every
 /// `keyframe_interval_s`. Adds its elements to `bin`; returns (first, last).
 fn video_encode(
     bin: &gst::Bin,
@@ -385,14 +457,18 @@ fn video_encode(
     out: &OutputConfig,
 ) -> Result<(gst::Element, gst::Element), MediaError> {
     let queue = make("queue", "venc_queue")?;
-    let mut elements = vec![queue.clone()];
+    // Every encode drops to its own rate (the switch runs at the highest of them, and may be
+    // raised while this encode runs): drop-only keeps its latency at 0 frames (a duplicating
+    // videorate holds one), skip-to-first starts its timeline at the first frame it gets, not
+    // at the segment's start (which, for an encode added at run time, would be a flood of
+    // copies of that frame). Before the scaler, so dropped frames are not scaled.
+    let rate = make("videorate", "venc_rate")?;
+    rate.set_property("drop-only", true);
+    rate.set_property("skip-to-first", true);
+    let mut elements = vec![queue.clone(), rate];
     if (out.width, out.height) != (mix.width, mix.height) {
         let scale = make("videoscale", "venc_scale")?;
         elements.push(scale);
-    }
-    if out.fps != mix.fps {
-        let rate = make("videorate", "venc_rate")?;
-        elements.push(rate);
     }
     let raw = make("capsfilter", "venc_raw")?;
     raw.set_property("caps", OutputFormat::from(out).video_caps());
@@ -601,12 +677,21 @@ impl Program {
         };
         let (live_video, fallback_video) = (video.live, video.fallback);
         let (live_audio, fallback_audio) = (audio.live, audio.fallback);
+        let rate = Arc::new(SwitchRate {
+            caps: video.caps,
+            tee_sink: static_pad(&video_tee, "sink")?,
+            pipeline: pipeline.clone(),
+            channel: channel.to_string(),
+            fps: AtomicU32::new(format.fps),
+            format,
+        });
 
         let program = Arc::new(Program {
             pipeline,
             video_tee,
             audio_tee,
-            branches: Mutex::default(),
+            branches: Arc::default(),
+            rate,
             live_video,
             live_audio,
             fallback_video,
@@ -623,7 +708,6 @@ impl Program {
             }),
             events,
             channel: channel.to_string(),
-            format,
             overlay,
             live,
         });
@@ -632,7 +716,11 @@ impl Program {
     }
 
     /// Adds profile key `key`'s encode (`out`), feeding `fanout`; while the pipeline plays it
-    /// starts at once, the other encodes untouched. A no-op when it exists.
+    /// starts at once, the other encodes untouched. A no-op when it exists. An encode above the
+    /// switch's frame rate raises it first (waiting, ~50–100 ms, until frames at the new rate
+    /// reach the tee); the other encodes keep their rate (they drop frames).
+    /// Errors: the encode could not be built, started or linked, or the switch did not take the
+    /// new rate; the switch's rate is as before then.
     pub fn add_encode(
         &self,
         key: &str,
@@ -643,11 +731,35 @@ impl Program {
         if branches.contains_key(key) {
             return Ok(());
         }
-        if out.fps > self.format.fps {
-            tracing::warn!(channel = %self.channel, profile = %key, fps = out.fps, mix_fps = self.format.fps,
-                "the profile's frame rate is above the channel's switch: frames are repeated until the channel restarts (its switch then runs at the highest frame rate its destinations use)");
+        let from = self.rate.fps();
+        let branch = (|| {
+            if out.fps > from {
+                self.rate.set(out.fps, true)?;
+                tracing::info!(channel = %self.channel, profile = %key, from, fps = out.fps,
+                    "the switch's frame rate raised for an encode above it");
+            }
+            self.start_branch(key, out, fanout)
+        })();
+        match branch {
+            Ok(b) => {
+                branches.insert(key.to_string(), b);
+                Ok(())
+            }
+            Err(e) => {
+                self.rate.lower_to(&branches);
+                Err(e)
+            }
         }
-        let bin = encode(&branch_name(key), &self.format, out, fanout)?;
+    }
+
+    /// Builds `key`'s encode bin, starts it when the pipeline runs and links it to the tees.
+    fn start_branch(
+        &self,
+        key: &str,
+        out: &OutputConfig,
+        fanout: Arc<FanOut>,
+    ) -> Result<Branch, MediaError> {
+        let bin = encode(&branch_name(key), &self.rate.format, out, fanout)?;
         let latency = Arc::new(EncodeLatency::default());
         if let Some(x264) = bin.by_name("x264") {
             latency.watch(&x264);
@@ -695,20 +807,18 @@ impl Program {
         };
         tracing::info!(channel = %self.channel, profile = %key, width = out.width, height = out.height,
             fps = out.fps, video_kbps = out.video_bitrate_kbps, "encode added");
-        branches.insert(
-            key.to_string(),
-            Branch {
-                bin,
-                video_pad,
-                audio_pad,
-                latency,
-            },
-        );
-        Ok(())
+        Ok(Branch {
+            bin,
+            fps: out.fps,
+            video_pad,
+            audio_pad,
+            latency,
+        })
     }
 
     /// Removes profile key `key`'s encode: unlinked from the tees while they are idle, then
-    /// stopped on a thread of its own. The other encodes are untouched.
+    /// stopped on a thread of its own. The other encodes are untouched. When it was the last
+    /// encode at the switch's frame rate, the switch then drops to the highest rate left.
     pub fn remove_encode(&self, key: &str) {
         let Some(b) = self
             .branches
@@ -730,6 +840,7 @@ impl Program {
                 left.clone(),
                 self.pipeline.clone(),
             );
+            let (branches, rate) = (self.branches.clone(), self.rate.clone());
             let name = name.clone();
             pad.add_probe(gst::PadProbeType::IDLE, move |pad, _| {
                 if let Some(peer) = pad.peer() {
@@ -737,6 +848,7 @@ impl Program {
                 }
                 let (pad, tee, bin, pipeline) =
                     (pad.clone(), tee.clone(), bin.clone(), pipeline.clone());
+                let (branches, rate) = (branches.clone(), rate.clone());
                 let last = left.fetch_sub(1, Ordering::SeqCst) == 1;
                 let name = name.clone();
                 // not on the streaming thread: releasing a tee pad and stopping a bin there
@@ -747,6 +859,8 @@ impl Program {
                         let _ = bin.set_state(gst::State::Null);
                         let _ = pipeline.remove(&bin);
                         tracing::info!(encode = %name, "encode removed");
+                        // unlinked now: nothing at the old rate is left to starve
+                        rate.lower_to(&branches.lock().unwrap_or_else(|p| p.into_inner()));
                     }
                 });
                 gst::PadProbeReturn::Remove
@@ -768,8 +882,12 @@ impl Program {
         &self.pipeline
     }
 
-    pub fn format(&self) -> &OutputFormat {
-        &self.format
+    /// The switch's format now (its frame rate follows the encodes: see [`Program::add_encode`]).
+    pub fn format(&self) -> OutputFormat {
+        OutputFormat {
+            fps: self.rate.fps(),
+            ..self.rate.format
+        }
     }
 
     /// The overlay layers composited over the output.
@@ -876,7 +994,8 @@ impl Program {
     /// do not feed the live input, and frames that would go backwards, are dropped.
     pub fn push_live_video(&self, session: SessionId, buffer: gst::Buffer) {
         let Some(pts) = buffer.pts() else { return };
-        let end = pts + buffer.duration().unwrap_or(self.format.frame_duration());
+        let frame = self.format().frame_duration();
+        let end = pts + buffer.duration().unwrap_or(frame);
         {
             let mut st = self.lock();
             let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
@@ -894,10 +1013,7 @@ impl Program {
             } else if st.program != Some(session) {
                 return;
             }
-            if st
-                .last_video_end
-                .is_some_and(|last| pts + self.format.frame_duration() <= last)
-            {
+            if st.last_video_end.is_some_and(|last| pts + frame <= last) {
                 return;
             }
             st.last_video_end = Some(end);
