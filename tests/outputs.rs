@@ -381,6 +381,36 @@ fn a_profile_above_the_channels_frame_rate_gets_real_frames() {
         "main while the 60 fps encode was added: {frames} frames, largest arrival gap {gap:.0} ms"
     );
     assert_one_connection_since(&nginx, "app", since_start);
+
+    // disabled and enabled again at once: the encode of the same profile may still be on its
+    // way out, and the switch's rate may or may not have dropped in between; either way the
+    // destination is back within seconds (not after a retry) with real 60 fps frames
+    let toggled = Instant::now();
+    for what in ["disable", "enable"] {
+        let (code, body) = onair.call(
+            "POST",
+            &format!("/api/channels/default/destinations/smooth/{what}"),
+            "",
+        );
+        assert!(code < 300, "{what}: {code} {body}");
+    }
+    assert!(
+        wait_until(SWITCH, || nginx
+            .publishers("app2")
+            .iter()
+            .any(|age| u128::from(*age) < toggled.elapsed().as_millis())),
+        "smooth back after a quick disable + enable:\n{}",
+        onair.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let smooth_repeats = repeated_share(&nginx.url("app2", "smooth"), 5);
+    eprintln!("after a quick disable + enable: repeated frames smooth {smooth_repeats:.3}");
+    assert!(
+        smooth_repeats < 0.1,
+        "the 60 fps profile after a quick disable + enable repeats {:.0} % of its frames",
+        smooth_repeats * 100.0
+    );
+    assert_one_connection_since(&nginx, "app", since_start);
 }
 
 /// (video frames, duration in s) of an MP4, decoding every frame; panics when ffmpeg cannot

@@ -578,9 +578,10 @@ fn push(src: &gst_app::AppSrc, mut buffer: gst::Buffer, pts_ns: u64, dur_ns: Opt
 }
 
 fn feed_video(shared: &Shared) {
-    let frame_ns = shared.program.format().frame_duration().nseconds();
     let mut next_ns = 0u64;
     while !shared.stop.load(Ordering::Relaxed) {
+        // the switch's rate now: it follows the encodes (raised for a 60 fps destination)
+        let frame_ns = shared.program.format().frame_duration().nseconds();
         let source = lock(&shared.current).0.clone();
         let now = now_ns(shared);
         match &*source {

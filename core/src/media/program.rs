@@ -7,16 +7,18 @@
 //! (pace pad, no input) ──┘                                     │           ├ flvmux ─ appsink → FanOut
 //! audiotestsrc silence ──┐                                     │ avenc_aac ┘
 //! appsrc fallback_audio ─┤                                     │
-//! appsrc live_audio ─────┼─ audiomixer ─ F32 48k ───────── tee ┴ encode:NAME (a profile): scale,
-//! (pace pad, no input) ──┘                                       rate, x264enc, avenc_aac, flvmux …
+//! appsrc live_audio ─────┼─ audiomixer ─ F32 48k ───────── tee ┴ encode:NAME (a profile): rate,
+//! (pace pad, no input) ──┘                                       scale, x264enc, avenc_aac, flvmux …
 //! ```
 //!
 //! Each aggregator has one sink pad that never gets data (see [`pace_pad`]): the output leaves
 //! at its deadline whether or not a publisher is on air.
 //!
-//! The switch and the overlay run once, at the channel's `[output]` size and frame rate; each
+//! The switch and the overlay run once, at the channel's `[output]` size and at the highest frame
+//! rate among its encodes (raised and lowered as encodes come and go: [`SwitchRate`]); each
 //! profile a destination uses adds one encode branch, shared by every destination that uses it,
-//! and added or removed while the pipeline plays without touching the others.
+//! and added or removed while the pipeline plays without touching the others (each drops frames
+//! to its own rate).
 //!
 //! The video switch is `onairvideoswitch` ([`super::switch`]): GStreamer's video aggregator (the
 //! compositor's base) showing one input by reference instead of blending it.
@@ -30,8 +32,10 @@
 //! cuts right after the last live frame. A silent source keeps the mixer's timeline full, so a
 //! publisher without audio gets silence.
 //!
-//! Lock order: `ProgramState` is the only lock here; the GStreamer calls made under it
-//! (control points, `push_buffer`) take no lock of ours.
+//! Locks: `ProgramState`, whose GStreamer calls (control points, `push_buffer`) take no lock of
+//! ours; and the encode branches' map, held while a branch is added or the switch's rate changes
+//! (which waits up to 2 s for the new rate, typically 50–100 ms), taken after
+//! [`super::encodes::Encodes`]' own lock, never on a streaming thread.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -165,6 +169,9 @@ impl SwitchRate {
         let want = gst::Fraction::new(fps as i32, 1);
         let deadline = Instant::now() + std::time::Duration::from_secs(2);
         while Instant::now() < deadline {
+            if self.pipeline.current_state() != gst::State::Playing {
+                return Ok(()); // stopping: nothing will flow at either rate
+            }
             let now = self.tee_sink.current_caps().and_then(|c| {
                 c.structure(0)
                     .and_then(|s| s.get::<gst::Fraction>("framerate").ok())
@@ -180,17 +187,22 @@ impl SwitchRate {
         })
     }
 
-    /// Lowers the switch to the highest rate among `branches` when that is below it now.
+    /// Lowers the switch to the highest rate among `branches` when that is below it now, and
+    /// waits until the lower rate reaches the tee: called with the branches' lock held, so a
+    /// raise that follows cannot mistake the old rate, still on the tee, for its own.
     fn lower_to(&self, branches: &std::collections::HashMap<String, Branch>) {
         let Some(want) = branches.values().map(|b| b.fps).max() else {
             return;
         };
-        if want < self.fps() {
-            let from = self.fps();
-            // nothing linked needs more, so no wait
-            let _ = self.set(want, false);
-            tracing::info!(channel = %self.channel, from, fps = want,
-                "the switch's frame rate lowered: no encode needs more");
+        let from = self.fps();
+        if want >= from {
+            return;
+        }
+        match self.set(want, true) {
+            Ok(()) => tracing::info!(channel = %self.channel, from, fps = want,
+                "the switch's frame rate lowered: no encode needs more"),
+            Err(e) => tracing::warn!(channel = %self.channel, from, fps = want, error = %e,
+                "the switch's frame rate lowered, not yet seen at the encodes"),
         }
     }
 }
@@ -759,7 +771,14 @@ impl Program {
         out: &OutputConfig,
         fanout: Arc<FanOut>,
     ) -> Result<Branch, MediaError> {
-        let bin = encode(&branch_name(key), &self.rate.format, out, fanout)?;
+        // unique: the bin of a removed encode of the same profile may still be on its way out
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let unique = format!(
+            "{}.{}",
+            branch_name(key),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let bin = encode(&unique, &self.rate.format, out, fanout)?;
         let latency = Arc::new(EncodeLatency::default());
         if let Some(x264) = bin.by_name("x264") {
             latency.watch(&x264);
