@@ -330,6 +330,12 @@ fn a_profile_above_the_channels_frame_rate_gets_real_frames() {
         "main fps at 30 fps: {}",
         main.fps
     );
+    let output = &onair.get_json("/api/channels/default")["output"];
+    assert_eq!(
+        (&output["fps"], &output["switch_fps"]),
+        (&30.into(), &30.into()),
+        "{output}"
+    );
 
     // enabled again at run time: the switch goes back to 60 fps, the new encode gets real
     // frames, the running one goes on (same connection, no delivery pause)
@@ -352,6 +358,12 @@ fn a_profile_above_the_channels_frame_rate_gets_real_frames() {
         onair.log_text()
     );
     std::thread::sleep(Duration::from_secs(2));
+    let output = &onair.get_json("/api/channels/default")["output"];
+    assert_eq!(
+        (&output["fps"], &output["switch_fps"]),
+        (&30.into(), &60.into()),
+        "{output}"
+    );
     let smooth = probe(&nginx.url("app2", "smooth"), 4);
     assert!(
         (smooth.fps - 60.0).abs() < 2.0,

@@ -120,6 +120,10 @@ pub struct OutputView {
     pub width: u32,
     pub height: u32,
     pub fps: u32,
+    /// Frames per second the channel's switch runs at now: the highest of `fps` and the frame
+    /// rates of the profiles its destinations use (each encode drops to its own). `null` while
+    /// the channel is stopped.
+    pub switch_fps: Option<u32>,
     pub video_bitrate_kbps: u32,
     pub audio_bitrate_kbps: u32,
 }
@@ -328,6 +332,7 @@ impl Channel {
             .map(|r| r.program.overlay().status())
             .unwrap_or_default();
         let uptime_s = running.as_ref().map(|r| r.since.elapsed().as_secs_f64());
+        let switch_fps = running.as_ref().map(|r| r.program.format().fps);
         drop(running);
         let c = &self.counters;
         ChannelView {
@@ -350,6 +355,7 @@ impl Channel {
                 width: spec.output.width,
                 height: spec.output.height,
                 fps: spec.output.fps,
+                switch_fps,
                 video_bitrate_kbps: spec.output.video_bitrate_kbps,
                 audio_bitrate_kbps: spec.output.audio_bitrate_kbps,
             },
