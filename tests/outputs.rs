@@ -258,6 +258,17 @@ fn repeated_share(url: &str, seconds: u32) -> f64 {
     diffs.len() as f64 / n
 }
 
+/// `POST …/destinations/smooth/{what}` (`enable` or `disable`) on the default channel; panics
+/// unless it succeeds.
+fn smooth_destination(onair: &Onair, what: &str) {
+    let (code, body) = onair.call(
+        "POST",
+        &format!("/api/channels/default/destinations/smooth/{what}"),
+        "",
+    );
+    assert!(code < 300, "{what}: {code} {body}");
+}
+
 #[test]
 fn a_profile_above_the_channels_frame_rate_gets_real_frames() {
     let _serial = serial();
@@ -313,12 +324,7 @@ fn a_profile_above_the_channels_frame_rate_gets_real_frames() {
 
     // the 60 fps destination disabled (its encode goes): the switch drops to the 30 fps the
     // channel needs
-    let (code, body) = onair.call(
-        "POST",
-        "/api/channels/default/destinations/smooth/disable",
-        "",
-    );
-    assert!(code < 300, "{code} {body}");
+    smooth_destination(&onair, "disable");
     assert!(
         onair.wait_log("the switch's frame rate lowered", SWITCH),
         "{}",
@@ -345,12 +351,7 @@ fn a_profile_above_the_channels_frame_rate_gets_real_frames() {
         "main plays"
     );
     let before = viewer.frames().len();
-    let (code, body) = onair.call(
-        "POST",
-        "/api/channels/default/destinations/smooth/enable",
-        "",
-    );
-    assert!(code < 300, "{code} {body}");
+    smooth_destination(&onair, "enable");
     assert!(
         onair.wait_log("the switch's frame rate raised", SWITCH)
             && wait_until(SWITCH, || nginx.publishers("app2").len() == 1),
@@ -398,14 +399,8 @@ fn a_profile_above_the_channels_frame_rate_gets_real_frames() {
     // way out, and the switch's rate may or may not have dropped in between; either way the
     // destination is back within seconds (not after a retry) with real 60 fps frames
     let toggled = Instant::now();
-    for what in ["disable", "enable"] {
-        let (code, body) = onair.call(
-            "POST",
-            &format!("/api/channels/default/destinations/smooth/{what}"),
-            "",
-        );
-        assert!(code < 300, "{what}: {code} {body}");
-    }
+    smooth_destination(&onair, "disable");
+    smooth_destination(&onair, "enable");
     assert!(
         wait_until(SWITCH, || nginx
             .publishers("app2")
