@@ -258,6 +258,16 @@ fn repeated_share(url: &str, seconds: u32) -> f64 {
     diffs.len() as f64 / n
 }
 
+/// Panics unless `share` (from [`repeated_share`]) is below 0.1: `what` repeats hardly any
+/// frames.
+fn assert_few_repeats(share: f64, what: &str) {
+    assert!(
+        share < 0.1,
+        "{what} repeats {:.0} % of its frames",
+        share * 100.0
+    );
+}
+
 /// `POST …/destinations/smooth/{what}` (`enable` or `disable`) on the default channel; panics
 /// unless it succeeds.
 fn smooth_destination(onair: &Onair, what: &str) {
@@ -311,16 +321,8 @@ fn a_profile_above_the_channels_frame_rate_gets_real_frames() {
     eprintln!("repeated frames: smooth {smooth_repeats:.3}, main {main_repeats:.3}");
     // measured (debug build, two cores): 0.000 and 0.000; a 60 fps clip of 30 fps frames shown
     // twice reads 0.50, the same clip at a real 60 fps 0.00
-    assert!(
-        smooth_repeats < 0.1,
-        "the 60 fps profile repeats {:.0} % of its frames",
-        smooth_repeats * 100.0
-    );
-    assert!(
-        main_repeats < 0.1,
-        "the 30 fps encode repeats {:.0} % of its frames",
-        main_repeats * 100.0
-    );
+    assert_few_repeats(smooth_repeats, "the 60 fps profile");
+    assert_few_repeats(main_repeats, "the 30 fps encode");
 
     // the 60 fps destination disabled (its encode goes): the switch drops to the 30 fps the
     // channel needs
@@ -379,16 +381,8 @@ fn a_profile_above_the_channels_frame_rate_gets_real_frames() {
         "added at run time: repeated frames smooth {smooth_repeats:.3}, main {main_repeats:.3}; \
          main while it was added: {frames} frames, largest arrival gap {gap:.0} ms"
     );
-    assert!(
-        smooth_repeats < 0.1,
-        "the 60 fps profile added at run time repeats {:.0} % of its frames",
-        smooth_repeats * 100.0
-    );
-    assert!(
-        main_repeats < 0.1,
-        "the 30 fps encode repeats {:.0} % of its frames after the raise",
-        main_repeats * 100.0
-    );
+    assert_few_repeats(smooth_repeats, "the 60 fps profile added at run time");
+    assert_few_repeats(main_repeats, "the 30 fps encode after the raise");
     assert!(
         frames > 60 && gap < 250.0,
         "main while the 60 fps encode was added: {frames} frames, largest arrival gap {gap:.0} ms"
@@ -412,10 +406,9 @@ fn a_profile_above_the_channels_frame_rate_gets_real_frames() {
     std::thread::sleep(Duration::from_secs(2));
     let smooth_repeats = repeated_share(&nginx.url("app2", "smooth"), 5);
     eprintln!("after a quick disable + enable: repeated frames smooth {smooth_repeats:.3}");
-    assert!(
-        smooth_repeats < 0.1,
-        "the 60 fps profile after a quick disable + enable repeats {:.0} % of its frames",
-        smooth_repeats * 100.0
+    assert_few_repeats(
+        smooth_repeats,
+        "the 60 fps profile after a quick disable + enable",
     );
     assert_one_connection_since(&nginx, "app", since_start);
 }

@@ -146,7 +146,7 @@ struct SwitchRate {
     channel: String,
     /// Frames per second now.
     fps: AtomicU32,
-    /// Size (and the rate at build).
+    /// Size; its `fps` is the rate at build (the rate now is `fps` above: [`Program::format`]).
     format: OutputFormat,
 }
 
@@ -778,7 +778,7 @@ impl Program {
             branch_name(key),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let bin = encode(&unique, &self.rate.format, out, fanout)?;
+        let bin = encode(&unique, &self.format(), out, fanout)?;
         let latency = Arc::new(EncodeLatency::default());
         if let Some(x264) = bin.by_name("x264") {
             latency.watch(&x264);

@@ -274,13 +274,13 @@ mod tests {
         b
     }
 
-    struct Run {
-        out: Vec<gst::Buffer>,
-    }
-
     /// Pushes `live` and `fallback` frames (`None`: that input ends at once, without a frame)
     /// through a switch with the given pad alphas; returns what came out.
-    fn run(live: Option<&[gst::Buffer]>, fallback: &[gst::Buffer], live_alpha: f64) -> Run {
+    fn run(
+        live: Option<&[gst::Buffer]>,
+        fallback: &[gst::Buffer],
+        live_alpha: f64,
+    ) -> Vec<gst::Buffer> {
         register().expect("register");
         let pipeline = gst::Pipeline::new();
         let switch = gst::ElementFactory::make(FACTORY).build().expect("switch");
@@ -320,7 +320,7 @@ mod tests {
             out.extend(sample.buffer_owned());
         }
         pipeline.set_state(gst::State::Null).expect("stop");
-        Run { out }
+        out
     }
 
     fn luma(b: &gst::Buffer) -> u8 {
@@ -331,9 +331,9 @@ mod tests {
     fn shows_the_visible_input_without_copying_it() {
         let live: Vec<_> = (0..3).map(|i| frame(200, i)).collect();
         let fallback: Vec<_> = (0..3).map(|i| frame(50, i)).collect();
-        let r = run(Some(&live), &fallback, 0.0);
-        assert_eq!(r.out.len(), 3, "one output frame per input frame period");
-        for (o, f) in r.out.iter().zip(&fallback) {
+        let out = run(Some(&live), &fallback, 0.0);
+        assert_eq!(out.len(), 3, "one output frame per input frame period");
+        for (o, f) in out.iter().zip(&fallback) {
             assert_eq!(
                 luma(o),
                 50,
@@ -347,7 +347,7 @@ mod tests {
         }
         // a writer downstream (the overlay maps frames this way) gets its own copy: the
         // fallback's frame, which may be shown again, is never drawn on
-        let mut drawn = r.out[0].clone();
+        let mut drawn = out[0].clone();
         let info = gst_video::VideoInfo::from_caps(&caps()).expect("info");
         {
             let mut f = gst_video::VideoFrameRef::from_buffer_ref_writable(drawn.make_mut(), &info)
@@ -356,14 +356,14 @@ mod tests {
         }
         assert_eq!(luma(&drawn), 235);
         assert_eq!(luma(&fallback[0]), 50, "the input frame is untouched");
-        assert_eq!(luma(&r.out[0]), 50, "so is the output frame that shares it");
+        assert_eq!(luma(&out[0]), 50, "so is the output frame that shares it");
 
-        let r = run(Some(&live), &fallback, 1.0);
+        let out = run(Some(&live), &fallback, 1.0);
         assert!(
-            r.out.iter().all(|o| luma(o) == 200),
+            out.iter().all(|o| luma(o) == 200),
             "live on top once visible"
         );
-        let pts: Vec<_> = r.out.iter().map(|o| o.pts()).collect();
+        let pts: Vec<_> = out.iter().map(|o| o.pts()).collect();
         let want: Vec<_> = live.iter().map(|f| f.pts()).collect();
         assert_eq!(pts, want, "output timestamps are the output frame grid");
     }
@@ -371,9 +371,9 @@ mod tests {
     #[test]
     fn black_when_the_visible_input_has_no_frame() {
         let fallback: Vec<_> = (0..2).map(|i| frame(50, i)).collect();
-        let r = run(None, &fallback, 1.0);
-        assert_eq!(r.out.len(), 2);
-        for o in &r.out {
+        let out = run(None, &fallback, 1.0);
+        assert_eq!(out.len(), 2);
+        for o in &out {
             let map = o.map_readable().expect("map");
             let y = (W * H) as usize;
             assert!(map[..y].iter().all(|&v| v == 16), "video-range black luma");
