@@ -2,6 +2,10 @@
 //! Each has a [`FanOut`] that outlives program runs; a profile's encode exists in the program
 //! while at least one destination holds it ([`Encodes::acquire`] → [`EncodeUse`]), and is removed
 //! when the last one lets go. The channel's own encode always runs (the preview watches it).
+//!
+//! Locks: `changes` serialises acquire, release, start and stop (an acquire may wait up to 2 s
+//! while the program raises its frame rate); `inner` is only held for look-ups and counts, so
+//! the preview, `/metrics` and the status never wait for an encode being added.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +27,7 @@ struct Inner {
 pub struct Encodes {
     channel: String,
     profiles: Arc<Profiles>,
+    changes: Mutex<()>,
     inner: Mutex<Inner>,
 }
 
@@ -44,6 +49,7 @@ impl Encodes {
         let enc = Encodes {
             channel: channel.into(),
             profiles,
+            changes: Mutex::default(),
             inner: Mutex::default(),
         };
         lock(&enc.inner)
@@ -76,18 +82,22 @@ impl Encodes {
             ),
             None => None,
         };
-        let mut inner = lock(&self.inner);
-        let fanout = inner
-            .fanouts
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(FanOut::new()))
-            .clone();
-        if let (Some(out), Some(program)) = (&out, &inner.program) {
+        let _changes = lock(&self.changes);
+        let (fanout, program) = {
+            let mut inner = lock(&self.inner);
+            let fanout = inner
+                .fanouts
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(FanOut::new()))
+                .clone();
+            (fanout, inner.program.clone())
+        };
+        if let (Some(out), Some(program)) = (&out, &program) {
             program
                 .add_encode(&key, out, fanout.clone())
                 .map_err(|e| format!("profile {key:?}: {e}"))?;
         }
-        *inner.users.entry(key.clone()).or_default() += 1;
+        *lock(&self.inner).users.entry(key.clone()).or_default() += 1;
         Ok(EncodeUse {
             encodes: self.clone(),
             key,
@@ -96,43 +106,54 @@ impl Encodes {
     }
 
     fn release(&self, key: &str) {
-        let mut inner = lock(&self.inner);
-        let n = inner.users.entry(key.to_string()).or_default();
-        *n = n.saturating_sub(1);
-        if *n > 0 || key.is_empty() {
-            return;
-        }
-        inner.users.remove(key);
-        if let Some(f) = inner.fanouts.remove(key) {
-            for (name, n) in f.dropped() {
-                *inner.dropped_before.entry(name).or_default() += n;
+        let _changes = lock(&self.changes);
+        let program = {
+            let mut inner = lock(&self.inner);
+            let n = inner.users.entry(key.to_string()).or_default();
+            *n = n.saturating_sub(1);
+            if *n > 0 || key.is_empty() {
+                return;
             }
-            f.reset();
-        }
-        if let Some(p) = &inner.program {
+            inner.users.remove(key);
+            if let Some(f) = inner.fanouts.remove(key) {
+                for (name, n) in f.dropped() {
+                    *inner.dropped_before.entry(name).or_default() += n;
+                }
+                f.reset();
+            }
+            inner.program.clone()
+        };
+        if let Some(p) = program {
             p.remove_encode(key);
         }
     }
 
     /// The program started: it gets an encode for every profile held.
     pub fn started(&self, program: Arc<Program>) {
-        let mut inner = lock(&self.inner);
-        for (key, n) in &inner.users {
-            if key.is_empty() || *n == 0 {
-                continue;
-            }
-            let (Some(out), Some(fanout)) = (self.profiles.get(key), inner.fanouts.get(key)) else {
+        let _changes = lock(&self.changes);
+        let held: Vec<(String, Arc<FanOut>)> = {
+            let inner = lock(&self.inner);
+            inner
+                .users
+                .iter()
+                .filter(|(key, n)| !key.is_empty() && **n > 0)
+                .filter_map(|(key, _)| Some((key.clone(), inner.fanouts.get(key)?.clone())))
+                .collect()
+        };
+        for (key, fanout) in held {
+            let Some(out) = self.profiles.get(&key) else {
                 continue;
             };
-            if let Err(e) = program.add_encode(key, out, fanout.clone()) {
+            if let Err(e) = program.add_encode(&key, out, fanout) {
                 tracing::error!(channel = %self.channel, profile = %key, error = %e, "encode not added");
             }
         }
-        inner.program = Some(program);
+        lock(&self.inner).program = Some(program);
     }
 
     /// The program stopped: every fan-out forgets its headers and ends its consumers' streams.
     pub fn stopped(&self) {
+        let _changes = lock(&self.changes);
         let mut inner = lock(&self.inner);
         inner.program = None;
         for f in inner.fanouts.values() {

@@ -33,9 +33,10 @@
 //! publisher without audio gets silence.
 //!
 //! Locks: `ProgramState`, whose GStreamer calls (control points, `push_buffer`) take no lock of
-//! ours; and the encode branches' map, held while a branch is added or the switch's rate changes
-//! (which waits up to 2 s for the new rate, typically 50–100 ms), taken after
-//! [`super::encodes::Encodes`]' own lock, never on a streaming thread.
+//! ours; `changes`, held while a branch is added or removed or the switch's rate changes (which
+//! waits up to 2 s for the new rate, typically 50–100 ms), taken after
+//! [`super::encodes::Encodes`]' own, never on a streaming thread; and the encode branches' map,
+//! only ever held for a look-up or an insert, so readers (`/metrics`) never wait for a change.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -188,10 +189,11 @@ impl SwitchRate {
     }
 
     /// Lowers the switch to the highest rate among `branches` when that is below it now, and
-    /// waits until the lower rate reaches the tee: called with the branches' lock held, so a
-    /// raise that follows cannot mistake the old rate, still on the tee, for its own.
-    fn lower_to(&self, branches: &std::collections::HashMap<String, Branch>) {
-        let Some(want) = branches.values().map(|b| b.fps).max() else {
+    /// waits until the lower rate reaches the tee: called with the program's `changes` lock
+    /// held, so a raise that follows cannot mistake the old rate, still on the tee, for its own.
+    fn lower_to(&self, branches: &Branches) {
+        let highest = lock(branches).values().map(|b| b.fps).max();
+        let Some(want) = highest else {
             return;
         };
         let from = self.fps();
@@ -230,7 +232,7 @@ impl EncodeLatency {
         if let Some(pad) = encoder.static_pad("sink") {
             pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
                 if let Some(pts) = running_time(pad, info) {
-                    let mut q = inp.pending.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut q = lock(&inp.pending);
                     if q.len() >= 256 {
                         q.pop_front(); // an encoder that drops frames must not grow this
                     }
@@ -250,7 +252,7 @@ impl EncodeLatency {
     }
 
     fn done(&self, pts: gst::ClockTime) {
-        let mut q = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = lock(&self.pending);
         while let Some(&(p, at)) = q.front() {
             if p > pts {
                 break;
@@ -275,12 +277,22 @@ impl EncodeLatency {
     }
 }
 
+/// Encode branches by profile key.
+type Branches = Mutex<std::collections::HashMap<String, Branch>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub struct Program {
     pipeline: gst::Pipeline,
     video_tee: gst::Element,
     audio_tee: gst::Element,
     /// Encode branches by profile key (`""`: the channel's own encode).
-    branches: Arc<Mutex<std::collections::HashMap<String, Branch>>>,
+    branches: Arc<Branches>,
+    /// Held while an encode is added or removed or the switch's rate changes (see the module's
+    /// notes on locks).
+    changes: Arc<Mutex<()>>,
     rate: Arc<SwitchRate>,
     live_video: gst_app::AppSrc,
     live_audio: gst_app::AppSrc,
@@ -703,6 +715,7 @@ impl Program {
             video_tee,
             audio_tee,
             branches: Arc::default(),
+            changes: Arc::default(),
             rate,
             live_video,
             live_audio,
@@ -739,8 +752,8 @@ impl Program {
         out: &OutputConfig,
         fanout: Arc<FanOut>,
     ) -> Result<(), MediaError> {
-        let mut branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
-        if branches.contains_key(key) {
+        let _changes = lock(&self.changes);
+        if lock(&self.branches).contains_key(key) {
             return Ok(());
         }
         let from = self.rate.fps();
@@ -754,11 +767,11 @@ impl Program {
         })();
         match branch {
             Ok(b) => {
-                branches.insert(key.to_string(), b);
+                lock(&self.branches).insert(key.to_string(), b);
                 Ok(())
             }
             Err(e) => {
-                self.rate.lower_to(&branches);
+                self.rate.lower_to(&self.branches);
                 Err(e)
             }
         }
@@ -839,12 +852,9 @@ impl Program {
     /// stopped on a thread of its own. The other encodes are untouched. When it was the last
     /// encode at the switch's frame rate, the switch then drops to the highest rate left.
     pub fn remove_encode(&self, key: &str) {
-        let Some(b) = self
-            .branches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key)
-        else {
+        // after an add of the same key that is under way, not before it (it would be left behind)
+        let _changes = lock(&self.changes);
+        let Some(b) = lock(&self.branches).remove(key) else {
             return;
         };
         let left = Arc::new(std::sync::atomic::AtomicUsize::new(2));
@@ -859,7 +869,11 @@ impl Program {
                 left.clone(),
                 self.pipeline.clone(),
             );
-            let (branches, rate) = (self.branches.clone(), self.rate.clone());
+            let (branches, rate, changes) = (
+                self.branches.clone(),
+                self.rate.clone(),
+                self.changes.clone(),
+            );
             let name = name.clone();
             pad.add_probe(gst::PadProbeType::IDLE, move |pad, _| {
                 if let Some(peer) = pad.peer() {
@@ -867,7 +881,7 @@ impl Program {
                 }
                 let (pad, tee, bin, pipeline) =
                     (pad.clone(), tee.clone(), bin.clone(), pipeline.clone());
-                let (branches, rate) = (branches.clone(), rate.clone());
+                let (branches, rate, changes) = (branches.clone(), rate.clone(), changes.clone());
                 let last = left.fetch_sub(1, Ordering::SeqCst) == 1;
                 let name = name.clone();
                 // not on the streaming thread: releasing a tee pad and stopping a bin there
@@ -879,7 +893,8 @@ impl Program {
                         let _ = pipeline.remove(&bin);
                         tracing::info!(encode = %name, "encode removed");
                         // unlinked now: nothing at the old rate is left to starve
-                        rate.lower_to(&branches.lock().unwrap_or_else(|p| p.into_inner()));
+                        let _changes = lock(&changes);
+                        rate.lower_to(&branches);
                     }
                 });
                 gst::PadProbeReturn::Remove
@@ -889,9 +904,7 @@ impl Program {
 
     /// Each encode's mean video encoder latency in seconds, by profile key.
     pub fn encode_latency(&self) -> Vec<(String, f64)> {
-        self.branches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock(&self.branches)
             .iter()
             .map(|(k, b)| (k.clone(), b.latency.seconds()))
             .collect()
@@ -1066,5 +1079,87 @@ impl std::fmt::Debug for Program {
         f.debug_struct("Program")
             .field("channel", &self.channel)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::encodes::Encodes;
+    use super::*;
+
+    /// The program's tee sees `fps` frames per second (polls up to 5 s).
+    fn tee_at(program: &Program, fps: i32) -> bool {
+        for _ in 0..500 {
+            let now = program.rate.tee_sink.current_caps().and_then(|c| {
+                c.structure(0)
+                    .and_then(|s| s.get::<gst::Fraction>("framerate").ok())
+            });
+            if now == Some(gst::Fraction::new(fps, 1)) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// An encode above the switch's rate is added while the new rate is held back from the tee
+    /// (so the add waits for it): the preview's fan-out, the dropped counts and the encoder
+    /// latencies (`/metrics`, the status) answer meanwhile, and the add completes once the
+    /// rate gets through.
+    #[test]
+    fn readers_do_not_wait_for_an_encode_being_added() {
+        super::super::init().expect("gstreamer");
+        let out = OutputConfig {
+            width: 320,
+            height: 180,
+            video_bitrate_kbps: 300,
+            ..OutputConfig::default()
+        };
+        let p60 = OutputConfig {
+            fps: 60,
+            ..out.clone()
+        };
+        let profiles = Arc::new(crate::config::Profiles::from([("p60".to_string(), p60)]));
+        let encodes = Encodes::new("t", profiles);
+        let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let program = Program::build("t", &out, 30, encodes.main(), events).expect("build");
+        program
+            .pipeline()
+            .set_state(gst::State::Playing)
+            .expect("play");
+        encodes.started(program.clone());
+        assert!(tee_at(&program, 30), "the program never ran at 30 fps");
+
+        let tee = program.rate.tee_sink.clone();
+        let held = tee
+            .add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM, |_, _| {
+                gst::PadProbeReturn::Ok
+            })
+            .expect("probe");
+        let acquiring = encodes.clone();
+        let adder = std::thread::spawn(move || acquiring.acquire(Some("p60")));
+        while program.rate.fps() != 60 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // the add is under way, waiting for 60 fps at the tee
+        let _ = encodes.main();
+        let _ = encodes.dropped();
+        let _ = program.encode_latency();
+        assert_eq!(
+            program.rate.fps(),
+            60,
+            "a reader waited for the add (which gave up and went back to 30 fps)"
+        );
+        tee.remove_probe(held);
+        let held = adder.join().expect("adder").expect("the encode was added");
+        assert!(
+            tee_at(&program, 60),
+            "the switch's new rate never reached the tee"
+        );
+        program
+            .pipeline()
+            .set_state(gst::State::Null)
+            .expect("stop");
+        drop(held);
     }
 }
