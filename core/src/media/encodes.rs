@@ -70,8 +70,15 @@ impl Encodes {
 
     /// Holds the encode of `profile` (`None`: the channel's own) and returns its fan-out; a
     /// running program gets the encode now, a later one when it starts ([`Encodes::started`]).
-    /// Errors: no profile of that name, or the encode could not be built (the message says).
-    pub fn acquire(self: &Arc<Self>, profile: Option<&str>) -> Result<EncodeUse, String> {
+    /// `wanted` is asked once this call's turn comes (an add of another encode may be under
+    /// way): false gives up without building anything.
+    /// Errors: no profile of that name, the encode could not be built (the message says), or no
+    /// longer wanted.
+    pub fn acquire(
+        self: &Arc<Self>,
+        profile: Option<&str>,
+        wanted: &dyn Fn() -> bool,
+    ) -> Result<EncodeUse, String> {
         let key = profile.unwrap_or("").to_string();
         let out = match profile {
             Some(p) => Some(
@@ -83,6 +90,9 @@ impl Encodes {
             None => None,
         };
         let _changes = lock(&self.changes);
+        if !wanted() {
+            return Err("no longer wanted".into());
+        }
         let (fanout, program) = {
             let mut inner = lock(&self.inner);
             let fanout = inner

@@ -1105,7 +1105,8 @@ mod tests {
     /// An encode above the switch's rate is added while the new rate is held back from the tee
     /// (so the add waits for it): the preview's fan-out, the dropped counts and the encoder
     /// latencies (`/metrics`, the status) answer meanwhile, and the add completes once the
-    /// rate gets through.
+    /// rate gets through. Another encode's acquire waiting its turn meanwhile, whose
+    /// destination then goes away, builds nothing.
     #[test]
     fn readers_do_not_wait_for_an_encode_being_added() {
         super::super::init().expect("gstreamer");
@@ -1119,7 +1120,15 @@ mod tests {
             fps: 60,
             ..out.clone()
         };
-        let profiles = Arc::new(crate::config::Profiles::from([("p60".to_string(), p60)]));
+        let small = OutputConfig {
+            width: 160,
+            height: 90,
+            ..out.clone()
+        };
+        let profiles = Arc::new(crate::config::Profiles::from([
+            ("p60".to_string(), p60),
+            ("small".to_string(), small),
+        ]));
         let encodes = Encodes::new("t", profiles);
         let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
         let program = Program::build("t", &out, 30, encodes.main(), events).expect("build");
@@ -1137,7 +1146,7 @@ mod tests {
             })
             .expect("probe");
         let acquiring = encodes.clone();
-        let adder = std::thread::spawn(move || acquiring.acquire(Some("p60")));
+        let adder = std::thread::spawn(move || acquiring.acquire(Some("p60"), &|| true));
         while program.rate.fps() != 60 {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
@@ -1150,8 +1159,30 @@ mod tests {
             60,
             "a reader waited for the add (which gave up and went back to 30 fps)"
         );
+        let gone = Arc::new(AtomicBool::new(true));
+        let (waiting, still) = (encodes.clone(), gone.clone());
+        let second = std::thread::spawn(move || {
+            waiting
+                .acquire(Some("small"), &|| still.load(Ordering::SeqCst))
+                .map(|_| ())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100)); // at the changes lock
+        gone.store(false, Ordering::SeqCst);
         tee.remove_probe(held);
         let held = adder.join().expect("adder").expect("the encode was added");
+        assert!(
+            second.join().expect("second").is_err(),
+            "an acquire no longer wanted went on"
+        );
+        let keys: Vec<String> = program
+            .encode_latency()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert!(
+            !keys.contains(&"small".to_string()),
+            "an encode was built for a destination that went away: {keys:?}"
+        );
         assert!(
             tee_at(&program, 60),
             "the switch's new rate never reached the tee"
