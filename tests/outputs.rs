@@ -227,6 +227,12 @@ fn each_destination_gets_its_profile_and_a_new_one_starts_without_disturbing_the
 /// half the pairs are repeats). A moving picture at its own rate gives ~0; each frame shown
 /// twice gives ~0.5.
 fn repeated_share(url: &str, seconds: u32) -> f64 {
+    share_of_repeats(&gray_frames(url, seconds))
+}
+
+/// Every frame decoded from `url` over `seconds`, once each (no constant-rate padding), as
+/// 64x36 8-bit gray pictures.
+fn gray_frames(url: &str, seconds: u32) -> Vec<Vec<u8>> {
     let out = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-i", url, "-t", &seconds.to_string()])
         // every decoded frame once: raw output would otherwise be constant-rate, filled with
@@ -235,14 +241,23 @@ fn repeated_share(url: &str, seconds: u32) -> f64 {
         .args(["-vf", "scale=64:36,format=gray", "-f", "rawvideo", "-"])
         .output()
         .expect("ffmpeg");
-    let frames: Vec<&[u8]> = out.stdout.chunks_exact(64 * 36).collect();
+    let frames: Vec<Vec<u8>> = out
+        .stdout
+        .chunks_exact(64 * 36)
+        .map(<[u8]>::to_vec)
+        .collect();
     assert!(frames.len() > 30, "{} frames from {url}", frames.len());
+    frames
+}
+
+/// The share of `frames` that repeat the one before (see [`repeated_share`]).
+fn share_of_repeats(frames: &[Vec<u8>]) -> f64 {
     let mut diffs: Vec<f64> = frames
         .windows(2)
         .map(|w| {
             let sum: u64 = w[0]
                 .iter()
-                .zip(w[1])
+                .zip(&w[1])
                 .map(|(a, b)| u64::from(a.abs_diff(*b)))
                 .sum();
             sum as f64 / (64.0 * 36.0)
@@ -411,6 +426,90 @@ fn a_profile_above_the_channels_frame_rate_gets_real_frames() {
         "the 60 fps profile after a quick disable + enable",
     );
     assert_one_connection_since(&nginx, "app", since_start);
+}
+
+/// A looping-video fallback loaded while the switch ran at 30 fps, on air when a 60 fps
+/// destination is enabled: after the raise the 60 fps profile runs at 60 and shows the clip's
+/// own frames (a 30 fps clip: each one twice), never a black frame between them.
+#[test]
+fn a_looping_video_fallback_follows_a_run_time_raise() {
+    let _serial = serial();
+    let nginx = Nginx::start();
+    let onair = Onair::start_with(
+        &format!(
+            "[fallback]\nmedia = \"clip.mp4\"\n\
+             [profile.smooth]\nwidth = 320\nheight = 180\nfps = 60\nvideo_bitrate_kbps = 800\n\
+             [[destination]]\nname = \"main\"\nurl = \"{}\"\n\
+             [[destination]]\nname = \"smooth\"\nurl = \"{}\"\nprofile = \"smooth\"\n\
+             enabled = false\n",
+            nginx.url("app", "main"),
+            nginx.url("app2", "smooth"),
+        ),
+        |dir| {
+            // a moving picture (every frame differs), 30 fps, no sound
+            make_media(
+                &dir.join("clip.mp4"),
+                &[
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=s=320x180:r=30:d=4",
+                    "-c:v",
+                    "libx264",
+                    "-pix_fmt",
+                    "yuv420p",
+                ],
+            )
+        },
+    );
+    assert!(
+        wait_until(SWITCH, || nginx.publishers("app").len() == 1),
+        "{}",
+        onair.log_text()
+    );
+    smooth_destination(&onair, "enable");
+    assert!(
+        onair.wait_log("the switch's frame rate raised", SWITCH)
+            && wait_until(SWITCH, || nginx.publishers("app2").len() == 1),
+        "{}",
+        onair.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (smooth, main) = (
+        probe(&nginx.url("app2", "smooth"), 4),
+        probe(&nginx.url("app", "main"), 4),
+    );
+    assert!(
+        (smooth.fps - 60.0).abs() < 2.0 && (main.fps - 30.0).abs() < 1.0,
+        "smooth {} fps, main {} fps",
+        smooth.fps,
+        main.fps
+    );
+    let smooth = gray_frames(&nginx.url("app2", "smooth"), 5);
+    let main = gray_frames(&nginx.url("app", "main"), 5);
+    let dark = |frames: &[Vec<u8>]| {
+        let mean = |f: &Vec<u8>| f.iter().map(|&p| u64::from(p)).sum::<u64>() / f.len() as u64;
+        frames.iter().filter(|f| mean(f) < 30).count()
+    };
+    let (smooth_dark, main_dark) = (dark(&smooth), dark(&main));
+    let (smooth_repeats, main_repeats) = (share_of_repeats(&smooth), share_of_repeats(&main));
+    eprintln!(
+        "looping video after the raise: smooth {} frames, {smooth_dark} dark, repeats \
+         {smooth_repeats:.3}; main {} frames, {main_dark} dark, repeats {main_repeats:.3}",
+        smooth.len(),
+        main.len()
+    );
+    // measured (debug build, 7 runs): no dark frame; smooth 0.498–0.502 repeats; main 0.000
+    // in 6 runs, 0.338 in one (the clip's feeder behind for a while: not asserted here)
+    assert_eq!(
+        (smooth_dark, main_dark),
+        (0, 0),
+        "black frames in the fallback"
+    );
+    assert!(
+        (0.35..0.65).contains(&smooth_repeats),
+        "the 60 fps profile should show each of the 30 fps clip's frames twice: {smooth_repeats:.3}"
+    );
 }
 
 /// (video frames, duration in s) of an MP4, decoding every frame; panics when ffmpeg cannot
