@@ -62,6 +62,42 @@ fn probe(url: &str, seconds: u32) -> Probe {
     }
 }
 
+/// Panics unless `url` carries AAC-LC 48 kHz stereo sound with an AAC frame every 21.3 ms
+/// over `seconds` (±10 %): what `what` hears.
+fn assert_sound(url: &str, seconds: u32, what: &str) {
+    let info = ffprobe_json(
+        url,
+        &[
+            "-select_streams",
+            "a",
+            "-show_streams",
+            "-show_packets",
+            "-read_intervals",
+            &format!("%+{seconds}"),
+            "-show_entries",
+            "stream=codec_name,sample_rate,channels:packet=pts_time",
+        ],
+    );
+    let s = &info["streams"][0];
+    assert_eq!(
+        (&s["codec_name"], &s["sample_rate"], &s["channels"]),
+        (&"aac".into(), &"48000".into(), &2.into()),
+        "{what}'s sound: {s}"
+    );
+    let pts: Vec<f64> = info["packets"]
+        .as_array()
+        .expect("packets")
+        .iter()
+        .filter_map(|p| p["pts_time"].as_str()?.parse().ok())
+        .collect();
+    let span = pts.last().unwrap_or(&0.0) - pts.first().unwrap_or(&0.0);
+    let per_second = (pts.len().saturating_sub(1)) as f64 / span.max(0.001);
+    assert!(
+        (per_second - 46.875).abs() < 4.7,
+        "{what}: {per_second:.1} AAC frames a second over {span:.1} s, want 46.9"
+    );
+}
+
 fn assert_keyframes_every(p: &Probe, seconds: f64, what: &str) {
     assert!(
         p.keyframes.len() >= 3,
@@ -126,6 +162,8 @@ fn each_destination_gets_its_profile_and_a_new_one_starts_without_disturbing_the
     }
     assert_keyframes_every(&main, 2.0, "main");
     assert_keyframes_every(&small, 1.0, "small");
+    assert_sound(&nginx.url("app", "main"), 3, "main");
+    assert_sound(&nginx.url("app2", "small"), 3, "small");
 
     // a switch shows on both
     let viewers = [
@@ -168,6 +206,14 @@ fn each_destination_gets_its_profile_and_a_new_one_starts_without_disturbing_the
     );
     let tiny = probe(&nginx.url("app", "tiny"), 5);
     assert_eq!((tiny.width, tiny.height), (256, 144));
+    assert_sound(&nginx.url("app", "tiny"), 3, "tiny");
+    // tiny's sound is the channel's own 160 kbit/s: one AAC encode for both, one for small's 64
+    assert_eq!(
+        onair.log_lines(&["AAC encode added"]).len(),
+        2,
+        "{}",
+        onair.log_text()
+    );
     std::thread::sleep(Duration::from_secs(2));
     for (i, v) in viewers.iter().enumerate() {
         let frames = v.frames().len().saturating_sub(before[i]);
@@ -219,6 +265,26 @@ fn each_destination_gets_its_profile_and_a_new_one_starts_without_disturbing_the
         viewers[1].wait_for(t, SWITCH, |_| true),
         "small still flows"
     );
+    assert!(
+        onair.log_lines(&["AAC encode removed"]).is_empty(),
+        "the AAC encode tiny shared with main was removed:\n{}",
+        onair.log_text()
+    );
+    assert_sound(&nginx.url("app", "main"), 3, "main after tiny went");
+
+    // the last user of an audio bitrate disabled, its AAC encode goes too; main keeps its sound
+    let (code, body) = onair.call(
+        "POST",
+        "/api/channels/default/destinations/small/disable",
+        "",
+    );
+    assert!(code < 300, "disable small: {code} {body}");
+    assert!(
+        onair.wait_log("AAC encode removed", SWITCH),
+        "small's AAC encode is removed:\n{}",
+        onair.log_text()
+    );
+    assert_sound(&nginx.url("app", "main"), 3, "main after small went");
 }
 
 /// The share of consecutive decoded frames of `url` (over `seconds`) that repeat the one

@@ -125,13 +125,154 @@ impl Cut {
     }
 }
 
-/// One encode branch: its bin, the tee pads that feed it and its frame rate.
+/// One encode branch: its bin, the tee pads that feed it (the video tee's, and the tee of the
+/// AAC encode at its audio bitrate), its frame rate and audio bitrate.
 struct Branch {
     bin: gst::Bin,
     fps: u32,
     video_pad: gst::Pad,
-    audio_pad: gst::Pad,
+    aac_pad: gst::Pad,
+    aac_kbps: u32,
     latency: Arc<EncodeLatency>,
+}
+
+/// One AAC encode, shared by every encode branch whose audio bitrate it has:
+/// `queue ! audioconvert ! avenc_aac ! tee` in the program's pipeline, fed by the audio tee.
+/// Two profiles at 160 kbit/s (most platform presets) encode their sound once.
+struct AacEncode {
+    /// Its elements, first to last (the tee last).
+    elements: Vec<gst::Element>,
+    /// The audio tee's pad that feeds it.
+    feed: gst::Pad,
+    /// Encode branches linked to its tee.
+    users: usize,
+}
+
+/// The AAC encodes by audio bitrate (kbit/s).
+type AacEncodes = Mutex<std::collections::HashMap<u32, AacEncode>>;
+
+impl AacEncode {
+    /// Builds the AAC encode at `kbps`, starts it when the pipeline runs and links it to
+    /// `audio_tee`.
+    fn start(
+        pipeline: &gst::Pipeline,
+        audio_tee: &gst::Element,
+        kbps: u32,
+    ) -> Result<AacEncode, MediaError> {
+        // unique: a removed one at the same bitrate may still be on its way out
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // a queue: the encoder runs on its own thread, so a slow one cannot hold back the tee
+        let queue = make("queue", &format!("aenc_queue.{n}"))?;
+        let convert = make("audioconvert", &format!("aenc_convert.{n}"))?;
+        let aac = make("avenc_aac", &format!("aac.{n}"))?;
+        aac.set_property("bitrate", (kbps * 1000) as i32);
+        stamp_before_priming(&aac)?;
+        let tee = make("tee", &format!("aac_tee.{n}"))?;
+        // an encode branch being added or removed is briefly unlinked
+        tee.set_property("allow-not-linked", true);
+        let elements = vec![queue, convert, aac, tee];
+        let undo = |elements: &[gst::Element]| {
+            for e in elements {
+                let _ = e.set_state(gst::State::Null);
+            }
+            let _ = pipeline.remove_many(elements);
+        };
+        pipeline.add_many(&elements).map_err(bin_error)?;
+        if let Err(e) = gst::Element::link_many(&elements) {
+            undo(&elements);
+            return Err(MediaError::Build(format!("linking the AAC encode: {e}")));
+        }
+        // playing before it is linked (see `start_branch`)
+        if pipeline.current_state() > gst::State::Null {
+            for e in elements.iter().rev() {
+                if let Err(err) = e.sync_state_with_parent() {
+                    undo(&elements);
+                    return Err(MediaError::Start {
+                        what: format!("the AAC encode at {kbps} kbit/s"),
+                        message: err.to_string(),
+                    });
+                }
+            }
+        }
+        let feed = audio_tee
+            .request_pad_simple("src_%u")
+            .ok_or_else(|| MediaError::Build("no audio tee pad".into()));
+        let linked = feed.and_then(|feed| match feed.link(&static_pad(&elements[0], "sink")?) {
+            Ok(_) => Ok(feed),
+            Err(e) => {
+                audio_tee.release_request_pad(&feed);
+                Err(MediaError::Build(format!("linking the audio tee: {e}")))
+            }
+        });
+        match linked {
+            Ok(feed) => Ok(AacEncode {
+                elements,
+                feed,
+                users: 0,
+            }),
+            Err(e) => {
+                undo(&elements);
+                Err(e)
+            }
+        }
+    }
+
+    /// Its tee, where encode branches draw the encoded sound.
+    fn tee(&self) -> &gst::Element {
+        &self.elements[self.elements.len() - 1]
+    }
+
+    /// Unlinks it from `audio_tee` while the tee is idle, then stops and removes it on a thread
+    /// of its own (no encode branch draws from it any more).
+    fn remove(self, audio_tee: &gst::Element, pipeline: &gst::Pipeline) {
+        let (audio_tee, pipeline) = (audio_tee.clone(), pipeline.clone());
+        let elements = self.elements;
+        self.feed.add_probe(gst::PadProbeType::IDLE, move |pad, _| {
+            if let Some(peer) = pad.peer() {
+                let _ = pad.unlink(&peer);
+            }
+            let (pad, audio_tee, pipeline, elements) = (
+                pad.clone(),
+                audio_tee.clone(),
+                pipeline.clone(),
+                elements.clone(),
+            );
+            // not on the streaming thread, which releasing the pad would wait for
+            std::thread::spawn(move || {
+                audio_tee.release_request_pad(&pad);
+                for e in &elements {
+                    let _ = e.set_state(gst::State::Null);
+                }
+                let _ = pipeline.remove_many(&elements);
+            });
+            gst::PadProbeReturn::Remove
+        });
+    }
+}
+
+/// Lets go of one encode branch's use of the AAC encode at `kbps`: the last one removes it
+/// (from the map at once, so that an encode added meanwhile starts a new one). Called with the
+/// program's `changes` lock held.
+fn release_aac(aacs: &AacEncodes, kbps: u32, audio_tee: &gst::Element, pipeline: &gst::Pipeline) {
+    let gone = {
+        let mut aacs = lock(aacs);
+        match aacs.get_mut(&kbps) {
+            Some(a) if a.users > 1 => {
+                a.users -= 1;
+                None
+            }
+            Some(_) => aacs.remove(&kbps),
+            None => None,
+        }
+    };
+    if let Some(a) = gone {
+        a.remove(audio_tee, pipeline);
+        tracing::info!(
+            kbps,
+            "AAC encode removed: no encode uses its bitrate any more"
+        );
+    }
 }
 
 /// The switch's frame rate: the highest of its encodes' (each encode drops to its own rate).
@@ -277,6 +418,39 @@ impl EncodeLatency {
     }
 }
 
+/// An encode branch on its way out: once both its tee pads are unlinked (`left` counts them
+/// down), [`Removal::finish`] releases them, stops the bin, lowers the switch's rate if no
+/// encode needs it any more and lets go of the branch's AAC encode.
+struct Removal {
+    name: String,
+    left: std::sync::atomic::AtomicUsize,
+    /// (tee, its pad) for the video and the encoded sound.
+    pads: [(gst::Element, gst::Pad); 2],
+    bin: gst::Bin,
+    aac_kbps: u32,
+    pipeline: gst::Pipeline,
+    audio_tee: gst::Element,
+    branches: Arc<Branches>,
+    aacs: Arc<AacEncodes>,
+    rate: Arc<SwitchRate>,
+    changes: Arc<Mutex<()>>,
+}
+
+impl Removal {
+    fn finish(&self) {
+        for (tee, pad) in &self.pads {
+            tee.release_request_pad(pad);
+        }
+        let _ = self.bin.set_state(gst::State::Null);
+        let _ = self.pipeline.remove(&self.bin);
+        tracing::info!(encode = %self.name, "encode removed");
+        let _changes = lock(&self.changes);
+        // unlinked now: nothing at the old rate is left to starve
+        self.rate.lower_to(&self.branches);
+        release_aac(&self.aacs, self.aac_kbps, &self.audio_tee, &self.pipeline);
+    }
+}
+
 /// Encode branches by profile key.
 type Branches = Mutex<std::collections::HashMap<String, Branch>>;
 
@@ -293,6 +467,8 @@ pub struct Program {
     /// Held while an encode is added or removed or the switch's rate changes (see the module's
     /// notes on locks).
     changes: Arc<Mutex<()>>,
+    /// The AAC encodes the branches draw from, by bitrate; changed under `changes` only.
+    aacs: Arc<AacEncodes>,
     rate: Arc<SwitchRate>,
     live_video: gst_app::AppSrc,
     live_audio: gst_app::AppSrc,
@@ -541,22 +717,6 @@ fn link_row(
     }
 }
 
-/// Audio encode: AAC-LC 48 kHz stereo at `audio_bitrate_kbps`. Adds its elements to `bin`;
-/// returns (first, last).
-fn audio_encode(
-    bin: &gst::Bin,
-    out: &OutputConfig,
-) -> Result<(gst::Element, gst::Element), MediaError> {
-    // a queue per branch: each encoder runs on its own thread, so one slow profile cannot hold
-    // back the tee (and every other profile) for longer than its queue
-    let queue = make("queue", "aenc_queue")?;
-    let convert = make("audioconvert", "aenc_convert")?;
-    let aac = make("avenc_aac", "aac")?;
-    aac.set_property("bitrate", (out.audio_bitrate_kbps * 1000) as i32);
-    stamp_before_priming(&aac)?;
-    link_row(bin, &[queue, convert, aac])
-}
-
 /// Samples of priming FFmpeg's AAC encoder (`avenc_aac`) puts before the first input sample (its
 /// `initial_padding`: one AAC-LC frame).
 pub const AAC_PRIMING_SAMPLES: u64 = 1024;
@@ -588,8 +748,9 @@ fn stamp_before_priming(aac: &gst::Element) -> Result<(), MediaError> {
     Ok(())
 }
 
-/// One profile's encode: video and audio encoders into flvmux (streamable) into an appsink that
-/// hands every buffer to `fanout`. Sink ghost pads `video` and `audio`.
+/// One profile's encode: its video encoder and the encoded sound (AAC-LC 48 kHz stereo, from the
+/// [`AacEncode`] at its audio bitrate) into flvmux (streamable) into an appsink that hands every
+/// buffer to `fanout`. Sink ghost pads `video` (raw) and `audio` (AAC).
 fn encode(
     name: &str,
     mix: &OutputFormat,
@@ -598,7 +759,11 @@ fn encode(
 ) -> Result<gst::Bin, MediaError> {
     let bin = gst::Bin::with_name(name);
     let (vfirst, vlast) = video_encode(&bin, mix, out)?;
-    let (afirst, alast) = audio_encode(&bin, out)?;
+    // a queue per branch: a profile whose muxer falls behind cannot hold back the shared AAC
+    // encode (and every other profile's sound) for longer than its queue
+    let aqueue = make("queue", "aac_queue")?;
+    bin.add(&aqueue).map_err(bin_error)?;
+    let (afirst, alast) = (aqueue.clone(), aqueue);
     let mux = make("flvmux", "mux")?;
     mux.set_property("streamable", true);
     // The AAC encoder holds ~2 frames (43 ms) before its first output; without a wait the live
@@ -716,6 +881,7 @@ impl Program {
             audio_tee,
             branches: Arc::default(),
             changes: Arc::default(),
+            aacs: Arc::default(),
             rate,
             live_video,
             live_audio,
@@ -813,23 +979,31 @@ impl Program {
             let pad = tee
                 .request_pad_simple("src_%u")
                 .ok_or_else(|| MediaError::Build("no tee pad".into()))?;
-            pad.link(&static_pad(bin.upcast_ref(), kind)?)
-                .map_err(|e| MediaError::Build(format!("linking the {kind} tee: {e}")))?;
+            if let Err(e) = pad.link(&static_pad(bin.upcast_ref(), kind)?) {
+                tee.release_request_pad(&pad);
+                return Err(MediaError::Build(format!("linking the {kind} tee: {e}")));
+            }
             Ok(pad)
         };
-        let linked =
-            link(&self.video_tee, "video").and_then(|v| match link(&self.audio_tee, "audio") {
-                Ok(a) => Ok((v, a)),
+        let kbps = out.audio_bitrate_kbps;
+        let linked = self.use_aac(kbps).and_then(|aac_tee| {
+            let a = link(&aac_tee, "audio").inspect_err(|_| {
+                release_aac(&self.aacs, kbps, &self.audio_tee, &self.pipeline);
+            })?;
+            match link(&self.video_tee, "video") {
+                Ok(v) => Ok((v, a)),
                 Err(e) => {
-                    // the video pad is linked already: give it back, or the tee keeps feeding it
-                    if let Some(peer) = v.peer() {
-                        let _ = v.unlink(&peer);
+                    // the audio pad is linked already: give it back, or the tee keeps feeding it
+                    if let Some(peer) = a.peer() {
+                        let _ = a.unlink(&peer);
                     }
-                    self.video_tee.release_request_pad(&v);
+                    aac_tee.release_request_pad(&a);
+                    release_aac(&self.aacs, kbps, &self.audio_tee, &self.pipeline);
                     Err(e)
                 }
-            });
-        let (video_pad, audio_pad) = match linked {
+            }
+        });
+        let (video_pad, aac_pad) = match linked {
             Ok(pads) => pads,
             Err(e) => {
                 let _ = bin.set_state(gst::State::Null);
@@ -838,14 +1012,31 @@ impl Program {
             }
         };
         tracing::info!(channel = %self.channel, profile = %key, width = out.width, height = out.height,
-            fps = out.fps, video_kbps = out.video_bitrate_kbps, "encode added");
+            fps = out.fps, video_kbps = out.video_bitrate_kbps, audio_kbps = kbps, "encode added");
         Ok(Branch {
             bin,
             fps: out.fps,
             video_pad,
-            audio_pad,
+            aac_pad,
+            aac_kbps: kbps,
             latency,
         })
+    }
+
+    /// One more use of the AAC encode at `kbps` (started now if there is none); returns its
+    /// tee. Called with the `changes` lock held.
+    fn use_aac(&self, kbps: u32) -> Result<gst::Element, MediaError> {
+        let mut aacs = lock(&self.aacs);
+        let aac = match aacs.entry(kbps) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let started = AacEncode::start(&self.pipeline, &self.audio_tee, kbps)?;
+                tracing::info!(channel = %self.channel, kbps, "AAC encode added");
+                e.insert(started)
+            }
+        };
+        aac.users += 1;
+        Ok(aac.tee().clone())
     }
 
     /// Removes profile key `key`'s encode: unlinked from the tees while they are idle, then
@@ -857,46 +1048,39 @@ impl Program {
         let Some(b) = lock(&self.branches).remove(key) else {
             return;
         };
-        let left = Arc::new(std::sync::atomic::AtomicUsize::new(2));
-        let name = branch_name(key);
-        for (tee, pad) in [
-            (&self.video_tee, b.video_pad),
-            (&self.audio_tee, b.audio_pad),
-        ] {
-            let (tee, bin, left, pipeline) = (
-                tee.clone(),
-                b.bin.clone(),
-                left.clone(),
-                self.pipeline.clone(),
-            );
-            let (branches, rate, changes) = (
-                self.branches.clone(),
-                self.rate.clone(),
-                self.changes.clone(),
-            );
-            let name = name.clone();
+        let removal = Arc::new(Removal {
+            name: branch_name(key),
+            left: std::sync::atomic::AtomicUsize::new(2),
+            pads: [
+                (self.video_tee.clone(), b.video_pad.clone()),
+                (
+                    b.aac_pad
+                        .parent_element()
+                        .unwrap_or_else(|| self.audio_tee.clone()),
+                    b.aac_pad.clone(),
+                ),
+            ],
+            bin: b.bin,
+            aac_kbps: b.aac_kbps,
+            pipeline: self.pipeline.clone(),
+            audio_tee: self.audio_tee.clone(),
+            branches: self.branches.clone(),
+            aacs: self.aacs.clone(),
+            rate: self.rate.clone(),
+            changes: self.changes.clone(),
+        });
+        for pad in [&b.video_pad, &b.aac_pad] {
+            let removal = removal.clone();
             pad.add_probe(gst::PadProbeType::IDLE, move |pad, _| {
                 if let Some(peer) = pad.peer() {
                     let _ = pad.unlink(&peer);
                 }
-                let (pad, tee, bin, pipeline) =
-                    (pad.clone(), tee.clone(), bin.clone(), pipeline.clone());
-                let (branches, rate, changes) = (branches.clone(), rate.clone(), changes.clone());
-                let last = left.fetch_sub(1, Ordering::SeqCst) == 1;
-                let name = name.clone();
-                // not on the streaming thread: releasing a tee pad and stopping a bin there
-                // would wait for that very thread
-                std::thread::spawn(move || {
-                    tee.release_request_pad(&pad);
-                    if last {
-                        let _ = bin.set_state(gst::State::Null);
-                        let _ = pipeline.remove(&bin);
-                        tracing::info!(encode = %name, "encode removed");
-                        // unlinked now: nothing at the old rate is left to starve
-                        let _changes = lock(&changes);
-                        rate.lower_to(&branches);
-                    }
-                });
+                if removal.left.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    let removal = removal.clone();
+                    // not on the streaming thread: releasing a tee pad and stopping a bin there
+                    // would wait for that very thread
+                    std::thread::spawn(move || removal.finish());
+                }
                 gst::PadProbeReturn::Remove
             });
         }
@@ -1100,6 +1284,78 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         false
+    }
+
+    /// AAC encoders in `program`'s pipeline.
+    fn aac_encoders(program: &Program) -> usize {
+        program
+            .pipeline()
+            .iterate_recurse()
+            .into_iter()
+            .flatten()
+            .filter(|e| e.factory().is_some_and(|f| f.name() == "avenc_aac"))
+            .count()
+    }
+
+    /// Encodes at one audio bitrate share one AAC encoder; one at another bitrate gets its own,
+    /// which goes when that encode does (and only then).
+    #[test]
+    fn encodes_at_one_audio_bitrate_share_one_aac_encoder() {
+        super::super::init().expect("gstreamer");
+        let out = OutputConfig {
+            width: 320,
+            height: 180,
+            video_bitrate_kbps: 300,
+            ..OutputConfig::default()
+        };
+        let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let program =
+            Program::build("t", &out, 30, Arc::new(FanOut::new()), events).expect("build");
+        program
+            .pipeline()
+            .set_state(gst::State::Playing)
+            .expect("play");
+        let same = OutputConfig {
+            width: 160,
+            height: 90,
+            ..out.clone()
+        };
+        let other = OutputConfig {
+            audio_bitrate_kbps: 64,
+            ..same.clone()
+        };
+        program
+            .add_encode("same", &same, Arc::new(FanOut::new()))
+            .expect("same");
+        assert_eq!(aac_encoders(&program), 1, "160 kbit/s twice: one encoder");
+        program
+            .add_encode("other", &other, Arc::new(FanOut::new()))
+            .expect("other");
+        assert_eq!(
+            aac_encoders(&program),
+            2,
+            "64 kbit/s: an encoder of its own"
+        );
+        program.remove_encode("same");
+        program.remove_encode("other");
+        let gone = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            aac_encoders(&program) == 1 && lock(&program.aacs).len() == 1
+        });
+        assert!(
+            gone,
+            "64 kbit/s encoder still there: {}",
+            aac_encoders(&program)
+        );
+        assert_eq!(
+            lock(&program.aacs)[&160].users,
+            1,
+            "the channel's own encode still uses it"
+        );
+        program
+            .pipeline()
+            .set_state(gst::State::Null)
+            .expect("stop");
     }
 
     /// An encode above the switch's rate is added while the new rate is held back from the tee
