@@ -3,12 +3,13 @@
 //!
 //! ```text
 //! appsrc fallback_video ─┐                                     ┌ encode (the channel's [output]):
-//! appsrc live_video ─────┼─ video switch ─ I420 (overlay) tee ─┤  x264enc ─┐
-//! (pace pad, no input) ──┘                                     │           ├ flvmux ─ appsink → FanOut
-//! audiotestsrc silence ──┐                                     │ avenc_aac ┘
-//! appsrc fallback_audio ─┤                                     │
-//! appsrc live_audio ─────┼─ audiomixer ─ F32 48k ───────── tee ┴ encode:NAME (a profile): rate,
-//! (pace pad, no input) ──┘                                       scale, x264enc, avenc_aac, flvmux …
+//! appsrc live_video ─────┼─ video switch ─ I420 (overlay) tee ─┤  x264enc ───────┐
+//! (pace pad, no input) ──┘                                     │                 ├ flvmux ─ appsink → FanOut
+//! audiotestsrc silence ──┐                                     │  queue (AAC) ───┘
+//! appsrc fallback_audio ─┤                                     ├ encode:NAME (a profile): rate,
+//! appsrc live_audio ─────┼─ audiomixer ─ F32 48k ─ tee ┐       │  scale, x264enc, queue (AAC), flvmux …
+//! (pace pad, no input) ──┘                             │
+//!                  queue ─ avenc_aac ─ tee (one per audio bitrate, feeding the encodes at it)
 //! ```
 //!
 //! Each aggregator has one sink pad that never gets data (see [`pace_pad`]): the output leaves
@@ -18,7 +19,8 @@
 //! rate among its encodes (raised and lowered as encodes come and go: [`SwitchRate`]); each
 //! profile a destination uses adds one encode branch, shared by every destination that uses it,
 //! and added or removed while the pipeline plays without touching the others (each drops frames
-//! to its own rate).
+//! to its own rate). The sound is encoded once per audio bitrate ([`AacEncode`]), whatever the
+//! number of profiles at it.
 //!
 //! The video switch is `onairvideoswitch` ([`super::switch`]): GStreamer's video aggregator (the
 //! compositor's base) showing one input by reference instead of blending it.
