@@ -360,6 +360,19 @@ fn smooth_destination(onair: &Onair, what: &str) {
     assert!(code < 300, "{what}: {code} {body}");
 }
 
+/// Enables the 60 fps "smooth" destination of a 30 fps channel and waits until the switch was
+/// raised, the destination is connected and 2 s have gone by.
+fn enable_smooth(onair: &Onair, nginx: &Nginx) {
+    smooth_destination(onair, "enable");
+    assert!(
+        onair.wait_log("the switch's frame rate raised", SWITCH)
+            && wait_until(SWITCH, || nginx.publishers("app2").len() == 1),
+        "{}",
+        onair.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+}
+
 #[test]
 fn a_profile_above_the_channels_frame_rate_gets_real_frames() {
     let _serial = serial();
@@ -434,14 +447,7 @@ fn a_profile_above_the_channels_frame_rate_gets_real_frames() {
         "main plays"
     );
     let before = viewer.frames().len();
-    smooth_destination(&onair, "enable");
-    assert!(
-        onair.wait_log("the switch's frame rate raised", SWITCH)
-            && wait_until(SWITCH, || nginx.publishers("app2").len() == 1),
-        "{}",
-        onair.log_text()
-    );
-    std::thread::sleep(Duration::from_secs(2));
+    enable_smooth(&onair, &nginx);
     let output = &onair.get_json("/api/channels/default")["output"];
     assert_eq!(
         (&output["fps"], &output["switch_fps"]),
@@ -533,14 +539,7 @@ fn a_looping_video_fallback_follows_a_run_time_raise() {
         "{}",
         onair.log_text()
     );
-    smooth_destination(&onair, "enable");
-    assert!(
-        onair.wait_log("the switch's frame rate raised", SWITCH)
-            && wait_until(SWITCH, || nginx.publishers("app2").len() == 1),
-        "{}",
-        onair.log_text()
-    );
-    std::thread::sleep(Duration::from_secs(2));
+    enable_smooth(&onair, &nginx);
     let (smooth, main) = (
         probe(&nginx.url("app2", "smooth"), 4),
         probe(&nginx.url("app", "main"), 4),

@@ -1288,6 +1288,16 @@ mod tests {
         false
     }
 
+    /// A 320x180@30 encode at 300 kbit/s (small, to spare the CPU).
+    fn small_output() -> OutputConfig {
+        OutputConfig {
+            width: 320,
+            height: 180,
+            video_bitrate_kbps: 300,
+            ..OutputConfig::default()
+        }
+    }
+
     /// AAC encoders in `program`'s pipeline.
     fn aac_encoders(program: &Program) -> usize {
         program
@@ -1304,12 +1314,7 @@ mod tests {
     #[test]
     fn encodes_at_one_audio_bitrate_share_one_aac_encoder() {
         super::super::init().expect("gstreamer");
-        let out = OutputConfig {
-            width: 320,
-            height: 180,
-            video_bitrate_kbps: 300,
-            ..OutputConfig::default()
-        };
+        let out = small_output();
         let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
         let program =
             Program::build("t", &out, 30, Arc::new(FanOut::new()), events).expect("build");
@@ -1368,12 +1373,7 @@ mod tests {
     #[test]
     fn readers_do_not_wait_for_an_encode_being_added() {
         super::super::init().expect("gstreamer");
-        let out = OutputConfig {
-            width: 320,
-            height: 180,
-            video_bitrate_kbps: 300,
-            ..OutputConfig::default()
-        };
+        let out = small_output();
         let p60 = OutputConfig {
             fps: 60,
             ..out.clone()
