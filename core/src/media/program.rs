@@ -35,10 +35,12 @@
 //! publisher without audio gets silence.
 //!
 //! Locks: `ProgramState`, whose GStreamer calls (control points, `push_buffer`) take no lock of
-//! ours; `changes`, held while a branch is added or removed or the switch's rate changes (which
-//! waits up to 2 s for the new rate, typically 50–100 ms), taken after
-//! [`super::encodes::Encodes`]' own, never on a streaming thread; and the encode branches' map,
-//! only ever held for a look-up or an insert, so readers (`/metrics`) never wait for a change.
+//! ours; `changes`, held while a branch is added, taken out of the map or its removal finishes
+//! (the rate lowered, its AAC encode let go), or the switch's rate changes (which waits up to 2 s
+//! for the new rate, typically 50–100 ms), taken after [`super::encodes::Encodes`]' own, never on
+//! a streaming thread; and the maps of encode branches and AAC encodes, only ever held for a
+//! look-up, an insert, a removal or a walk over them, so readers (`/metrics`) never wait for a
+//! change.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -133,7 +135,8 @@ struct Branch {
     bin: gst::Bin,
     fps: u32,
     video_pad: gst::Pad,
-    aac_pad: gst::Pad,
+    /// The AAC encode's tee and its pad feeding this branch.
+    aac: (gst::Element, gst::Pad),
     aac_kbps: u32,
     latency: Arc<EncodeLatency>,
 }
@@ -146,7 +149,8 @@ struct AacEncode {
     elements: Vec<gst::Element>,
     /// The audio tee's pad that feeds it.
     feed: gst::Pad,
-    /// Encode branches linked to its tee.
+    /// Encode branches using it: linked to its tee, or unlinked with their removal not yet
+    /// finished.
     users: usize,
 }
 
@@ -197,10 +201,13 @@ impl AacEncode {
                 }
             }
         }
-        let feed = audio_tee
-            .request_pad_simple("src_%u")
-            .ok_or_else(|| MediaError::Build("no audio tee pad".into()));
-        let linked = feed.and_then(|feed| match feed.link(&static_pad(&elements[0], "sink")?) {
+        let feed = static_pad(&elements[0], "sink").and_then(|sink| {
+            let feed = audio_tee
+                .request_pad_simple("src_%u")
+                .ok_or_else(|| MediaError::Build("no audio tee pad".into()))?;
+            Ok((feed, sink))
+        });
+        let linked = feed.and_then(|(feed, sink)| match feed.link(&sink) {
             Ok(_) => Ok(feed),
             Err(e) => {
                 audio_tee.release_request_pad(&feed);
@@ -761,8 +768,8 @@ fn encode(
 ) -> Result<gst::Bin, MediaError> {
     let bin = gst::Bin::with_name(name);
     let (vfirst, vlast) = video_encode(&bin, mix, out)?;
-    // a queue per branch: a profile whose muxer falls behind cannot hold back the shared AAC
-    // encode (and every other profile's sound) for longer than its queue
+    // a queue per branch: a profile whose muxer falls behind holds back the shared AAC encode
+    // (and every other profile's sound) only once its queue is full (1 s), not at once
     let aqueue = make("queue", "aac_queue")?;
     bin.add(&aqueue).map_err(bin_error)?;
     let (afirst, alast) = (aqueue.clone(), aqueue);
@@ -978,10 +985,11 @@ impl Program {
             });
         }
         let link = |tee: &gst::Element, kind: &str| -> Result<gst::Pad, MediaError> {
+            let sink = static_pad(bin.upcast_ref(), kind)?;
             let pad = tee
                 .request_pad_simple("src_%u")
                 .ok_or_else(|| MediaError::Build("no tee pad".into()))?;
-            if let Err(e) = pad.link(&static_pad(bin.upcast_ref(), kind)?) {
+            if let Err(e) = pad.link(&sink) {
                 tee.release_request_pad(&pad);
                 return Err(MediaError::Build(format!("linking the {kind} tee: {e}")));
             }
@@ -993,7 +1001,7 @@ impl Program {
                 release_aac(&self.aacs, kbps, &self.audio_tee, &self.pipeline);
             })?;
             match link(&self.video_tee, "video") {
-                Ok(v) => Ok((v, a)),
+                Ok(v) => Ok((v, (aac_tee, a))),
                 Err(e) => {
                     // the audio pad is linked already: give it back, or the tee keeps feeding it
                     if let Some(peer) = a.peer() {
@@ -1005,7 +1013,7 @@ impl Program {
                 }
             }
         });
-        let (video_pad, aac_pad) = match linked {
+        let (video_pad, aac) = match linked {
             Ok(pads) => pads,
             Err(e) => {
                 let _ = bin.set_state(gst::State::Null);
@@ -1019,7 +1027,7 @@ impl Program {
             bin,
             fps: out.fps,
             video_pad,
-            aac_pad,
+            aac,
             aac_kbps: kbps,
             latency,
         })
@@ -1053,15 +1061,7 @@ impl Program {
         let removal = Arc::new(Removal {
             name: branch_name(key),
             left: std::sync::atomic::AtomicUsize::new(2),
-            pads: [
-                (self.video_tee.clone(), b.video_pad.clone()),
-                (
-                    b.aac_pad
-                        .parent_element()
-                        .unwrap_or_else(|| self.audio_tee.clone()),
-                    b.aac_pad.clone(),
-                ),
-            ],
+            pads: [(self.video_tee.clone(), b.video_pad.clone()), b.aac.clone()],
             bin: b.bin,
             aac_kbps: b.aac_kbps,
             pipeline: self.pipeline.clone(),
@@ -1071,7 +1071,7 @@ impl Program {
             rate: self.rate.clone(),
             changes: self.changes.clone(),
         });
-        for pad in [&b.video_pad, &b.aac_pad] {
+        for pad in [&b.video_pad, &b.aac.1] {
             let removal = removal.clone();
             pad.add_probe(gst::PadProbeType::IDLE, move |pad, _| {
                 if let Some(peer) = pad.peer() {
