@@ -4,7 +4,6 @@
 //! down and rebuilt after a capped exponential backoff: 1 s, 2 s, 4 s … 30 s. A connection that
 //! stayed up for [`STABLE_AFTER`] resets the backoff.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -241,11 +240,11 @@ impl Connections {
             // waits (~50–100 ms) for the switch to take the new rate
             let (encodes, profile) = (self.encodes.clone(), d.profile.clone());
             // an abort while the blocking call waits its turn (another encode being added)
-            // leaves it nothing to build: the flag goes down with this task's future
-            let wanted = Wanted::default();
-            let still = wanted.0.clone();
+            // leaves it nothing to build: `wanted` goes with this task's future
+            let wanted = Arc::new(());
+            let still = Arc::downgrade(&wanted);
             let acquired = tokio::task::spawn_blocking(move || {
-                encodes.acquire(profile.as_deref(), &|| still.load(Ordering::SeqCst))
+                encodes.acquire(profile.as_deref(), &|| still.strong_count() > 0)
             })
             .await
             .unwrap_or_else(|e| Err(format!("starting the encode: {e}")));
@@ -489,22 +488,6 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
-    }
-}
-
-/// True while the destination task that made it still runs (it is dropped with the task's
-/// future when the task is aborted).
-struct Wanted(Arc<AtomicBool>);
-
-impl Default for Wanted {
-    fn default() -> Self {
-        Wanted(Arc::new(AtomicBool::new(true)))
-    }
-}
-
-impl Drop for Wanted {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
     }
 }
 

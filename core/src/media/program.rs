@@ -166,8 +166,7 @@ impl AacEncode {
         kbps: u32,
     ) -> Result<AacEncode, MediaError> {
         // unique: a removed one at the same bitrate may still be on its way out
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let n = unique_suffix();
         // a queue: the encoder runs on its own thread, so a slow one cannot hold back the tee
         let queue = make("queue", &format!("aenc_queue.{n}"))?;
         let convert = make("audioconvert", &format!("aenc_convert.{n}"))?;
@@ -201,19 +200,8 @@ impl AacEncode {
                 }
             }
         }
-        let feed = static_pad(&elements[0], "sink").and_then(|sink| {
-            let feed = audio_tee
-                .request_pad_simple("src_%u")
-                .ok_or_else(|| MediaError::Build("no audio tee pad".into()))?;
-            Ok((feed, sink))
-        });
-        let linked = feed.and_then(|(feed, sink)| match feed.link(&sink) {
-            Ok(_) => Ok(feed),
-            Err(e) => {
-                audio_tee.release_request_pad(&feed);
-                Err(MediaError::Build(format!("linking the audio tee: {e}")))
-            }
-        });
+        let linked = static_pad(&elements[0], "sink")
+            .and_then(|sink| link_tee(audio_tee, &sink, "the audio tee"));
         match linked {
             Ok(feed) => Ok(AacEncode {
                 elements,
@@ -258,6 +246,26 @@ impl AacEncode {
             gst::PadProbeReturn::Remove
         });
     }
+}
+
+/// A number no other call returns: element and bin names that cannot clash with those of a
+/// removed one still on its way out.
+fn unique_suffix() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Requests a pad on `tee` and links it to `sink`; the pad is given back when the link fails.
+/// `what` names the tee in the error.
+fn link_tee(tee: &gst::Element, sink: &gst::Pad, what: &str) -> Result<gst::Pad, MediaError> {
+    let pad = tee
+        .request_pad_simple("src_%u")
+        .ok_or_else(|| MediaError::Build(format!("no pad on {what}")))?;
+    if let Err(e) = pad.link(sink) {
+        tee.release_request_pad(&pad);
+        return Err(MediaError::Build(format!("linking {what}: {e}")));
+    }
+    Ok(pad)
 }
 
 /// Lets go of one encode branch's use of the AAC encode at `kbps`: the last one removes it
@@ -306,6 +314,12 @@ impl SwitchRate {
         self.fps.load(Ordering::SeqCst)
     }
 
+    /// The frame rate of the caps on the video tee now: the rate the encodes get.
+    fn tee_rate(&self) -> Option<gst::Fraction> {
+        let caps = self.tee_sink.current_caps()?;
+        caps.structure(0)?.get::<gst::Fraction>("framerate").ok()
+    }
+
     /// Sets the switch to `fps`; when `wait` and the pipeline plays, returns once frames at
     /// that rate leave the switch (one frame period plus the switch's latency, ~50–100 ms), so
     /// that an encode linked after it never sees the old rate. Errors: the new rate did not
@@ -323,11 +337,7 @@ impl SwitchRate {
             if self.pipeline.current_state() != gst::State::Playing {
                 return Ok(()); // stopping: nothing will flow at either rate
             }
-            let now = self.tee_sink.current_caps().and_then(|c| {
-                c.structure(0)
-                    .and_then(|s| s.get::<gst::Fraction>("framerate").ok())
-            });
-            if now == Some(want) {
+            if self.tee_rate() == Some(want) {
                 return Ok(());
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
@@ -960,12 +970,7 @@ impl Program {
         fanout: Arc<FanOut>,
     ) -> Result<Branch, MediaError> {
         // unique: the bin of a removed encode of the same profile may still be on its way out
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let unique = format!(
-            "{}.{}",
-            branch_name(key),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let unique = format!("{}.{}", branch_name(key), unique_suffix());
         let bin = encode(&unique, &self.format(), out, fanout)?;
         let latency = Arc::new(EncodeLatency::default());
         if let Some(x264) = bin.by_name("x264") {
@@ -985,15 +990,11 @@ impl Program {
             });
         }
         let link = |tee: &gst::Element, kind: &str| -> Result<gst::Pad, MediaError> {
-            let sink = static_pad(bin.upcast_ref(), kind)?;
-            let pad = tee
-                .request_pad_simple("src_%u")
-                .ok_or_else(|| MediaError::Build("no tee pad".into()))?;
-            if let Err(e) = pad.link(&sink) {
-                tee.release_request_pad(&pad);
-                return Err(MediaError::Build(format!("linking the {kind} tee: {e}")));
-            }
-            Ok(pad)
+            link_tee(
+                tee,
+                &static_pad(bin.upcast_ref(), kind)?,
+                &format!("the {kind} tee"),
+            )
         };
         let kbps = out.audio_bitrate_kbps;
         let linked = self.use_aac(kbps).and_then(|aac_tee| {
@@ -1276,11 +1277,7 @@ mod tests {
     /// The program's tee sees `fps` frames per second (polls up to 5 s).
     fn tee_at(program: &Program, fps: i32) -> bool {
         for _ in 0..500 {
-            let now = program.rate.tee_sink.current_caps().and_then(|c| {
-                c.structure(0)
-                    .and_then(|s| s.get::<gst::Fraction>("framerate").ok())
-            });
-            if now == Some(gst::Fraction::new(fps, 1)) {
+            if program.rate.tee_rate() == Some(gst::Fraction::new(fps, 1)) {
                 return true;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
