@@ -252,3 +252,109 @@ end)
         "imported twice"
     );
 }
+
+/// The `session` ids publishing now, with their kbit/s.
+fn sessions(onair: &Onair) -> Vec<(u64, u64)> {
+    onair.status()["sessions"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .map(|s| {
+                    (
+                        s["session"].as_u64().unwrap_or(0),
+                        s["kbps"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Issue 26, hole 1: one AMF0 message nesting thousands of levels overflowed a 2 MiB tokio
+/// worker's stack and aborted the whole process (SIGABRT), before any key check (a command,
+/// type 20) or after a publish (a data message, type 18, which the guard did not read). Each
+/// is now refused on its own connection; the process and the publisher on air are untouched.
+#[test]
+fn deeply_nested_amf_cannot_end_the_process() {
+    let _serial = serial();
+    let mut onair = Onair::start("");
+    let obs = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(
+        wait_until(SWITCH, || sessions(&onair)
+            .iter()
+            .any(|&(_, kbps)| kbps > 0)),
+        "OBS did not publish: {}",
+        onair.log_text()
+    );
+    let before = sessions(&onair);
+    // before any key: ~70 KB, 17 500 levels (a 2 MiB stack overflowed at ~10 000)
+    let attacks: [(&str, u8, Vec<u8>); 3] = [
+        (
+            "connect",
+            20,
+            RawPublisher::deep_amf0("connect", None, 17_500),
+        ),
+        // the "AMF3" command (a leading 0 byte) and data message types, under 16 KiB
+        (
+            "connect",
+            17,
+            [&[0u8][..], &RawPublisher::deep_amf0("connect", None, 4000)].concat(),
+        ),
+        (
+            "@setDataFrame",
+            15,
+            RawPublisher::deep_amf0("@setDataFrame", None, 4000),
+        ),
+    ];
+    for (name, type_id, payload) in attacks {
+        let mut s = TcpStream::connect(("127.0.0.1", onair.rtmp_port)).expect("connect");
+        RawPublisher::handshake(&mut s).expect("handshake");
+        let _ = s.write_all(&RawPublisher::message(type_id, &payload));
+        assert!(
+            RawPublisher::closed_within(&mut s, SWITCH),
+            "type {type_id} {name}: the connection stayed open"
+        );
+        assert!(
+            onair.alive(),
+            "type {type_id} {name} ({} bytes) ended onair:\n{}",
+            payload.len(),
+            onair.log_text()
+        );
+    }
+    // after an accepted publish: @setDataFrame nesting 15 000 levels in 60 KB (under the 64 KiB
+    // cap for data messages), so only the depth limit refuses it
+    let mut raw = RawPublisher::publish(onair.rtmp_port, "live", "test-key-456").expect("publish");
+    let deep = RawPublisher::deep_amf0("@setDataFrame", Some("onMetaData"), 15_000);
+    assert!(deep.len() < 64 << 10);
+    let _ = raw.stream.write_all(&RawPublisher::message(18, &deep));
+    assert!(
+        RawPublisher::closed_within(&mut raw.stream, SWITCH),
+        "the deep data message's connection stayed open"
+    );
+    assert!(
+        onair.alive(),
+        "a deep data message after publish ended onair:\n{}",
+        onair.log_text()
+    );
+    assert!(
+        onair.wait_log("nested deeper than 32 levels", SWITCH),
+        "{}",
+        onair.log_text()
+    );
+    assert!(
+        onair.wait_log("over the 16384 byte limit (before publish)", SWITCH),
+        "{}",
+        onair.log_text()
+    );
+    // the publisher on air is the same session, still sending
+    let ids = |v: &[(u64, u64)]| v.iter().map(|s| s.0).collect::<Vec<_>>();
+    assert!(
+        wait_until(SWITCH, || {
+            let now = sessions(&onair);
+            ids(&now) == ids(&before) && now.iter().all(|s| s.1 > 0)
+        }),
+        "sessions before {before:?}, now {:?}",
+        sessions(&onair)
+    );
+    drop(obs);
+}

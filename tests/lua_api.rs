@@ -426,6 +426,76 @@ fn timer_actions_reach_the_engine_channel() {
     );
 }
 
+/// Real Lua 5.4 bytecode (a function returning 42), made outside any sandbox.
+fn bytecode() -> Vec<u8> {
+    let lua = mlua::Lua::new();
+    let f = lua.load("return 42").into_function().expect("compile");
+    let b = f.dump(false);
+    assert!(b.starts_with(b"\x1bLua"), "{:02x?}", &b[..8]);
+    b
+}
+
+/// Issue 26, hole 2: Lua 5.4 does not verify bytecode, so a chunk from `string.dump` (or a
+/// crafted one) ran inside onair. `load` now takes text only whatever mode is asked,
+/// `string.dump` is gone, and a precompiled script file or `require`d module is refused.
+#[test]
+fn the_sandbox_loads_text_only() {
+    let bc = bytecode();
+    let escaped: String = bc.iter().map(|b| format!("\\{b}")).collect();
+    let script = format!(
+        r#"
+        local bc = "{escaped}"
+        assert(string.dump == nil and ("").dump == nil, "string.dump is gone")
+        for _, args in ipairs({{ {{}}, {{ "x", "b" }}, {{ "x", "bt" }}, {{ "x", "bt", {{}} }} }}) do
+          local f, err = load(bc, table.unpack(args))
+          assert(f == nil and tostring(err):find("binary chunk"), tostring(err))
+        end
+        local chunks = {{ bc }}
+        local f, err = load(function() return table.remove(chunks, 1) end)
+        assert(f == nil and tostring(err):find("binary chunk"), "reader: " .. tostring(err))
+        -- text still loads, with and without an environment
+        assert(load("return 1 + 1")() == 2)
+        assert(load("return x", "c", "t", {{ x = 5 }})() == 5)
+        assert(load("return x", "c", "b", {{ x = 6 }})() == 6)
+        onair.store.set("done", true)
+        "#
+    );
+    let fx = fixture(&[("test.lua", &script)], 8, 2000);
+    fx.wait_done("test.lua");
+    // a precompiled script dropped into scripts.dir, and a precompiled module
+    std::fs::write(fx.path("zz_pre.lua"), &bc).expect("write");
+    std::fs::create_dir_all(fx.path("lib")).expect("mkdir");
+    std::fs::write(fx.path("lib/pre.lua"), &bc).expect("write");
+    std::fs::write(
+        fx.path("zz_req.lua"),
+        r#"local ok, err = pcall(require, "lib.pre")
+        assert(not ok and tostring(err):find("bytecode"), tostring(err))
+        onair.store.set("required", true)"#,
+    )
+    .expect("write");
+    let refused = |name: &str| {
+        fx.script(name).is_some_and(|s| {
+            !s.loaded
+                && s.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("bytecode"))
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || refused("zz_pre.lua")),
+        "{:?}",
+        fx.script("zz_pre.lua")
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || fx.store()["required"] == true),
+        "{:?}",
+        fx.script("zz_req.lua")
+    );
+    // still refused 3 s later (no reload turned it into a load)
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(refused("zz_pre.lua"), "{:?}", fx.script("zz_pre.lua"));
+}
+
 #[test]
 fn script_routes_through_warp() {
     let text = std::fs::read_to_string(lua_dir().join("status_routes_sandbox.lua")).expect("read");

@@ -312,15 +312,18 @@ pub struct IngestConfig {
     /// loopback address. Default false.
     pub allow_any_key: bool,
     /// Milliseconds a connection has from TCP accept to `publish` (handshake and `connect`
-    /// included) before it is closed. Default 10000.
+    /// included) before it is closed. Default 5000 (OBS needs a few round trips: well under 1 s
+    /// on a working link; a stranger holds a connection slot no longer than this).
     pub connect_timeout_ms: u64,
     /// RTMP connections open at once, publishing or not; more are refused at accept. Default 64.
     pub max_connections: u32,
-    /// RTMP connections open at once from one client address. Default 8 (OBS uses 1; a
-    /// reconnecting OBS briefly 2).
+    /// RTMP connections open at once from one client address (an IPv6 client's /64). Default 8
+    /// (OBS uses 1; a reconnecting OBS briefly 2).
     pub max_connections_per_ip: u32,
-    /// Largest RTMP message a publisher may send, in KiB (a video frame is one message: a
-    /// 1080p keyframe at 10 Mbit/s is well under 2 MiB). Default 8192.
+    /// Largest audio or video RTMP message a publisher may send once its publish is accepted,
+    /// in KiB (a video frame is one message: a 1080p keyframe at 10 Mbit/s is well under
+    /// 2 MiB). Default 8192. Before publish every message is capped at 16 KiB, and command
+    /// and data messages at 64 KiB always.
     pub max_message_kib: u32,
 }
 
@@ -331,7 +334,7 @@ impl Default for IngestConfig {
             app: "live".into(),
             keys: Vec::new(),
             allow_any_key: false,
-            connect_timeout_ms: 10_000,
+            connect_timeout_ms: 5_000,
             max_connections: 64,
             max_connections_per_ip: 8,
             max_message_kib: 8192,

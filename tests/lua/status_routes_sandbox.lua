@@ -1,7 +1,8 @@
 -- the sandbox, onair.status and onair.route.
 assert(io == nil and os == nil and debug == nil and package == nil)
 assert(dofile == nil and loadfile == nil)
-assert(load("\27Lua") == nil, "binary chunks are refused")
+assert(load("\27Lua") == nil, "a truncated binary chunk is refused")
+assert(string.dump == nil, "string.dump is gone: no bytecode is made inside the sandbox")
 
 local st = onair.status()
 assert(st.on_air == "fallback" and st.destinations[1].name == "fixture-default")

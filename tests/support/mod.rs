@@ -847,14 +847,11 @@ impl RawPublisher {
         Self::publish_on(stream, app, key)
     }
 
-    fn publish_on(stream: TcpStream, app: &str, key: &str) -> Result<RawPublisher, String> {
+    /// Runs the client side of the RTMP handshake on `stream`. Returns the bytes the server sent
+    /// after it.
+    pub fn handshake(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
         use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-        use rml_rtmp::sessions::{
-            ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
-            PublishRequestType,
-        };
         let e = |e: &dyn std::fmt::Debug| format!("{e:?}");
-        let mut stream = stream;
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .map_err(|x| e(&x))?;
@@ -862,7 +859,7 @@ impl RawPublisher {
         let p0p1 = hs.generate_outbound_p0_and_p1().map_err(|x| e(&x))?;
         stream.write_all(&p0p1).map_err(|x| e(&x))?;
         let mut buf = vec![0u8; 64 * 1024];
-        let leftover = loop {
+        loop {
             let n = stream.read(&mut buf).map_err(|x| e(&x))?;
             if n == 0 {
                 return Err("closed during the handshake".into());
@@ -876,10 +873,80 @@ impl RawPublisher {
                     remaining_bytes,
                 } => {
                     stream.write_all(&response_bytes).map_err(|x| e(&x))?;
-                    break remaining_bytes;
+                    return Ok(remaining_bytes);
                 }
             }
+        }
+    }
+
+    /// One RTMP message as chunks: a SetChunkSize of 128 KiB (so the message goes as one chunk),
+    /// then the message (`type_id`, on chunk stream 3, message stream 1). `payload` ≤ 128 KiB.
+    pub fn message(type_id: u8, payload: &[u8]) -> Vec<u8> {
+        let mut b = vec![0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 2, 0, 0];
+        let len = payload.len() as u32;
+        b.extend_from_slice(&[
+            0x03,
+            0,
+            0,
+            0,
+            (len >> 16) as u8,
+            (len >> 8) as u8,
+            len as u8,
+        ]);
+        b.extend_from_slice(&[type_id, 1, 0, 0, 0]);
+        b.extend_from_slice(payload);
+        b
+    }
+
+    /// An AMF0 payload: the string `name` (and `second` if given), a number, then `levels`
+    /// objects each holding the next under the key "a", never closed (4 bytes a level): what
+    /// a recursive AMF0 reader descends into before it notices the end.
+    pub fn deep_amf0(name: &str, second: Option<&str>, levels: usize) -> Vec<u8> {
+        let mut b = Vec::new();
+        for s in std::iter::once(name).chain(second) {
+            b.push(0x02);
+            b.extend_from_slice(&(s.len() as u16).to_be_bytes());
+            b.extend_from_slice(s.as_bytes());
+        }
+        b.extend_from_slice(&[0x00, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0]);
+        for _ in 0..levels {
+            b.extend_from_slice(&[0x03, 0, 1, b'a']);
+        }
+        b
+    }
+
+    /// Reads until the server closes the connection; `false` if it stays open past `timeout`.
+    pub fn closed_within(stream: &mut TcpStream, timeout: Duration) -> bool {
+        let _ = stream.set_read_timeout(Some(timeout));
+        let mut buf = [0u8; 4096];
+        let since = Instant::now();
+        while since.elapsed() < timeout {
+            match stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false;
+                }
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+
+    fn publish_on(stream: TcpStream, app: &str, key: &str) -> Result<RawPublisher, String> {
+        use rml_rtmp::sessions::{
+            ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
+            PublishRequestType,
         };
+        let e = |e: &dyn std::fmt::Debug| format!("{e:?}");
+        let mut stream = stream;
+        let leftover = Self::handshake(&mut stream)?;
+        let mut buf = vec![0u8; 64 * 1024];
         let (mut session, initial) =
             ClientSession::new(ClientSessionConfig::new()).map_err(|x| e(&x))?;
         let send = |stream: &mut TcpStream, r: ClientSessionResult| -> Result<(), String> {

@@ -5,11 +5,21 @@
 //! (a panic in debug builds, a "capacity overflow" panic in release), an extended timestamp below
 //! 0xFFFFFF on a continuation subtracts past zero too, and an AMF0 command with fewer than three
 //! values (type 20, or type 17, which it parses the same way) panics in
-//! `amf0_command::deserialize`. The guard follows the chunk stream exactly as
+//! `amf0_command::deserialize`; and its AMF0 reader (rml_amf0) recurses once per nesting level,
+//! so one ~70 KB command nesting 10 000 levels overflows the thread's stack and aborts the
+//! process. The guard follows the chunk stream exactly as
 //! that parser does (one payload in progress at a time, headers inherited per chunk stream, the
 //! chunk size changing after a complete SetChunkSize message) and refuses those inputs, and any
-//! message or chunk size over onair's caps, before the parser sees them. What it cannot foresee
-//! is still contained: the ingest catches a panic at the connection boundary.
+//! message or chunk size over onair's caps, before the parser sees them. Every command and data
+//! message (types 15, 17, 18, 20) is walked by [`super::amf::check`], iteratively and at most
+//! [`super::amf::MAX_DEPTH`] levels deep, before rml_amf0 reads it.
+//!
+//! Sizes: until the stream carries a `publish` command, every message is capped at
+//! [`PRE_PUBLISH_MESSAGE_MAX`] (a stranger who never sends a valid key can make onair hold a few
+//! KiB, not megabytes); after it, command, data and protocol control messages stay capped at
+//! [`CONTROL_MESSAGE_MAX`], and only audio, video and aggregate messages may reach
+//! `ingest.max_message_kib`. What the guard cannot foresee is still contained: the ingest
+//! catches a panic at the connection boundary.
 
 use std::collections::HashMap;
 
@@ -19,14 +29,28 @@ const DEFAULT_CHUNK_SIZE: usize = 128;
 const EXTENDED: u32 = 0xFF_FFFF;
 /// RTMP message types the guard reads the payload of.
 const SET_CHUNK_SIZE: u8 = 1;
+const AUDIO: u8 = 8;
+const VIDEO: u8 = 9;
+/// "AMF3" data: rml_rtmp parses it as AMF0, as is.
+const AMF3_DATA: u8 = 15;
 /// "AMF3" commands: rml_rtmp parses them as AMF0 after dropping a leading 0 byte.
 const AMF3_COMMAND: u8 = 17;
+const AMF0_DATA: u8 = 18;
 const AMF0_COMMAND: u8 = 20;
+const AGGREGATE: u8 = 22;
+
+/// The largest message of any type before the stream carries `publish`, bytes. OBS's and
+/// FFmpeg's `connect` (the largest) take well under 1 KiB.
+pub const PRE_PUBLISH_MESSAGE_MAX: usize = 16 << 10;
+/// The largest command, data or protocol control message after `publish`, bytes
+/// (`onMetaData` with an encoder's settings: ~1 KiB).
+pub const CONTROL_MESSAGE_MAX: usize = 64 << 10;
 
 /// Limits for one connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Largest RTMP message, bytes (the header's length field allows 16 MiB).
+    /// Largest audio, video or aggregate message after `publish`, bytes
+    /// (`ingest.max_message_kib`; the header's length field allows 16 MiB).
     pub max_message: usize,
     /// Largest chunk size a peer may set, bytes.
     pub max_chunk_size: usize,
@@ -75,6 +99,8 @@ pub struct ChunkGuard {
     /// The payload itself, for the message types the guard reads.
     payload: Vec<u8>,
     chunk_size: usize,
+    /// Whether a `publish` command went through: media messages may now be large.
+    published: bool,
 }
 
 impl ChunkGuard {
@@ -90,6 +116,7 @@ impl ChunkGuard {
             payload_len: 0,
             payload: Vec::new(),
             chunk_size: DEFAULT_CHUNK_SIZE,
+            published: false,
         }
     }
 
@@ -103,6 +130,12 @@ impl ChunkGuard {
         self.buffer.extend_from_slice(bytes);
         while self.step()? {}
         Ok(())
+    }
+
+    /// Whether the stream carried a `publish` command (large media messages are let through
+    /// from then on). The ingest ends a connection where this holds but no publish was admitted.
+    pub fn saw_publish(&self) -> bool {
+        self.published
     }
 
     /// `n` bytes if that many are buffered.
@@ -163,14 +196,7 @@ impl ChunkGuard {
                     let Some(b) = self.take(3) else {
                         return Ok(false);
                     };
-                    let length = Self::be(b);
-                    if length as usize > self.limits.max_message {
-                        return Err(format!(
-                            "a message of {length} bytes is over the {} byte limit (ingest.max_message_kib)",
-                            self.limits.max_message
-                        ));
-                    }
-                    self.current.length = length;
+                    self.current.length = Self::be(b);
                 }
                 self.stage = Stage::TypeId;
             }
@@ -180,6 +206,7 @@ impl ChunkGuard {
                         return Ok(false);
                     };
                     self.current.type_id = b[0];
+                    self.check_length()?;
                 }
                 self.stage = Stage::StreamId;
             }
@@ -209,6 +236,26 @@ impl ChunkGuard {
         Ok(true)
     }
 
+    /// Refuses a message header announcing more bytes than its type may have now.
+    fn check_length(&self) -> Result<(), String> {
+        let Header {
+            length, type_id, ..
+        } = self.current;
+        let (max, limit) = if !self.published {
+            (PRE_PUBLISH_MESSAGE_MAX, "before publish")
+        } else if matches!(type_id, AUDIO | VIDEO | AGGREGATE) {
+            (self.limits.max_message, "ingest.max_message_kib")
+        } else {
+            (CONTROL_MESSAGE_MAX, "for a command or data message")
+        };
+        if length as usize > max {
+            return Err(format!(
+                "a message of {length} bytes (type {type_id}) is over the {max} byte limit ({limit})"
+            ));
+        }
+        Ok(())
+    }
+
     fn payload_step(&mut self) -> Result<bool, String> {
         let length = self.current.length as usize;
         if self.payload_len > length {
@@ -229,7 +276,10 @@ impl ChunkGuard {
             return Ok(false);
         }
         // only the payloads the guard reads are copied (media chunks are not)
-        if matches!(type_id, SET_CHUNK_SIZE | AMF3_COMMAND | AMF0_COMMAND) {
+        if matches!(
+            type_id,
+            SET_CHUNK_SIZE | AMF3_DATA | AMF3_COMMAND | AMF0_DATA | AMF0_COMMAND
+        ) {
             self.payload
                 .extend_from_slice(&self.buffer[start..start + this_chunk]);
         }
@@ -266,15 +316,21 @@ impl ChunkGuard {
                     [0, rest @ ..] if type_id == AMF3_COMMAND => rest,
                     all => all,
                 };
-                let mut cursor = std::io::Cursor::new(payload);
-                let values = rml_amf0::deserialize(&mut cursor)
+                let shape = super::amf::check(payload)
                     .map_err(|e| format!("an AMF0 command that does not parse: {e}"))?;
-                if values.len() < 3 {
+                if shape.values < 3 {
                     return Err(format!(
                         "an AMF0 command with {} values (name, transaction id and command object are required)",
-                        values.len()
+                        shape.values
                     ));
                 }
+                if shape.name.as_deref() == Some("publish") {
+                    self.published = true;
+                }
+            }
+            AMF0_DATA | AMF3_DATA => {
+                super::amf::check(payload)
+                    .map_err(|e| format!("an AMF0 data message that does not parse: {e}"))?;
             }
             _ => {}
         }
@@ -468,6 +524,66 @@ mod tests {
             refused > 0 && panics_caught > 0,
             "{refused} refused, {panics_caught} panics"
         );
+    }
+
+    /// One message on chunk stream 3 after a SetChunkSize large enough to send it whole.
+    fn message(type_id: u8, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut s = vec![0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0x10, 0, 0];
+        s.extend_from_slice(&[3, 0, 0, 0, (len >> 16) as u8, (len >> 8) as u8, len as u8]);
+        s.extend_from_slice(&[type_id, 1, 0, 0, 0]);
+        s.extend_from_slice(payload);
+        s
+    }
+
+    fn deep(name: &str, levels: usize) -> Vec<u8> {
+        let mut b = vec![2, 0, name.len() as u8];
+        b.extend_from_slice(name.as_bytes());
+        b.extend_from_slice(&[0, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0]);
+        for _ in 0..levels {
+            b.extend_from_slice(&[3, 0, 1, b'a']);
+        }
+        b
+    }
+
+    fn publish() -> Vec<u8> {
+        let body = rml_amf0::serialize(&vec![
+            rml_amf0::Amf0Value::Utf8String("publish".into()),
+            rml_amf0::Amf0Value::Number(5.0),
+            rml_amf0::Amf0Value::Null,
+            rml_amf0::Amf0Value::Utf8String("key".into()),
+        ])
+        .expect("amf0");
+        message(AMF0_COMMAND, &body)
+    }
+
+    /// Issue 26: every command and data type is walked before rml_amf0 recurses into it; the
+    /// sizes follow the publish.
+    #[test]
+    fn deep_amf_and_large_messages_before_publish_are_refused() {
+        for type_id in [AMF3_DATA, AMF3_COMMAND, AMF0_DATA, AMF0_COMMAND] {
+            let e = guard(&message(type_id, &deep("connect", 3000)), &[]).expect_err("refused");
+            assert!(e.contains("nested deeper than 32"), "type {type_id}: {e}");
+            // after publish too, with the payload over the pre-publish cap
+            let mut s = publish();
+            s.extend(message(type_id, &deep("@setDataFrame", 15_000)));
+            let e = guard(&s, &[]).expect_err("refused");
+            assert!(e.contains("nested deeper than 32"), "type {type_id}: {e}");
+            // what a real client sends passes
+            let shallow = [&deep("connect", 2)[..], &[5, 0, 0, 9, 0, 0, 9]].concat();
+            guard(&message(type_id, &shallow), &[]).expect("two levels");
+        }
+        // before publish: 16 KiB for any message; after it 64 KiB for commands, the limit for media
+        let video = vec![0x17u8; 100_000];
+        let e = guard(&message(VIDEO, &video), &[]).expect_err("refused");
+        assert!(e.contains("before publish"), "{e}");
+        let mut s = publish();
+        s.extend(message(VIDEO, &video));
+        guard(&s, &[]).expect("a 100 kB keyframe after publish");
+        let mut s = publish();
+        s.extend(message(AMF0_DATA, &[5u8; 70_000]));
+        let e = guard(&s, &[]).expect_err("refused");
+        assert!(e.contains("command or data"), "{e}");
     }
 
     #[test]

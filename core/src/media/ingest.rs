@@ -113,21 +113,50 @@ pub struct Ingest {
     max_connections: u32,
     max_per_ip: u32,
     open: Mutex<OpenConnections>,
+    refusal_log: Mutex<RefusalLog>,
     chunk_limits: super::chunk_guard::Limits,
     /// Bytes received by sessions that ended, by channel.
     ended_bytes: Mutex<HashMap<String, u64>>,
 }
 
-/// RTMP connections open now, in total and by client address.
+/// RTMP connections open now, in total and by client network ([`client_net`]).
 #[derive(Default)]
 struct OpenConnections {
     total: u32,
     by_ip: HashMap<std::net::IpAddr, u32>,
 }
 
+/// The network a client's connections are counted under for `ingest.max_connections_per_ip`:
+/// an IPv4 address itself (an IPv4-mapped IPv6 address as IPv4), an IPv6 address's /64 (one
+/// customer's prefix: a host picks any of its 2^64 addresses freely, RFC 8981).
+pub fn client_net(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv6Addr};
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
+/// How many refusal lines are logged per [`REFUSAL_LOG_WINDOW`]; the rest are counted and
+/// reported in one line when the next window opens (a flood of hostile connections cannot
+/// flood the log).
+const REFUSAL_LOG_BURST: u32 = 20;
+const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(10);
+
+/// The refusal log's window: when it opened, lines logged in it, refusals not logged.
+struct RefusalLog {
+    since: Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
 /// One open connection's place in [`OpenConnections`], given back on drop.
 struct Slot {
     ingest: Arc<Ingest>,
+    /// The client's network ([`client_net`]).
     ip: std::net::IpAddr,
 }
 
@@ -163,6 +192,11 @@ impl Ingest {
             max_connections: cfg.max_connections,
             max_per_ip: cfg.max_connections_per_ip,
             open: Mutex::default(),
+            refusal_log: Mutex::new(RefusalLog {
+                since: Instant::now(),
+                logged: 0,
+                suppressed: 0,
+            }),
             ended_bytes: Mutex::default(),
             chunk_limits: super::chunk_guard::Limits {
                 max_message: cfg.max_message_kib as usize * 1024,
@@ -173,7 +207,7 @@ impl Ingest {
 
     /// Takes a connection slot for `addr`, or says which limit refuses it.
     fn take_slot(self: &Arc<Self>, addr: SocketAddr) -> Result<Slot, String> {
-        let ip = addr.ip();
+        let ip = client_net(addr.ip());
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let from_ip = open.by_ip.get(&ip).copied().unwrap_or(0);
         if open.total >= self.max_connections {
@@ -184,7 +218,8 @@ impl Ingest {
         }
         if from_ip >= self.max_per_ip {
             return Err(format!(
-                "{from_ip} connections open from {ip} (ingest.max_connections_per_ip)"
+                "{from_ip} connections open from {ip}{} (ingest.max_connections_per_ip)",
+                if ip.is_ipv6() { "/64" } else { "" }
             ));
         }
         open.total += 1;
@@ -318,9 +353,32 @@ impl Ingest {
         self.lock().contains_key(&session)
     }
 
+    /// Counts a refused connection and logs why, at most [`REFUSAL_LOG_BURST`] lines per
+    /// [`REFUSAL_LOG_WINDOW`].
     fn refuse(&self, addr: SocketAddr, why: std::fmt::Arguments<'_>) {
         self.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(client = %addr, "rtmp connection refused: {why}");
+        let mut log = self.refusal_log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.since.elapsed() >= REFUSAL_LOG_WINDOW {
+            if log.suppressed > 0 {
+                tracing::warn!(
+                    suppressed = log.suppressed,
+                    "{} more rtmp connections were refused in {} s without a log line each",
+                    log.suppressed,
+                    log.since.elapsed().as_secs()
+                );
+            }
+            *log = RefusalLog {
+                since: Instant::now(),
+                logged: 0,
+                suppressed: 0,
+            };
+        }
+        if log.logged < REFUSAL_LOG_BURST {
+            log.logged += 1;
+            tracing::warn!(client = %addr, "rtmp connection refused: {why}");
+        } else {
+            log.suppressed += 1;
+        }
     }
 
     async fn connection(self: Arc<Self>, mut stream: TcpStream, addr: SocketAddr) {
@@ -539,6 +597,12 @@ impl Conn {
                 }
                 if let Some(err) = self.session.as_mut().and_then(|s| s.feed.take_error()) {
                     return End::Error(format!("decode failed: {err}"));
+                }
+                // the guard now lets large media messages through: only for an admitted publish
+                if guard.saw_publish() && self.session.is_none() {
+                    return End::Refused(
+                        "a publish command out of order (before connect or createStream)".into(),
+                    );
                 }
             }
             let kick = self.session.as_ref().map(|s| s.kick.clone());

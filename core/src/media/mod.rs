@@ -8,6 +8,7 @@
 //! - `fanout`: one encode to every consumer, each behind its own leaky queue
 //! - `destination`: each destination's connection (RTMP/RTMPS), its own pipeline, reconnecting with backoff
 
+pub mod amf;
 pub mod chunk_guard;
 pub mod decode;
 pub mod destination;

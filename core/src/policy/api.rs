@@ -47,7 +47,32 @@ pub(crate) fn register(lua: &Lua, ctx: &Shared, services: &Arc<Services>) -> mlu
     // the base library's file loaders would reach outside the sandbox
     g.set("dofile", Value::Nil)?;
     g.set("loadfile", Value::Nil)?;
+    text_chunks_only(lua)?;
     g.set("onair", onair)
+}
+
+/// Lua 5.4 runs precompiled bytecode without verifying it, and crafted bytecode reads and
+/// writes memory outside the sandbox (native code inside onair, with its keys and sockets). So
+/// `load` takes text only (its `mode` argument is always "t": a binary chunk returns nil and
+/// "attempt to load a binary chunk (mode is 't')"), and `string.dump`, which makes bytecode, is
+/// gone. Script files and `require`d modules are loaded as text too (`ChunkMode::Text`).
+fn text_chunks_only(lua: &Lua) -> mlua::Result<()> {
+    let g = lua.globals();
+    let string: Table = g.get("string")?;
+    string.set("dump", Value::Nil)?;
+    lua.load(
+        r##"
+        local raw_load, select = ...
+        -- an env argument given as nil is not the same as none (it sets _ENV to nil)
+        load = function(chunk, name, _mode, ...)
+          if select("#", ...) > 0 then return raw_load(chunk, name, "t", (...)) end
+          return raw_load(chunk, name, "t")
+        end
+        "##,
+    )
+    .set_name("=onair sandbox")
+    .set_mode(mlua::chunk::ChunkMode::Text)
+    .call::<()>((g.get::<Function>("load")?, g.get::<Function>("select")?))
 }
 
 /// `onair.on(name, fn)`.
@@ -1035,15 +1060,18 @@ fn register_require(lua: &Lua, services: &Arc<Services>) -> mlua::Result<()> {
         }
         let rel: PathBuf = name.split('.').collect::<PathBuf>().with_extension("lua");
         let path = dir.join(&rel);
-        let src = std::fs::read_to_string(&path).map_err(|e| {
-            rt_err(format!(
-                "require: module {name:?} not found in {}: {e}",
+        if !path.is_file() {
+            return Err(rt_err(format!(
+                "require: module {name:?} not found in {}",
                 dir.display()
-            ))
-        })?;
+            )));
+        }
+        let src = super::script::read_source(&path)
+            .map_err(|e| rt_err(format!("require: module {name:?}: {e}")))?;
         let v: Value = lua
             .load(src)
             .set_name(format!("@{}", path.display()))
+            .set_mode(mlua::chunk::ChunkMode::Text)
             .call(name.as_str())?;
         let v = if v.is_nil() { Value::Boolean(true) } else { v };
         modules.set(name.as_str(), v.clone())?;

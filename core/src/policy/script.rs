@@ -63,6 +63,20 @@ pub struct Services {
     pub time_limit: Duration,
 }
 
+/// The text of a script or module file. `Err` says why not: unreadable, precompiled Lua
+/// bytecode (loaded as text only: Lua does not verify bytecode, and crafted bytecode escapes
+/// the sandbox), or not UTF-8.
+pub(crate) fn read_source(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    if bytes.starts_with(b"\x1bLua") {
+        return Err(
+            "precompiled Lua bytecode is refused: scripts and modules load as source text only"
+                .into(),
+        );
+    }
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))
+}
+
 /// A pending timer of this script.
 #[derive(Debug, Clone)]
 pub(crate) struct Timer {
@@ -146,9 +160,9 @@ impl Script {
         generation: u64,
         services: &Arc<Services>,
     ) -> Result<Script, ScriptError> {
-        let source = std::fs::read_to_string(path).map_err(|e| ScriptError::Read {
+        let source = read_source(path).map_err(|message| ScriptError::Read {
             path: path.display().to_string(),
-            message: e.to_string(),
+            message,
         })?;
         Self::from_source(path, &source, generation, services)
     }
@@ -228,7 +242,10 @@ impl Script {
         };
         let chunk_name = format!("@{}", path.display());
         let ((), actions) = script.call("load", None, |lua| {
-            lua.load(source).set_name(chunk_name).exec()
+            lua.load(source)
+                .set_name(chunk_name)
+                .set_mode(mlua::chunk::ChunkMode::Text)
+                .exec()
         })?;
         script.load_actions = actions;
         lock(&script.ctx).loading = false;
