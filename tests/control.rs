@@ -330,7 +330,8 @@ fn closed_by_default_a_generated_key_and_a_keyed_preview() {
             .expect("spawn");
         let ready = wait_until(Duration::from_secs(60), || {
             std::fs::read_to_string(&log).is_ok_and(|l| l.contains("rtmp ingest ready"))
-                && std::fs::read_to_string(&out).is_ok_and(|o| o.contains("Preview:"))
+                && std::fs::read_to_string(&out)
+                    .is_ok_and(|o| o.contains("Preview:") && o.contains("/#setup="))
         });
         let stdout = std::fs::read_to_string(&out).unwrap_or_default();
         assert!(
@@ -389,23 +390,29 @@ fn closed_by_default_a_generated_key_and_a_keyed_preview() {
     let _ = child.wait();
     let (mut child, stdout, _) = run("second");
     assert!(stdout.contains(&key), "a new key on restart: {stdout}");
-    // no user, no token: the API answers this machine only, by a local name, not via a proxy
+    // no user, no token: closed to every request, a loopback one too (what nginx's plain
+    // `proxy_pass http://127.0.0.1:PORT;` sends for any client on the internet); the one-time
+    // setup link is printed on stdout, never in the log
     let status = format!("http://127.0.0.1:{http}/api/status");
-    assert_eq!(curl(&[&status]).0, 200);
-    assert_eq!(
-        curl(&["-H", "Host: evil.example", &status]).0,
-        401,
-        "a DNS-rebound name"
+    assert_eq!(curl(&[&status]).0, 401, "open to loopback requests");
+    let obs = format!("http://127.0.0.1:{http}/api/channels/default/obs");
+    let (code, body) = curl(&[&obs]);
+    assert_eq!(code, 401, "stream keys handed out: {body}");
+    assert!(!body.contains(&key), "{body}");
+    let switch = format!("http://127.0.0.1:{http}/api/switch");
+    let (code, _) = curl(&["-X", "POST", "-d", r#"{"source":"fallback"}"#, &switch]);
+    assert_eq!(code, 401, "switched without a login");
+    let token = stdout
+        .lines()
+        .find_map(|l| l.split("/#setup=").nth(1))
+        .map(str::trim)
+        .expect("the setup link is printed");
+    assert_eq!(token.len(), 32, "{token:?}");
+    assert!(
+        !log_text().contains(token),
+        "the setup token reached the log"
     );
-    assert_eq!(
-        curl(&["-H", "X-Forwarded-For: 203.0.113.9", &status]).0,
-        401,
-        "through a proxy"
-    );
-    let stop = format!("http://127.0.0.1:{http}/api/channels/default/stop");
-    let (code, _) = curl(&["-X", "POST", "-H", "Origin: https://evil.example", &stop]);
-    assert_eq!(code, 401, "another site's page changing state");
-    // the first user closes it: a login (or a token) from then on
+    // the first user closes the setup: a login (or a token) from then on
     let mut add = std::process::Command::new(onair_bin())
         .args(["user", "add", "ops", "-c", "onair.toml"])
         .current_dir(dir.path())
@@ -426,6 +433,13 @@ fn closed_by_default_a_generated_key_and_a_keyed_preview() {
     );
     let (code, body) = curl(&[&status]);
     assert_eq!(code, 401, "{body}");
+    let setup = format!("http://127.0.0.1:{http}/api/setup");
+    let body = format!(r#"{{"token":"{token}","name":"late","password":"long enough"}}"#);
+    let (code, answer) = curl(&["-X", "POST", "-d", &body, &setup]);
+    assert_eq!(
+        code, 409,
+        "the setup link still works after a user exists: {answer}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 
@@ -449,6 +463,65 @@ fn closed_by_default_a_generated_key_and_a_keyed_preview() {
     let (ok, err) = check("[ingest]\nallow_any_key = true\n");
     assert!(!ok);
     assert!(err.contains("ingest.allow_any_key"), "{err}");
+    let (ok, err) = check("[http]\nlisten = \"0.0.0.0:18089\"\nopen_local = true\n");
+    assert!(!ok);
+    assert!(err.contains("http.open_local"), "{err}");
+}
+
+/// `http.open_local = true` (never the default): with no user and no token, requests made on this
+/// machine to localhost are answered without a login; a proxy's, another name's or another
+/// site's page's are not.
+#[test]
+fn open_local_answers_this_machine_only_when_asked() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rtmp, http) = (free_port(), free_port());
+    std::fs::write(
+        dir.path().join("onair.toml"),
+        format!(
+            "[ingest]\nrtmp_listen = \"127.0.0.1:{rtmp}\"\nkeys = [\"test-key-123\"]\n\
+             [http]\nlisten = \"127.0.0.1:{http}\"\nopen_local = true\n\
+             [output]\nwidth = 640\nheight = 360\nvideo_bitrate_kbps = 800\n"
+        ),
+    )
+    .expect("write config");
+    let log = dir.path().join("log");
+    let mut child = std::process::Command::new(onair_bin())
+        .args(["run", "-c", "onair.toml"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(60), || log_text()
+            .contains("rtmp ingest ready")),
+        "{}",
+        log_text()
+    );
+    assert!(
+        log_text().contains("http.open_local = true"),
+        "{}",
+        log_text()
+    );
+    let status = format!("http://127.0.0.1:{http}/api/status");
+    assert_eq!(curl(&[&status]).0, 200);
+    assert_eq!(
+        curl(&["-H", "Host: evil.example", &status]).0,
+        401,
+        "a DNS-rebound name"
+    );
+    assert_eq!(
+        curl(&["-H", "X-Forwarded-For: 203.0.113.9", &status]).0,
+        401,
+        "through a proxy that says so"
+    );
+    let stop = format!("http://127.0.0.1:{http}/api/channels/default/stop");
+    let (code, _) = curl(&["-X", "POST", "-H", "Origin: https://evil.example", &stop]);
+    assert_eq!(code, 401, "another site's page changing state");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]

@@ -110,6 +110,21 @@ pub struct Auth {
     ttl: Duration,
     failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
     checks: std::sync::atomic::AtomicUsize,
+    /// The one-time setup token while no user exists ([`Auth::setup_token`]).
+    setup: Mutex<Option<String>>,
+}
+
+/// Why `POST /api/setup` did not create the first admin.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("an admin user exists already: sign in")]
+    Done,
+    #[error(
+        "wrong or used setup token: open the setup link onair printed at start (or run `onair user add NAME` on the server)"
+    )]
+    WrongToken,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 /// One password check in progress; frees its slot when dropped.
@@ -171,7 +186,48 @@ impl Auth {
             ttl: session_ttl,
             failures: Mutex::default(),
             checks: Default::default(),
+            setup: Mutex::default(),
         }
+    }
+
+    /// The one-time token of the first-start setup link (Jupyter and Grafana style): while no
+    /// user exists, whoever holds it may create the first admin in the browser
+    /// ([`Auth::setup_first_admin`]). Made on the first call (128 random bits, in memory only:
+    /// a restart makes a new one); `None` once a user exists.
+    pub fn setup_token(&self) -> Result<Option<String>, AuthError> {
+        if self.has_users() {
+            return Ok(None);
+        }
+        let mut setup = self.setup.lock().unwrap_or_else(|p| p.into_inner());
+        if setup.is_none() {
+            *setup = Some(random_hex(16)?);
+        }
+        Ok(setup.clone())
+    }
+
+    /// Creates the first admin user with the setup token; the token is spent on success.
+    /// Errors: `Done` (a user exists), `WrongToken`, `Auth(Invalid)` (name or password; the
+    /// token stays valid for another try).
+    pub fn setup_first_admin(
+        &self,
+        token: &str,
+        name: &str,
+        password: &str,
+    ) -> Result<(), SetupError> {
+        // held across the check and the insert: two requests with the token make one user
+        let mut setup = self.setup.lock().unwrap_or_else(|p| p.into_inner());
+        if self.has_users() {
+            return Err(SetupError::Done);
+        }
+        let valid = setup
+            .as_deref()
+            .is_some_and(|want| crate::http::constant_time_eq(token.as_bytes(), want.as_bytes()));
+        if !valid {
+            return Err(SetupError::WrongToken);
+        }
+        self.add_user(name, password)?;
+        *setup = None;
+        Ok(())
     }
 
     /// Adds an admin user. Errors: `Invalid` (name, or a password shorter than

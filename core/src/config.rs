@@ -482,9 +482,15 @@ pub struct HttpConfig {
     pub preview: bool,
     /// Bearer token for `/api/*` and script routes declared with `{auth=true}` (≥ 16
     /// characters), for scripts and curl; people log in to the control room instead (users made
-    /// with `onair user add NAME`). With neither a token nor a user, the API is open, and only
-    /// when `listen` is loopback; otherwise everything answers 401 until a user exists.
+    /// with `onair user add NAME`, or the first one in the browser through the one-time setup
+    /// link onair prints at start while no user exists). With neither a token nor a user,
+    /// everything answers 401 (unless [`Self::open_local`]).
     pub admin_token: Option<String>,
+    /// With neither a token nor a user, answer requests made on this machine to a loopback
+    /// `listen` without a login. Default false: a reverse proxy on the same machine
+    /// (nginx's plain `proxy_pass http://127.0.0.1:8080;`) makes every outside request look
+    /// local, and no header tells it apart. Only for a machine nothing else can reach.
+    pub open_local: bool,
     /// How long a control-room login lasts, in hours. Default 12.
     pub session_ttl_hours: u32,
     /// Key for `/preview.flv?key=…` (≥ 16 characters; the admin bearer token works too).
@@ -530,6 +536,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             preview: true,
             admin_token: None,
+            open_local: false,
             session_ttl_hours: 12,
             preview_key: None,
             preview_max_viewers: 8,
@@ -867,6 +874,15 @@ impl Config {
             .is_some_and(|t| t.len() < 16)
         {
             return bad("http.admin_token", "must be at least 16 characters".into());
+        }
+        if self.http.open_local && !self.http.listen.ip().is_loopback() {
+            return bad(
+                "http.open_local",
+                format!(
+                    "only with a loopback http.listen ({} is reachable from other machines)",
+                    self.http.listen
+                ),
+            );
         }
         if !(1..=24 * 365).contains(&self.http.session_ttl_hours) {
             return bad(

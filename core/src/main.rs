@@ -175,6 +175,38 @@ fn print_generated(cfg: &Config, g: &Generated) {
     }
 }
 
+/// While no control-room user exists: the one-time link that creates the first admin in the
+/// browser (the token rides in the URL's fragment, which browsers never send, so it stays out of
+/// proxy and server logs), on stdout like the other secrets; the log says where to look.
+fn print_setup_link(cfg: &Config, auth: &onair::auth::Auth) {
+    if cfg.http.open_local && cfg.http.admin_token.is_none() {
+        tracing::warn!(
+            "no control-room user yet and http.open_local = true: the API answers any request made on this machine without a login (never run it behind a reverse proxy); create a user with `onair user add NAME`"
+        );
+        return;
+    }
+    match auth.setup_token() {
+        Ok(Some(token)) => {
+            let host = if cfg.http.listen.ip().is_unspecified() {
+                format!("<this machine's address>:{}", cfg.http.listen.port())
+            } else {
+                cfg.http.listen.to_string()
+            };
+            println!(
+                "Control room setup (no admin user yet; the link works once, until onair restarts):"
+            );
+            println!("  http://{host}/#setup={token}");
+            tracing::info!(
+                "no control-room user yet: open the one-time setup link printed on stdout, or run `onair user add NAME`"
+            );
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "no setup link: create a user with `onair user add NAME`")
+        }
+    }
+}
+
 fn init_media() -> anyhow::Result<()> {
     media::init()?;
     let missing = media::missing_elements();
@@ -540,14 +572,7 @@ async fn serve(
     print_generated(&cfg, &generated);
     tracing::info!("control room: http://{}/", cfg.http.listen);
     if !core.auth.has_users() {
-        tracing::info!(
-            "no control-room user yet: create one with `onair user add NAME`{}",
-            if cfg.http.listen.ip().is_loopback() && cfg.http.admin_token.is_none() {
-                " (until then the API answers only this machine)"
-            } else {
-                ""
-            }
-        );
+        print_setup_link(&cfg, &core.auth);
     }
     tracing::info!("status: http://{}/api/status", cfg.http.listen);
 

@@ -44,8 +44,19 @@ pub struct LoginAnswer {
     pub csrf: String,
 }
 
+/// `POST /api/setup`: the first admin, with the one-time token of the setup link onair prints
+/// on stdout while no user exists (`http://HOST/#setup=TOKEN`).
+#[derive(ToSchema)]
+pub struct SetupBody {
+    /// 32 hex digits, from the setup link.
+    pub token: String,
+    pub name: String,
+    /// At least 8 characters.
+    pub password: String,
+}
+
 /// `GET /api/session`: how this request got in. `auth`: `session` (a login), `token` (the
-/// bearer token) or `open` (a local-only onair with no token and no user).
+/// bearer token) or `open` (`http.open_local = true`, with no token and no user).
 #[derive(ToSchema)]
 pub struct SessionAnswer {
     pub user: Option<String>,
@@ -171,11 +182,11 @@ impl Modify for BearerToken {
         destinations_create, destination_get, destination_patch, destination_delete,
         destination_enable, destination_disable, scripts, plugins, events, preview, openapi_json,
         metrics, channel_fallback, channel_obs, channel_keys_regenerate, media_list, media_upload,
-        media_file, media_thumbnail, media_delete, login, logout, session, profiles,
+        media_file, media_thumbnail, media_delete, login, setup, logout, session, profiles,
         streamer_signup, streamer_login, streamer_logout, streamer_me, streamer_key,
         streamers_list, streamers_create, streamer_patch, streamer_delete, streamer_rekey
     ),
-    components(schemas(ErrorBody, SwitchAccepted, StateAccepted, CreatedChannel, LoginBody,
+    components(schemas(ErrorBody, SwitchAccepted, StateAccepted, CreatedChannel, LoginBody, SetupBody,
         LoginAnswer, SessionAnswer, ObsSettings, NewKeys, StreamerView, StreamerCreate,
         StreamerPatch, StreamerObs)),
     modifiers(&BearerToken),
@@ -405,6 +416,14 @@ fn media_delete() {}
         (status = 401, description = "wrong name or password", body = ErrorBody),
         (status = 429, description = "5 failed logins from this address in the last minute", body = ErrorBody)))]
 fn login() {}
+
+#[utoipa::path(post, path = "/api/setup", tag = "session", security(()),
+    request_body(content = SetupBody, example = json!({"token": "0123456789abcdef0123456789abcdef", "name": "doc", "password": "not the password"})),
+    responses((status = 201, description = "the first admin exists and is logged in; sets the onair_session cookie", body = LoginAnswer),
+        (status = 400, description = "invalid name or password (the token stays valid)", body = ErrorBody),
+        (status = 403, description = "wrong or used setup token", body = ErrorBody),
+        (status = 409, description = "an admin user exists already", body = ErrorBody)))]
+fn setup() {}
 
 #[utoipa::path(post, path = "/api/logout", tag = "session",
     responses((status = 204, description = "the session ended; the cookie is cleared"),

@@ -1,6 +1,8 @@
 //! The modules of onair that read untrusted input, compiled here on their own (they depend on
 //! nothing else of onair), so the fuzz build does not pull in GStreamer or wasmtime.
 
+#[path = "../../core/src/media/amf.rs"]
+pub mod amf;
 #[path = "../../core/src/media/chunk_guard.rs"]
 pub mod chunk_guard;
 #[path = "../../core/src/config.rs"]

@@ -160,7 +160,9 @@ class Onair:
     """The onair binary under test, its config in a temp dir (as tests/support writes it);
     `extra_config` is TOML appended to it (tables such as `[profile.NAME]`)."""
 
-    def __init__(self, procs, root, destination_url, extra_config=""):
+    def __init__(self, procs, root, destination_url, extra_config="", first_start=False):
+        """`first_start`: as a newcomer runs it, with no admin token and no user (its stdout,
+        where the setup link goes, is kept in `self.stdout`)."""
         self.dir = Path(root)
         self.rtmp_port, self.http_port = free_port(), free_port()
         self.data_dir = self.dir / "onair-data"
@@ -171,7 +173,8 @@ class Onair:
             f'data_dir = "{self.data_dir}"\n'
             f'[ingest]\nrtmp_listen = "127.0.0.1:{self.rtmp_port}"\n'
             f'keys = ["{STREAM_KEY}", "test-key-456"]\n\n'
-            f'[http]\nlisten = "127.0.0.1:{self.http_port}"\nadmin_token = "{TOKEN}"\n'
+            f'[http]\nlisten = "127.0.0.1:{self.http_port}"\n'
+            + ('' if first_start else f'admin_token = "{TOKEN}"\n') +
             f'preview_key = "{PREVIEW_KEY}"\n'
             f'[scripts]\ndir = "{self.scripts_dir}"\nstore = "store.json"\n'
             f'[output]\nwidth = {WIDTH}\nheight = {HEIGHT}\nvideo_bitrate_kbps = 800\n'
@@ -179,15 +182,17 @@ class Onair:
             f'[[destination]]\nname = "main"\nurl = "{destination_url}"\n'
             + extra_config
         )
-        add = subprocess.run([ONAIR_BIN_PATH, "user", "add", ADMIN, "-c", str(self.config)],
-                             input=PASSWORD + "\n", text=True, capture_output=True,
-                             cwd=self.dir, timeout=60)
-        assert add.returncode == 0, f"onair user add failed: {add.stdout}{add.stderr}"
+        if not first_start:
+            add = subprocess.run([ONAIR_BIN_PATH, "user", "add", ADMIN, "-c", str(self.config)],
+                                 input=PASSWORD + "\n", text=True, capture_output=True,
+                                 cwd=self.dir, timeout=60)
+            assert add.returncode == 0, f"onair user add failed: {add.stdout}{add.stderr}"
         self.log = self.dir / "onair.log"
+        self.stdout = self.dir / "onair.stdout"
         env = dict(os.environ, RUST_LOG="info")
-        with open(self.log, "wb") as log:
+        with open(self.log, "wb") as log, open(self.stdout, "wb") as out:
             self.proc = procs.spawn([ONAIR_BIN_PATH, "run", "-c", str(self.config)], cwd=self.dir, env=env,
-                                    stdout=subprocess.DEVNULL, stderr=log)
+                                    stdout=out, stderr=log)
         assert wait_until(60, lambda: "rtmp ingest ready" in self.log_text(), 0.2), \
             f"onair did not start:\n{self.log_text()[-4000:]}"
         self.base = f"http://127.0.0.1:{self.http_port}"
@@ -266,13 +271,15 @@ class Stack:
     """nginx as the platform, onair publishing `default` to it as destination `main`, ffmpeg
     publishing testsrc to onair. `extra_config`: TOML appended to onair's config."""
 
-    def __init__(self, root, extra_config=""):
+    def __init__(self, root, extra_config="", first_start=False):
         self.procs = Processes()
         try:
             self.nginx = Nginx(self.procs, root)
-            self.onair = Onair(self.procs, root, self.nginx.url("app", "main"), extra_config)
+            self.onair = Onair(self.procs, root, self.nginx.url("app", "main"), extra_config,
+                               first_start)
             self.publisher = start_publisher(self.procs, self.onair.publish_url())
-            ok = wait_until(30, lambda: self.onair.channel().get("on_air") == "live"
+            # no token on a first start: the platform receiving is the sign it runs
+            ok = wait_until(30, lambda: (first_start or self.onair.channel().get("on_air") == "live")
                             and self.nginx.publishers("app"), 0.25)
             assert ok, f"not live on the platform:\n{self.onair.log_text()[-4000:]}"
         except BaseException:
@@ -287,6 +294,8 @@ class Stack:
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "onair_config(toml): TOML appended to the config of the test's onair (stack)")
+    config.addinivalue_line(
+        "markers", "onair_first_start: the stack's onair has no admin token and no user")
 
 
 @pytest.fixture
@@ -295,7 +304,8 @@ def stack(request):
     config."""
     marker = request.node.get_closest_marker("onair_config")
     root = tempfile.mkdtemp(prefix="onair-ui-")
-    s = Stack(root, marker.args[0] if marker else "")
+    first = request.node.get_closest_marker("onair_first_start") is not None
+    s = Stack(root, marker.args[0] if marker else "", first)
     yield s
     s.procs.kill_all()
     shutil.rmtree(root, ignore_errors=True)

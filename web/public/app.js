@@ -74,12 +74,57 @@ function showLogin(users) {
   $('login-form').querySelector('[name=password]').value = '';
 }
 
+// The first-start setup link: http://HOST/#setup=TOKEN (the fragment never reaches a server
+// or a proxy log). The token is taken out of the address bar at once.
+let setupToken = null;
+
+function showSetup() {
+  $('login').hidden = true;
+  $('nav').hidden = true;
+  $('who').hidden = true;
+  $('setup').hidden = false;
+}
+
+$('setup-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const form = ev.target;
+  const err = $('setup-error');
+  say(err, '');
+  const button = form.querySelector('button');
+  button.disabled = true;
+  try {
+    const r = await post('/api/setup', {
+      token: setupToken,
+      name: form.querySelector('[name=name]').value,
+      password: form.querySelector('[name=password]').value,
+    }, { quiet401: true });
+    setupToken = null;
+    $('setup').hidden = true;
+    showApp({ user: r.user, csrf: r.csrf, auth: 'session' });
+  } catch (e) {
+    say(err, e.message);
+    if (e instanceof ApiError && e.status === 409) {
+      setupToken = null;
+      $('setup').hidden = true;
+      showLogin(undefined);
+    }
+  } finally {
+    button.disabled = false;
+  }
+});
+
 async function boot() {
+  const m = location.hash.match(/^#setup=([0-9a-f]+)$/);
+  if (m) {
+    setupToken = m[1];
+    history.replaceState(null, '', location.pathname + location.search);
+  }
   try {
     const s = await get('/api/session', { quiet401: true });
     showApp(s);
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) {
+      if (setupToken && e.body.setup) { showSetup(); return; }
       showLogin(e.body.users);
     } else {
       showLogin(undefined);

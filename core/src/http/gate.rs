@@ -1,9 +1,11 @@
 //! Who may use the API: the bearer token (`http.admin_token`, for scripts and curl) or a
 //! control-room login (session cookie, plus `X-CSRF-Token` on anything that changes state).
-//! With neither a token nor a user, a local-only onair (loopback `http.listen`) is open; one
-//! reachable from other machines is closed until a user exists.
+//! With neither a token nor a user everything is closed, except the first-start setup
+//! (`POST /api/setup` with the one-time token onair prints as a link), unless `http.open_local`
+//! opens a loopback onair to requests made on this machine (never the default: behind a reverse
+//! proxy on the same machine every request looks local).
 //!
-//! Also the login, logout and session routes.
+//! Also the login, logout, session and setup routes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use warp::Filter;
 use warp::http::{HeaderMap, Method, StatusCode, header};
 
 use super::{API_BODY_MAX, body_up_to, constant_time_eq, error, json_response};
-use crate::auth::{Auth, COOKIE, LoginError, Session};
+use crate::auth::{Auth, COOKIE, LoginError, Session, SetupError};
 
 /// The header that carries a session's CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -22,7 +24,7 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How a request is let in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
-    /// Local-only onair with no token and no user.
+    /// `http.open_local`, with no token and no user.
     Open,
     /// The bearer token.
     Token,
@@ -57,7 +59,8 @@ impl Denied {
 pub struct Gate {
     token: Option<Arc<str>>,
     auth: Option<Arc<Auth>>,
-    loopback: bool,
+    /// `http.open_local` with a loopback `http.listen`.
+    open_local: bool,
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
@@ -81,7 +84,7 @@ fn local_request(
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
 ) -> Result<(), &'static str> {
-    const WHY: &str = "this onair has no user and no token, so it only answers requests made on this machine to localhost, not through a proxy: create a user with `onair user add NAME`, or set http.admin_token";
+    const WHY: &str = "this onair has no user and no token, and http.open_local only answers requests made on this machine to localhost, not through a proxy: create a user with `onair user add NAME`, or set http.admin_token";
     if peer.is_some_and(|p| !p.ip().is_loopback()) {
         return Err(WHY);
     }
@@ -134,12 +137,12 @@ pub(super) fn changes_state(method: &Method) -> bool {
 
 impl Gate {
     /// `token`: `http.admin_token`; `auth`: the users (none in unit tests of script routes);
-    /// `loopback`: whether `http.listen` is a loopback address.
-    pub fn new(token: Option<String>, auth: Option<Arc<Auth>>, loopback: bool) -> Gate {
+    /// `open_local`: `http.open_local` and `http.listen` is a loopback address.
+    pub fn new(token: Option<String>, auth: Option<Arc<Auth>>, open_local: bool) -> Gate {
         Gate {
             token: token.map(Into::into),
             auth,
-            loopback,
+            open_local,
         }
     }
 
@@ -182,14 +185,14 @@ impl Gate {
             return Ok(Access::Session(s));
         }
         let no_users = !self.has_users();
-        if self.token.is_none() && self.loopback && no_users {
+        if self.token.is_none() && self.open_local && no_users {
             return match local_request(method, headers, peer) {
                 Ok(()) => Ok(Access::Open),
                 Err(why) => Err(Denied::Unauthorized(why)),
             };
         }
         Err(Denied::Unauthorized(if no_users {
-            "no admin user yet: create one on the server with `onair user add NAME`, then log in (scripts and curl: the bearer token, http.admin_token)"
+            "no admin user yet: open the one-time setup link onair printed at start, or run `onair user add NAME` on the server, then log in (scripts and curl: the bearer token, http.admin_token)"
         } else {
             "log in to the control room, or send the bearer token (http.admin_token)"
         }))
@@ -213,6 +216,15 @@ impl Gate {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Login {
+    name: String,
+    password: String,
+}
+
+/// `POST /api/setup`: the first admin, made with the one-time setup token.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Setup {
+    token: String,
     name: String,
     password: String,
 }
@@ -328,6 +340,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let login = {
         let auth = auth.clone();
+        let proxies = proxies.clone();
         warp::path!("api" / "login")
             .and(warp::post())
             .and(warp::addr::remote())
@@ -348,6 +361,52 @@ pub fn routes(
                     Ok(s) => with_cookie(
                         json_response(
                             StatusCode::OK,
+                            &serde_json::json!({ "user": s.session.user, "csrf": s.session.csrf }),
+                        ),
+                        session_cookie(&s.token, s.max_age_s, &headers),
+                    ),
+                    Err(e) => login_refused(e, ip, "login"),
+                }
+            })
+    };
+    // the first admin, in the browser: the setup link's token, then a login like /api/login's
+    let setup = {
+        let auth = auth.clone();
+        let proxies = proxies.clone();
+        warp::path!("api" / "setup")
+            .and(warp::post())
+            .and(warp::addr::remote())
+            .and(warp::header::headers_cloned())
+            .and(body_up_to(API_BODY_MAX))
+            .map(move |addr: Option<SocketAddr>, headers: HeaderMap, body: Bytes| {
+                let req: Setup = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            &format!("expected {{\"token\", \"name\", \"password\"}}: {e}"),
+                        );
+                    }
+                };
+                let ip = client_ip(addr, &headers, &proxies);
+                let made = tokio::task::block_in_place(|| {
+                    auth.setup_first_admin(&req.token, &req.name, &req.password)
+                });
+                match made {
+                    Ok(()) => tracing::info!(user = %req.name, client = %ip, "first admin user created with the setup link"),
+                    Err(SetupError::Done) => {
+                        return error(StatusCode::CONFLICT, &SetupError::Done.to_string());
+                    }
+                    Err(SetupError::WrongToken) => {
+                        tracing::warn!(client = %ip, "setup refused: wrong or used setup token");
+                        return error(StatusCode::FORBIDDEN, &SetupError::WrongToken.to_string());
+                    }
+                    Err(SetupError::Auth(e)) => return login_refused(e.into(), ip, "setup"),
+                }
+                match tokio::task::block_in_place(|| auth.login(ip, &req.name, &req.password)) {
+                    Ok(s) => with_cookie(
+                        json_response(
+                            StatusCode::CREATED,
                             &serde_json::json!({ "user": s.session.user, "csrf": s.session.csrf }),
                         ),
                         session_cookie(&s.token, s.max_age_s, &headers),
@@ -400,12 +459,23 @@ pub fn routes(
                     };
                     json_response(
                         StatusCode::UNAUTHORIZED,
-                        &serde_json::json!({ "error": message, "users": auth.user_count() }),
+                        &serde_json::json!({
+                            "error": message,
+                            "users": auth.user_count(),
+                            // a setup link is waiting (its token is never shown here)
+                            "setup": !auth.has_users(),
+                        }),
                     )
                 }
             }
         });
-    login.or(logout).unify().or(session).unify()
+    login
+        .or(setup)
+        .unify()
+        .or(logout)
+        .unify()
+        .or(session)
+        .unify()
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ fn error(status: StatusCode, msg: &str) -> warp::reply::Response {
     json_response(status, &serde_json::json!({ "error": msg }))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -570,7 +570,7 @@ pub fn routes(
     let gate = Gate::new(
         cfg.admin_token.clone(),
         Some(core.auth.clone()),
-        cfg.listen.ip().is_loopback(),
+        cfg.open_local && cfg.listen.ip().is_loopback(),
     );
     let preview = cfg.preview;
     let preview_key: Arc<Option<String>> = Arc::new(cfg.preview_key.clone());

@@ -498,9 +498,9 @@ impl Host {
 }
 
 fn read_source(path: &Path) -> Result<String, ScriptError> {
-    std::fs::read_to_string(path).map_err(|e| ScriptError::Read {
+    super::script::read_source(path).map_err(|message| ScriptError::Read {
         path: path.display().to_string(),
-        message: e.to_string(),
+        message,
     })
 }
 
