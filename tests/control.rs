@@ -389,7 +389,24 @@ fn closed_by_default_a_generated_key_and_a_keyed_preview() {
     let _ = child.kill();
     let _ = child.wait();
     let (mut child, stdout, _) = run("second");
-    assert!(stdout.contains(&key), "a new key on restart: {stdout}");
+    // printed in full only on the start that made it; now redacted, with where it is kept
+    assert!(!stdout.contains(&key), "the key printed again: {stdout}");
+    assert!(
+        stdout.contains(&format!("Stream Key  …{}", &key[key.len() - 4..]))
+            && stdout.contains("stream-key"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("onair-data/stream-key"))
+            .expect("kept")
+            .trim(),
+        key,
+        "a new key on restart"
+    );
+    assert!(
+        !stdout.contains(preview_key),
+        "the preview key printed again: {stdout}"
+    );
     // no user, no token: closed to every request, a loopback one too (what nginx's plain
     // `proxy_pass http://127.0.0.1:PORT;` sends for any client on the internet); the one-time
     // setup link is printed on stdout, never in the log

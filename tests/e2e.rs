@@ -607,7 +607,7 @@ fn check_validates_and_names_the_key() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("destination twitch: rtmp://live.twitch.tv/app/live…cdef"),
+        text.contains("destination twitch: rtmp://live.twitch.tv/app/…cdef"),
         "{text}"
     );
     assert!(!text.contains("live_123456_abcdef"));

@@ -1207,6 +1207,9 @@ impl Channels {
                     message,
                 });
             }
+            if let Some(w) = crate::config::short_stream_key_warning(&format!("channel {id}"), k) {
+                tracing::warn!("{w}");
+            }
             if let Some(other) = map
                 .values()
                 .find(|c| c.id != id && lock(&c.spec).keys.iter().any(|x| x == k))

@@ -122,6 +122,20 @@ pub fn channel_id_error(id: &str) -> Option<String> {
 }
 
 /// Why `key` cannot be a stream key, or `None` when it can.
+/// Stream keys shorter than this are accepted with a warning: onair's own are 32 hex digits
+/// after a prefix (128 bits); a short key can be guessed by anyone who can reach the RTMP port.
+pub const STREAM_KEY_ADVISED_LEN: usize = 16;
+
+/// The warning for a short stream key (`at`: where it is set, e.g. `channel court-1`).
+pub fn short_stream_key_warning(at: &str, key: &str) -> Option<String> {
+    let n = key.chars().count();
+    (n < STREAM_KEY_ADVISED_LEN).then(|| {
+        format!(
+            "{at}: a stream key of {n} characters is easy to guess; use {STREAM_KEY_ADVISED_LEN} or more (with no keys set onair generates one of 37)"
+        )
+    })
+}
+
 pub fn stream_key_error(key: &str) -> Option<String> {
     (key.is_empty() || key.len() > 256 || key.contains('/') || key.chars().any(char::is_whitespace))
         .then(|| "a stream key must be 1 to 256 characters, without '/' or spaces".to_string())

@@ -50,6 +50,11 @@ pub enum DbError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot make {path} readable by its owner only (mode 0600): {source}")]
+    Private {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("database {path}: {source}")]
     Sqlite {
         path: PathBuf,
@@ -73,7 +78,7 @@ pub struct Db {
 impl Db {
     /// Opens (or creates) `data_dir/onair.db` and brings its schema up to date.
     pub fn open(data_dir: &Path) -> Result<Db, DbError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| DbError::CreateDir {
+        crate::secrets::private_dir(data_dir).map_err(|source| DbError::CreateDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
@@ -83,6 +88,17 @@ impl Db {
             source,
         };
         let mut conn = Connection::open(&path).map_err(sql)?;
+        // the platforms' stream keys live here: owner only (SQLite gives its -wal and -shm
+        // files the database's mode; older ones are narrowed too)
+        for file in [
+            DB_FILE.to_string(),
+            format!("{DB_FILE}-wal"),
+            format!("{DB_FILE}-shm"),
+        ] {
+            let p = data_dir.join(file);
+            crate::secrets::private_file(&p)
+                .map_err(|source| DbError::Private { path: p, source })?;
+        }
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -160,6 +176,21 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_database_and_its_folder_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("data");
+        let db = Db::open(&dir).expect("open");
+        db.conn()
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .expect("write");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(DB_FILE)), 0o600);
+        assert_eq!(mode(&dir.join(format!("{DB_FILE}-wal"))), 0o600);
+    }
 
     #[test]
     fn migrates_once_and_refuses_a_newer_schema() {

@@ -106,8 +106,9 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 /// What the user must copy when onair made it: generated stream keys (channel, key, file) and
 /// the preview key.
 struct Generated {
-    stream_keys: Vec<(String, String, PathBuf)>,
-    preview_key: Option<(String, PathBuf)>,
+    /// Channel, key, file, and whether it was made on this start (printed in full only then).
+    stream_keys: Vec<(String, String, PathBuf, bool)>,
+    preview_key: Option<(String, PathBuf, bool)>,
 }
 
 /// Closed by default: a config channel without keys (and `allow_any_key` off) gets one generated
@@ -137,12 +138,12 @@ fn resolve_secrets(
             tracing::info!(channel = %spec.id, file = %path.display(), "no stream keys set: generated one");
         }
         spec.keys = vec![key.clone()];
-        g.stream_keys.push((spec.id.clone(), key, path));
+        g.stream_keys.push((spec.id.clone(), key, path, made));
     }
     if cfg.http.preview && cfg.http.preview_key.is_none() {
-        let (key, _) = load_or_create(&cfg.data_dir, PREVIEW_KEY_FILE, "pv_")?;
+        let (key, made) = load_or_create(&cfg.data_dir, PREVIEW_KEY_FILE, "pv_")?;
         cfg.http.preview_key = Some(key.clone());
-        g.preview_key = Some((key, cfg.data_dir.join(PREVIEW_KEY_FILE)));
+        g.preview_key = Some((key, cfg.data_dir.join(PREVIEW_KEY_FILE), made));
     }
     Ok((specs, g))
 }
@@ -158,20 +159,38 @@ fn obs_server(cfg: &Config) -> String {
     format!("rtmp://{host}:{}/{}", addr.port(), cfg.ingest.app)
 }
 
-/// Prints the generated secrets on stdout (the log only ever shows them redacted).
+/// Prints the generated secrets on stdout (the log only ever shows them redacted): in full on
+/// the start that made them, redacted with the file that holds them on later starts (a
+/// terminal's scrollback or a service's captured stdout should not hold them again and again).
 fn print_generated(cfg: &Config, g: &Generated) {
-    for (channel, key, path) in &g.stream_keys {
+    for (channel, key, path, made) in &g.stream_keys {
         println!("OBS → Settings → Stream (channel {channel})");
         println!("  Service     Custom...");
         println!("  Server      {}", obs_server(cfg));
-        println!("  Stream Key  {key}");
-        println!(
-            "  (generated, kept in {}; set the channel's keys to choose your own)",
-            path.display()
-        );
+        if *made {
+            println!("  Stream Key  {key}");
+            println!(
+                "  (generated now, kept in {}; set the channel's keys to choose your own)",
+                path.display()
+            );
+        } else {
+            println!(
+                "  Stream Key  {} (generated earlier: the whole key is in {}, and in the control room)",
+                onair::redact::key(key),
+                path.display()
+            );
+        }
     }
-    if let Some((key, _)) = &g.preview_key {
-        println!("Preview: http://{}/preview.flv?key={key}", cfg.http.listen);
+    if let Some((key, path, made)) = &g.preview_key {
+        if *made {
+            println!("Preview: http://{}/preview.flv?key={key}", cfg.http.listen);
+        } else {
+            println!(
+                "Preview: http://{}/preview.flv?key=… (the key is in {})",
+                cfg.http.listen,
+                path.display()
+            );
+        }
     }
 }
 
@@ -437,6 +456,14 @@ fn plugin_host(cfg: &Config) -> anyhow::Result<onair::wasm::SharedHost> {
 fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let mut cfg = load_config(path.as_deref())?;
     let (specs, generated) = resolve_secrets(&mut cfg)?;
+    for spec in &specs {
+        for k in &spec.keys {
+            let at = format!("channel {} (onair.toml)", spec.id);
+            if let Some(w) = onair::config::short_stream_key_warning(&at, k) {
+                tracing::warn!("{w}");
+            }
+        }
+    }
     let db = Arc::new(onair::db::Db::open(&cfg.data_dir)?);
     init_media()?;
     let rt = tokio::runtime::Builder::new_multi_thread()

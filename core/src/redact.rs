@@ -1,15 +1,15 @@
 //! Redaction of secrets for logs and API answers: stream keys and key-bearing URLs.
 
-/// Shows only enough of a stream key to tell keys apart: `live_123456_abcdef` → `live_…cdef`.
-/// Keys shorter than 8 characters are fully hidden as `…`.
+/// Shows only enough of a stream key to tell keys apart: its last 4 characters
+/// (`live_123456_abcdef` → `…cdef`). Keys shorter than 12 characters are fully hidden as `…`
+/// (4 shown of fewer than 12 would leave too little to guess).
 pub fn key(k: &str) -> String {
     let chars: Vec<char> = k.chars().collect();
-    if chars.len() < 8 {
+    if chars.len() < 12 {
         return "…".into();
     }
-    let head: String = chars[..(chars.len() / 4).min(5)].iter().collect();
     let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}…{tail}")
+    format!("…{tail}")
 }
 
 /// Redacts the stream key (the last path segment), any user info and any query string of an
@@ -55,16 +55,18 @@ pub fn url(u: &str) -> String {
 mod tests {
     #[test]
     fn keys_keep_only_a_hint() {
-        assert_eq!(super::key("live_123456_abcdef"), "live…cdef");
+        assert_eq!(super::key("live_123456_abcdef"), "…cdef");
         assert_eq!(super::key("short"), "…");
+        assert_eq!(super::key("eleven-char"), "…");
         assert!(!super::key("my-secret-key").contains("secret"));
+        assert!(!super::key("my-secret-key").contains("my"));
     }
 
     #[test]
     fn urls_hide_key_userinfo_and_query() {
         assert_eq!(
             super::url("rtmp://live.twitch.tv/app/live_123_abcdef"),
-            "rtmp://live.twitch.tv/app/liv…cdef"
+            "rtmp://live.twitch.tv/app/…cdef"
         );
         let r = super::url("rtmps://user:pass@host:443/app/sk_us_west_abcdefgh?token=zzz");
         assert!(

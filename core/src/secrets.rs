@@ -64,7 +64,7 @@ pub fn load_or_create(
             Ok((s, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir).map_err(|source| SecretError::CreateDir {
+            private_dir(data_dir).map_err(|source| SecretError::CreateDir {
                 path: data_dir.to_path_buf(),
                 source,
             })?;
@@ -73,6 +73,42 @@ pub fn load_or_create(
             Ok((secret, true))
         }
         Err(source) => Err(SecretError::Read { path, source }),
+    }
+}
+
+/// Creates `dir` (and its parents) as onair's private folder, mode 0700: it holds the database
+/// with the platforms' stream keys, the generated keys and the uploaded media. An existing
+/// folder that others may read or enter is narrowed to 0700 (logged).
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        tracing::info!(
+            dir = %dir.display(),
+            "data_dir was mode {:o}: narrowed to 0700 (it holds the platforms' stream keys)",
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
+/// Narrows `path` to mode 0600 if it exists (the database and its WAL files).
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -115,6 +151,21 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_ne!(generate("").expect("gen"), generate("").expect("gen"));
+    }
+
+    #[test]
+    fn data_dir_is_private_even_when_it_existed_open() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let made = root.path().join("a/b");
+        private_dir(&made).expect("create");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&made), 0o700);
+        let open = root.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        private_dir(&open).expect("narrow");
+        assert_eq!(mode(&open), 0o700);
     }
 
     #[test]
