@@ -7,8 +7,16 @@
 //!   SHA-256 is stored (`sessions`), plus a CSRF token the page sends back in `X-CSRF-Token` on
 //!   every request that changes something. Sessions end at logout or after
 //!   `http.session_ttl_hours`, and survive restarts.
-//! - At most [`MAX_FAILED_LOGINS`] failed logins per client address per minute; the next
-//!   attempt is refused before the password is checked.
+//! - At most [`MAX_FAILED_LOGINS`] failed logins per client network per minute (an IPv4
+//!   address, an IPv6 /64: one host picks any address of its /64 freely), and at most
+//!   [`MAX_FAILED_LOGINS_PER_ACCOUNT`] per existing account from all networks together (a
+//!   botnet cannot try a password per address); the next attempt is refused before the
+//!   password is checked. The tables are bounded: when full, the network whose last attempt is
+//!   oldest is forgotten, so a flood of addresses never locks out a new one.
+//!
+//! The windows are our own rather than a generic rate limiter's (e.g. `governor`) because a
+//! successful login must not count: an attempt is reserved up front (so parallel attempts
+//! cannot all pass before a failure is recorded) and given back on success.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -20,16 +28,20 @@ use rusqlite::OptionalExtension;
 use sha2::Digest;
 
 use crate::db::{Db, DbError};
+use crate::net::client_net;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "onair_session";
-/// Failed logins a client address may make per [`FAILED_LOGIN_WINDOW`].
+/// Failed logins a client network may make per [`FAILED_LOGIN_WINDOW`].
 pub const MAX_FAILED_LOGINS: usize = 5;
+/// Failed logins an existing account may take per [`FAILED_LOGIN_WINDOW`], from all networks.
+pub const MAX_FAILED_LOGINS_PER_ACCOUNT: usize = 10;
 pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
 /// Shortest password `onair user add` takes.
 pub const MIN_PASSWORD_LEN: usize = 8;
-/// Client addresses the failed-login table remembers at once; past this, addresses without a
-/// failure in the last minute are forgotten, and if all have one, new addresses are refused.
+/// Client networks (and accounts) the failed-login tables remember at once; past this, entries
+/// without a failure in the last minute are forgotten, then the one whose last failure is
+/// oldest.
 const MAX_TRACKED_ADDRESSES: usize = 10_000;
 /// Password checks running at once (each takes ~19 MiB and a core for tens of ms); more are
 /// refused, so a login flood cannot starve the stream of memory or CPU.
@@ -61,6 +73,8 @@ pub enum LoginError {
     Wrong,
     #[error("too many failed logins from this address: try again in {retry_in_s} s")]
     Throttled { retry_in_s: u64 },
+    #[error("too many failed logins for this account: try again in {retry_in_s} s")]
+    AccountThrottled { retry_in_s: u64 },
     #[error("too many logins at once: try again in a moment")]
     Busy,
     #[error(transparent)]
@@ -108,7 +122,10 @@ pub struct Auth {
     db: Arc<Db>,
     t: Tables,
     ttl: Duration,
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    /// Recent attempts by client network ([`client_net`]).
+    failures: Mutex<Attempts<IpAddr>>,
+    /// Recent failed attempts by existing account name.
+    account_failures: Mutex<Attempts<String>>,
     checks: std::sync::atomic::AtomicUsize,
     /// The one-time setup token while no user exists ([`Auth::setup_token`]).
     setup: Mutex<Option<String>>,
@@ -184,7 +201,8 @@ impl Auth {
             db,
             t: tables,
             ttl: session_ttl,
-            failures: Mutex::default(),
+            failures: Mutex::new(Attempts::new(MAX_FAILED_LOGINS)),
+            account_failures: Mutex::new(Attempts::new(MAX_FAILED_LOGINS_PER_ACCOUNT)),
             checks: Default::default(),
             setup: Mutex::default(),
         }
@@ -325,6 +343,9 @@ impl Auth {
         // the attempt counts as a failure from the start (taken back on success), so that
         // parallel attempts cannot all pass the check before any failure is recorded
         let attempt = self.reserve_attempt(from)?;
+        let account = self.reserve_account_attempt(name).inspect_err(|_| {
+            self.forget_attempt(from, attempt);
+        })?;
         let stored: Option<String> = self
             .db
             .conn()
@@ -351,9 +372,24 @@ impl Auth {
         }) && stored.is_some();
         if !ok {
             tracing::warn!(user = name, client = %from, "login refused: wrong name or password");
+            if stored.is_none()
+                && let Some(at) = account
+            {
+                // the name does not exist (any more): nothing to protect, nothing to remember
+                self.account_failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .give_back(&name.to_string(), at);
+            }
             return Err(LoginError::Wrong);
         }
         self.forget_attempt(from, attempt);
+        if let Some(at) = account {
+            self.account_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .give_back(&name.to_string(), at);
+        }
         let s = self.open_session(name)?;
         tracing::info!(user = name, client = %from, "logged in");
         Ok(s)
@@ -444,50 +480,110 @@ impl Auth {
         Ok(CheckSlot(&self.checks))
     }
 
-    /// Records an attempt from `from`, or says when it may try again if it already made
-    /// [`MAX_FAILED_LOGINS`] in the last [`FAILED_LOGIN_WINDOW`].
+    /// Records an attempt from `from`'s network, or says when it may try again if it already
+    /// made [`MAX_FAILED_LOGINS`] in the last [`FAILED_LOGIN_WINDOW`].
     fn reserve_attempt(&self, from: IpAddr) -> Result<Instant, LoginError> {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reserve(client_net(from))
+            .map_err(|retry_in_s| LoginError::Throttled { retry_in_s })
+    }
+
+    /// Records an attempt on account `name` if it exists (`None`: no such account, nothing
+    /// recorded), or says when it may be tried again.
+    fn reserve_account_attempt(&self, name: &str) -> Result<Option<Instant>, LoginError> {
+        let exists = self
+            .db
+            .conn()
+            .query_row(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM {} WHERE name = ?1)",
+                    self.t.users
+                ),
+                rusqlite::params![name],
+                |r| r.get::<_, bool>(0),
+            )
+            .unwrap_or(false);
+        if !exists {
+            return Ok(None);
+        }
+        self.account_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reserve(name.to_string())
+            .map(Some)
+            .map_err(|retry_in_s| LoginError::AccountThrottled { retry_in_s })
+    }
+
+    /// Takes back a successful attempt.
+    fn forget_attempt(&self, from: IpAddr, at: Instant) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .give_back(&client_net(from), at);
+    }
+}
+
+/// Attempts per key within [`FAILED_LOGIN_WINDOW`], at most `max` each, for at most
+/// [`MAX_TRACKED_ADDRESSES`] keys.
+struct Attempts<K> {
+    max: usize,
+    by_key: HashMap<K, VecDeque<Instant>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Attempts<K> {
+    fn new(max: usize) -> Self {
+        Attempts {
+            max,
+            by_key: HashMap::new(),
+        }
+    }
+
+    /// Records an attempt for `key`, or `Err(seconds until it may try again)`.
+    fn reserve(&mut self, key: K) -> Result<Instant, u64> {
         let now = Instant::now();
-        let fresh = |q: &VecDeque<Instant>| {
-            q.back()
-                .is_some_and(|t| now.duration_since(*t) < FAILED_LOGIN_WINDOW)
-        };
-        if !map.contains_key(&from) && map.len() >= MAX_TRACKED_ADDRESSES {
-            map.retain(|_, q| fresh(q));
-            if map.len() >= MAX_TRACKED_ADDRESSES {
-                return Err(LoginError::Throttled {
-                    retry_in_s: FAILED_LOGIN_WINDOW.as_secs(),
-                });
+        if !self.by_key.contains_key(&key) && self.by_key.len() >= MAX_TRACKED_ADDRESSES {
+            self.by_key.retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now.duration_since(*t) < FAILED_LOGIN_WINDOW)
+            });
+            if self.by_key.len() >= MAX_TRACKED_ADDRESSES {
+                // never refuse a newcomer because the table is full: forget the stalest key
+                let stalest = self
+                    .by_key
+                    .iter()
+                    .min_by_key(|(_, q)| q.back().copied())
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = stalest {
+                    self.by_key.remove(&k);
+                }
             }
         }
-        let q = map.entry(from).or_default();
+        let q = self.by_key.entry(key).or_default();
         while q
             .front()
             .is_some_and(|t| now.duration_since(*t) >= FAILED_LOGIN_WINDOW)
         {
             q.pop_front();
         }
-        if q.len() >= MAX_FAILED_LOGINS {
+        if q.len() >= self.max {
             let oldest = q.front().copied().unwrap_or(now);
             let left = FAILED_LOGIN_WINDOW.saturating_sub(now.duration_since(oldest));
-            return Err(LoginError::Throttled {
-                retry_in_s: left.as_secs().max(1),
-            });
+            return Err(left.as_secs().max(1));
         }
         q.push_back(now);
         Ok(now)
     }
 
-    /// Takes back a successful attempt.
-    fn forget_attempt(&self, from: IpAddr, at: Instant) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(q) = map.get_mut(&from) {
+    /// Takes back the attempt made at `at`.
+    fn give_back(&mut self, key: &K, at: Instant) {
+        if let Some(q) = self.by_key.get_mut(key) {
             if let Some(i) = q.iter().rposition(|t| *t == at) {
                 q.remove(i);
             }
             if q.is_empty() {
-                map.remove(&from);
+                self.by_key.remove(key);
             }
         }
     }
@@ -589,6 +685,60 @@ mod tests {
         for _ in 0..MAX_FAILED_LOGINS + 2 {
             assert!(a.login(other, "ops", "correct horse").is_ok());
         }
+    }
+
+    /// Issue 26: the limit counted exact addresses (an IPv6 host rotates through its /64 at
+    /// will), a full table refused every new address (the admin locked out), and a botnet
+    /// could try one password per address against one account.
+    #[test]
+    fn limits_count_a_v6_host_by_its_64_never_lock_out_a_newcomer_and_guard_each_account() {
+        let a = auth();
+        a.add_user("ops", "correct horse").expect("add");
+        // 5 failures from 5 addresses of one /64: the 6th address of it is refused
+        for i in 1..=MAX_FAILED_LOGINS {
+            let ip: IpAddr = format!("2001:db8:1:2::{i:x}").parse().expect("ip");
+            assert!(matches!(
+                a.login(ip, "nobody", "nope nope"),
+                Err(LoginError::Wrong)
+            ));
+        }
+        let same_64: IpAddr = "2001:db8:1:2:ffff::1".parse().expect("ip");
+        assert!(matches!(
+            a.login(same_64, "ops", "correct horse"),
+            Err(LoginError::Throttled { .. })
+        ));
+        // the table full of other addresses' recent failures: a new address still gets in
+        {
+            let mut t = a.failures.lock().expect("lock");
+            let now = Instant::now();
+            for i in 0..MAX_TRACKED_ADDRESSES as u32 {
+                let ip = IpAddr::V4(std::net::Ipv4Addr::from_bits(0x0a00_0000 + i));
+                t.by_key.insert(ip, VecDeque::from([now]));
+            }
+        }
+        let newcomer: IpAddr = "192.0.2.77".parse().expect("ip");
+        assert!(
+            a.login(newcomer, "ops", "correct horse").is_ok(),
+            "locked out"
+        );
+        assert!(a.failures.lock().expect("lock").by_key.len() <= MAX_TRACKED_ADDRESSES);
+        // one account, many networks: past its limit even the right password waits
+        for i in 0..MAX_FAILED_LOGINS_PER_ACCOUNT {
+            let ip: IpAddr = format!("198.51.100.{i}").parse().expect("ip");
+            assert!(matches!(
+                a.login(ip, "ops", "wrong wrong"),
+                Err(LoginError::Wrong)
+            ));
+        }
+        let fresh: IpAddr = "203.0.113.5".parse().expect("ip");
+        match a.login(fresh, "ops", "correct horse") {
+            Err(LoginError::AccountThrottled { retry_in_s }) => {
+                assert!((1..=60).contains(&retry_in_s))
+            }
+            other => panic!("expected the account throttled, got {other:?}"),
+        }
+        // names that do not exist are not tracked (no table growth from random names)
+        assert!(a.account_failures.lock().expect("lock").by_key.len() == 1);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod gallery;
 pub mod http;
 pub mod media;
 pub mod metrics;
+pub mod net;
 pub mod openapi;
 pub mod policy;
 pub mod redact;

@@ -205,7 +205,7 @@ impl Gate {
         let gate = self.clone();
         warp::method()
             .and(warp::header::headers_cloned())
-            .and(warp::addr::remote())
+            .and(super::serve::remote())
             .and_then(move |m: Method, h: HeaderMap, peer: Option<SocketAddr>| {
                 let r = gate.check(&m, &h, peer).map_err(warp::reject::custom);
                 async move { r }
@@ -271,6 +271,13 @@ pub(super) fn login_refused(
                 "too many attempts from this address"
             };
             tracing::warn!(client = %ip, "{what} refused: {why}");
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, &e.to_string());
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, retry_in_s.into());
+            r
+        }
+        e @ LoginError::AccountThrottled { retry_in_s } => {
+            tracing::warn!(client = %ip, "{what} refused: too many failed logins for the account");
             let mut r = error(StatusCode::TOO_MANY_REQUESTS, &e.to_string());
             r.headers_mut()
                 .insert(header::RETRY_AFTER, retry_in_s.into());
@@ -343,7 +350,7 @@ pub fn routes(
         let proxies = proxies.clone();
         warp::path!("api" / "login")
             .and(warp::post())
-            .and(warp::addr::remote())
+            .and(super::serve::remote())
             .and(warp::header::headers_cloned())
             .and(body_up_to(API_BODY_MAX))
             .map(move |addr: Option<SocketAddr>, headers: HeaderMap, body: Bytes| {
@@ -375,7 +382,7 @@ pub fn routes(
         let proxies = proxies.clone();
         warp::path!("api" / "setup")
             .and(warp::post())
-            .and(warp::addr::remote())
+            .and(super::serve::remote())
             .and(warp::header::headers_cloned())
             .and(body_up_to(API_BODY_MAX))
             .map(move |addr: Option<SocketAddr>, headers: HeaderMap, body: Bytes| {
@@ -437,7 +444,7 @@ pub fn routes(
         .and(warp::get())
         .and(warp::method())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(super::serve::remote())
         .map(move |m: Method, h: HeaderMap, peer: Option<SocketAddr>| {
             match gate.check(&m, &h, peer) {
                 Ok(Access::Session(s)) => json_response(

@@ -119,25 +119,11 @@ pub struct Ingest {
     ended_bytes: Mutex<HashMap<String, u64>>,
 }
 
-/// RTMP connections open now, in total and by client network ([`client_net`]).
+/// RTMP connections open now, in total and by client network ([`crate::net::client_net`]).
 #[derive(Default)]
 struct OpenConnections {
     total: u32,
     by_ip: HashMap<std::net::IpAddr, u32>,
-}
-
-/// The network a client's connections are counted under for `ingest.max_connections_per_ip`:
-/// an IPv4 address itself (an IPv4-mapped IPv6 address as IPv4), an IPv6 address's /64 (one
-/// customer's prefix: a host picks any of its 2^64 addresses freely, RFC 8981).
-pub fn client_net(ip: std::net::IpAddr) -> std::net::IpAddr {
-    use std::net::{IpAddr, Ipv6Addr};
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1))),
-        },
-    }
 }
 
 /// How many refusal lines are logged per [`REFUSAL_LOG_WINDOW`]; the rest are counted and
@@ -156,7 +142,7 @@ struct RefusalLog {
 /// One open connection's place in [`OpenConnections`], given back on drop.
 struct Slot {
     ingest: Arc<Ingest>,
-    /// The client's network ([`client_net`]).
+    /// The client's network ([`crate::net::client_net`]).
     ip: std::net::IpAddr,
 }
 
@@ -207,7 +193,7 @@ impl Ingest {
 
     /// Takes a connection slot for `addr`, or says which limit refuses it.
     fn take_slot(self: &Arc<Self>, addr: SocketAddr) -> Result<Slot, String> {
-        let ip = client_net(addr.ip());
+        let ip = crate::net::client_net(addr.ip());
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let from_ip = open.by_ip.get(&ip).copied().unwrap_or(0);
         if open.total >= self.max_connections {
