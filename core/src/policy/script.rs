@@ -448,6 +448,165 @@ pub const PATTERN_SUBJECT_MAX: usize = 1 << 20;
 /// The most backtracking quantifiers (`*`, `+`, `-`) one pattern may hold: each can multiply
 /// the work by the subject's length.
 pub const PATTERN_QUANTIFIERS_MAX: usize = 4;
+/// The most matcher steps a pattern call may take by [`pattern_work`]'s worst-case estimate
+/// (Lua's C matcher does some 10^8 simple steps a second here: this is about the default
+/// 100 ms handler time limit, which cannot interrupt C code).
+pub const PATTERN_WORK_MAX: u128 = 20_000_000;
+
+/// One single-character class of a Lua pattern (Lua 5.4 manual §6.4.1).
+#[derive(Debug, Clone, Copy)]
+enum CharClass<'p> {
+    Any,
+    Literal(u8),
+    /// `%a`, `%D`, … (the letter as written).
+    Escape(u8),
+    /// The inside of `[...]`, without the brackets.
+    Set(&'p [u8]),
+}
+
+fn escape_matches(letter: u8, b: u8) -> bool {
+    let m = match letter.to_ascii_lowercase() {
+        b'a' => b.is_ascii_alphabetic(),
+        b'c' => b.is_ascii_control(),
+        b'd' => b.is_ascii_digit(),
+        b'g' => b.is_ascii_graphic(),
+        b'l' => b.is_ascii_lowercase(),
+        b'p' => b.is_ascii_punctuation(),
+        b's' => matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c),
+        b'u' => b.is_ascii_uppercase(),
+        b'w' => b.is_ascii_alphanumeric(),
+        b'x' => b.is_ascii_hexdigit(),
+        _ => return letter == b, // `%.`: the character itself
+    };
+    if letter.is_ascii_uppercase() { !m } else { m }
+}
+
+impl CharClass<'_> {
+    fn matches(&self, b: u8) -> bool {
+        match *self {
+            CharClass::Any => true,
+            CharClass::Literal(c) => c == b,
+            CharClass::Escape(l) => escape_matches(l, b),
+            CharClass::Set(set) => {
+                let (negate, set) = match set {
+                    [b'^', rest @ ..] => (true, rest),
+                    all => (false, all),
+                };
+                let mut i = 0;
+                let mut found = false;
+                while i < set.len() {
+                    if set[i] == b'%' && i + 1 < set.len() {
+                        found |= escape_matches(set[i + 1], b);
+                        i += 2;
+                    } else if i + 2 < set.len() && set[i + 1] == b'-' {
+                        found |= (set[i]..=set[i + 2]).contains(&b);
+                        i += 3;
+                    } else {
+                        found |= set[i] == b;
+                        i += 1;
+                    }
+                }
+                found != negate
+            }
+        }
+    }
+
+    /// The longest run of bytes of `subject` this class matches.
+    fn longest_run(&self, subject: &[u8]) -> usize {
+        let (mut best, mut run) = (0, 0);
+        for &b in subject {
+            run = if self.matches(b) { run + 1 } else { 0 };
+            best = best.max(run);
+        }
+        best
+    }
+}
+
+/// The end of the `[...]` set starting at `i` (the index after `]`), as Lua's `classEnd` reads it.
+fn set_end(p: &[u8], mut i: usize) -> usize {
+    i += 1; // '['
+    if p.get(i) == Some(&b'^') {
+        i += 1;
+    }
+    // a ']' right at the start is a member
+    if p.get(i) == Some(&b']') {
+        i += 1;
+    }
+    while i < p.len() && p[i] != b']' {
+        i += if p[i] == b'%' { 2 } else { 1 };
+    }
+    (i + 1).min(p.len())
+}
+
+/// A worst-case estimate of the steps Lua's matcher takes for `pattern` over `subject` (every
+/// start position, and at each the product of the lengths each backtracking item can take: the
+/// longest run of the subject its class matches, or the whole subject for `%b`), saturating.
+/// A quantified item that ends the pattern never backtracks and is not counted.
+pub fn pattern_work(pattern: &[u8], subject: &[u8]) -> u128 {
+    let n = subject.len() as u128;
+    let (anchored, p) = match pattern {
+        [b'^', rest @ ..] => (true, rest),
+        all => (false, all),
+    };
+    // per backtracking item: its factor, and where it ends (None: counted wherever it stands,
+    // as `%b` scans to its closing character even when it ends the pattern)
+    let mut factors: Vec<(u128, Option<usize>)> = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        let (class, next) = match p[i] {
+            b'(' | b')' => {
+                i += 1;
+                continue;
+            }
+            b'$' if i + 1 == p.len() => break,
+            b'%' => match p.get(i + 1) {
+                Some(b'b') => {
+                    factors.push((n + 1, None));
+                    i += 4;
+                    continue;
+                }
+                Some(b'f') => {
+                    i = set_end(p, i + 2);
+                    continue;
+                }
+                Some(d) if d.is_ascii_digit() => {
+                    i += 2;
+                    continue;
+                }
+                Some(&l) => (CharClass::Escape(l), i + 2),
+                None => break,
+            },
+            b'[' => {
+                let end = set_end(p, i);
+                (
+                    CharClass::Set(&p[(i + 1).min(end)..end.saturating_sub(1).max(i + 1)]),
+                    end,
+                )
+            }
+            b'.' => (CharClass::Any, i + 1),
+            c => (CharClass::Literal(c), i + 1),
+        };
+        match p.get(next) {
+            Some(b'*' | b'+' | b'-') => {
+                factors.push((class.longest_run(subject) as u128 + 1, Some(next + 1)));
+                i = next + 1;
+            }
+            Some(b'?') => {
+                factors.push((2, Some(next + 1)));
+                i = next + 1;
+            }
+            _ => i = next,
+        }
+    }
+    // the rest after the last item is only captures closing: that item never backtracks
+    let last_is_free = |end: usize| p[end.min(p.len())..].iter().all(|&c| c == b')');
+    let per_start = factors
+        .iter()
+        .filter(|(_, end)| !end.is_some_and(last_is_free))
+        .fold(1u128, |acc, (f, _)| acc.saturating_mul(*f));
+    let starts = if anchored { 1 } else { n + 1 };
+    starts.saturating_mul(per_start)
+}
 
 /// Backtracking quantifiers in a Lua pattern (escapes and sets are skipped).
 pub fn pattern_quantifiers(pattern: &[u8]) -> usize {
@@ -457,19 +616,7 @@ pub fn pattern_quantifiers(pattern: &[u8]) -> usize {
         // one single-char class
         match pattern[i] {
             b'%' => i += 2,
-            b'[' => {
-                i += 1;
-                if pattern.get(i) == Some(&b'^') {
-                    i += 1;
-                }
-                if pattern.get(i) == Some(&b']') {
-                    i += 1;
-                }
-                while i < pattern.len() && pattern[i] != b']' {
-                    i += if pattern[i] == b'%' { 2 } else { 1 };
-                }
-                i += 1;
-            }
+            b'[' => i = set_end(pattern, i),
             _ => i += 1,
         }
         if matches!(pattern.get(i), Some(b'*' | b'+' | b'-')) {
@@ -503,11 +650,21 @@ fn bound_patterns(lua: &Lua) -> mlua::Result<()> {
                     )));
                 }
                 if let Some(Value::String(p)) = args.get(1) {
-                    let q = pattern_quantifiers(&p.as_bytes());
+                    let p = p.as_bytes();
+                    let q = pattern_quantifiers(&p);
                     if q > PATTERN_QUANTIFIERS_MAX {
                         return Err(mlua::Error::runtime(format!(
                             "string.{name}: the pattern has {q} repetitions (*, +, -); at most {PATTERN_QUANTIFIERS_MAX} are allowed"
                         )));
+                    }
+                    if let Some(Value::String(subject)) = args.front() {
+                        let work = pattern_work(&p, &subject.as_bytes());
+                        if work > PATTERN_WORK_MAX {
+                            return Err(mlua::Error::runtime(format!(
+                                "string.{name}: this pattern may take up to {work} steps on a subject of {subject_len} bytes (the limit is {PATTERN_WORK_MAX}): anchor it with ^, narrow a repeated class (e.g. [^\"]* instead of .-), split the subject, or use string.find with plain = true",
+                                subject_len = subject.as_bytes().len()
+                            )));
+                        }
                     }
                 }
             }
@@ -520,3 +677,77 @@ fn bound_patterns(lua: &Lua) -> mlua::Result<()> {
 
 /// Decoded HTTP request headers and query, lower-cased names.
 pub type Params = HashMap<String, String>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lua() -> Lua {
+        let lua = Lua::new();
+        bound_patterns(&lua).expect("wrap");
+        lua
+    }
+
+    /// Runs `code` (which returns a boolean) with `s` as the global `s`: `Ok(ms)` or the error.
+    fn run(lua: &Lua, s: &[u8], code: &str) -> Result<f64, String> {
+        lua.globals()
+            .set("s", lua.create_string(s).expect("string"))
+            .expect("set");
+        let t = Instant::now();
+        lua.load(code).exec().map_err(|e| e.to_string())?;
+        Ok(t.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    /// Issue 26: `s:find(".-b")` on a 1 MiB body passed the old limits (one quantifier) and held
+    /// the policy thread for minutes. Patterns whose worst case is within the budget are let
+    /// through, and take about what the budget promises even on subjects made to be bad for them.
+    #[test]
+    fn a_quadratic_pattern_on_a_large_subject_is_refused_before_it_runs() {
+        let lua = lua();
+        let mib = vec![b'a'; 1 << 20];
+        let e = run(&lua, &mib, "s:find('.-b')").expect_err("refused");
+        assert!(e.contains("steps"), "{e}");
+        for code in [
+            "s:match('(.*)x')",
+            "s:gsub('a-b', '')",
+            "for x in s:gmatch('a*b') do end",
+        ] {
+            let e = run(&lua, &mib, code).expect_err(code);
+            assert!(e.contains("steps"), "{code}: {e}");
+        }
+        // common shapes on 1 MiB pass: a literal-led capture, splitting on a separator, anchored
+        let mut json = b"{\"id\":42,".to_vec();
+        json.extend(std::iter::repeat_n(b"\"k\":\"vvvvvvvv\",".as_slice(), 60_000).flatten());
+        for code in [
+            "assert(s:match('\"id\":(%d+)') == '42')",
+            "local n = 0 for x in s:gmatch('[^,]+') do n = n + 1 end assert(n > 1000)",
+            "assert(s:find('^{'))",
+            "assert(s:find('vvvv', 1, true))",
+        ] {
+            let ms = run(&lua, &json, code).unwrap_or_else(|e| panic!("{code}: {e}"));
+            eprintln!("{code}: {ms:.1} ms on {} bytes", json.len());
+        }
+        // the worst allowed: a quadratic pattern on a subject just under the budget
+        let side = (PATTERN_WORK_MAX as f64).sqrt() as usize - 2;
+        let ms = run(&lua, &vec![b'a'; side], "assert(s:find('.-b') == nil)").expect("allowed");
+        eprintln!(".-b on {side} bytes without a b (the budget's worst case): {ms:.1} ms");
+        assert!(
+            run(&lua, &vec![b'a'; side * 2], "s:find('.-b')").is_err(),
+            "twice the side is over the budget"
+        );
+    }
+
+    #[test]
+    fn the_estimate_reads_classes_as_lua_does() {
+        let w = |p: &str, s: &str| pattern_work(p.as_bytes(), s.as_bytes());
+        // a trailing repetition never backtracks
+        assert_eq!(w("a.*", "aaaa"), 5);
+        assert_eq!(w(".-b", "aaaa"), 25);
+        assert_eq!(w("^.-b", "aaaa"), 5);
+        assert_eq!(w("%d+x", "12a345"), 7 * 4);
+        assert_eq!(w("[^,]+,", "ab,cde,f"), 9 * 4);
+        assert_eq!(w("[%a]+1", "ab1"), 4 * 3);
+        assert_eq!(w("(%s*)$", "   "), 4 * 4);
+        assert_eq!(w("%bxy", "abc"), 4 * 4);
+    }
+}
