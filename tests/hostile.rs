@@ -358,3 +358,214 @@ fn deeply_nested_amf_cannot_end_the_process() {
     );
     drop(obs);
 }
+
+/// onair's header read timeout (`core/src/http/serve.rs`, `HEADER_READ_TIMEOUT`).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A response read on its own thread until the server ends it: every byte so far, and whether
+/// it ended.
+struct LongResponse {
+    bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    ended: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LongResponse {
+    /// `GET path` with the admin token, kept open.
+    fn get(port: u16, path: &str) -> LongResponse {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+        )
+        .expect("request");
+        let r = LongResponse {
+            bytes: Default::default(),
+            ended: Default::default(),
+        };
+        let (bytes, ended) = (r.bytes.clone(), r.ended.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 16 << 10];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => bytes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend_from_slice(&buf[..n]),
+                }
+            }
+            ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        r
+    }
+
+    fn len(&self) -> usize {
+        self.bytes.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().unwrap_or_else(|p| p.into_inner())).to_string()
+    }
+
+    fn ended(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Whether the server closed `s` (end of stream or reset); `s` is non-blocking. Bytes it sent
+/// (an error answer) are read and dropped.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// The test process's soft limit on open files.
+fn open_files_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(1024)
+}
+
+/// A slowloris on the HTTP port: 1 000 connections that each send part of a request head, then
+/// a byte a second, and 20 keep-alive connections left idle after one request. onair keeps at
+/// most 512 (`MAX_CONNECTIONS`) open, closing the oldest without a request in progress to let
+/// newer ones in; the API answers and a publish goes on air meanwhile; an SSE stream and the
+/// preview, opened before, keep flowing past the header read timeout; and onair closes every
+/// slow and idle connection by that timeout. Before the fix, warp gave hyper no timer: all of
+/// them stayed open for as long as the client liked.
+#[test]
+fn slow_http_connections_are_closed_and_do_not_lock_out_the_api() {
+    let _serial = serial();
+    let onair = Onair::start("");
+    let port = onair.http_port;
+    let rss_before = rss_kib(onair.pid());
+    let events = LongResponse::get(port, "/api/events");
+    let preview = LongResponse::get(port, &format!("/preview.flv?key={PREVIEW_KEY}"));
+    assert!(
+        wait_until(SWITCH, || preview.len() > 0
+            && events.text().contains("200 OK")),
+        "the preview or the event stream did not start"
+    );
+
+    // 1 000, or fewer when this process may not open that many files (each connection is a
+    // descriptor here, and onair inherits the same limit): room for 200 more
+    let wanted = 1000.min(open_files_limit().saturating_sub(200) as usize);
+    let flood_at = std::time::Instant::now();
+    let mut slow: Vec<(TcpStream, bool)> = (0..wanted)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+            s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ")
+                .ok()?;
+            s.set_nonblocking(true).ok()?;
+            Some((s, true))
+        })
+        .collect();
+    let flood_ms = flood_at.elapsed().as_millis();
+    // keep-alive connections that made one request and then say nothing
+    let mut idle: Vec<(TcpStream, bool)> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.write_all(b"GET /no-such-page HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .expect("request");
+            s.set_read_timeout(Some(SWITCH)).expect("timeout");
+            let mut answer = [0u8; 12];
+            s.read_exact(&mut answer).expect("an answer");
+            s.set_nonblocking(true).expect("non-blocking");
+            (s, true)
+        })
+        .collect();
+    let connected = slow.len();
+    let open_now = |conns: &mut [(TcpStream, bool)]| {
+        for (s, open) in conns.iter_mut() {
+            *open = *open && !closed_by_server(s);
+        }
+        conns.iter().filter(|c| c.1).count()
+    };
+    eprintln!(
+        "{connected} of {wanted} slow connections made in {flood_ms} ms; {} still open after 20 idle ones",
+        open_now(&mut slow)
+    );
+    // onair's cap, once the connections it closed to make room are seen closed here
+    let within_cap = wait_until(Duration::from_secs(2), || {
+        open_now(&mut slow) + open_now(&mut idle) <= 512
+    });
+    let held = open_now(&mut slow) + open_now(&mut idle);
+
+    // while they are open: the API answers, a publish goes on air
+    let asked = std::time::Instant::now();
+    let status = onair.status();
+    eprintln!(
+        "/api/status answered in {} ms with {held} slow and idle connections open; onair RSS {} KiB (before {rss_before} KiB)",
+        asked.elapsed().as_millis(),
+        rss_kib(onair.pid())
+    );
+    assert!(status["sessions"].is_array(), "{status}");
+    let obs = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(
+        wait_until(SWITCH, || !sessions(&onair).is_empty()),
+        "OBS did not publish while slow connections were open: {}",
+        onair.log_text()
+    );
+
+    // a byte a second on each slow one, until onair has closed them all: by the header read
+    // timeout after the last one opened, with generous slack for a busy machine
+    let deadline = flood_at + HEADER_READ_TIMEOUT + Duration::from_secs(20);
+    let preview_then = preview.len();
+    while open_now(&mut slow) + open_now(&mut idle) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+        for (s, open) in slow.iter_mut() {
+            *open = *open && s.write_all(b"a").is_ok();
+        }
+    }
+    let (slow_open, idle_open) = (open_now(&mut slow), open_now(&mut idle));
+    eprintln!(
+        "after {} s: {} of {connected} slow and {} of 20 idle connections closed by onair; onair RSS {} KiB",
+        flood_at.elapsed().as_secs(),
+        connected - slow_open,
+        20 - idle_open,
+        rss_kib(onair.pid())
+    );
+    assert_eq!(
+        (slow_open, idle_open),
+        (0, 0),
+        "slow and idle connections still open {} s after they opened (header read timeout {} s)",
+        flood_at.elapsed().as_secs(),
+        HEADER_READ_TIMEOUT.as_secs()
+    );
+    assert!(
+        within_cap,
+        "{held} slow and idle connections were open at once (the cap is 512)"
+    );
+
+    // the long responses were not cut: the event stream saw the publish, the preview still flows
+    assert!(
+        !events.ended() && events.text().contains("event:publish"),
+        "the event stream ended or missed the publish: {}",
+        events.text()
+    );
+    assert!(!preview.ended(), "the preview was cut");
+    let preview_now = preview.len();
+    assert!(
+        wait_until(SWITCH, || preview.len() > preview_now) && preview_now > preview_then,
+        "the preview stopped flowing"
+    );
+    assert_eq!(onair.status()["sessions"].as_array().map(Vec::len), Some(1));
+    assert!(
+        onair.wait_log("http connections at the cap (512)", SWITCH),
+        "no warn line for the connections over the cap"
+    );
+    drop(obs);
+}

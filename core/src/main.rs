@@ -578,7 +578,8 @@ async fn serve(
 
     tokio::spawn(ingest.serve(rtmp));
     let routes = onair::http::routes(core.clone(), &cfg.http);
-    tokio::spawn(warp::serve(routes).incoming(http).run());
+    let limits = onair::http::serve::Limits::default(); // header read timeout, connection cap
+    tokio::spawn(onair::http::serve::serve(http, routes, limits));
     let engine = tokio::spawn(Engine::new(core.clone()).run(events_rx, publish_rx, commands_rx));
 
     tracing::info!(listen = %cfg.ingest.rtmp_listen, "rtmp ingest ready");

@@ -28,6 +28,7 @@ use crate::policy::{Policy, RouteRequest};
 
 mod gate;
 mod media;
+pub mod serve;
 mod streamers;
 mod ui;
 
@@ -705,7 +706,7 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::method())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(serve::remote())
         .and_then(
             move |channel: Option<Arc<Channel>>, c: Arc<Core>, api: bool, q: HashMap<String, String>, method: warp::http::Method, headers: warp::http::HeaderMap, peer: Option<std::net::SocketAddr>| {
                 let f = channel.as_ref().and_then(|ch| ch.fanout());
@@ -919,7 +920,7 @@ pub fn script_routes(
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(serve::remote())
         .and(warp::body::stream())
         .and_then(
             move |method: warp::http::Method,

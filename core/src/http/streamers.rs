@@ -183,7 +183,7 @@ pub fn routes(
 ) -> Route {
     let request = warp::method()
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote());
+        .and(super::serve::remote());
     let signup = warp::path!("api" / "streamer" / "signup")
         .and(warp::post())
         .and(with_core.clone())
