@@ -78,9 +78,15 @@ fn destinations_change_at_run_time_and_come_back_after_a_restart() {
         640,
         360,
     );
+    // the slate: its background (0x161a24) on most of the picture, and its white text
+    let px: Vec<&[u8]> = frame.chunks_exact(3).collect();
+    let near = |p: &[u8], c: [i32; 3]| p.iter().zip(c).all(|(&v, c)| (i32::from(v) - c).abs() < 20);
+    let background = px.iter().filter(|p| near(p, [0x16, 0x1a, 0x24])).count();
+    let text = px.iter().filter(|p| p.iter().all(|&v| v > 200)).count();
     assert!(
-        frame.iter().any(|&b| b > 0),
-        "the channel preview decoded to black"
+        !px.is_empty() && background * 2 > px.len() && text * 500 > px.len(),
+        "the channel preview does not show the slate: {background} background and {text} white of {} pixels",
+        px.len()
     );
 
     // add one during the show: it connects, "a" is not disturbed

@@ -69,8 +69,7 @@ fn post_big(port: u16, head: &str, body_bytes: u64) -> (u16, u64) {
 #[test]
 fn oversized_bodies_are_refused_before_they_are_read_whole() {
     let _serial = serial();
-    let route =
-        "onair.route('POST', '/hook', function(req) return { json = { n = #req.body } } end)";
+    let route = "onair.route('POST', '/hook', function(req) return { json = { n = #req.body } } end, { auth = false })";
     let onair = Onair::start_with("[scripts]\ndir = \"s\"\nstore = \"store.json\"\n", |dir| {
         std::fs::create_dir_all(dir.join("s")).expect("mkdir");
         std::fs::write(dir.join("s/hook.lua"), route).expect("write");
@@ -189,10 +188,10 @@ fn every_acknowledged_store_write_survives_a_kill_9() {
 onair.route("POST", "/kv/:k", function(req)
   onair.store.set(req.params.k, req.body)
   return { json = { ok = true } }
-end)
+end, { auth = false })
 onair.route("GET", "/kv/:k", function(req)
   return { json = { value = onair.store.get(req.params.k) } }
-end)
+end, { auth = false })
 "#;
     // an older onair's JSON store is imported on first start
     let mut onair = Onair::start_with(
@@ -308,7 +307,12 @@ fn deeply_nested_amf_cannot_end_the_process() {
     ];
     for (name, type_id, payload) in attacks {
         let mut s = TcpStream::connect(("127.0.0.1", onair.rtmp_port)).expect("connect");
-        RawPublisher::handshake(&mut s).expect("handshake");
+        if let Err(e) = RawPublisher::handshake(&mut s) {
+            panic!(
+                "type {type_id} {name}: no handshake ({e}); onair alive: {}",
+                onair.alive()
+            );
+        }
         let _ = s.write_all(&RawPublisher::message(type_id, &payload));
         assert!(
             RawPublisher::closed_within(&mut s, SWITCH),
@@ -566,6 +570,80 @@ fn slow_http_connections_are_closed_and_do_not_lock_out_the_api() {
     assert!(
         onair.wait_log("http connections at the cap (512)", SWITCH),
         "no warn line for the connections over the cap"
+    );
+    drop(obs);
+}
+
+/// Issue 26: 64 hostile connections from one client network (here 127.0.0.2; an IPv6 client is
+/// counted by its /64 the same way, see `net::client_net`), each announcing an 8 MiB message
+/// before any key and sending 4 MiB of it, then holding on, while OBS publishes from another
+/// address: onair buffers none of it (16 KiB before publish), OBS gets on air, and every
+/// hostile connection is gone within the default connect timeout (5 s).
+#[test]
+fn a_hostile_flood_from_one_network_does_not_keep_obs_off_air() {
+    let _serial = serial();
+    let mut onair = Onair::start("");
+    let pid = onair.pid();
+    let rss_before = rss_kib(pid);
+    let port = onair.rtmp_port;
+    let attackers: Vec<_> = (0..64)
+        .map(|_| {
+            std::thread::spawn(move || -> bool {
+                let Ok(mut s) = connect_from("127.0.0.2", port) else {
+                    return true; // refused at once: what the per-network cap is for
+                };
+                if RawPublisher::handshake(&mut s).is_err() {
+                    return true;
+                }
+                // SetChunkSize 128 KiB, then an 8 MiB video message's first 4 MiB
+                let mut m = RawPublisher::message(9, &[]);
+                let at = m.len() - 12 + 4;
+                m[at..at + 3].copy_from_slice(&[0x80, 0, 0]);
+                let _ = s.write_all(&m);
+                let chunk = vec![0x17u8; 128 << 10];
+                for i in 0..32 {
+                    if i > 0 && s.write_all(&[0xC3]).is_err() {
+                        break;
+                    }
+                    if s.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+                RawPublisher::closed_within(&mut s, Duration::from_secs(9))
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_flood = rss_kib(pid);
+    let t0 = std::time::Instant::now();
+    let obs = Publisher::start(&onair.publish_url("test-key-123"), "red");
+    assert!(
+        wait_until(SWITCH, || sessions(&onair)
+            .iter()
+            .any(|&(_, kbps)| kbps > 0)),
+        "OBS did not get on air during the flood:\n{}",
+        onair.log_text()
+    );
+    let on_air_s = t0.elapsed().as_secs_f64();
+    let closed = attackers
+        .into_iter()
+        .filter_map(|a| a.join().ok())
+        .filter(|c| *c)
+        .count();
+    eprintln!(
+        "64 hostile connections from one network: OBS publishing after {on_air_s:.2} s; \
+         {closed} of 64 closed by onair within 9 s; refusal lines logged: {}; \
+         RSS {rss_before} KiB before, {rss_flood} KiB under the flood (before OBS)",
+        onair.log_lines(&["rtmp connection refused"]).len()
+    );
+    assert!(onair.alive());
+    assert_eq!(
+        closed, 64,
+        "hostile connections left open past the connect timeout"
+    );
+    assert!(
+        rss_flood < rss_before + 16 * 1024,
+        "onair buffered the hostile messages: RSS {rss_before} KiB -> {rss_flood} KiB"
     );
     drop(obs);
 }
