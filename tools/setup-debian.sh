@@ -31,7 +31,9 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 # the control room's JavaScript libraries, embedded into the binary at build time
 (cd "$(dirname "$0")/../web" && npm ci --no-audit --no-fund)
-# the browser tests (tests/ui): pytest-playwright in a virtualenv, driving /usr/bin/chromium
+# the browser tests (tests/ui): pytest-playwright in a virtualenv, driving /usr/bin/chromium;
+# the API tests (tests/api): schemathesis
 root="$(cd "$(dirname "$0")/.." && pwd)"
 if [ ! -x "$root/.venv/bin/python" ]; then /usr/bin/python3 -m venv "$root/.venv"; fi
-"$root/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/ui/requirements.txt"
+"$root/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/ui/requirements.txt" \
+    -r "$root/tests/api/requirements.txt"
