@@ -135,7 +135,7 @@ onair.route("GET", "/slow", function()
   local t0 = onair.now()
   while onair.now() - t0 < 40 do end
   return { json = { ok = true } }
-end)
+end, { auth = false })
 "#;
     let onair = start(
         &[

@@ -662,7 +662,7 @@ onair.on("publish", function(ev) onair.switch("live") end)
 onair.on("resume", function(ev) onair.switch("live") end)
 onair.on("unpublish", function(ev) if ev.on_air then onair.switch("fallback") end end)
 onair.on("stall", function(ev) if ev.on_air then onair.switch("fallback") end end)
-onair.route("GET", "/policy", function() return {{ json = {{ version = {n} }} }} end)
+onair.route("GET", "/policy", function() return {{ json = {{ version = {n} }} }} end, {{ auth = false }})
 "#
     )
 }
@@ -810,9 +810,9 @@ fn http_api_and_script_routes_with_curl() {
             dir.join("s/api.lua"),
             r#"onair.route("GET", "/queue/:id", function(req)
   return { json = { id = req.params.id, q = req.query.q } }
-end)
+end, { auth = false })
 onair.route("POST", "/queue", function(req) return { status = 201, json = { got = req.json } } end, { auth = true })
-onair.route("GET", "/fail", function() error("internal detail") end)
+onair.route("GET", "/fail", function() error("internal detail") end, { auth = false })
 onair.route("POST", "/kick/:id", function(req) onair.kick(tonumber(req.params.id), "bye") return { status = 202, json = {} } end)
 "#,
         )
@@ -930,7 +930,7 @@ onair.route("POST", "/kick/:id", function(req) onair.kick(tonumber(req.params.id
         .as_u64()
         .expect("a session");
     assert_eq!(
-        curl(&["-X", "POST", &format!("{base}/kick/{session}")]).0,
+        curl(&["-X", "POST", "-H", &auth, &format!("{base}/kick/{session}")]).0,
         202
     );
     assert!(

@@ -585,6 +585,147 @@ fn script_routes_through_warp() {
     );
 }
 
+/// A `Write` into a shared buffer, for the log lines a test asserts on.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn script_routes_need_auth_by_default_and_answer_sandboxed_without_onairs_headers() {
+    let script = r#"
+onair.route("GET", "/private", function() return { json = { ok = true } } end)
+onair.route("GET", "/public", function() return { json = { ok = true } } end, { auth = false })
+onair.route("GET", "/cookie", function()
+  return { body = "c", headers = {
+    ["Set-Cookie"] = "onair_session=x; Path=/",
+    ["Content-Security-Policy"] = "none",
+    ["Access-Control-Allow-Credentials"] = "true",
+    ["X-Kept"] = "yes",
+  } }
+end, { auth = false })
+onair.route("GET", "/page", function() return { html = "<script>fetch('/api/status')</script>" } end)
+local ok, err = pcall(onair.route, "GET", "/api/open", function() end, { auth = false })
+assert(not ok and tostring(err):find("always need the login or the token"), tostring(err))
+"#;
+    let fx = fixture(&[("sandboxed.lua", script)], 8, 2000);
+    assert!(
+        fx.script("sandboxed.lua")
+            .is_some_and(|s| s.loaded && s.routes.len() == 4),
+        "{:?}",
+        fx.script("sandboxed.lua")
+    );
+    let token = "0123456789abcdef-token";
+    let filter = onair::http::script_routes(
+        fx.policy.clone(),
+        onair::http::Gate::new(Some(token.into()), None, false),
+    );
+    let bearer = format!("Bearer {token}");
+    let log = LogBuf::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        fx.rt.block_on(async {
+            // no opts: the login or the token
+            let r = warp::test::request().path("/private").reply(&filter).await;
+            assert_eq!(r.status(), 401, "a route without opts is public");
+            let r = warp::test::request()
+                .path("/private")
+                .header("authorization", &bearer)
+                .reply(&filter)
+                .await;
+            assert_eq!(r.status(), 200, "{:?}", r.body());
+            assert!(
+                !r.headers().contains_key("access-control-allow-origin"),
+                "a route behind the login is readable from other origins"
+            );
+            assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+
+            // {auth = false}: anyone, and any origin may read it (without credentials)
+            let r = warp::test::request().path("/public").reply(&filter).await;
+            assert_eq!(r.status(), 200, "{:?}", r.body());
+            assert_eq!(r.headers()["access-control-allow-origin"], "*");
+            assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+
+            // the session cookie and the security headers are onair's
+            let r = warp::test::request().path("/cookie").reply(&filter).await;
+            assert_eq!(r.status(), 200);
+            assert!(
+                r.headers().get("set-cookie").is_none(),
+                "a script set {:?}",
+                r.headers().get("set-cookie")
+            );
+            let csp: Vec<_> = r
+                .headers()
+                .get_all("content-security-policy")
+                .iter()
+                .collect();
+            assert_eq!(csp, ["sandbox allow-scripts allow-forms"]);
+            assert!(
+                r.headers()
+                    .get("access-control-allow-credentials")
+                    .is_none()
+            );
+            assert_eq!(r.headers()["access-control-allow-origin"], "*");
+            assert_eq!(r.headers()["x-kept"], "yes", "other headers pass");
+
+            // a page runs sandboxed, in an opaque origin
+            let r = warp::test::request()
+                .path("/page")
+                .header("authorization", &bearer)
+                .reply(&filter)
+                .await;
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+            assert_eq!(
+                r.headers()["content-security-policy"],
+                "sandbox allow-scripts allow-forms"
+            );
+            assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+            // a second answer logs nothing new
+            warp::test::request().path("/cookie").reply(&filter).await;
+        })
+    });
+    let text =
+        String::from_utf8_lossy(&log.0.lock().unwrap_or_else(|p| p.into_inner())).to_string();
+    let dropped: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("a header onair owns was dropped"))
+        .collect();
+    assert_eq!(
+        dropped.len(),
+        3,
+        "one WARN per header, once per route:\n{text}"
+    );
+    for header in [
+        "Set-Cookie",
+        "Content-Security-Policy",
+        "Access-Control-Allow-Credentials",
+    ] {
+        assert!(
+            dropped.iter().any(|l| l.contains("WARN")
+                && l.contains("script=sandboxed.lua")
+                && l.contains("GET /cookie")
+                && l.contains(&format!("header={header}"))),
+            "{header}:\n{text}"
+        );
+    }
+}
+
 #[test]
 fn duplicate_routes_are_reported_and_routes_go_with_their_script() {
     let fx = fixture(

@@ -4,7 +4,8 @@
 -- kicked key is refused for the block time unless the block is toggled off. The queue is stored:
 -- after a restart (or an OBS reconnect) a streamer back within REJOIN_GRACE_S keeps their place.
 -- A streamer is named by their account (sign-up page), else by their redacted stream key.
--- Routes (seed 003's): GET /queue-list (HTML), GET /queue-json, and, admin only,
+-- Routes (seed 003's): public, for streamers and for a browser source showing the queue on
+--   stream: GET /queue-list (HTML), GET /queue-json; for the admin (login or token, the default):
 --   GET /update-timer/:seconds?reset_time=true|false, GET /update-block-toggle/.
 -- Store keys read at load: queue.time_limit_s (600), queue.block_s (120), and queue.obs =
 --   {host=, port=, password=, scene=} to switch OBS to `scene` when a stream ends.
@@ -166,7 +167,7 @@ end
 local ESC = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;" }
 local function escape(s) return (s:gsub('[&<>"]', ESC)) end
 
-onair.route("GET", "/queue-json", function() return { json = entries() } end)
+onair.route("GET", "/queue-json", function() return { json = entries() } end, { auth = false })
 
 onair.route("GET", "/queue-list", function()
   local rows = {}
@@ -178,7 +179,7 @@ onair.route("GET", "/queue-list", function()
     .. "<h1>Queue</h1><table><tr><th>#</th><th>Name</th><th>State</th><th>Waiting for</th><th>Time left</th></tr>"
     .. table.concat(rows) .. "</table><p>Time limit " .. st.time_limit_s .. " s; re-join block "
     .. (st.block and (st.block_s .. " s") or "off") .. "</p>" }
-end)
+end, { auth = false })
 
 onair.route("GET", "/update-timer/:seconds", function(req)
   local s = tonumber(req.params.seconds)
@@ -191,10 +192,10 @@ onair.route("GET", "/update-timer/:seconds", function(req)
   save()
   local left = on_air and math.max(0, s - (onair.now() - on_air_since) // 1000) or nil
   return { json = { time_limit_s = s, time_left_s = left } }
-end, { auth = true })
+end)
 
 onair.route("GET", "/update-block-toggle/", function()
   st.block = not st.block
   save()
   return { json = { block = st.block, block_s = st.block_s } }
-end, { auth = true })
+end)

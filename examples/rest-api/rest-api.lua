@@ -1,5 +1,5 @@
 -- Seed 000's REST API, rebuilt as script routes over onair's own actions. Every route is under
--- /api/, so it needs "Authorization: Bearer <http.admin_token>".
+-- /api/, so it needs "Authorization: Bearer <http.admin_token>" (or a control-room login).
 --   POST /api/start         connect every destination          (seed: start streaming)
 --   POST /api/stop          disconnect every destination       (seed: stop streaming)
 --   POST /api/set_fallback  {"type":"image","filename":"x.jpg"} fallback from MEDIA_DIR

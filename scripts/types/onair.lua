@@ -42,7 +42,10 @@
 ---@field json? any
 ---@field html? string
 ---@field body? string
----@field headers? table<string, string>
+---@field headers? table<string, string> Set-Cookie, CSP, Access-Control-* and onair's other security headers are dropped
+
+---@class onair.RouteOpts
+---@field auth? boolean default true: a login or the admin token is needed; false makes the route public (not allowed under /api/)
 
 ---@class onair.HttpOpts
 ---@field url string http:// or https://
@@ -189,11 +192,14 @@ function onair.log.warn(msg) end
 ---@param msg string
 function onair.log.error(msg) end
 
----Serve an HTTP route while this script is loaded (declare at load time).
+---Serve an HTTP route while this script is loaded (declare at load time). It needs a login or
+---the admin token unless `opts.auth` is false. Every answer is sandboxed
+---(`Content-Security-Policy: sandbox allow-scripts allow-forms`); a public one also carries
+---`Access-Control-Allow-Origin: *`.
 ---@param method "GET"|"POST"|"PUT"|"PATCH"|"DELETE"
 ---@param path string e.g. "/queue/:id"
 ---@param handler fun(req: onair.Request): onair.Response
----@param opts? {auth: boolean}
+---@param opts? onair.RouteOpts
 function onair.route(method, path, handler, opts) end
 
 onair.overlay = {}

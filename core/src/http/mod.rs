@@ -5,8 +5,8 @@
 //! destinations, preview), `GET /api/scripts`, `GET /api/plugins`, `GET /api/events`
 //! (Server-Sent Events). Everything else goes to one
 //! catch-all that looks the request up in the scripts' route table, which the policy host swaps
-//! on every reload. `/api/*` and script routes declared with `{auth=true}` need
-//! `Authorization: Bearer <http.admin_token>` when a token is configured.
+//! on every reload. `/api/*` and every script route not declared `{auth=false}` need a
+//! control-room login or `Authorization: Bearer <http.admin_token>`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -984,12 +984,14 @@ where
         let table = policy.routes.read().unwrap_or_else(|p| p.into_inner());
         table
             .find(method.as_str(), path)
-            .map(|(r, params)| (r.script.clone(), r.index, r.auth, params))
+            .map(|(r, params)| (r.clone(), params))
     };
-    let Some((script, index, auth, params)) = found else {
+    let Some((route, params)) = found else {
         return Ok(None);
     };
-    if auth && let Err(d) = gate.check(&method, headers, peer) {
+    if route.auth
+        && let Err(d) = gate.check(&method, headers, peer)
+    {
         return Ok(Some(d.reply()));
     }
     let length = headers
@@ -1017,23 +1019,69 @@ where
             .collect(),
         body: body.to_vec(),
     };
-    Ok(policy.route(script, index, req).await.map(|r| {
-        let mut resp = warp::reply::Response::new(r.body.into());
-        *resp.status_mut() =
-            StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if let Ok(v) = header::HeaderValue::from_str(&r.content_type) {
-            resp.headers_mut().insert(header::CONTENT_TYPE, v);
-        }
-        for (k, v) in r.headers {
-            if let (Ok(k), Ok(v)) = (
-                header::HeaderName::from_bytes(k.as_bytes()),
-                header::HeaderValue::from_str(&v),
-            ) {
-                resp.headers_mut().insert(k, v);
+    Ok(policy
+        .route(route.script.clone(), route.index, req)
+        .await
+        .map(|r| script_reply(&route, r)))
+}
+
+/// What every script route's answer carries: the page runs in an opaque origin (no access to
+/// the control room's cookies, storage or same-origin API calls), with scripts and forms allowed
+/// so overlay pages still work. Sent with every answer, whatever its content type claims:
+/// only a document (HTML, SVG, XML) is affected, and a script cannot slip a page past it by
+/// labelling it.
+const SCRIPT_CSP: &str = "sandbox allow-scripts allow-forms";
+
+/// A script route's answer as HTTP: the script's status, body and headers, minus the headers
+/// onair owns ([`OWNED_HEADERS`](crate::policy::routes::OWNED_HEADERS), dropped with one WARN per
+/// route, header and generation), plus the sandbox CSP and `nosniff`; a public route also lets
+/// any origin read it (`Access-Control-Allow-Origin: *`, no credentials), which a sandboxed page
+/// needs to fetch from onair at all.
+fn script_reply(
+    route: &crate::policy::routes::Route,
+    r: crate::policy::RouteResponse,
+) -> warp::reply::Response {
+    let mut resp = warp::reply::Response::new(r.body.into());
+    *resp.status_mut() =
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    if let Ok(v) = header::HeaderValue::from_str(&r.content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    for (k, v) in r.headers {
+        if let Some(owned) = crate::policy::routes::owned_header(&k) {
+            if route.first_drop(owned) {
+                tracing::warn!(
+                    script = %route.script,
+                    route = format!("{} {}", route.method, route.pattern),
+                    header = %k,
+                    "script route answer: a header onair owns was dropped (logged once per route, header and reload)"
+                );
             }
+            continue;
         }
-        resp
-    }))
+        if let (Ok(k), Ok(v)) = (
+            header::HeaderName::from_bytes(k.as_bytes()),
+            header::HeaderValue::from_str(&v),
+        ) {
+            h.insert(k, v);
+        }
+    }
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(SCRIPT_CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    if !route.auth {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            header::HeaderValue::from_static("*"),
+        );
+    }
+    resp
 }
 
 /// A broadcast as SSE events; a client that falls behind skips what it missed.

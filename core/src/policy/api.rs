@@ -924,7 +924,8 @@ fn register_overlay(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> 
     onair.set("overlay", overlay)
 }
 
-/// `onair.route(method, path, fn, {auth=bool})`: only while the script loads.
+/// `onair.route(method, path, fn, {auth=bool})`: only while the script loads. A route needs the
+/// login or the token unless it says `{auth = false}`.
 fn register_routes(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> {
     let c = ctx.clone();
     let route = lua.create_function(
@@ -933,7 +934,7 @@ fn register_routes(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> {
                 .map(|o| o.get::<Option<bool>>("auth"))
                 .transpose()?
                 .flatten()
-                .unwrap_or(false);
+                .unwrap_or(true);
             let mut ctx = lock(&c);
             if !ctx.loading {
                 return Err(rt_err(
@@ -946,7 +947,7 @@ fn register_routes(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> {
             let r = super::routes::Route::new(&method, &path, &ctx.script, index, auth)
                 .map_err(|e| rt_err(format!("onair.route: {e}")))?;
             if let Some(d) = ctx.routes.iter().find(|d| {
-                super::routes::Route::new(&d.method, &d.path, "", 0, false)
+                super::routes::Route::new(&d.method, &d.path, "", 0, d.auth)
                     .is_ok_and(|x| x.clashes(&r))
             }) {
                 return Err(rt_err(format!(

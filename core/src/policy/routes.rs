@@ -1,8 +1,11 @@
 //! The table of HTTP routes that scripts declare with `onair.route(method, path, fn)`. The HTTP
 //! server's one catch-all looks requests up here; the policy host swaps the table after every
-//! (re)load, so a route goes away with its script.
+//! (re)load, so a route goes away with its script. Also what a route's answer may not carry
+//! ([`OWNED_HEADERS`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Paths served by onair itself; scripts cannot take them.
 pub const RESERVED: &[&str] = &[
@@ -20,6 +23,45 @@ enum Seg {
     Param(String),
 }
 
+/// Response headers that belong to onair, never to a script: a script route's answer is served
+/// on the control room's origin, so these would reach the admin's browser as onair's own. Names
+/// are lower-case; an entry ending in `*` is a prefix. onair drops them from a script's `headers`
+/// (logged once per route, header and script generation).
+/// - the session: `set-cookie` (`onair_session`, `onair_streamer`), `set-cookie2`,
+///   `clear-site-data` (would log the admin out);
+/// - the origin's security policy, which onair sets itself: `content-security-policy` (the
+///   sandbox), `content-security-policy-report-only`, `x-content-type-options` (nosniff),
+///   `x-frame-options`, `strict-transport-security` (pins the whole host to HTTPS);
+/// - who may read the answer: `access-control-*` (CORS; onair answers `*` on public routes only);
+/// - the framing, which hyper writes: `content-length`, `transfer-encoding`, `connection` (a wrong
+///   length would desynchronise a proxy's connection to onair).
+pub const OWNED_HEADERS: &[&str] = &[
+    "set-cookie",
+    "set-cookie2",
+    "clear-site-data",
+    "content-security-policy",
+    "content-security-policy-report-only",
+    "x-content-type-options",
+    "x-frame-options",
+    "strict-transport-security",
+    "access-control-*",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+];
+
+/// The entry of [`OWNED_HEADERS`] that the response header `name` falls under, if any.
+pub fn owned_header(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_lowercase();
+    OWNED_HEADERS
+        .iter()
+        .copied()
+        .find(|owned| match owned.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == *owned,
+        })
+}
+
 /// One declared route.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -31,8 +73,12 @@ pub struct Route {
     /// The script that owns it, and the handler's index in that script.
     pub script: String,
     pub index: usize,
-    /// Requires the admin bearer token (always true under `/api/`).
+    /// Requires a control-room login or the admin bearer token: the default, and always under
+    /// `/api/`; false only when the script declared `{auth = false}`.
     pub auth: bool,
+    /// The [`OWNED_HEADERS`] already logged as dropped from this route's answers, one bit per
+    /// entry; a reload builds new routes, so the next generation logs again.
+    dropped_logged: Arc<AtomicU32>,
 }
 
 /// Why a route cannot be declared.
@@ -44,6 +90,10 @@ pub enum RouteError {
     BadMethod(String),
     #[error("route {method} {path} is served by onair itself")]
     Reserved { method: String, path: String },
+    #[error(
+        "route {method} {path}: paths under /api/ always need the login or the token; drop {{auth = false}} or choose another path"
+    )]
+    PublicApi { method: String, path: String },
 }
 
 /// A path's segments; one trailing `/` is ignored (`/update-block-toggle/` is
@@ -64,7 +114,7 @@ fn parse(path: &str) -> Option<Vec<Seg>> {
 }
 
 impl Route {
-    /// Validates a declaration.
+    /// Validates a declaration; `auth` is false only for an explicit `{auth = false}`.
     pub fn new(
         method: &str,
         path: &str,
@@ -83,14 +133,31 @@ impl Route {
                 path: path.into(),
             });
         }
+        if !auth && path.starts_with("/api/") {
+            return Err(RouteError::PublicApi {
+                method,
+                path: path.into(),
+            });
+        }
         Ok(Route {
-            auth: auth || path.starts_with("/api/"),
+            auth,
             method,
             pattern: path.into(),
             segs,
             script: script.into(),
             index,
+            dropped_logged: Arc::default(),
         })
+    }
+
+    /// True the first time `owned` (an entry of [`OWNED_HEADERS`]) is dropped from this route's
+    /// answers, so the log says it once per route, header and generation.
+    pub fn first_drop(&self, owned: &str) -> bool {
+        let Some(i) = OWNED_HEADERS.iter().position(|o| *o == owned) else {
+            return false;
+        };
+        let bit = 1u32 << i;
+        self.dropped_logged.fetch_or(bit, Ordering::Relaxed) & bit == 0
     }
 
     /// Two routes clash when a request could match both: same method, same shape.
@@ -195,10 +262,14 @@ mod tests {
     #[test]
     fn api_routes_need_auth_and_reserved_paths_are_refused() {
         assert!(
-            Route::new("GET", "/api/start", "s", 1, false)
+            Route::new("GET", "/api/start", "s", 1, true)
                 .expect("ok")
                 .auth
         );
+        assert!(matches!(
+            Route::new("GET", "/api/start", "s", 1, false),
+            Err(RouteError::PublicApi { .. })
+        ));
         assert!(!Route::new("GET", "/queue", "s", 1, false).expect("ok").auth);
         assert!(matches!(
             Route::new("GET", "/api/status", "s", 1, false),
@@ -206,6 +277,37 @@ mod tests {
         ));
         assert!(Route::new("GET", "queue", "s", 1, false).is_err());
         assert!(Route::new("BREW", "/tea", "s", 1, false).is_err());
+    }
+
+    #[test]
+    fn owned_headers_are_matched_in_any_case_and_logged_once_per_route() {
+        assert_eq!(owned_header("Set-Cookie"), Some("set-cookie"));
+        assert_eq!(
+            owned_header("CONTENT-SECURITY-POLICY"),
+            Some("content-security-policy")
+        );
+        assert_eq!(
+            owned_header("Access-Control-Allow-Credentials"),
+            Some("access-control-*")
+        );
+        assert_eq!(owned_header("content-type"), None);
+        assert_eq!(owned_header("x-custom"), None);
+        assert_eq!(owned_header("set-cookies"), None);
+        assert!(OWNED_HEADERS.len() <= 32, "one bit each in dropped_logged");
+
+        let r = Route::new("GET", "/page", "s", 1, false).expect("ok");
+        assert!(r.first_drop("set-cookie"));
+        assert!(!r.first_drop("set-cookie"));
+        assert!(
+            !r.clone().first_drop("set-cookie"),
+            "clones share the record"
+        );
+        assert!(r.first_drop("access-control-*"));
+        let reloaded = Route::new("GET", "/page", "s", 1, false).expect("ok");
+        assert!(
+            reloaded.first_drop("set-cookie"),
+            "a new generation logs again"
+        );
     }
 
     #[test]
