@@ -63,15 +63,21 @@ pub struct Gate {
     open_local: bool,
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
+/// The value of cookie `name` in the request's `Cookie` headers: its `__Host-` form (set behind
+/// HTTPS, see [`named_cookie`]) first, else the plain one.
 pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+    let pairs = || {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+    };
+    let host = format!("__Host-{name}");
+    pairs()
+        .find(|(k, _)| *k == host)
+        .or_else(|| pairs().find(|(k, _)| *k == name))
         .map(|(_, v)| v)
 }
 
@@ -233,17 +239,24 @@ fn session_cookie(value: &str, max_age_s: u64, headers: &HeaderMap) -> String {
     named_cookie(COOKIE, value, max_age_s, headers)
 }
 
-/// A `Set-Cookie` value for a login cookie: HttpOnly, SameSite=Strict, Secure behind TLS.
+/// A `Set-Cookie` value for a login cookie: HttpOnly, SameSite=Strict; behind TLS also Secure
+/// and named `__Host-NAME` (RFC 6265bis §4.1.3.2: a browser takes it only from a secure origin,
+/// for this host alone and Path=/, so a sibling subdomain or a plain-HTTP page cannot plant or
+/// overwrite it). Over plain HTTP (a LAN, a laptop) a Secure cookie would not be kept: the
+/// plain name.
 pub(super) fn named_cookie(name: &str, value: &str, max_age_s: u64, headers: &HeaderMap) -> String {
     // behind a TLS-terminating proxy the cookie must not travel over plain HTTP
     let secure = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    format!(
-        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{}",
-        if secure { "; Secure" } else { "" }
-    )
+    if secure {
+        format!(
+            "__Host-{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}; Secure"
+        )
+    } else {
+        format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}")
+    }
 }
 
 pub(super) fn with_cookie(mut r: warp::reply::Response, cookie: String) -> warp::reply::Response {
@@ -488,6 +501,27 @@ pub fn routes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn behind_https_the_login_cookie_is_host_prefixed_and_read_first() {
+        let https = headers(&[("x-forwarded-proto", "https")]);
+        let c = named_cookie(COOKIE, "abc", 60, &https);
+        assert!(
+            c.starts_with("__Host-onair_session=abc; Path=/;") && c.ends_with("; Secure"),
+            "{c}"
+        );
+        assert!(!c.contains("Domain"), "{c}");
+        let plain = named_cookie(COOKIE, "abc", 60, &HeaderMap::new());
+        assert!(
+            plain.starts_with("onair_session=abc;") && !plain.contains("Secure"),
+            "{plain}"
+        );
+        // a planted plain cookie does not shadow the __Host- one
+        let h = headers(&[("cookie", "onair_session=planted; __Host-onair_session=real")]);
+        assert_eq!(cookie(&h, COOKIE), Some("real"));
+        let h = headers(&[("cookie", "onair_session=only")]);
+        assert_eq!(cookie(&h, COOKIE), Some("only"));
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
