@@ -551,7 +551,7 @@ fn the_chosen_fallback_and_overlay_layers_are_back_after_a_restart() {
     let script = r#"
         onair.route("POST", "/t/set", function()
           onair.overlay.text("banner", "HELLO", { size = 30, x = 20, y = 20 })
-          onair.set_fallback("brb.png")
+          onair.set_fallback("media/brb.png")
           return { json = {} }
         end, { auth = true })
         onair.route("POST", "/t/clear", function()
@@ -563,8 +563,9 @@ fn the_chosen_fallback_and_overlay_layers_are_back_after_a_restart() {
     let mut onair = Onair::start_with("[scripts]\ndir = \"s\"\nstore = \"store.json\"\n", |dir| {
         std::fs::create_dir_all(dir.join("s")).expect("mkdir");
         std::fs::write(dir.join("s/routes.lua"), script).expect("script");
+        std::fs::create_dir_all(dir.join("media")).expect("mkdir");
         make_media(
-            &dir.join("brb.png"),
+            &dir.join("media/brb.png"),
             &[
                 "-f",
                 "lavfi",
@@ -611,6 +612,133 @@ fn the_chosen_fallback_and_overlay_layers_are_back_after_a_restart() {
         (vec![], "slate".to_string()),
         "a cleared choice stays cleared"
     );
+}
+
+#[test]
+fn paths_outside_the_roots_are_refused_where_actions_run() {
+    let _serial = serial();
+    // a script asks for files outside the media roots (the working directory is not one: only
+    // media/, the gallery and the scripts folder are), one through a symlink in media/
+    let script = r#"
+        onair.route("POST", "/t/good", function()
+          onair.set_fallback("media/brb.png")
+          onair.overlay.set("pic", { png = "media/brb.png", width = 64, height = 36 })
+          return { json = {} }
+        end, { auth = true })
+        onair.route("POST", "/t/bad", function()
+          onair.set_fallback("outside.png")
+          onair.set_fallback("media/link.png")
+          onair.switch("fallback", { media = "onair-data/outside.png", reason = "bad media" })
+          onair.overlay.set("spy", { png = "outside.png" })
+          onair.overlay.text("font", "x", { font = "outside.png" })
+          return { json = {} }
+        end, { auth = true })
+    "#;
+    let onair = Onair::start_with("[scripts]\ndir = \"s\"\nstore = \"store.json\"\n", |dir| {
+        std::fs::create_dir_all(dir.join("s")).expect("mkdir");
+        std::fs::write(dir.join("s/routes.lua"), script).expect("script");
+        std::fs::create_dir_all(dir.join("media")).expect("mkdir");
+        std::fs::create_dir_all(dir.join("onair-data")).expect("mkdir");
+        let png = |p: &std::path::Path, colour: &str| {
+            make_media(
+                p,
+                &[
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    &format!("color=c={colour}:s=640x360"),
+                    "-frames:v",
+                    "1",
+                ],
+            )
+        };
+        png(&dir.join("media/brb.png"), "purple");
+        // valid pictures: today's onair would put them on air
+        png(&dir.join("outside.png"), "red");
+        png(&dir.join("onair-data/outside.png"), "red");
+        std::os::unix::fs::symlink(dir.join("outside.png"), dir.join("media/link.png"))
+            .expect("symlink");
+    });
+    let state = |o: &Onair| {
+        let c = o.get_json("/api/channels/default");
+        let mut layers: Vec<String> = c["overlay"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        layers.sort();
+        (layers, c["fallback"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(onair.call("POST", "/t/good", "").0, 200);
+    let good = |o: &Onair| {
+        let (layers, fallback) = state(o);
+        layers == ["pic"] && fallback.ends_with("media/brb.png")
+    };
+    assert!(wait_until(SWITCH, || good(&onair)), "{:?}", state(&onair));
+
+    assert_eq!(onair.call("POST", "/t/bad", "").0, 200);
+    // the channel's worker runs them in order: the font is the last
+    assert!(
+        wait_until(SWITCH, || onair
+            .log_lines(&["overlay layer not shown", "font folders"])
+            .len()
+            == 1),
+        "{}",
+        onair.log_text()
+    );
+    let refused = |needle: &str| onair.log_lines(&[needle, "media.roots"]).len();
+    assert_eq!(
+        refused("fallback media refused, the fallback is unchanged"),
+        3,
+        "{}",
+        onair.log_text()
+    );
+    assert_eq!(refused("(the switch goes ahead)"), 1);
+    assert_eq!(refused("overlay layer not shown"), 2);
+    let (layers, fallback) = state(&onair);
+    assert_eq!(layers, ["pic"], "a refused layer was shown");
+    assert!(
+        fallback.ends_with("media/brb.png"),
+        "fallback changed: {fallback}"
+    );
+
+    // the API's fallback choice passes the same gate
+    let outside = onair.dir.path().join("outside.png");
+    onair.call(
+        "POST",
+        "/api/channels/default/fallback",
+        &serde_json::json!({ "media": outside }).to_string(),
+    );
+    assert!(
+        state(&onair).1.ends_with("media/brb.png"),
+        "{:?}",
+        state(&onair)
+    );
+
+    // a recording added at run time outside recording.roots: 400 naming the key, nothing kept
+    let (code, body) = onair.call(
+        "POST",
+        "/api/channels/default/destinations",
+        r#"{"name": "rec", "url": "file:///etc/onair-test/{utc}.mp4"}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["field"], "url", "{body}");
+    assert!(
+        body.to_string().contains("recording.roots"),
+        "the error names the key: {body}"
+    );
+    assert!(!std::path::Path::new("/etc/onair-test").exists());
+    let rec = onair.dir.path().join("onair-data/recordings");
+    let (code, body) = onair.call(
+        "POST",
+        "/api/channels/default/destinations",
+        &serde_json::json!({ "name": "rec", "url": format!("file://{}/{{utc}}.mp4", rec.display()) })
+            .to_string(),
+    );
+    assert_eq!(code, 201, "data_dir/recordings is a root: {body}");
 }
 
 /// `GET /metrics` with the token, parsed by a Prometheus text parser.

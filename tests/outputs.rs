@@ -723,6 +723,16 @@ fn at_a_real_split_the_oldest_file_goes_when_the_recording_passes_max_total_gib(
     let _serial = serial();
     let rec = tempfile::tempdir().expect("tempdir");
     let url = format!("file://{}/{{channel}}-{{utc}}.mp4", rec.path().display());
+    // a file onair did not write, named like its recordings and older than all of them: never
+    // counted, never deleted
+    let foreign = rec.path().join("default-2001-01-01T00-00-00Z.mp4");
+    std::fs::write(&foreign, vec![7u8; 100_000]).expect("write");
+    let ours = || -> Vec<std::path::PathBuf> {
+        mp4s(rec.path())
+            .into_iter()
+            .filter(|p| *p != foreign)
+            .collect()
+    };
     // 0.00004 GiB = 42 950 bytes: less than a second of this stream, so the first file is over
     // the limit long before the split, and it is the only one that may go
     let onair = Onair::start(&format!(
@@ -730,11 +740,11 @@ fn at_a_real_split_the_oldest_file_goes_when_the_recording_passes_max_total_gib(
     ));
     let _p = Publisher::start(&onair.publish_url("test-key-123"), "red");
     assert!(
-        wait_until(SWITCH, || mp4s(rec.path()).len() == 1),
+        wait_until(SWITCH, || ours().len() == 1),
         "a file is opened:\n{}",
         onair.log_text()
     );
-    let first = mp4s(rec.path())[0].clone();
+    let first = ours()[0].clone();
     // the file being written is never deleted, however far over the limit it is
     std::thread::sleep(Duration::from_secs(5));
     assert!(
@@ -756,7 +766,7 @@ fn at_a_real_split_the_oldest_file_goes_when_the_recording_passes_max_total_gib(
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains(&first.display().to_string()), "{lines:?}");
     assert!(!first.exists(), "the first file is gone");
-    let files = mp4s(rec.path());
+    let files = ours();
     assert_eq!(files.len(), 1, "only the file being written: {files:?}");
     let second = files[0].clone();
     let size = std::fs::metadata(&second).map(|m| m.len()).unwrap_or(0);
@@ -766,8 +776,13 @@ fn at_a_real_split_the_oldest_file_goes_when_the_recording_passes_max_total_gib(
         std::fs::metadata(&second).is_ok_and(|m| m.len() > size),
         "the new file is written on"
     );
-    assert_eq!(mp4s(rec.path()), vec![second.clone()]);
+    assert_eq!(ours(), vec![second.clone()]);
     assert_eq!(onair.log_lines(&[deleted]).len(), 1);
+    assert_eq!(
+        std::fs::read(&foreign).map(|b| b.len()).ok(),
+        Some(100_000),
+        "a file onair did not write was touched"
+    );
     decode_mp4(&second);
 }
 
@@ -870,8 +885,10 @@ fn a_recordings_options_change_at_run_time_are_checked_and_survive_a_restart() {
     let _serial = serial();
     let rec = tempfile::tempdir().expect("tempdir");
     let nginx = Nginx::start();
+    // a recording added at run time writes under recording.roots
     let mut onair = Onair::start(&format!(
-        "[[destination]]\nname = \"platform\"\nurl = \"{}\"\n",
+        "[recording]\nroots = [\"{}\"]\n[[destination]]\nname = \"platform\"\nurl = \"{}\"\n",
+        rec.path().display(),
         nginx.url("app", "out")
     ));
     let base = "/api/channels/default/destinations";

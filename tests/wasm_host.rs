@@ -266,13 +266,28 @@ fn a_guest_allocating_past_the_cap_is_refused() {
     );
 }
 
+/// `relaxed()` with `grants` for plugin `name`.
+fn granted(name: &str, grants: &[&str]) -> PluginLimits {
+    let caps = grants
+        .iter()
+        .map(|g| g.parse().expect("capability"))
+        .collect();
+    PluginLimits {
+        grants: [(name.to_string(), caps)].into_iter().collect(),
+        ..relaxed()
+    }
+}
+
 #[test]
 fn policy_plugins_of_0_1_0_0_2_0_and_0_3_0_loaded_together_all_act() {
-    let (_d, host) = host_with(&[
-        ("priority_failover", "priority-failover"),
-        ("channel_policy", "channel-policy"),
-        ("recording_policy", "recording-policy"),
-    ]);
+    let (_d, host) = host_with_limits(
+        &[
+            ("priority_failover", "priority-failover"),
+            ("channel_policy", "channel-policy"),
+            ("recording_policy", "recording-policy"),
+        ],
+        granted("recording-policy", &["destinations"]),
+    );
     let info = host.info();
     let versions: Vec<(&str, Option<&str>, bool)> = info
         .iter()
@@ -348,6 +363,34 @@ fn policy_plugins_of_0_1_0_0_2_0_and_0_3_0_loaded_together_all_act() {
         ]
     );
     assert!(host.info().iter().all(|i| i.last_error.is_none()));
+}
+
+#[test]
+fn destination_add_without_the_destinations_grant_is_refused_naming_the_plugin() {
+    // granted everything else: `network` is WASI's sockets, not the right to add destinations
+    let (_d, host) = host_with_limits(
+        &[("recording_policy", "recording-policy")],
+        granted("recording-policy", &["network", "env"]),
+    );
+    assert!(
+        host.on_event(&publish()).is_empty(),
+        "a plugin without the grant added destinations"
+    );
+    let info = host.info();
+    let err = info[0].last_error.clone().unwrap_or_default();
+    assert!(
+        err.contains("destination-add")
+            && err.contains("\"recording-policy\"")
+            && err.contains("destinations"),
+        "{err}"
+    );
+    assert!(info[0].loaded, "the plugin keeps running: {info:?}");
+    // a grant for another plugin is not this one's
+    let (_d, host) = host_with_limits(
+        &[("recording_policy", "recording-policy")],
+        granted("scoreboard", &["destinations"]),
+    );
+    assert!(host.on_event(&publish()).is_empty());
 }
 
 #[test]

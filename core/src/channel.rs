@@ -12,6 +12,10 @@
 //! but edits and deletes answer [`ChannelError::OwnedByFile`]); one created at run time belongs
 //! to the database.
 //!
+//! Paths: every action a channel executes, from the API, Lua or a plugin, passes
+//! [`Confinement::screen`] first (fallback media, overlay PNGs and fonts under the media roots),
+//! and a recording it creates must write under the recording roots ([`crate::roots`]).
+//!
 //! Lock order: [`Channels::map`] before a channel's `running`, before its `spec`.
 
 use std::collections::BTreeMap;
@@ -33,6 +37,7 @@ use crate::media::encodes::Encodes;
 use crate::media::fallback::Fallback;
 use crate::media::ingest::{Ingest, Route, Router, SessionStatus};
 use crate::media::program::{EventSink, Program};
+use crate::roots::{Confinement, RootError};
 
 /// Why a channel operation was refused. Each maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +200,8 @@ pub struct Channel {
     deleted: std::sync::atomic::AtomicBool,
     /// The layer JSON last written to the database, by name (`None`: removed).
     kept_layers: Mutex<std::collections::HashMap<String, Option<String>>>,
+    /// The folders paths in actions must lie under.
+    confine: Arc<Confinement>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -208,17 +215,25 @@ impl Channel {
         owner: Owner,
         dests: Vec<DestinationConfig>,
         shared: Arc<Shared>,
+        confine: Arc<Confinement>,
     ) -> Arc<Channel> {
         let encodes = Encodes::new(&spec.id, shared.profiles.clone());
         let _rt = shared.runtime.enter();
-        let connections =
-            Connections::new(&spec.id, &dests, encodes.clone(), shared.events.clone());
+        let ledger = Arc::new(crate::recordings::DbLedger(shared.db.clone()));
+        let connections = Connections::new(
+            &spec.id,
+            &dests,
+            encodes.clone(),
+            shared.events.clone(),
+            ledger,
+        );
         let destinations = Destinations::new(
             shared.db.clone(),
             connections,
             &spec.id,
             &spec.destinations,
             &shared.file,
+            confine.clone(),
         );
         let (jobs, rx) = crossbeam_channel::unbounded();
         let channel = Arc::new(Channel {
@@ -234,6 +249,7 @@ impl Channel {
             shared,
             deleted: Default::default(),
             kept_layers: Mutex::default(),
+            confine,
         });
         let weak = Arc::downgrade(&channel);
         let runtime = channel.shared.runtime.clone();
@@ -283,10 +299,22 @@ impl Channel {
         let _ = self.jobs.send(Job::Action(action, cause));
     }
 
+    /// Whether `path` may be this channel's fallback media: under the media roots
+    /// (`media.roots`). Check before reading the file.
+    pub fn check_media(&self, path: &std::path::Path) -> Result<(), RootError> {
+        self.confine.fallback_media(path)
+    }
+
     /// Chooses what the fallback shows (`None`: the slate), at once: kept, and loaded into the
     /// running fallback, before this returns (so the answer and the gallery's "in use" are
-    /// already true). Blocks while the media is probed and decoded.
+    /// already true). Blocks while the media is probed and decoded. Media outside the media
+    /// roots is refused and logged ([`Channel::check_media`] says so beforehand): the fallback
+    /// is unchanged.
     pub fn choose_fallback(&self, media: Option<PathBuf>) {
+        if let Some(Err(e)) = media.as_deref().map(|p| self.check_media(p)) {
+            tracing::error!(channel = %self.id, error = %e, "fallback media refused, the fallback is unchanged");
+            return;
+        }
         let running = lock(&self.running).as_ref().map(|r| r.fallback.clone());
         match running {
             Some(f) => self.set_fallback(&f, media),
@@ -477,9 +505,15 @@ impl Channel {
         }
     }
 
-    /// Executes one action on this channel (on its worker thread).
+    /// Executes one action on this channel (on its worker thread), once its paths have passed
+    /// the roots: a refused path is logged, and what is left of the action runs.
     fn execute(&self, action: Action, cause: Option<SessionId>) {
         let id = &self.id;
+        let crate::roots::Screened { action, refused } = self.confine.screen(action);
+        if let Some(r) = refused {
+            tracing::error!(channel = %id, error = %r.error, "{}", r.consequence);
+        }
+        let Some(action) = action else { return };
         let program = self.program();
         let fallback = lock(&self.running).as_ref().map(|r| r.fallback.clone());
         let stopped = |what: &str| {
@@ -857,6 +891,8 @@ pub struct Channels {
     allow_any_key: bool,
     /// What a run-time channel takes when it does not say: the top-level tables.
     template: (FallbackConfig, OutputConfig),
+    /// The folders paths in actions must lie under, from the config.
+    confine: Arc<Confinement>,
 }
 
 impl Channels {
@@ -869,6 +905,12 @@ impl Channels {
         shared: Arc<Shared>,
     ) -> Result<Arc<Channels>, ChannelError> {
         let db_err = |e: rusqlite::Error| ChannelError::Db(e.to_string());
+        let confine = Arc::new(Confinement::new(cfg));
+        tracing::info!(
+            recording_roots = ?confine.recordings.dirs(),
+            media_roots = ?confine.media.dirs(),
+            "run-time recordings and media are confined to these folders (recording.roots, media.roots)"
+        );
         type Row = (String, String, Option<String>, bool, Option<String>);
         let rows: Vec<Row> = {
             let conn = shared.db.conn();
@@ -883,10 +925,18 @@ impl Channels {
             .and_then(|rows| rows.collect())
             .map_err(db_err)?
         };
-        // the fallback chosen at run time ('' = the slate) over the configured one
+        // the fallback chosen at run time ('' = the slate) over the configured one; media
+        // outside the media roots (kept by an older onair) is not used
         let chosen = |id: &str, spec: &mut ChannelSpec| {
+            let configured = spec.fallback.media.clone();
             if let Some(Some(media)) = rows.iter().find(|r| r.0 == id).map(|r| r.4.clone()) {
                 spec.fallback.media = (!media.is_empty()).then(|| PathBuf::from(media));
+            }
+            if let Some(media) = &spec.fallback.media
+                && let Err(e) = confine.fallback_media(media)
+            {
+                tracing::error!(channel = %id, error = %e, "fallback media kept in the database refused: not used");
+                spec.fallback.media = configured.filter(|m| confine.fallback_media(m).is_ok());
             }
         };
         let mut map = BTreeMap::new();
@@ -897,9 +947,9 @@ impl Channels {
                 .iter()
                 .find(|r| r.0 == spec.id && r.1 == "config")
                 .is_none_or(|r| r.3);
-            let dests = Destinations::load(&shared.db, &spec.id, &spec.destinations)
+            let dests = Destinations::load(&shared.db, &spec.id, &spec.destinations, &confine)
                 .map_err(|e| ChannelError::Db(e.to_string()))?;
-            let c = Channel::new(spec, Owner::File, dests, shared.clone());
+            let c = Channel::new(spec, Owner::File, dests, shared.clone(), confine.clone());
             starts.push((c.clone(), started));
             map.insert(c.id.clone(), c);
         }
@@ -919,9 +969,15 @@ impl Channels {
                 }
             };
             chosen(&id, &mut spec);
-            let dests = Destinations::load(&shared.db, &id, &[])
+            let dests = Destinations::load(&shared.db, &id, &[], &confine)
                 .map_err(|e| ChannelError::Db(e.to_string()))?;
-            let c = Channel::new(spec, Owner::Database, dests, shared.clone());
+            let c = Channel::new(
+                spec,
+                Owner::Database,
+                dests,
+                shared.clone(),
+                confine.clone(),
+            );
             starts.push((c.clone(), started));
             map.insert(id, c);
         }
@@ -937,6 +993,7 @@ impl Channels {
             map: RwLock::new(map),
             allow_any_key: cfg.ingest.allow_any_key,
             template: (cfg.fallback.clone(), cfg.output.clone()),
+            confine,
         }))
     }
 
@@ -966,6 +1023,11 @@ impl Channels {
         &self.shared
     }
 
+    /// The folders run-time recordings and media must lie under.
+    pub fn confinement(&self) -> &Arc<Confinement> {
+        &self.confine
+    }
+
     /// Creates a run-time channel, keeps it in the database (with its destinations, in one
     /// transaction) and queues its start. Returns it and its stream keys in full (the only time
     /// the API shows them).
@@ -978,6 +1040,16 @@ impl Channels {
         }
         let name = req.name.clone().unwrap_or_else(|| req.id.clone());
         check_name(&name)?;
+        if let Some(Err(e)) = req
+            .fallback_media
+            .as_deref()
+            .map(|m| self.confine.fallback_media(m))
+        {
+            return Err(ChannelError::Invalid {
+                field: "fallback_media",
+                message: e.to_string(),
+            });
+        }
         let keys = if req.keys.is_empty() {
             vec![crate::secrets::generate("live_").map_err(|e| ChannelError::Db(e.to_string()))?]
         } else {
@@ -1005,6 +1077,12 @@ impl Channels {
                 return Err(ChannelError::Invalid {
                     field: "destinations",
                     message: format!("{:?}: {field}: {e}", d.name),
+                });
+            }
+            if let Err(e) = self.confine.recording(&d.url, &req.id, &d.name) {
+                return Err(ChannelError::Invalid {
+                    field: "destinations",
+                    message: format!("{:?}: url: {e}", d.name),
                 });
             }
             if !names.insert(d.name.as_str()) {
@@ -1078,6 +1156,7 @@ impl Channels {
             Owner::Database,
             req.destinations.clone(),
             self.shared.clone(),
+            self.confine.clone(),
         );
         map.insert(req.id.clone(), c.clone());
         drop(map);

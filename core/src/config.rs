@@ -63,6 +63,8 @@ pub struct Config {
     #[serde(default)]
     pub media: MediaConfig,
     #[serde(default)]
+    pub recording: RecordingConfig,
+    #[serde(default)]
     pub accounts: AccountsConfig,
     /// Platforms to stream to, as `[[destination]]` tables (the channel `default`'s; with
     /// `[[channel]]` tables each channel lists its own).
@@ -159,6 +161,7 @@ impl Default for Config {
             scripts: ScriptsConfig::default(),
             plugins: PluginsConfig::default(),
             media: MediaConfig::default(),
+            recording: RecordingConfig::default(),
             accounts: AccountsConfig::default(),
             destinations: Vec::new(),
             channels: Vec::new(),
@@ -562,20 +565,65 @@ impl Default for HttpConfig {
 }
 
 /// `[media]`: the media gallery (`data_dir/media`), where uploaded fallback images and videos
-/// live.
+/// live, and the folders run-time requests may take media from.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
     /// Largest upload, in MiB; a larger one is refused with 413 and leaves no file. Default 1024.
     pub max_upload_mib: u64,
+    /// Folders (with everything under them) that fallback media, overlay PNGs and fonts named at
+    /// run time (API, Lua, plugins) may come from, besides the gallery, `scripts.dir` and the
+    /// folders of the configured `fallback.media`. Relative to the working directory.
+    /// Default `["media"]`. See [`crate::roots`].
+    pub roots: Vec<PathBuf>,
 }
 
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             max_upload_mib: 1024,
+            roots: vec![PathBuf::from("media")],
         }
     }
+}
+
+/// `[recording]`: where recordings added at run time may write.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Folders (with everything under them) where a recording added at run time (API, Lua,
+    /// plugins) may write, besides `data_dir/recordings` and the folders of the `file://`
+    /// destinations in this file. Relative to the working directory. Default none.
+    /// See [`crate::roots`].
+    pub roots: Vec<PathBuf>,
+}
+
+/// Why a `roots` list is wrong, as (key, message); `key` is the list's, e.g. `media.roots`.
+pub fn roots_error(key: &str, roots: &[PathBuf]) -> Option<(String, String)> {
+    for (i, r) in roots.iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        let problem = if r.as_os_str().is_empty() {
+            Some("is empty: name a folder".to_string())
+        } else if r.components().any(|c| c == std::path::Component::ParentDir) {
+            Some(format!(
+                "{}: '..' is not allowed: name the folder itself",
+                r.display()
+            ))
+        } else if r.parent().is_none() {
+            Some(format!(
+                "{}: the whole file system cannot be a root: name a folder",
+                r.display()
+            ))
+        } else if r.exists() && !r.is_dir() {
+            Some(format!("{} is not a folder", r.display()))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            return Some((key, message));
+        }
+    }
+    None
 }
 
 /// `[accounts]`: streamer accounts, each with its own stream key (see `/signup.html`).
@@ -637,8 +685,9 @@ pub struct PluginsConfig {
     pub deadline_ms: u64,
     /// Memory per plugin instance, in MiB. Default 64.
     pub memory_limit_mib: u32,
-    /// WASI capabilities per plugin name (file name without `.wasm`): `env`, `network`,
-    /// `dir:PATH`. Nothing is granted by default.
+    /// Capabilities per plugin name (file name without `.wasm`): WASI's `env`, `network`,
+    /// `dir:PATH`, and `destinations` (the `destination-add` action). Nothing is granted by
+    /// default.
     pub grants: std::collections::BTreeMap<String, Vec<String>>,
 }
 
@@ -816,6 +865,8 @@ impl Config {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("ingest.keys")
+                .with_list_parse_key("media.roots")
+                .with_list_parse_key("recording.roots")
                 .try_parsing(true),
         );
         Self::build(builder, &file)
@@ -909,6 +960,14 @@ impl Config {
                 "media.max_upload_mib",
                 format!("{} is outside 1..=65536", self.media.max_upload_mib),
             );
+        }
+        for (key, roots) in [
+            ("media.roots", &self.media.roots),
+            ("recording.roots", &self.recording.roots),
+        ] {
+            if let Some((key, message)) = roots_error(key, roots) {
+                return bad(&key, message);
+            }
         }
         if self.http.preview_key.as_deref().is_some_and(|t| {
             t.len() < 16 || t.contains(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-')
@@ -1206,6 +1265,34 @@ url = "rtmp://live.twitch.tv/app/live_123_abc"
         assert!(e.to_string().contains("fps"), "{e}");
         let e = load_str("[outptu]\nfps = 30\n").expect_err("unknown table");
         assert!(e.to_string().contains("outptu"), "{e}");
+    }
+
+    #[test]
+    fn roots_are_checked_with_the_key_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").expect("write");
+        let c = load_str("").expect("valid");
+        assert_eq!(c.media.roots, vec![PathBuf::from("media")]);
+        assert!(c.recording.roots.is_empty());
+        let c = load_str("[recording]\nroots = [\"/srv/rec\", \"rec\"]\n").expect("valid");
+        assert_eq!(c.recording.roots.len(), 2);
+        for (toml, key) in [
+            (
+                "[recording]\nroots = [\"/srv/rec\", \"\"]\n",
+                "recording.roots[1]",
+            ),
+            ("[recording]\nroots = [\"/\"]\n", "recording.roots[0]"),
+            ("[media]\nroots = [\"media/../..\"]\n", "media.roots[0]"),
+            (
+                &format!("[media]\nroots = [\"{}\"]\n", file.display()),
+                "media.roots[0]",
+            ),
+            ("[recording]\nroot = [\"/srv\"]\n", "root"),
+        ] {
+            let e = load_str(toml).expect_err(toml);
+            assert!(e.to_string().contains(key), "{toml}: {e}");
+        }
     }
 
     #[test]

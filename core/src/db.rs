@@ -41,6 +41,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_streamers",
         include_str!("../migrations/0007_streamers.sql"),
     ),
+    (
+        "0008_recording_files",
+        include_str!("../migrations/0008_recording_files.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,9 @@
 //! disabled (that is kept), but editing or deleting it answers [`DestinationError::OwnedByFile`].
 //! One created at run time belongs to the database.
 //!
+//! A recording created, changed or enabled here must write under the recording roots
+//! (`recording.roots`, [`crate::roots`]); one kept in the database from before that is outside
+//! them loads disabled.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use serde::Serialize;
 use crate::config::DestinationConfig;
 use crate::db::Db;
 use crate::media::destination::Connections;
+use crate::roots::Confinement;
 
 pub use crate::config::DEFAULT_CHANNEL;
 
@@ -68,6 +72,8 @@ pub struct Destinations {
     /// Names defined in the config file, and the file's name for messages.
     from_file: BTreeSet<String>,
     file: String,
+    /// Where recordings may write.
+    confine: Arc<Confinement>,
 }
 
 /// Checks a destination's name and URL; the error names the field.
@@ -103,11 +109,14 @@ pub fn validate(name: &str, url: &str) -> Result<(), DestinationError> {
 
 impl Destinations {
     /// The config's destinations (with the enabled flags kept in the database) and the ones
-    /// created at run time, in that order. Returns them to start [`Connections`] with.
+    /// created at run time, in that order. Returns them to start [`Connections`] with. A
+    /// run-time recording outside the recording roots (kept by an older onair) loads disabled,
+    /// logged; enabling it is refused until its folder is a root.
     pub fn load(
         db: &Db,
         channel: &str,
         config: &[DestinationConfig],
+        confine: &Confinement,
     ) -> Result<Vec<DestinationConfig>, DestinationError> {
         let conn = db.conn();
         let mut stmt = conn
@@ -140,7 +149,17 @@ impl Destinations {
                 (_, Some(_)) => {
                     tracing::warn!(destination = %row.name, "a destination created at run time now has the name of one in the config file: the file's is used")
                 }
-                (_, None) => out.push(row),
+                (_, None) => {
+                    let mut row = row;
+                    if row.enabled
+                        && let Err(e) = confine.recording(&row.url, channel, &row.name)
+                    {
+                        tracing::error!(channel, destination = %row.name, error = %e,
+                            "recording kept in the database refused: loaded disabled");
+                        row.enabled = false;
+                    }
+                    out.push(row)
+                }
             }
         }
         Ok(out)
@@ -152,6 +171,7 @@ impl Destinations {
         channel: &str,
         config: &[DestinationConfig],
         file: &str,
+        confine: Arc<Confinement>,
     ) -> Destinations {
         Destinations {
             db,
@@ -159,6 +179,7 @@ impl Destinations {
             channel: channel.to_string(),
             from_file: config.iter().map(|d| d.name.clone()).collect(),
             file: file.to_string(),
+            confine,
         }
     }
 
@@ -191,6 +212,20 @@ impl Destinations {
             Some((field, message)) => Err(DestinationError::Invalid { field, message }),
             None => Ok(()),
         }
+    }
+
+    /// Refuses a run-time recording whose folder is outside the recording roots (`url`, naming
+    /// `recording.roots`); the config file's are the operator's own.
+    fn check_roots(&self, d: &DestinationConfig) -> Result<(), DestinationError> {
+        if self.from_file.contains(&d.name) {
+            return Ok(());
+        }
+        self.confine
+            .recording(&d.url, &self.channel, &d.name)
+            .map_err(|e| DestinationError::Invalid {
+                field: "url",
+                message: e.to_string(),
+            })
     }
 
     fn db_err(e: rusqlite::Error) -> DestinationError {
@@ -235,6 +270,7 @@ impl Destinations {
         let (name, url, enabled) = (d.name.as_str(), d.url.as_str(), d.enabled);
         validate(name, url)?;
         self.check_options(&d)?;
+        self.check_roots(&d)?;
         if self.current(name).is_some() {
             return Err(DestinationError::Exists(name.into()));
         }
@@ -298,6 +334,9 @@ impl Destinations {
             ..current.clone()
         };
         self.check_options(&next)?;
+        if next.enabled {
+            self.check_roots(&next)?;
+        }
         let enabled = next.enabled;
         let owner = if self.from_file.contains(name) {
             "config"
@@ -407,6 +446,84 @@ mod tests {
         }
     }
 
+    /// The roots of a config with `recording.roots = roots` (and data_dir in a temp folder).
+    fn confinement(roots: &[&str]) -> Confinement {
+        let cfg = crate::config::Config {
+            data_dir: std::env::temp_dir().join("onair-destinations-test"),
+            recording: crate::config::RecordingConfig {
+                roots: roots.iter().map(std::path::PathBuf::from).collect(),
+            },
+            ..Default::default()
+        };
+        Confinement::new(&cfg)
+    }
+
+    /// A stopped channel's destinations over an in-memory database.
+    fn destinations(roots: &[&str]) -> Destinations {
+        let db = Arc::new(Db::memory().expect("db"));
+        let profiles = Arc::new(crate::config::Config::default().profiles());
+        let encodes = crate::media::encodes::Encodes::new(DEFAULT_CHANNEL, profiles);
+        let (events, _) = tokio::sync::mpsc::unbounded_channel();
+        let ledger = Arc::new(crate::recordings::DbLedger(db.clone()));
+        let connections = Connections::new(DEFAULT_CHANNEL, &[], encodes, events, ledger);
+        Destinations::new(
+            db,
+            connections,
+            DEFAULT_CHANNEL,
+            &[],
+            "onair.toml",
+            Arc::new(confinement(roots)),
+        )
+    }
+
+    #[test]
+    fn a_recording_added_at_run_time_must_write_under_a_root() {
+        let d = destinations(&["/srv/rec"]);
+        let rec = |name: &str, url: &str| DestinationConfig::new(name, url);
+        d.create(rec("ok", "file:///srv/rec/{channel}/{utc}.mp4"))
+            .expect("under recording.roots");
+        for (name, url) in [
+            ("etc", "file:///etc/cron.d/{utc}.mp4"),
+            ("home", "file:///root/{utc}.mp4"),
+            ("sibling", "file:///srv/recordings/{utc}.mp4"),
+        ] {
+            match d.create(rec(name, url)) {
+                Err(e @ DestinationError::Invalid { field: "url", .. }) => {
+                    assert!(e.to_string().contains("recording.roots"), "{e}")
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        assert_eq!(d.list().len(), 1, "a refused recording is not kept");
+        // moving one out, or enabling one kept outside, is refused too; platforms are not
+        // recordings
+        let out = Change {
+            url: Some("file:///tmp/{utc}.mp4"),
+            ..Change::default()
+        };
+        assert!(matches!(
+            d.update("ok", out),
+            Err(DestinationError::Invalid { field: "url", .. })
+        ));
+        d.create(rec("yt", "rtmps://a.rtmp.youtube.com/live2/k"))
+            .expect("a platform");
+    }
+
+    #[test]
+    fn a_recording_kept_outside_the_roots_loads_disabled() {
+        let db = Db::memory().expect("db");
+        db.conn()
+            .execute_batch(
+                "INSERT INTO destinations VALUES ('default', 'in', 'file:///srv/rec/{utc}.mp4', 1, 'db', NULL, NULL, NULL);
+                 INSERT INTO destinations VALUES ('default', 'out', 'file:///etc/{utc}.mp4', 1, 'db', NULL, NULL, 0.001);",
+            )
+            .expect("rows");
+        let all = Destinations::load(&db, DEFAULT_CHANNEL, &[], &confinement(&["/srv/rec"]))
+            .expect("load");
+        let enabled: Vec<(&str, bool)> = all.iter().map(|d| (d.name.as_str(), d.enabled)).collect();
+        assert_eq!(enabled, vec![("in", true), ("out", false)]);
+    }
+
     #[test]
     fn config_flags_and_runtime_destinations_load_back() {
         let db = Db::memory().expect("db");
@@ -423,7 +540,8 @@ mod tests {
             "twitch",
             "rtmp://live.twitch.tv/app/k",
         )];
-        let all = Destinations::load(&db, DEFAULT_CHANNEL, &config).expect("load");
+        let all =
+            Destinations::load(&db, DEFAULT_CHANNEL, &config, &confinement(&["/r"])).expect("load");
         let names: Vec<(&str, bool)> = all.iter().map(|d| (d.name.as_str(), d.enabled)).collect();
         assert_eq!(names, vec![("twitch", false), ("yt", true), ("rec", true)]);
         assert_eq!(all[1].profile.as_deref(), Some("youtube-1080p30"));

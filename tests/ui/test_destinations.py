@@ -1,7 +1,9 @@
 """Adding, disabling and validating a destination through the form, checked on nginx; a
 destination with an encoding profile, and a recording into a folder."""
 
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -62,6 +64,8 @@ def test_add_disable_destination(page, stack):
 
 SMALL = ('[profile.small]\nwidth = 320\nheight = 180\nfps = 15\nvideo_bitrate_kbps = 300\n'
          'x264_preset = "ultrafast"\n')
+# pytest's tmp_path is under the temp folder: recordings added at run time may write there
+RECORDING_ROOTS = f'[recording]\nroots = ["{tempfile.gettempdir()}"]\n'
 
 
 def destinations(stack):
@@ -70,7 +74,7 @@ def destinations(stack):
     return {d["name"]: d for d in listed}
 
 
-@pytest.mark.onair_config(SMALL)
+@pytest.mark.onair_config(SMALL + RECORDING_ROOTS)
 def test_profile_and_recording(page, stack, tmp_path):
     nginx = stack.nginx
     login(page, stack.base)
@@ -167,3 +171,16 @@ def test_profile_and_recording(page, stack, tmp_path):
     assert "nameless" not in destinations(stack)
     assert page.get_by_test_id("dest-row-nameless").count() == 0
     assert not (tmp_path / "bad").exists()
+
+    # a folder outside recording.roots: refused, the message names the key, nothing created
+    elsewhere = Path("/var/onair-ui-elsewhere")
+    page.get_by_test_id("dest-preset").select_option("recording")
+    page.get_by_test_id("dest-name").fill("elsewhere")
+    page.get_by_test_id("dest-file").fill(f"file://{elsewhere}/{{utc}}.mp4")
+    with page.expect_response(lambda r: r.url.endswith("/destinations") and r.request.method == "POST") as resp:
+        page.get_by_test_id("dest-submit").click()
+    assert resp.value.status == 400 and resp.value.json().get("field") == "url"
+    assert "recording.roots" in resp.value.json()["message"]
+    assert wait_until(5, lambda: "recording.roots" in field_error.text_content())
+    assert "elsewhere" not in destinations(stack)
+    assert not elsewhere.exists()

@@ -68,15 +68,19 @@ pub struct Connections {
     events: EventSink,
     channel: Arc<str>,
     running: Arc<std::sync::atomic::AtomicBool>,
+    /// Where recordings enter the files they write (retention deletes only those).
+    ledger: Arc<dyn super::recording::Ledger>,
 }
 
 impl Connections {
-    /// Channel `channel`'s destinations, not connected until [`Connections::resume`].
+    /// Channel `channel`'s destinations, not connected until [`Connections::resume`]; its
+    /// recordings enter their files in `ledger`.
     pub fn new(
         channel: &str,
         dests: &[DestinationConfig],
         encodes: Arc<Encodes>,
         events: EventSink,
+        ledger: Arc<dyn super::recording::Ledger>,
     ) -> Connections {
         let outputs = Connections {
             tracked: Arc::default(),
@@ -84,6 +88,7 @@ impl Connections {
             events,
             channel: channel.into(),
             running: Arc::default(),
+            ledger,
         };
         for d in dests {
             if let Err(e) = outputs.add(d.clone()) {
@@ -341,8 +346,13 @@ impl Connections {
     ) -> Result<(), String> {
         let conn = if d.is_recording() {
             Output::File(
-                super::recording::Recording::build(&self.channel, d, sub.caps.as_ref())
-                    .map_err(|e| e.to_string())?,
+                super::recording::Recording::build(
+                    &self.channel,
+                    d,
+                    sub.caps.as_ref(),
+                    self.ledger.clone(),
+                )
+                .map_err(|e| e.to_string())?,
             )
         } else {
             Output::Rtmp(

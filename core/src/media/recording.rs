@@ -12,7 +12,13 @@
 //! own, not the streaming thread) while all of them together take more than `max_total_gib`; the
 //! file being written is never deleted. A write error (disk full, folder gone) ends the
 //! connection like a platform error: `destination-down`, then retries with the usual backoff.
+//!
+//! Retention deletes only files this recording wrote: each file is entered in a [`Ledger`]
+//! (onair's database) as it opens, beside the stream, and only files the ledger lists for this
+//! channel and destination are counted and deleted. Any other file in the folder, whatever its
+//! name, stays.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -26,6 +32,18 @@ pub const DEFAULT_SEGMENT_MINUTES: u32 = 60;
 
 /// MP4 fragment length in ms: what a crash can lose.
 pub const FRAGMENT_MS: u32 = 1000;
+
+/// The files recordings wrote, kept outside their folders (in onair's database: see
+/// `crate::recordings`), so that retention never deletes a file onair did not write.
+pub trait Ledger: Send + Sync {
+    /// Enters `path`, opened by channel `channel`'s recording `destination`. Errors: it could
+    /// not be kept (the file is then never deleted by retention).
+    fn wrote(&self, channel: &str, destination: &str, path: &Path) -> Result<(), String>;
+    /// The files that recording wrote and the ledger still lists.
+    fn written(&self, channel: &str, destination: &str) -> Result<BTreeSet<PathBuf>, String>;
+    /// Forgets `path` (deleted, or never written).
+    fn forget(&self, path: &Path);
+}
 
 /// The file name pattern of a recording, split around `{utc}`: files of this recording are
 /// `dir/prefix<utc>suffix` (with an optional `-N` before the suffix when a name was taken).
@@ -101,10 +119,15 @@ impl Pattern {
         files.into_iter().map(|(_, p, n)| (p, n)).collect()
     }
 
-    /// Deletes the oldest files while all of them take more than `max_bytes`, never `keep`
-    /// (the file being written, counted all the same). Returns the deleted paths.
-    pub fn enforce(&self, max_bytes: u64, keep: &Path) -> Vec<PathBuf> {
-        let files = self.files();
+    /// Deletes the oldest of the files in `owned` (the ones this recording wrote) while all of
+    /// them take more than `max_bytes`, never `keep` (the file being written, counted all the
+    /// same). A file not in `owned` is neither counted nor deleted. Returns the deleted paths.
+    pub fn enforce(&self, max_bytes: u64, keep: &Path, owned: &BTreeSet<PathBuf>) -> Vec<PathBuf> {
+        let files: Vec<(PathBuf, u64)> = self
+            .files()
+            .into_iter()
+            .filter(|(p, _)| owned.contains(p))
+            .collect();
         let mut total: u64 = files.iter().map(|f| f.1).sum();
         let mut deleted = Vec::new();
         for (path, size) in files {
@@ -128,6 +151,29 @@ impl Pattern {
     }
 }
 
+/// Retention for channel `channel`'s recording `destination` once `keep` has opened: deletes
+/// its oldest files beyond `max_bytes` among those `ledger` lists, and forgets the deleted ones
+/// and the ones no longer there. Returns the deleted paths. A ledger that cannot be read deletes
+/// nothing.
+pub fn retain(
+    pattern: &Pattern,
+    max_bytes: u64,
+    keep: &Path,
+    ledger: &dyn Ledger,
+    channel: &str,
+    destination: &str,
+) -> Result<Vec<PathBuf>, String> {
+    let owned = ledger.written(channel, destination)?;
+    let deleted = pattern.enforce(max_bytes, keep, &owned);
+    for p in owned.iter().filter(|p| {
+        // removed by hand, or deleted now; `keep` may not be opened yet
+        p.as_path() != keep && p.symlink_metadata().is_err()
+    }) {
+        ledger.forget(p);
+    }
+    Ok(deleted)
+}
+
 /// The UTC time now as recordings name it: `2026-11-23T19-30-00Z` (no ':' so that every file
 /// system takes it).
 fn utc_now() -> String {
@@ -145,15 +191,20 @@ pub struct Recording {
     current: Arc<Mutex<Option<PathBuf>>>,
     /// The destination's name, for logs.
     name: String,
+    /// The channel, and the ledger its files are entered in.
+    channel: String,
+    ledger: Arc<dyn Ledger>,
 }
 
 impl Recording {
-    /// Builds (not started) the pipeline for `d` of channel `channel`, fed FLV with `caps`.
-    /// Creates the folder. Errors: the folder cannot be made, an element is missing.
+    /// Builds (not started) the pipeline for `d` of channel `channel`, fed FLV with `caps`;
+    /// every file it opens is entered in `ledger`. Creates the folder. Errors: the folder
+    /// cannot be made, an element is missing.
     pub fn build(
         channel: &str,
         d: &DestinationConfig,
         caps: Option<&gst::Caps>,
+        ledger: Arc<dyn Ledger>,
     ) -> Result<Recording, MediaError> {
         let pattern = Pattern::new(&d.url, channel, &d.name).map_err(MediaError::Build)?;
         std::fs::create_dir_all(&pattern.dir).map_err(|e| {
@@ -217,6 +268,7 @@ impl Recording {
         let (name, chan) = (d.name.clone(), channel.to_string());
         let current: Arc<Mutex<Option<PathBuf>>> = Arc::default();
         let last = current.clone();
+        let book = ledger.clone();
         split.connect("format-location", false, move |_| {
             let path = pattern.next_path(&utc_now());
             let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
@@ -224,23 +276,33 @@ impl Recording {
                 tracing::info!(channel = %chan, destination = %name, file = %prev.display(), "recording: file complete");
             }
             tracing::info!(channel = %chan, destination = %name, file = %path.display(), "recording: new file");
-            if let Some(max) = max_bytes {
-                // not on the streaming thread: deleting a large file can take a while on
-                // some file systems, and the new file's first frames are waiting
-                let (pattern, keep) = (pattern.clone(), path.clone());
-                let (c, n) = (chan.clone(), name.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("recording-cleanup".into())
-                    .spawn(move || {
-                        for p in pattern.enforce(max, &keep) {
-                            tracing::info!(channel = %c, destination = %n, file = %p.display(),
-                                "recording: oldest file deleted (max_total_gib)");
+            // not on the streaming thread: the ledger's commit waits for the disk, deleting a
+            // large file can take a while on some file systems, and the new file's first frames
+            // are waiting
+            let (pattern, keep) = (pattern.clone(), path.clone());
+            let (c, n, book) = (chan.clone(), name.clone(), book.clone());
+            let spawned = std::thread::Builder::new()
+                .name("recording-files".into())
+                .spawn(move || {
+                    if let Err(e) = book.wrote(&c, &n, &keep) {
+                        tracing::warn!(channel = %c, destination = %n, file = %keep.display(), error = %e,
+                            "recording: file not entered in the ledger: max_total_gib will never delete it");
+                    }
+                    let Some(max) = max_bytes else { return };
+                    match retain(&pattern, max, &keep, &*book, &c, &n) {
+                        Ok(deleted) => {
+                            for p in deleted {
+                                tracing::info!(channel = %c, destination = %n, file = %p.display(),
+                                    "recording: oldest file deleted (max_total_gib)");
+                            }
                         }
-                    });
-                if let Err(e) = spawned {
-                    tracing::warn!(channel = %chan, destination = %name, error = %e,
-                        "recording: old files not checked against max_total_gib");
-                }
+                        Err(e) => tracing::warn!(channel = %c, destination = %n, error = %e,
+                            "recording: ledger unreadable: no old file deleted (max_total_gib)"),
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(channel = %chan, destination = %name, file = %path.display(), error = %e,
+                    "recording: file not entered in the ledger nor old files checked against max_total_gib");
             }
             Some(path.to_string_lossy().into_owned().to_value())
         });
@@ -249,6 +311,8 @@ impl Recording {
             src,
             current,
             name: d.name.clone(),
+            channel: channel.to_string(),
+            ledger,
         })
     }
 
@@ -276,6 +340,8 @@ impl Drop for Recording {
         let (pipeline, src) = (self.pipeline.clone(), self.src.clone());
         let current = self.current.clone();
         let name = self.name.clone();
+        let ledger = self.ledger.clone();
+        let channel = self.channel.clone();
         std::thread::spawn(move || {
             let _ = src.end_of_stream();
             let ended = pipeline.bus().and_then(|bus| {
@@ -289,14 +355,15 @@ impl Drop for Recording {
             if let (Some(f), Some(msg)) = (&file, ended)
                 && msg.type_() == gst::MessageType::Eos
             {
-                tracing::info!(destination = %name, file = %f.display(), "recording: file complete");
+                tracing::info!(channel = %channel, destination = %name, file = %f.display(), "recording: file complete");
             }
             // a file opened on a full disk holds nothing: not left behind (retries would pile
             // them up)
             if let Some(f) = current.lock().unwrap_or_else(|p| p.into_inner()).take()
                 && std::fs::metadata(&f).is_ok_and(|m| m.len() == 0)
+                && std::fs::remove_file(&f).is_ok()
             {
-                let _ = std::fs::remove_file(&f);
+                ledger.forget(&f);
             }
         });
     }
@@ -305,6 +372,31 @@ impl Drop for Recording {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A ledger in memory: (channel, destination, path).
+    #[derive(Default)]
+    struct Book(Mutex<Vec<(String, String, PathBuf)>>);
+
+    impl Ledger for Book {
+        fn wrote(&self, channel: &str, destination: &str, path: &Path) -> Result<(), String> {
+            let mut rows = self.0.lock().map_err(|e| e.to_string())?;
+            rows.push((channel.into(), destination.into(), path.into()));
+            Ok(())
+        }
+        fn written(&self, channel: &str, destination: &str) -> Result<BTreeSet<PathBuf>, String> {
+            let rows = self.0.lock().map_err(|e| e.to_string())?;
+            Ok(rows
+                .iter()
+                .filter(|r| r.0 == channel && r.1 == destination)
+                .map(|r| r.2.clone())
+                .collect())
+        }
+        fn forget(&self, path: &Path) {
+            if let Ok(mut rows) = self.0.lock() {
+                rows.retain(|r| r.2 != path);
+            }
+        }
+    }
 
     #[test]
     fn names_fill_in_and_never_replace_a_file_and_the_oldest_go_first() {
@@ -328,22 +420,73 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), vec![0u8; 5000]).expect("write");
         assert_eq!(p.files().len(), 2);
         let written = dir.path().join("main-rec-2026-11-23T19-31-00Z.mp4");
-        assert_eq!(p.enforce(1000, &written), vec![first.clone()]);
+        let owned: BTreeSet<PathBuf> = [&first, &second, &written].into_iter().cloned().collect();
+        assert_eq!(p.enforce(1000, &written, &owned), vec![first.clone()]);
         assert!(!first.exists() && second.exists());
         assert!(dir.path().join("notes.txt").exists());
         assert!(
-            p.enforce(1000, &written).is_empty(),
+            p.enforce(1000, &written, &owned).is_empty(),
             "under the limit nothing goes"
         );
         // the file being written stays even when it alone is over the limit
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&written, vec![0u8; 2000]).expect("write");
-        assert_eq!(p.enforce(1000, &written), vec![second.clone()]);
+        assert_eq!(p.enforce(1000, &written, &owned), vec![second.clone()]);
         assert!(written.exists());
-        assert!(p.enforce(1000, &written).is_empty());
+        assert!(p.enforce(1000, &written, &owned).is_empty());
         assert!(
             Pattern::new("file:///x/a.mp4", "c", "d").is_err(),
             "no {{utc}}"
+        );
+    }
+
+    #[test]
+    fn retention_deletes_only_files_the_recording_wrote() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("file://{}/{{channel}}-{{utc}}.mp4", dir.path().display());
+        let p = Pattern::new(&url, "main", "rec").expect("pattern");
+        let book = Book::default();
+        let file = |name: &str, bytes: usize| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![0u8; bytes]).expect("write");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            path
+        };
+        // the oldest and largest files match the pattern, but onair did not write them: an
+        // operator's export, and another recording's file
+        let foreign = file("main-2020-01-01T00-00-00Z.mp4", 5000);
+        let other = file("main-2020-01-02T00-00-00Z.mp4", 5000);
+        book.wrote("main", "other-rec", &other).expect("ledger");
+        let mut own = Vec::new();
+        for utc in ["2026-11-23T19-30-00Z", "2026-11-23T20-30-00Z"] {
+            let path = p.next_path(utc);
+            book.wrote("main", "rec", &path).expect("ledger");
+            std::fs::write(&path, vec![0u8; 600]).expect("write");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            own.push(path);
+        }
+        let keep = p.next_path("2026-11-23T21-30-00Z");
+        book.wrote("main", "rec", &keep).expect("ledger");
+        // one the operator deleted by hand: forgotten
+        let gone = dir.path().join("main-2026-11-23T18-30-00Z.mp4");
+        book.wrote("main", "rec", &gone).expect("ledger");
+
+        let deleted = retain(&p, 700, &keep, &book, "main", "rec").expect("retain");
+        assert_eq!(deleted, vec![own[0].clone()], "only its own oldest file");
+        assert!(foreign.exists(), "a file onair did not write was deleted");
+        assert!(other.exists(), "another recording's file was deleted");
+        assert!(own[1].exists());
+        let left = book.written("main", "rec").expect("ledger");
+        assert_eq!(
+            left,
+            [own[1].clone(), keep.clone()].into_iter().collect(),
+            "deleted and vanished files are forgotten, the one being opened is kept"
+        );
+        assert!(
+            retain(&p, 700, &keep, &book, "main", "rec")
+                .expect("retain")
+                .is_empty(),
+            "600 bytes of its own are under the limit, whatever the others take"
         );
     }
 }

@@ -9,6 +9,10 @@
 //! - WASI is linked because guests built for `wasm32-wasip2` import it, but grants nothing:
 //!   no filesystem, network, environment or arguments, unless `[plugins.grants]` grants a
 //!   [`Capability`] to that plugin, in one place: [`wasi_ctx`].
+//! - Actions that reach outside onair need a grant too: `destination-add` (a platform anywhere
+//!   is network egress, a recording writes files) only with `destinations`, else it is refused,
+//!   logged with the plugin's name and shown as its last error ([`refuse_ungranted`]). Paths in
+//!   actions are checked where actions run, for every caller ([`crate::roots`]).
 //! - Loading is build → validate → swap: a new or changed `.wasm` is compiled, checked for the
 //!   WIT version and world, and instantiated before it replaces the old one. A broken or
 //!   incompatible file leaves the previous version running and records the error.
@@ -92,7 +96,7 @@ impl Drop for Ticking<'_> {
     }
 }
 
-/// A WASI capability a plugin can be granted in `[plugins.grants]`.
+/// A capability a plugin can be granted in `[plugins.grants]`: WASI's, or an action's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Capability {
     /// `env`: the host's environment variables.
@@ -101,6 +105,9 @@ pub enum Capability {
     Network,
     /// `dir:PATH`: read-only access to one host folder, seen as `/data` by the guest.
     ReadDir(PathBuf),
+    /// `destinations`: the `destination-add` action (a platform at any address, or a recording
+    /// under `recording.roots`).
+    Destinations,
 }
 
 impl std::str::FromStr for Capability {
@@ -109,14 +116,52 @@ impl std::str::FromStr for Capability {
         match s {
             "env" => Ok(Capability::Env),
             "network" => Ok(Capability::Network),
+            "destinations" => Ok(Capability::Destinations),
             d if d.starts_with("dir:") && d.len() > 4 => {
                 Ok(Capability::ReadDir(PathBuf::from(&d[4..])))
             }
             other => Err(format!(
-                "unknown capability {other:?}: expected env, network or dir:PATH"
+                "unknown capability {other:?}: expected env, network, destinations or dir:PATH"
             )),
         }
     }
+}
+
+/// The capability `action` needs, if any (looking inside `on-channel`): the capability, its
+/// spelling in `[plugins.grants]`, and the action as a log shows it.
+fn needs(action: &Action) -> Option<(Capability, &'static str, String)> {
+    match action {
+        Action::DestinationAdd { name, .. } => Some((
+            Capability::Destinations,
+            "destinations",
+            format!("destination-add {name:?}"),
+        )),
+        Action::OnChannel { action, .. } => needs(action),
+        _ => None,
+    }
+}
+
+/// The one place action grants are enforced: drops the actions of plugin `name` that need a
+/// capability `grants` lacks, and returns why, one message each.
+fn refuse_ungranted(
+    name: &str,
+    grants: &[Capability],
+    actions: Vec<Action>,
+) -> (Vec<Action>, Vec<String>) {
+    let mut refused = Vec::new();
+    let kept = actions
+        .into_iter()
+        .filter(|a| match needs(a) {
+            Some((cap, grant, what)) if !grants.contains(&cap) => {
+                refused.push(format!(
+                    "{what} refused: plugin {name:?} has no {grant:?} grant ([plugins.grants] {name} = [\"{grant}\"])"
+                ));
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    (kept, refused)
 }
 
 /// The one place WASI capabilities are granted: nothing unless listed.
@@ -124,6 +169,8 @@ fn wasi_ctx(grants: &[Capability]) -> WasiCtx {
     let mut b = WasiCtxBuilder::new();
     for g in grants {
         match g {
+            // an action's, not WASI's: see [`refuse_ungranted`]
+            Capability::Destinations => {}
             Capability::Env => {
                 b.inherit_env();
             }
@@ -420,13 +467,17 @@ impl PluginHost {
         }
     }
 
-    fn new_store(&self, name: &str) -> Store<PluginState> {
-        let grants = self
-            .limits
+    /// What `[plugins.grants]` gives plugin `name`.
+    fn grants(&self, name: &str) -> &[Capability] {
+        self.limits
             .grants
             .get(name)
             .map(Vec::as_slice)
-            .unwrap_or(&[]);
+            .unwrap_or(&[])
+    }
+
+    fn new_store(&self, name: &str) -> Store<PluginState> {
+        let grants = self.grants(name);
         let mut store = Store::new(
             &self.engine,
             PluginState {
@@ -781,7 +832,19 @@ impl PluginHost {
                 }
             };
             match result {
-                Ok(list) => actions.extend(list),
+                Ok(list) => {
+                    let (list, refused) = refuse_ungranted(&name, self.grants(&name), list);
+                    for message in &refused {
+                        tracing::warn!(plugin = %name, event = event.name(), "{message}");
+                    }
+                    if let Some(last) = refused.last().cloned() {
+                        if let Some(i) = write(&self.info).get_mut(&name) {
+                            i.last_error = Some(last);
+                        }
+                        self.info_changed();
+                    }
+                    actions.extend(list);
+                }
                 Err(e) => {
                     self.call_failed(&name, &plugin, &mut p, e);
                 }
@@ -848,6 +911,44 @@ impl PluginHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn destination_add_needs_the_destinations_grant() {
+        let add = |name: &str, url: &str| Action::DestinationAdd {
+            name: name.into(),
+            url: url.into(),
+            profile: None,
+            segment_minutes: None,
+            max_total_gib: None,
+        };
+        let stop = Action::ChannelStop;
+        let actions = vec![
+            add("exfil", "rtmp://203.0.113.9/app/x"),
+            stop.clone(),
+            Action::OnChannel {
+                channel: "b".into(),
+                action: Box::new(add("wipe", "file:///home/{utc}.mp4")),
+            },
+            Action::DestinationEnable { name: "yt".into() },
+        ];
+        let (kept, refused) = refuse_ungranted("sneaky", &[Capability::Network], actions.clone());
+        assert_eq!(
+            kept,
+            vec![stop, Action::DestinationEnable { name: "yt".into() }]
+        );
+        assert_eq!(refused.len(), 2);
+        assert!(
+            refused[0].contains("destination-add \"exfil\"")
+                && refused[0].contains("plugin \"sneaky\"")
+                && refused[0].contains("destinations"),
+            "{}",
+            refused[0]
+        );
+        let (kept, refused) =
+            refuse_ungranted("trusted", &[Capability::Destinations], actions.clone());
+        assert_eq!((kept, refused.len()), (actions, 0));
+        assert_eq!("destinations".parse(), Ok(Capability::Destinations));
+    }
 
     #[test]
     fn the_epoch_ticks_only_while_guest_code_may_run() {
