@@ -707,11 +707,13 @@ fn paths_outside_the_roots_are_refused_where_actions_run() {
 
     // the API's fallback choice passes the same gate
     let outside = onair.dir.path().join("outside.png");
-    onair.call(
+    let (code, body) = onair.call(
         "POST",
         "/api/channels/default/fallback",
         &serde_json::json!({ "media": outside }).to_string(),
     );
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["field"], "media", "{body}");
     assert!(
         state(&onair).1.ends_with("media/brb.png"),
         "{:?}",
@@ -886,6 +888,33 @@ fn metrics_follow_the_run_and_parse_as_prometheus_text() {
 
     let url = format!("http://127.0.0.1:{}/metrics", onair.http_port);
     assert_eq!(curl(&[&url]).0, 401, "the admin token guards /metrics");
+}
+
+/// `http.metrics_token` opens `GET /metrics` and nothing else (a scraper need not hold the admin
+/// token); a wrong one is refused.
+#[test]
+fn the_metrics_token_reads_metrics_only() {
+    let _serial = serial();
+    let reader = "metrics-reader-token-0123";
+    let onair = Onair::start_tables("", &format!("metrics_token = \"{reader}\""), "", |_| {});
+    let base = format!("http://127.0.0.1:{}", onair.http_port);
+    let bearer = format!("Authorization: Bearer {reader}");
+    let (code, body) = curl(&["-H", &bearer, &format!("{base}/metrics")]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("# EOF"), "{body}");
+    for path in ["/api/status", "/api/channels", "/api/channels/default/obs"] {
+        assert_eq!(
+            curl(&["-H", &bearer, &format!("{base}{path}")]).0,
+            401,
+            "{path}"
+        );
+    }
+    let (code, _) = curl(&["-X", "POST", "-H", &bearer, &format!("{base}/api/switch")]);
+    assert_eq!(code, 401, "the metrics token switched");
+    let wrong = "Authorization: Bearer metrics-reader-token-XXXX";
+    assert_eq!(curl(&["-H", wrong, &format!("{base}/metrics")]).0, 401);
+    let admin = format!("Authorization: Bearer {TOKEN}");
+    assert_eq!(curl(&["-H", &admin, &format!("{base}/metrics")]).0, 200);
 }
 
 /// The onair process's thread count.
@@ -1108,6 +1137,9 @@ fn idle_helper_threads_do_not_poll() {
         woke(1),
         woke(2)
     );
+    for i in 0..names.len() {
+        assert!(!woke(i).is_empty(), "no {} thread to measure", names[i]);
+    }
     assert!(
         woke(0).iter().all(|w| *w <= 2),
         "the idle audio feeder woke {:?} times in 3 s",

@@ -503,6 +503,10 @@ pub struct HttpConfig {
     /// link onair prints at start while no user exists). With neither a token nor a user,
     /// everything answers 401 (unless [`Self::open_local`]).
     pub admin_token: Option<String>,
+    /// A read-only bearer token for `GET /metrics` only (≥ 16 characters), for a Prometheus
+    /// scraper, so it need not hold `admin_token`. Default none (/metrics takes the admin token
+    /// or a login).
+    pub metrics_token: Option<String>,
     /// With neither a token nor a user, answer requests made on this machine to a loopback
     /// `listen` without a login. Default false: a reverse proxy on the same machine
     /// (nginx's plain `proxy_pass http://127.0.0.1:8080;`) makes every outside request look
@@ -553,6 +557,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             preview: true,
             admin_token: None,
+            metrics_token: None,
             open_local: false,
             session_ttl_hours: 12,
             preview_key: None,
@@ -939,6 +944,23 @@ impl Config {
             .is_some_and(|t| t.len() < 16)
         {
             return bad("http.admin_token", "must be at least 16 characters".into());
+        }
+        if self
+            .http
+            .metrics_token
+            .as_deref()
+            .is_some_and(|t| t.len() < 16)
+        {
+            return bad(
+                "http.metrics_token",
+                "must be at least 16 characters".into(),
+            );
+        }
+        if self.http.metrics_token.is_some() && self.http.metrics_token == self.http.admin_token {
+            return bad(
+                "http.metrics_token",
+                "must differ from http.admin_token (it is the read-only one)".into(),
+            );
         }
         if self.http.open_local && !self.http.listen.ip().is_loopback() {
             return bad(

@@ -440,7 +440,8 @@ fn plugin_host(cfg: &Config) -> anyhow::Result<onair::wasm::SharedHost> {
     for (name, list) in &p.grants {
         let caps: Result<Vec<onair::wasm::Capability>, String> =
             list.iter().map(|g| g.parse()).collect();
-        grants.insert(name.clone(), caps.map_err(anyhow::Error::msg)?);
+        let caps = caps.map_err(|e| anyhow::anyhow!("plugins.grants.{name}: {e}"))?;
+        grants.insert(name.clone(), caps);
     }
     let limits = onair::wasm::PluginLimits {
         deadline: std::time::Duration::from_millis(p.deadline_ms),

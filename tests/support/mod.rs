@@ -321,6 +321,16 @@ impl Onair {
 
     /// Like [`Self::start_with`]; `ingest` is more lines for the `[ingest]` table.
     pub fn start_full(ingest: &str, extra: &str, prepare: impl FnOnce(&Path)) -> Onair {
+        Self::start_tables(ingest, "", extra, prepare)
+    }
+
+    /// Like [`Self::start_full`]; `http` is more lines for the `[http]` table.
+    pub fn start_tables(
+        ingest: &str,
+        http: &str,
+        extra: &str,
+        prepare: impl FnOnce(&Path),
+    ) -> Onair {
         let dir = tempfile::tempdir().expect("tempdir");
         prepare(dir.path());
         let rtmp_port = free_port();
@@ -341,7 +351,7 @@ impl Onair {
         };
         let mut cfg = format!(
             "[ingest]\nrtmp_listen = \"127.0.0.1:{rtmp_port}\"\n{keys}{ingest}\n\
-             [http]\nlisten = \"127.0.0.1:{http_port}\"\nadmin_token = \"{TOKEN}\"\npreview_key = \"{PREVIEW_KEY}\"\n{scripts}"
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\nadmin_token = \"{TOKEN}\"\npreview_key = \"{PREVIEW_KEY}\"\n{http}\n{scripts}"
         );
         if !extra.contains("[output]") {
             cfg.push_str("[output]\nwidth = 640\nheight = 360\nvideo_bitrate_kbps = 800\n");

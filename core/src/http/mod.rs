@@ -486,6 +486,10 @@ fn fallback_reply(c: &Core, ch: &Channel, body: &[u8]) -> warp::reply::Response 
         Err(resp) => return *resp,
     };
     let media = req.media.as_deref().map(|m| media_path(c, m));
+    // outside the media roots: refused before the file is opened at all
+    if let Some(Err(e)) = media.as_deref().map(|p| ch.check_media(p)) {
+        return api_error(StatusCode::BAD_REQUEST, &e, Some(("media", &e.to_string())));
+    }
     // no gallery delete between the check that the file plays and the choice being kept
     let held = tokio::task::block_in_place(|| {
         let _held = c.gallery.hold();
@@ -605,9 +609,28 @@ pub fn routes(
 
     let channels = channel_routes(with_core.clone(), admin.clone().untuple_one());
 
+    // a scraper may hold `http.metrics_token` instead of the admin token: it opens /metrics only
+    let metrics_token: Option<Arc<str>> = cfg.metrics_token.as_deref().map(Into::into);
+    let metrics_reader =
+        warp::header::optional::<String>("authorization").and_then(move |h: Option<String>| {
+            let ok = match (
+                &metrics_token,
+                h.as_deref().and_then(|h| h.strip_prefix("Bearer ")),
+            ) {
+                (Some(want), Some(given)) => constant_time_eq(given.as_bytes(), want.as_bytes()),
+                _ => false,
+            };
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            }
+        });
     let metrics = warp::path!("metrics")
         .and(warp::get())
-        .and(admin.clone())
+        .and(metrics_reader.or(admin.clone()).unify())
         .and(with_core.clone())
         .map(|(), c: Arc<Core>| {
             let mut r = warp::reply::Response::new(c.metrics.render(&c).into());

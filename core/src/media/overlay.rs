@@ -210,8 +210,8 @@ fn scaled(img: &Image, w: u32, h: u32) -> Result<Image, String> {
         let sy = (u64::from(y) * u64::from(img.height) / u64::from(h)) as u32;
         for x in 0..w {
             let sx = (u64::from(x) * u64::from(img.width) / u64::from(w)) as u32;
-            let s = (sy * img.stride + sx * 4) as usize;
-            let d = ((y * w + x) * 4) as usize;
+            let s = sy as usize * img.stride as usize + sx as usize * 4;
+            let d = (y as usize * w as usize + x as usize) * 4;
             pixels[d..d + 4].copy_from_slice(&img.pixels[s..s + 4]);
         }
     }

@@ -96,11 +96,40 @@ impl Drop for Ticking<'_> {
     }
 }
 
+/// The widest or tallest image an overlay plugin may return, pixels (the output is at most
+/// 4K; 8192 leaves room for scaling down).
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+
+/// Whether an overlay plugin's image can be read as it says: sides 1..=[`MAX_IMAGE_SIDE`], a
+/// stride of at least 4 bytes a pixel and `stride * height` bytes. In u64: `width * 4` in u32
+/// wrapped for a width over 2^30 and let a malformed image through.
+pub fn image_is_sound(img: &Image) -> bool {
+    (1..=MAX_IMAGE_SIDE).contains(&img.width)
+        && (1..=MAX_IMAGE_SIDE).contains(&img.height)
+        && u64::from(img.stride) >= u64::from(img.width) * 4
+        && img.pixels.len() as u64 >= u64::from(img.stride) * u64::from(img.height)
+}
+
+/// The variables the `env` grant passes: locale and time zone, nothing that can hold a secret.
+pub const ENV_ALLOWLIST: &[&str] = &[
+    "TZ",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_NUMERIC",
+    "LC_TIME",
+    "LC_MESSAGES",
+];
+
 /// A capability a plugin can be granted in `[plugins.grants]`: WASI's, or an action's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Capability {
-    /// `env`: the host's environment variables.
+    /// `env`: the locale and time zone variables of [`ENV_ALLOWLIST`] only (the whole
+    /// environment would hand over `ONAIR_HTTP__ADMIN_TOKEN` and whatever else it holds).
     Env,
+    /// `env:NAME`: that one variable (not an `ONAIR_…` one: those are onair's own settings).
+    EnvVar(String),
     /// `network`: TCP/UDP sockets and name lookup.
     Network,
     /// `dir:PATH`: read-only access to one host folder, seen as `/data` by the guest.
@@ -120,8 +149,17 @@ impl std::str::FromStr for Capability {
             d if d.starts_with("dir:") && d.len() > 4 => {
                 Ok(Capability::ReadDir(PathBuf::from(&d[4..])))
             }
+            e if e.starts_with("env:") && e.len() > 4 => {
+                let name = &e[4..];
+                if name.to_ascii_uppercase().starts_with("ONAIR_") {
+                    return Err(format!(
+                        "{e:?}: ONAIR_ variables are onair's own settings (the admin token among them) and are never passed to a plugin"
+                    ));
+                }
+                Ok(Capability::EnvVar(name.to_string()))
+            }
             other => Err(format!(
-                "unknown capability {other:?}: expected env, network, destinations or dir:PATH"
+                "unknown capability {other:?}: expected env, env:NAME, network, destinations or dir:PATH"
             )),
         }
     }
@@ -172,7 +210,16 @@ fn wasi_ctx(grants: &[Capability]) -> WasiCtx {
             // an action's, not WASI's: see [`refuse_ungranted`]
             Capability::Destinations => {}
             Capability::Env => {
-                b.inherit_env();
+                for name in ENV_ALLOWLIST {
+                    if let Ok(v) = std::env::var(name) {
+                        b.env(name, &v);
+                    }
+                }
+            }
+            Capability::EnvVar(name) => {
+                if let Ok(v) = std::env::var(name) {
+                    b.env(name, &v);
+                }
             }
             Capability::Network => {
                 b.inherit_network();
@@ -886,14 +933,9 @@ impl PluginHost {
         };
         match result {
             Ok(Ok(img)) => {
-                let need = u64::from(img.stride) * u64::from(img.height);
-                if img.stride < img.width * 4
-                    || (img.pixels.len() as u64) < need
-                    || img.width == 0
-                    || img.height == 0
-                {
+                if !image_is_sound(&img) {
                     return Err(format!(
-                        "plugin {name:?} returned a malformed image: {}x{} stride {} with {} bytes",
+                        "plugin {name:?} returned a malformed image: {}x{} stride {} with {} bytes (at most {MAX_IMAGE_SIDE} px a side)",
                         img.width,
                         img.height,
                         img.stride,
@@ -910,6 +952,46 @@ impl PluginHost {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_env_grant_passes_an_allowlist_and_never_onairs_own_settings() {
+        use super::{Capability, ENV_ALLOWLIST};
+        assert_eq!("env".parse::<Capability>(), Ok(Capability::Env));
+        assert_eq!(
+            "env:MATCH_API_URL".parse::<Capability>(),
+            Ok(Capability::EnvVar("MATCH_API_URL".into()))
+        );
+        let e = "env:ONAIR_HTTP__ADMIN_TOKEN"
+            .parse::<Capability>()
+            .expect_err("refused");
+        assert!(e.contains("admin token"), "{e}");
+        assert!(
+            ENV_ALLOWLIST
+                .iter()
+                .all(|v| !v.contains("TOKEN") && !v.starts_with("ONAIR"))
+        );
+    }
+
+    #[test]
+    fn an_image_whose_row_size_overflows_u32_is_malformed() {
+        use super::{Image, MAX_IMAGE_SIDE, image_is_sound};
+        let img = |width, height, stride, len| Image {
+            width,
+            height,
+            stride,
+            pixels: vec![0; len],
+        };
+        assert!(image_is_sound(&img(2, 2, 8, 16)));
+        // 0x4000_0001 * 4 wraps to 4 in u32: the old check let it through
+        assert!(!image_is_sound(&img(0x4000_0001, 1, 4, 4)));
+        assert!(!image_is_sound(&img(
+            MAX_IMAGE_SIDE + 1,
+            1,
+            (MAX_IMAGE_SIDE + 1) * 4,
+            40_000
+        )));
+        assert!(!image_is_sound(&img(2, 2, 8, 15)));
+        assert!(!image_is_sound(&img(0, 2, 8, 16)));
+    }
     use super::*;
 
     #[test]
