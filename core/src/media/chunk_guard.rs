@@ -101,7 +101,18 @@ pub struct ChunkGuard {
     chunk_size: usize,
     /// Whether a `publish` command went through: media messages may now be large.
     published: bool,
+    /// The type and length of the message in progress (set at its first chunk).
+    in_progress: (u8, u32),
+    /// Bytes followed before `publish`, and the chunk stream ids seen: both bounded, so a
+    /// connection that never sends a key cannot make onair (or rml_rtmp's header table) hold
+    /// more than a few KiB.
+    pre_publish_bytes: usize,
 }
+
+/// The most bytes a connection may send before its `publish` (OBS sends under 2 KiB).
+pub const PRE_PUBLISH_BYTES_MAX: usize = 64 << 10;
+/// The most distinct chunk stream ids a connection may use (OBS and FFmpeg use 2 to 6).
+pub const CHUNK_STREAMS_MAX: usize = 64;
 
 impl ChunkGuard {
     pub fn new(limits: Limits) -> ChunkGuard {
@@ -117,6 +128,8 @@ impl ChunkGuard {
             payload: Vec::new(),
             chunk_size: DEFAULT_CHUNK_SIZE,
             published: false,
+            in_progress: (0, 0),
+            pre_publish_bytes: 0,
         }
     }
 
@@ -127,8 +140,17 @@ impl ChunkGuard {
             self.buffer.drain(..self.pos);
             self.pos = 0;
         }
+        if !self.published {
+            self.pre_publish_bytes += bytes.len();
+        }
         self.buffer.extend_from_slice(bytes);
         while self.step()? {}
+        if !self.published && self.pre_publish_bytes > PRE_PUBLISH_BYTES_MAX {
+            return Err(format!(
+                "{} bytes before publish (at most {PRE_PUBLISH_BYTES_MAX})",
+                self.pre_publish_bytes
+            ));
+        }
         Ok(())
     }
 
@@ -264,6 +286,20 @@ impl ChunkGuard {
                 self.current.csid, self.payload_len
             ));
         }
+        // rml_rtmp keeps adding chunks to the one message in progress and takes the type (and
+        // length) of the last header: a type-0/1 header that changes them mid-message would
+        // let the guard read only the tail while the parser reads the whole as, say, AMF0
+        if self.payload_len > 0 {
+            let (t, l) = self.in_progress;
+            if (t, l) != (self.current.type_id, self.current.length) {
+                return Err(format!(
+                    "chunk stream {} changes the message in progress (type {t}, {l} bytes) to type {}, {length} bytes",
+                    self.current.csid, self.current.type_id
+                ));
+            }
+        } else {
+            self.in_progress = (self.current.type_id, self.current.length);
+        }
         let remaining = length - self.payload_len;
         let this_chunk = if length > self.chunk_size {
             remaining.min(self.chunk_size)
@@ -288,6 +324,13 @@ impl ChunkGuard {
             let payload = std::mem::take(&mut self.payload);
             self.payload_len = 0;
             self.complete(type_id, &payload)?;
+        }
+        if self.previous.len() >= CHUNK_STREAMS_MAX
+            && !self.previous.contains_key(&self.current.csid)
+        {
+            return Err(format!(
+                "more than {CHUNK_STREAMS_MAX} chunk streams on one connection"
+            ));
         }
         self.previous.insert(self.current.csid, self.current);
         self.stage = Stage::Basic;
@@ -584,6 +627,41 @@ mod tests {
         s.extend(message(AMF0_DATA, &[5u8; 70_000]));
         let e = guard(&s, &[]).expect_err("refused");
         assert!(e.contains("command or data"), "{e}");
+    }
+
+    /// Review of issue 26: a type-1 header mid-message turned a video message's body (deep
+    /// AMF0 the guard never read) into a data message rml_rtmp parses whole.
+    #[test]
+    fn a_header_that_changes_the_message_in_progress_is_refused() {
+        let mut s = publish();
+        // SetChunkSize 60000, then 60 000 of 64 000 bytes as video on csid 6
+        s.extend_from_slice(&[0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0xea, 0x60]);
+        s.extend_from_slice(&[0x06, 0, 0, 0, 0, 0xfa, 0x00, VIDEO, 1, 0, 0, 0]);
+        for _ in 0..15_000 {
+            s.extend_from_slice(&[3, 0, 1, b'a']);
+        }
+        // a type-1 header: same length, type 18
+        s.extend_from_slice(&[0x46, 0, 0, 0, 0, 0xfa, 0x00, AMF0_DATA]);
+        s.extend(std::iter::repeat_n(5u8, 4000));
+        let e = guard(&s, &[]).expect_err("refused");
+        assert!(e.contains("changes the message in progress"), "{e}");
+    }
+
+    #[test]
+    fn before_publish_bytes_and_chunk_streams_are_bounded() {
+        // zero-length messages of an unknown type on ever new chunk streams
+        let mut s = Vec::new();
+        for csid in 0..200u16 {
+            s.extend_from_slice(&[0x01, (csid & 0xff) as u8, (csid >> 8) as u8]);
+            s.extend_from_slice(&[0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0]);
+        }
+        let e = guard(&s, &[]).expect_err("refused");
+        assert!(e.contains("chunk streams"), "{e}");
+        // 80 KiB of small messages before any publish
+        let one = message(AMF0_DATA, &[5u8; 1000]);
+        let many: Vec<u8> = (0..80).flat_map(|_| one.clone()).collect();
+        let e = guard(&many, &[]).expect_err("refused");
+        assert!(e.contains("before publish"), "{e}");
     }
 
     #[test]

@@ -448,10 +448,11 @@ pub const PATTERN_SUBJECT_MAX: usize = 1 << 20;
 /// The most backtracking quantifiers (`*`, `+`, `-`) one pattern may hold: each can multiply
 /// the work by the subject's length.
 pub const PATTERN_QUANTIFIERS_MAX: usize = 4;
-/// The most matcher steps a pattern call may take by [`pattern_work`]'s worst-case estimate
-/// (Lua's C matcher does some 10^8 simple steps a second here: this is about the default
-/// 100 ms handler time limit, which cannot interrupt C code).
-pub const PATTERN_WORK_MAX: u128 = 20_000_000;
+/// The most matcher steps a pattern call may take by [`pattern_work`]'s worst-case estimate,
+/// which counts every pattern item at every expansion (an over-count for simple items): the
+/// worst case it allows, `.-b` on 4 470 bytes without a `b`, takes about the default 100 ms
+/// handler time limit, which cannot interrupt C code.
+pub const PATTERN_WORK_MAX: u128 = 80_000_000;
 
 /// One single-character class of a Lua pattern (Lua 5.4 manual §6.4.1).
 #[derive(Debug, Clone, Copy)]
@@ -542,12 +543,15 @@ fn set_end(p: &[u8], mut i: usize) -> usize {
 /// start position, and at each the product of the lengths each backtracking item can take: the
 /// longest run of the subject its class matches, or the whole subject for `%b`), saturating.
 /// A quantified item that ends the pattern never backtracks and is not counted.
-pub fn pattern_work(pattern: &[u8], subject: &[u8]) -> u128 {
+pub fn pattern_work(pattern: &[u8], subject: &[u8], anchor_works: bool) -> u128 {
     let n = subject.len() as u128;
+    // `gmatch` tries every position: there `^` is a literal character (Lua 5.4 `gmatch_aux`)
     let (anchored, p) = match pattern {
-        [b'^', rest @ ..] => (true, rest),
+        [b'^', rest @ ..] if anchor_works => (true, rest),
         all => (false, all),
     };
+    // each item is a step at every expansion tried: a long literal costs its length
+    let items = p.len() as u128 + 1;
     // per backtracking item: its factor, and where it ends (None: counted wherever it stands,
     // as `%b` scans to its closing character even when it ends the pattern)
     let mut factors: Vec<(u128, Option<usize>)> = Vec::new();
@@ -570,6 +574,8 @@ pub fn pattern_work(pattern: &[u8], subject: &[u8]) -> u128 {
                     continue;
                 }
                 Some(d) if d.is_ascii_digit() => {
+                    // a back-reference compares as many bytes as its capture holds
+                    factors.push((n + 1, None));
                     i += 2;
                     continue;
                 }
@@ -605,7 +611,7 @@ pub fn pattern_work(pattern: &[u8], subject: &[u8]) -> u128 {
         .filter(|(_, end)| !end.is_some_and(last_is_free))
         .fold(1u128, |acc, (f, _)| acc.saturating_mul(*f));
     let starts = if anchored { 1 } else { n + 1 };
-    starts.saturating_mul(per_start)
+    starts.saturating_mul(per_start).saturating_mul(items)
 }
 
 /// Backtracking quantifiers in a Lua pattern (escapes and sets are skipped).
@@ -658,7 +664,7 @@ fn bound_patterns(lua: &Lua) -> mlua::Result<()> {
                         )));
                     }
                     if let Some(Value::String(subject)) = args.front() {
-                        let work = pattern_work(&p, &subject.as_bytes());
+                        let work = pattern_work(&p, &subject.as_bytes(), name != "gmatch");
                         if work > PATTERN_WORK_MAX {
                             return Err(mlua::Error::runtime(format!(
                                 "string.{name}: this pattern may take up to {work} steps on a subject of {subject_len} bytes (the limit is {PATTERN_WORK_MAX}): anchor it with ^, narrow a repeated class (e.g. [^\"]* instead of .-), split the subject, or use string.find with plain = true",
@@ -711,6 +717,10 @@ mod tests {
             "s:match('(.*)x')",
             "s:gsub('a-b', '')",
             "for x in s:gmatch('a*b') do end",
+            // review findings: ^ is no anchor in gmatch; a long literal; a back-reference
+            "for x in s:gmatch('^.-b') do end",
+            "s:match(('a'):rep(50000) .. 'b')",
+            "s:find('(a*)%1b')",
         ] {
             let e = run(&lua, &mib, code).expect_err(code);
             assert!(e.contains("steps"), "{code}: {e}");
@@ -728,7 +738,8 @@ mod tests {
             eprintln!("{code}: {ms:.1} ms on {} bytes", json.len());
         }
         // the worst allowed: a quadratic pattern on a subject just under the budget
-        let side = (PATTERN_WORK_MAX as f64).sqrt() as usize - 2;
+        // `.-b` counts 4 items a step
+        let side = ((PATTERN_WORK_MAX / 4) as f64).sqrt() as usize - 2;
         let ms = run(&lua, &vec![b'a'; side], "assert(s:find('.-b') == nil)").expect("allowed");
         eprintln!(".-b on {side} bytes without a b (the budget's worst case): {ms:.1} ms");
         assert!(
@@ -739,15 +750,20 @@ mod tests {
 
     #[test]
     fn the_estimate_reads_classes_as_lua_does() {
-        let w = |p: &str, s: &str| pattern_work(p.as_bytes(), s.as_bytes());
+        // (items + 1) x starts x the factors
+        let w = |p: &str, s: &str| pattern_work(p.as_bytes(), s.as_bytes(), true);
         // a trailing repetition never backtracks
-        assert_eq!(w("a.*", "aaaa"), 5);
-        assert_eq!(w(".-b", "aaaa"), 25);
-        assert_eq!(w("^.-b", "aaaa"), 5);
-        assert_eq!(w("%d+x", "12a345"), 7 * 4);
-        assert_eq!(w("[^,]+,", "ab,cde,f"), 9 * 4);
-        assert_eq!(w("[%a]+1", "ab1"), 4 * 3);
-        assert_eq!(w("(%s*)$", "   "), 4 * 4);
-        assert_eq!(w("%bxy", "abc"), 4 * 4);
+        assert_eq!(w("a.*", "aaaa"), 5 * 4);
+        assert_eq!(w(".-b", "aaaa"), 25 * 4);
+        assert_eq!(w("^.-b", "aaaa"), 5 * 4);
+        assert_eq!(w("%d+x", "12a345"), 7 * 4 * 5);
+        assert_eq!(w("[^,]+,", "ab,cde,f"), 9 * 4 * 7);
+        assert_eq!(w("[%a]+1", "ab1"), 4 * 3 * 7);
+        assert_eq!(w("(%s*)$", "   "), 4 * 4 * 7);
+        assert_eq!(w("%bxy", "abc"), 4 * 4 * 5);
+        // in gmatch a leading ^ is a literal: every position is tried
+        assert_eq!(pattern_work(b"^.-b", b"aaaa", false), 5 * 5 * 5);
+        // a back-reference may compare the whole subject
+        assert_eq!(w("(a)%1", "aaa"), 4 * 4 * 6);
     }
 }
