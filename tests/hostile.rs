@@ -468,9 +468,11 @@ fn slow_http_connections_are_closed_and_do_not_lock_out_the_api() {
     // descriptor here, and onair inherits the same limit): room for 200 more
     let wanted = 1000.min(open_files_limit().saturating_sub(200) as usize);
     let flood_at = std::time::Instant::now();
+    // from 20 addresses, 50 each: under the per-network cap (64), so the total cap is what
+    // the flood meets
     let mut slow: Vec<(TcpStream, bool)> = (0..wanted)
-        .filter_map(|_| {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        .filter_map(|i| {
+            let mut s = connect_from(&format!("127.0.1.{}", 1 + i % 20), port).ok()?;
             s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ")
                 .ok()?;
             s.set_nonblocking(true).ok()?;
@@ -481,7 +483,7 @@ fn slow_http_connections_are_closed_and_do_not_lock_out_the_api() {
     // keep-alive connections that made one request and then say nothing
     let mut idle: Vec<(TcpStream, bool)> = (0..20)
         .map(|_| {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let mut s = connect_from("127.0.2.1", port).expect("connect");
             s.write_all(b"GET /no-such-page HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 .expect("request");
             s.set_read_timeout(Some(SWITCH)).expect("timeout");
@@ -646,4 +648,49 @@ fn a_hostile_flood_from_one_network_does_not_keep_obs_off_air() {
         "onair buffered the hostile messages: RSS {rss_before} KiB -> {rss_flood} KiB"
     );
     drop(obs);
+}
+
+/// Review of issue 26: one host holding requests open (here bodies that never come) could take
+/// every HTTP connection, since a request in progress is never closed for a newer one. One
+/// client network holds at most 64 connections, and a body must arrive within 30 s; another
+/// address is served meanwhile.
+#[test]
+fn one_network_cannot_hold_every_http_connection_with_slow_bodies() {
+    let _serial = serial();
+    let onair = Onair::start("");
+    let port = onair.http_port;
+    let head = "POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n";
+    let mut held: Vec<TcpStream> = Vec::new();
+    for _ in 0..100 {
+        if let Ok(mut s) = connect_from("127.0.4.1", port) {
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.set_nonblocking(true);
+            held.push(s);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut open = 0;
+    for s in &mut held {
+        if !closed_by_server(s) {
+            open += 1;
+        }
+    }
+    eprintln!("100 slow-body requests from one address: {open} held open");
+    assert!(
+        open <= 64,
+        "{open} connections from one network held open (the cap is 64)"
+    );
+    // another address is answered meanwhile
+    let asked = std::time::Instant::now();
+    assert!(onair.status()["sessions"].is_array());
+    eprintln!("/api/status answered in {} ms", asked.elapsed().as_millis());
+    // the bodies never come: refused once the body timeout passes
+    let all_closed = wait_until(Duration::from_secs(45), || {
+        held.iter_mut().all(closed_by_server)
+    });
+    assert!(
+        all_closed,
+        "slow-body requests still open after 45 s (body timeout 30 s)"
+    );
+    assert!(onair.wait_log("its body did not arrive in time", SWITCH));
 }

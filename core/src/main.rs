@@ -579,7 +579,12 @@ async fn serve(
 
     tokio::spawn(ingest.serve(rtmp));
     let routes = onair::http::routes(core.clone(), &cfg.http);
-    let limits = onair::http::serve::Limits::default(); // header read timeout, connection cap
+    // header read timeout, connection caps (a reverse proxy's own address is not held to the
+    // per-network one: every client behind it arrives from there)
+    let limits = onair::http::serve::Limits {
+        exempt: cfg.http.proxies(),
+        ..Default::default()
+    };
     tokio::spawn(onair::http::serve::serve(http, routes, limits));
     let engine = tokio::spawn(Engine::new(core.clone()).run(events_rx, publish_rx, commands_rx));
 

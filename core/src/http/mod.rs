@@ -890,6 +890,11 @@ fn body_up_to(max: usize) -> impl Filter<Extract = (Bytes,), Error = warp::Rejec
         .and_then(move |len: Option<u64>, body| collect_up_to(len, body, max))
 }
 
+/// How long a request body (at most `http.max_body_kib`, 1 MiB) may take to arrive whole: 30 s
+/// (35 KB/s for the largest). Uploads to the media gallery stream on their own route, unbounded
+/// by this.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn collect_up_to<S, B>(
     len: Option<u64>,
     body: S,
@@ -910,9 +915,18 @@ where
     }
     let mut body = std::pin::pin!(body);
     let mut out = bytes::BytesMut::new();
-    while let Some(mut chunk) = body
-        .try_next()
+    // a body sent slowly holds its connection "in progress" (never closed for a newer one):
+    // the whole of it must arrive within BODY_READ_TIMEOUT
+    let deadline = tokio::time::Instant::now() + BODY_READ_TIMEOUT;
+    while let Some(mut chunk) = tokio::time::timeout_at(deadline, body.try_next())
         .await
+        .map_err(|_| {
+            tracing::warn!(
+                timeout_s = BODY_READ_TIMEOUT.as_secs(),
+                "request refused: its body did not arrive in time"
+            );
+            warp::reject::custom(BodyUnreadable)
+        })?
         .map_err(|_| warp::reject::custom(BodyUnreadable))?
     {
         if out.len() + chunk.remaining() > max {

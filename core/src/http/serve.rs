@@ -63,19 +63,32 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// What [`serve`] enforces.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// See [`HEADER_READ_TIMEOUT`].
     pub header_read_timeout: Duration,
     /// See [`MAX_CONNECTIONS`].
     pub max_connections: usize,
+    /// See [`MAX_PER_NETWORK`].
+    pub max_per_network: usize,
+    /// Addresses not held to [`Self::max_per_network`]: `http.trusted_proxies` (every client
+    /// behind a reverse proxy arrives from its address).
+    pub exempt: Vec<ipnet::IpNet>,
 }
+
+/// Open HTTP connections at most from one client network (an IPv4 address, an IPv6 /64;
+/// [`crate::net::client_net`]): 64, an eighth of [`MAX_CONNECTIONS`]. A browser opens 6 per
+/// host; a control room with a few dashboards, events and previews stays well under it. So one
+/// host holding requests open (slow bodies, slow reads) cannot take every connection.
+pub const MAX_PER_NETWORK: usize = 64;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             header_read_timeout: HEADER_READ_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
+            max_per_network: MAX_PER_NETWORK,
+            exempt: Vec::new(),
         }
     }
 }
@@ -111,6 +124,9 @@ where
     let mut closed_log = Throttle::default();
     let mut refused_log = Throttle::default();
     let mut failed_log = Throttle::default();
+    let mut net_refused_log = Throttle::default();
+    let per_network: Arc<Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> =
+        Arc::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -122,6 +138,24 @@ where
                 }
                 tokio::time::sleep(ACCEPT_RETRY).await;
                 continue;
+            }
+        };
+        let net = crate::net::client_net(peer.ip());
+        let net_slot = if limits.exempt.iter().any(|n| n.contains(&peer.ip())) {
+            None
+        } else {
+            match NetSlot::take(&per_network, net, limits.max_per_network) {
+                Some(s) => Some(s),
+                None => {
+                    if let Some(n) = net_refused_log.count() {
+                        tracing::warn!(
+                            client = %net,
+                            "http connections from one network at the cap ({}): refused {n} since the last line",
+                            limits.max_per_network
+                        );
+                    }
+                    continue; // dropping `stream` closes it
+                }
             }
         };
         let permit = match slots.clone().try_acquire_owned() {
@@ -168,6 +202,7 @@ where
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
         tokio::spawn(async move {
+            let _net_slot = net_slot;
             tokio::select! {
                 ended = connection => if let Err(e) = ended {
                     // a header read timeout, a malformed request, a reset: the client's doing
@@ -178,6 +213,44 @@ where
                 }
             }
         });
+    }
+}
+
+/// One connection's place in the per-network count, given back on drop.
+struct NetSlot {
+    counts: Arc<Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    net: std::net::IpAddr,
+}
+
+impl NetSlot {
+    /// A place for `net`, or `None` when it holds `max` already.
+    fn take(
+        counts: &Arc<Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+        net: std::net::IpAddr,
+        max: usize,
+    ) -> Option<NetSlot> {
+        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.entry(net).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(NetSlot {
+            counts: counts.clone(),
+            net,
+        })
+    }
+}
+
+impl Drop for NetSlot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.net) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.net);
+            }
+        }
     }
 }
 
