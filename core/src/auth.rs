@@ -73,7 +73,8 @@ pub enum LoginError {
     Wrong,
     #[error("too many failed logins from this address: try again in {retry_in_s} s")]
     Throttled { retry_in_s: u64 },
-    #[error("too many failed logins for this account: try again in {retry_in_s} s")]
+    /// The same words as `Throttled`: the answer does not tell which names exist.
+    #[error("too many failed logins from this address: try again in {retry_in_s} s")]
     AccountThrottled { retry_in_s: u64 },
     #[error("too many logins at once: try again in a moment")]
     Busy,
@@ -126,6 +127,9 @@ pub struct Auth {
     failures: Mutex<Attempts<IpAddr>>,
     /// Recent failed attempts by existing account name.
     account_failures: Mutex<Attempts<String>>,
+    /// The networks each account logged in from since onair started (at most 16 each): not
+    /// held to the account's failed-login limit.
+    known_networks: Mutex<HashMap<String, Vec<IpAddr>>>,
     checks: std::sync::atomic::AtomicUsize,
     /// The one-time setup token while no user exists ([`Auth::setup_token`]).
     setup: Mutex<Option<String>>,
@@ -203,6 +207,7 @@ impl Auth {
             ttl: session_ttl,
             failures: Mutex::new(Attempts::new(MAX_FAILED_LOGINS)),
             account_failures: Mutex::new(Attempts::new(MAX_FAILED_LOGINS_PER_ACCOUNT)),
+            known_networks: Mutex::default(),
             checks: Default::default(),
             setup: Mutex::default(),
         }
@@ -343,7 +348,7 @@ impl Auth {
         // the attempt counts as a failure from the start (taken back on success), so that
         // parallel attempts cannot all pass the check before any failure is recorded
         let attempt = self.reserve_attempt(from)?;
-        let account = self.reserve_account_attempt(name).inspect_err(|_| {
+        let account = self.reserve_account_attempt(name, from).inspect_err(|_| {
             self.forget_attempt(from, attempt);
         })?;
         let stored: Option<String> = self
@@ -384,6 +389,20 @@ impl Auth {
             return Err(LoginError::Wrong);
         }
         self.forget_attempt(from, attempt);
+        {
+            let mut known = self
+                .known_networks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let nets = known.entry(name.to_string()).or_default();
+            // a handful per account, the newest kept
+            if !nets.contains(&client_net(from)) {
+                if nets.len() >= 16 {
+                    nets.remove(0);
+                }
+                nets.push(client_net(from));
+            }
+        }
         if let Some(at) = account {
             self.account_failures
                 .lock()
@@ -490,9 +509,24 @@ impl Auth {
             .map_err(|retry_in_s| LoginError::Throttled { retry_in_s })
     }
 
-    /// Records an attempt on account `name` if it exists (`None`: no such account, nothing
-    /// recorded), or says when it may be tried again.
-    fn reserve_account_attempt(&self, name: &str) -> Result<Option<Instant>, LoginError> {
+    /// Records an attempt on account `name` if it exists (`None`: no such account, or a network
+    /// that logged in to it before: nothing recorded), or says when it may be tried again. A
+    /// network the account logged in from before is not held to the account's limit, so a
+    /// stranger failing on purpose cannot lock the admin out of their usual place.
+    fn reserve_account_attempt(
+        &self,
+        name: &str,
+        from: IpAddr,
+    ) -> Result<Option<Instant>, LoginError> {
+        if self
+            .known_networks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .is_some_and(|nets| nets.contains(&client_net(from)))
+        {
+            return Ok(None);
+        }
         let exists = self
             .db
             .conn()
@@ -739,6 +773,11 @@ mod tests {
         }
         // names that do not exist are not tracked (no table growth from random names)
         assert!(a.account_failures.lock().expect("lock").by_key.len() == 1);
+        // the admin's usual network (it logged in before: the newcomer above) still gets in
+        assert!(
+            a.login(newcomer, "ops", "correct horse").is_ok(),
+            "the admin locked out"
+        );
     }
 
     #[test]

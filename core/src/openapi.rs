@@ -174,7 +174,8 @@ impl Modify for BearerToken {
         description = "Keeps a live stream on air: channels, their destinations, switching, preview and the media gallery. \
                        Every /api/ route needs `Authorization: Bearer <http.admin_token>` or a control-room login \
                        (the `onair_session` cookie from POST /api/login, plus `X-CSRF-Token` on requests that change state); \
-                       a local-only onair with no token and no user is open."
+                       with neither a token nor a user everything answers 401 except POST /api/setup (the one-time setup link) \
+                       unless http.open_local opens it to requests made on the machine itself."
     ),
     paths(
         status, switch, channels_list, channels_create, channel_get, channel_patch, channel_delete,

@@ -64,9 +64,18 @@ cookie=$(awk '$6 == "onair_session" { print $7 }' "$dir/cookies")
 echo "== schemathesis: bearer token (no 5xx; no 2xx without credentials)"
 run -H "Authorization: Bearer $token" --checks not_a_server_error,ignored_auth || status=1
 echo "== schemathesis: logged-in session (no 5xx)"
-run -H "Cookie: onair_session=$cookie" -H "X-CSRF-Token: $csrf" --checks not_a_server_error || status=1
+# the session must still be good, or the run below tests nothing but 401s
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: onair_session=$cookie" "$base/api/session")
+[ "$code" = 200 ] || { echo "the session no longer works after the first run ($code)"; status=1; }
+# (without /api/logout, which would end the session the run uses)
+run -H "Cookie: onair_session=$cookie" -H "X-CSRF-Token: $csrf" --checks not_a_server_error \
+    --exclude-path /api/logout || status=1
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: onair_session=$cookie" "$base/api/session")
+[ "$code" = 200 ] || { echo "the session stopped working during its run ($code): it tested 401s"; status=1; }
 if ! kill -0 "$pid" 2>/dev/null; then
     echo "onair exited during the run:"; tail -50 "$dir/log"; status=1
 fi
-grep -E 'panicked|ERROR' "$dir/log" | head -20 || true
+if grep -q 'panicked' "$dir/log"; then
+    echo "onair panicked:"; grep -A5 'panicked' "$dir/log" | head -30; status=1
+fi
 exit $status

@@ -75,10 +75,21 @@ pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
             .filter_map(|kv| kv.trim().split_once('='))
     };
     let host = format!("__Host-{name}");
-    pairs()
-        .find(|(k, _)| *k == host)
-        .or_else(|| pairs().find(|(k, _)| *k == name))
-        .map(|(_, v)| v)
+    let found = pairs().find(|(k, _)| *k == host);
+    // behind HTTPS only the __Host- form counts: a plain one may have been planted by a
+    // sibling subdomain (session fixation)
+    if found.is_some() || behind_https(headers) {
+        return found.map(|(_, v)| v);
+    }
+    pairs().find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+/// Whether the request came through a TLS-terminating proxy (`X-Forwarded-Proto: https`).
+fn behind_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
 /// Whether a request may use the open mode: it comes from this machine itself, not through a
@@ -246,11 +257,7 @@ fn session_cookie(value: &str, max_age_s: u64, headers: &HeaderMap) -> String {
 /// plain name.
 pub(super) fn named_cookie(name: &str, value: &str, max_age_s: u64, headers: &HeaderMap) -> String {
     // behind a TLS-terminating proxy the cookie must not travel over plain HTTP
-    let secure = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    if secure {
+    if behind_https(headers) {
         format!(
             "__Host-{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}; Secure"
         )
@@ -521,6 +528,12 @@ mod tests {
         assert_eq!(cookie(&h, COOKIE), Some("real"));
         let h = headers(&[("cookie", "onair_session=only")]);
         assert_eq!(cookie(&h, COOKIE), Some("only"));
+        // behind HTTPS a plain one is not read at all
+        let h = headers(&[
+            ("cookie", "onair_session=planted"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        assert_eq!(cookie(&h, COOKIE), None);
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
