@@ -177,7 +177,11 @@ impl Roots {
         if let Some(p) = self
             .private
             .iter()
-            .find(|p| resolved.starts_with(p) && !root.starts_with(p))
+            // a root strictly inside a private folder (data_dir/media) opens only itself; a
+            // root that is the private folder itself (media.roots = [data_dir]) opens nothing
+            .find(|p| {
+                resolved.starts_with(p) && (root.as_path() == p.as_path() || !root.starts_with(p))
+            })
         {
             return Err(RootError::Private {
                 path: shown,
@@ -447,6 +451,12 @@ mod tests {
         ));
         assert!(matches!(
             r.check(&data.join("media/../stream-key")),
+            Err(RootError::Private { .. })
+        ));
+        // a root that is data_dir itself opens nothing of it (review: it opened the database)
+        let r = roots(&[&data], &[&data]);
+        assert!(matches!(
+            r.check(&data.join("onair.db")),
             Err(RootError::Private { .. })
         ));
     }
