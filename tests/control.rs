@@ -151,10 +151,12 @@ end, { auth = false })
     );
 
     let port = onair.http_port;
+    // from 10 addresses, 50 each (under the 64 connections one client network may hold)
     let clients: Vec<_> = (0..500)
-        .map(|_| {
+        .map(|i| {
             std::thread::spawn(move || {
-                http_request(port, "GET", "/slow", &[], "").map_or(0, |(code, _)| code)
+                let ip = format!("127.0.5.{}", 1 + i % 10);
+                http_request_from(&ip, port, "GET", "/slow", "").map_or(0, |(code, _)| code)
             })
         })
         .collect();

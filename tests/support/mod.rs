@@ -66,7 +66,30 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    request_on(s, method, path, headers, body)
+}
+
+/// Like [`http_request`], from the local address `ip` (any 127.x.y.z: onair holds one client
+/// network to 64 HTTP connections, so a test's flood of more comes from several).
+pub fn http_request_from(
+    ip: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Option<(u16, String)> {
+    let s = connect_from(ip, port).ok()?;
+    request_on(s, method, path, &[], body)
+}
+
+fn request_on(
+    mut s: TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<(u16, String)> {
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut req = format!(
         "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n",
