@@ -545,6 +545,21 @@ fn the_openapi_document_covers_every_route_and_each_answers_as_documented() {
     );
 }
 
+/// The default channel's overlay layer names (sorted) and its fallback, as the API shows them.
+fn layers_and_fallback(o: &Onair) -> (Vec<String>, String) {
+    let c = o.get_json("/api/channels/default");
+    let mut layers: Vec<String> = c["overlay"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    layers.sort();
+    (layers, c["fallback"].as_str().unwrap_or("").to_string())
+}
+
 #[test]
 fn the_chosen_fallback_and_overlay_layers_are_back_after_a_restart() {
     let _serial = serial();
@@ -576,18 +591,7 @@ fn the_chosen_fallback_and_overlay_layers_are_back_after_a_restart() {
             ],
         );
     });
-    let state = |o: &Onair| {
-        let c = o.get_json("/api/channels/default");
-        let layers: Vec<String> = c["overlay"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|l| l["name"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        (layers, c["fallback"].as_str().unwrap_or("").to_string())
-    };
+    let state = layers_and_fallback;
     assert_eq!(state(&onair), (vec![], "slate".to_string()));
     assert_eq!(onair.call("POST", "/t/set", "").0, 200);
     let chosen = |o: &Onair| {
@@ -659,19 +663,7 @@ fn paths_outside_the_roots_are_refused_where_actions_run() {
         std::os::unix::fs::symlink(dir.join("outside.png"), dir.join("media/link.png"))
             .expect("symlink");
     });
-    let state = |o: &Onair| {
-        let c = o.get_json("/api/channels/default");
-        let mut layers: Vec<String> = c["overlay"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|l| l["name"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        layers.sort();
-        (layers, c["fallback"].as_str().unwrap_or("").to_string())
-    };
+    let state = layers_and_fallback;
     assert_eq!(onair.call("POST", "/t/good", "").0, 200);
     let good = |o: &Onair| {
         let (layers, fallback) = state(o);

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -306,6 +307,21 @@ fn a_session_ended_by_bad_input_unpublishes_and_its_key_can_publish_again_at_onc
     assert_eq!(onair.status()["sessions"].as_array().map(Vec::len), Some(1));
 }
 
+/// Runs `onair run -c onair.toml` in `dir` (a config the test wrote itself): the child, and
+/// the files its stdout and log go to (`stdout-TAG`, `log-TAG`).
+fn spawn_in(dir: &Path, tag: &str) -> (std::process::Child, PathBuf, PathBuf) {
+    let out = dir.join(format!("stdout-{tag}"));
+    let log = dir.join(format!("log-{tag}"));
+    let child = std::process::Command::new(onair_bin())
+        .args(["run", "-c", "onair.toml"])
+        .current_dir(dir)
+        .stdout(std::fs::File::create(&out).expect("stdout"))
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn");
+    (child, out, log)
+}
+
 #[test]
 fn closed_by_default_a_generated_key_and_a_keyed_preview() {
     let _serial = serial();
@@ -321,15 +337,7 @@ fn closed_by_default_a_generated_key_and_a_keyed_preview() {
     )
     .expect("write config");
     let run = |tag: &str| {
-        let out = dir.path().join(format!("stdout-{tag}"));
-        let log = dir.path().join(format!("log-{tag}"));
-        let child = std::process::Command::new(onair_bin())
-            .args(["run", "-c", "onair.toml"])
-            .current_dir(dir.path())
-            .stdout(std::fs::File::create(&out).expect("stdout"))
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("spawn");
+        let (child, out, log) = spawn_in(dir.path(), tag);
         let ready = wait_until(Duration::from_secs(60), || {
             std::fs::read_to_string(&log).is_ok_and(|l| l.contains("rtmp ingest ready"))
                 && std::fs::read_to_string(&out)
@@ -504,14 +512,7 @@ fn open_local_answers_this_machine_only_when_asked() {
         ),
     )
     .expect("write config");
-    let log = dir.path().join("log");
-    let mut child = std::process::Command::new(onair_bin())
-        .args(["run", "-c", "onair.toml"])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("spawn");
+    let (mut child, _, log) = spawn_in(dir.path(), "open");
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         wait_until(Duration::from_secs(60), || log_text()

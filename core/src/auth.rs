@@ -348,9 +348,6 @@ impl Auth {
         // the attempt counts as a failure from the start (taken back on success), so that
         // parallel attempts cannot all pass the check before any failure is recorded
         let attempt = self.reserve_attempt(from)?;
-        let account = self.reserve_account_attempt(name, from).inspect_err(|_| {
-            self.forget_attempt(from, attempt);
-        })?;
         let stored: Option<String> = self
             .db
             .conn()
@@ -361,6 +358,12 @@ impl Auth {
             )
             .optional()
             .map_err(|e| AuthError::from(self.db.err(e)))?;
+        // only existing accounts are counted (no table growth from random names)
+        let account = match stored {
+            Some(_) => self.reserve_account_attempt(name, from),
+            None => Ok(None),
+        }
+        .inspect_err(|_| self.forget_attempt(from, attempt))?;
         // unknown names are checked against a hash of nothing, so they take as long as known ones
         static DUMMY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             let salt = SaltString::encode_b64(&[0u8; 16]).expect("16 bytes encode");
@@ -377,15 +380,6 @@ impl Auth {
         }) && stored.is_some();
         if !ok {
             tracing::warn!(user = name, client = %from, "login refused: wrong name or password");
-            if stored.is_none()
-                && let Some(at) = account
-            {
-                // the name does not exist (any more): nothing to protect, nothing to remember
-                self.account_failures
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .give_back(&name.to_string(), at);
-            }
             return Err(LoginError::Wrong);
         }
         self.forget_attempt(from, attempt);
@@ -509,10 +503,10 @@ impl Auth {
             .map_err(|retry_in_s| LoginError::Throttled { retry_in_s })
     }
 
-    /// Records an attempt on account `name` if it exists (`None`: no such account, or a network
-    /// that logged in to it before: nothing recorded), or says when it may be tried again. A
-    /// network the account logged in from before is not held to the account's limit, so a
-    /// stranger failing on purpose cannot lock the admin out of their usual place.
+    /// Records an attempt on the existing account `name` (`None`: a network that logged in to
+    /// it before: nothing recorded), or says when it may be tried again. A network the account
+    /// logged in from before is not held to the account's limit, so a stranger failing on
+    /// purpose cannot lock the admin out of their usual place.
     fn reserve_account_attempt(
         &self,
         name: &str,
@@ -525,21 +519,6 @@ impl Auth {
             .get(name)
             .is_some_and(|nets| nets.contains(&client_net(from)))
         {
-            return Ok(None);
-        }
-        let exists = self
-            .db
-            .conn()
-            .query_row(
-                &format!(
-                    "SELECT EXISTS (SELECT 1 FROM {} WHERE name = ?1)",
-                    self.t.users
-                ),
-                rusqlite::params![name],
-                |r| r.get::<_, bool>(0),
-            )
-            .unwrap_or(false);
-        if !exists {
             return Ok(None);
         }
         self.account_failures

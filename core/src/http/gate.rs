@@ -16,7 +16,7 @@ use warp::Filter;
 use warp::http::{HeaderMap, Method, StatusCode, header};
 
 use super::{API_BODY_MAX, body_up_to, constant_time_eq, error, json_response};
-use crate::auth::{Auth, COOKIE, LoginError, Session, SetupError};
+use crate::auth::{Auth, COOKIE, LoginError, NewSession, Session, SetupError};
 
 /// The header that carries a session's CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -266,6 +266,18 @@ pub(super) fn named_cookie(name: &str, value: &str, max_age_s: u64, headers: &He
     }
 }
 
+/// The answer to a login (or the setup that made the first admin): the user and CSRF token,
+/// and the session cookie.
+fn logged_in(status: StatusCode, s: &NewSession, headers: &HeaderMap) -> warp::reply::Response {
+    with_cookie(
+        json_response(
+            status,
+            &serde_json::json!({ "user": s.session.user, "csrf": s.session.csrf }),
+        ),
+        session_cookie(&s.token, s.max_age_s, headers),
+    )
+}
+
 pub(super) fn with_cookie(mut r: warp::reply::Response, cookie: String) -> warp::reply::Response {
     if let Ok(v) = header::HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -373,28 +385,24 @@ pub fn routes(
             .and(super::serve::remote())
             .and(warp::header::headers_cloned())
             .and(body_up_to(API_BODY_MAX))
-            .map(move |addr: Option<SocketAddr>, headers: HeaderMap, body: Bytes| {
-                let req: Login = match serde_json::from_slice(&body) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            &format!("expected {{\"name\", \"password\"}}: {e}"),
-                        );
+            .map(
+                move |addr: Option<SocketAddr>, headers: HeaderMap, body: Bytes| {
+                    let req: Login = match serde_json::from_slice(&body) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            return error(
+                                StatusCode::BAD_REQUEST,
+                                &format!("expected {{\"name\", \"password\"}}: {e}"),
+                            );
+                        }
+                    };
+                    let ip = client_ip(addr, &headers, &proxies);
+                    match tokio::task::block_in_place(|| auth.login(ip, &req.name, &req.password)) {
+                        Ok(s) => logged_in(StatusCode::OK, &s, &headers),
+                        Err(e) => login_refused(e, ip, "login"),
                     }
-                };
-                let ip = client_ip(addr, &headers, &proxies);
-                match tokio::task::block_in_place(|| auth.login(ip, &req.name, &req.password)) {
-                    Ok(s) => with_cookie(
-                        json_response(
-                            StatusCode::OK,
-                            &serde_json::json!({ "user": s.session.user, "csrf": s.session.csrf }),
-                        ),
-                        session_cookie(&s.token, s.max_age_s, &headers),
-                    ),
-                    Err(e) => login_refused(e, ip, "login"),
-                }
-            })
+                },
+            )
     };
     // the first admin, in the browser: the setup link's token, then a login like /api/login's
     let setup = {
@@ -430,15 +438,10 @@ pub fn routes(
                     }
                     Err(SetupError::Auth(e)) => return login_refused(e.into(), ip, "setup"),
                 }
-                match tokio::task::block_in_place(|| auth.login(ip, &req.name, &req.password)) {
-                    Ok(s) => with_cookie(
-                        json_response(
-                            StatusCode::CREATED,
-                            &serde_json::json!({ "user": s.session.user, "csrf": s.session.csrf }),
-                        ),
-                        session_cookie(&s.token, s.max_age_s, &headers),
-                    ),
-                    Err(e) => login_refused(e, ip, "login"),
+                // the password was just hashed for the new user: no second check to log in
+                match auth.open_session(&req.name) {
+                    Ok(s) => logged_in(StatusCode::CREATED, &s, &headers),
+                    Err(e) => login_refused(e.into(), ip, "login"),
                 }
             })
     };
