@@ -32,8 +32,8 @@ use crate::config::{ChannelSpec, DestinationConfig, FallbackConfig, OutputConfig
 use crate::db::Db;
 use crate::destinations::{DEFAULT_CHANNEL, Destinations};
 use crate::event::{Event, SessionId, Source};
-use crate::media::destination::{Connections, DestinationStatus};
-use crate::media::encodes::Encodes;
+use crate::media::output::destination::{Connections, DestinationStatus};
+use crate::media::output::encode::Encodes;
 use crate::media::fallback::Fallback;
 use crate::media::ingest::{Ingest, Route, Router, SessionStatus};
 use crate::media::program::{EventSink, Program};
@@ -276,7 +276,7 @@ impl Channel {
     }
 
     /// The channel's encoded stream (for the preview), or `None` while stopped.
-    pub fn fanout(&self) -> Option<Arc<crate::media::fanout::FanOut>> {
+    pub fn fanout(&self) -> Option<Arc<crate::media::output::fanout::FanOut>> {
         self.is_started().then(|| self.encodes.main())
     }
 

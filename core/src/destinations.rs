@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::config::DestinationConfig;
 use crate::db::Db;
-use crate::media::destination::Connections;
+use crate::media::output::destination::Connections;
 use crate::roots::Confinement;
 
 pub use crate::config::DEFAULT_CHANNEL;
@@ -462,7 +462,7 @@ mod tests {
     fn destinations(roots: &[&str]) -> Destinations {
         let db = Arc::new(Db::memory().expect("db"));
         let profiles = Arc::new(crate::config::Config::default().profiles());
-        let encodes = crate::media::encodes::Encodes::new(DEFAULT_CHANNEL, profiles);
+        let encodes = crate::media::output::encode::Encodes::new(DEFAULT_CHANNEL, profiles);
         let (events, _) = tokio::sync::mpsc::unbounded_channel();
         let ledger = Arc::new(crate::recordings::DbLedger(db.clone()));
         let connections = Connections::new(DEFAULT_CHANNEL, &[], encodes, events, ledger);

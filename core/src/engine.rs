@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::action::Action;
 use crate::channel::{ChannelView, Channels};
 use crate::event::{Event, Source};
-use crate::media::destination::DestinationStatus;
+use crate::media::output::destination::DestinationStatus;
 use crate::media::ingest::{Ingest, PublishRequest, SessionStatus};
 use crate::policy::Policy;
 

@@ -386,7 +386,7 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
                 format!(
                     ", recording: fragmented MP4, a file every {} min{}",
                     d.segment_minutes
-                        .unwrap_or(onair::media::recording::DEFAULT_SEGMENT_MINUTES),
+                        .unwrap_or(onair::media::output::recording::DEFAULT_SEGMENT_MINUTES),
                     d.max_total_gib
                         .map(|g| format!(", at most {g} GiB"))
                         .unwrap_or_default()

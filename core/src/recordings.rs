@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::db::Db;
-use crate::media::recording::Ledger;
+use crate::media::output::recording::Ledger;
 
 /// [`Ledger`] over the database.
 pub struct DbLedger(pub Arc<Db>);
@@ -64,7 +64,7 @@ impl Ledger for DbLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::recording::{Pattern, retain};
+    use crate::media::output::recording::{Pattern, retain};
 
     #[test]
     fn a_foreign_mp4_in_the_folder_survives_retention() {

@@ -287,7 +287,7 @@ impl Confinement {
         if !url.starts_with("file://") {
             return Ok(());
         }
-        let pattern = crate::media::recording::Pattern::new(url, channel, destination).map_err(
+        let pattern = crate::media::output::recording::Pattern::new(url, channel, destination).map_err(
             |message| RootError::Unresolvable {
                 path: url.into(),
                 message,

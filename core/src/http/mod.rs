@@ -23,11 +23,11 @@ use crate::channel::{Channel, ChannelError};
 use crate::config::{DestinationConfig, HttpConfig};
 use crate::engine::Core;
 use crate::event::Source;
-use crate::media::fanout::FanOut;
+use crate::media::output::fanout::FanOut;
 use crate::policy::{Policy, RouteRequest};
 
 mod gate;
-mod media;
+mod gallery;
 pub mod serve;
 mod streamers;
 mod ui;
@@ -776,7 +776,7 @@ pub fn routes(
 
     let script_routes = script_routes(core.policy.clone(), gate.clone());
     let destinations = destination_routes(with_core.clone(), admin.clone().untuple_one());
-    let media = media::routes(with_core.clone(), admin.clone().untuple_one());
+    let media = gallery::routes(with_core.clone(), admin.clone().untuple_one());
     let session = gate::routes(
         gate.clone(),
         core.auth.clone(),

@@ -1,25 +1,29 @@
-//! The media core: ingest → decode → switch → encode → mux → fan-out. It knows nothing of Lua
-//! or HTTP: it emits [`crate::event::Event`]s and is driven by the engine's actions.
+//! The media core. It knows nothing of Lua, WASM or HTTP: it emits [`crate::event::Event`]s and
+//! is driven by the channel's actions. Read top to bottom, the data path is:
 //!
-//! - `ingest`: the RTMP server and publish sessions
-//! - `decode`: one decode pipeline per publish session, rebased onto the program's running time
-//! - `fallback`: the fallback media (image, looping video, slate) fed into the switch
-//! - `program`: switch → encode → mux, the long-lived pipeline
-//! - `fanout`: one encode to every consumer, each behind its own leaky queue
-//! - `destination`: each destination's connection (RTMP/RTMPS), its own pipeline, reconnecting with backoff
+//! - [`ingest`]: publish sessions and stream-key routing, shared by every protocol; one
+//!   submodule per protocol ([`ingest::rtmp`]: the RTMP server, its chunk guard and AMF0 walk;
+//!   an SRT listener goes beside it as `ingest/srt`)
+//! - [`flv`]: the FLV tag facts the ingest, the decoder and the outputs share
+//! - [`decode`]: one decode pipeline per publish session, rebased onto the program's running time
+//! - [`fallback`]: the fallback media (image, looping video, slate) fed into the switch
+//! - [`switch`]: the video switch element (`onairvideoswitch`), cutting on keyframes
+//! - [`overlay`] (with [`image`]): layers composited over the program
+//! - [`program`]: switch → overlay → encode → mux, the channel's long-lived pipeline
+//! - [`output`]: what leaves the channel. Today one path, the encode path
+//!   ([`output::encode`]: one encode per profile, [`output::fanout`]: one encode to every
+//!   consumer); a copy path that forwards the publisher's own packets goes beside it as
+//!   `output/copy`. Both feed [`output::destination`] (each platform connection, reconnecting
+//!   with backoff) and [`output::recording`] (segmented files).
 
-pub mod amf;
-pub mod chunk_guard;
 pub mod decode;
-pub mod destination;
-pub mod encodes;
 pub mod fallback;
-pub mod fanout;
 pub mod flv;
+pub mod image;
 pub mod ingest;
+pub mod output;
 pub mod overlay;
 pub mod program;
-pub mod recording;
 pub mod switch;
 
 use crate::config::OutputConfig;

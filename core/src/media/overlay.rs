@@ -19,7 +19,7 @@ use gst_video::prelude::*;
 use serde::Serialize;
 
 use crate::action::{Layer, LayerSource};
-use crate::wasm::Image;
+use crate::media::image::Image;
 
 /// The font for text layers (Debian package fonts-dejavu-core).
 pub const FONT_PATH: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";

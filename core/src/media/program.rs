@@ -37,7 +37,7 @@
 //! Locks: `ProgramState`, whose GStreamer calls (control points, `push_buffer`) take no lock of
 //! ours; `changes`, held while a branch is added, taken out of the map or its removal finishes
 //! (the rate lowered, its AAC encode let go), or the switch's rate changes (which waits up to 2 s
-//! for the new rate, typically 50–100 ms), taken after [`super::encodes::Encodes`]' own, never on
+//! for the new rate, typically 50–100 ms), taken after [`super::output::encode::Encodes`]' own, never on
 //! a streaming thread; and the maps of encode branches and AAC encodes, only ever held for a
 //! look-up, an insert, a removal or a walk over them, so readers (`/metrics`) never wait for a
 //! change.
@@ -49,7 +49,7 @@ use std::time::Instant;
 use gst::prelude::*;
 use gst_controller::prelude::*;
 
-use super::fanout::FanOut;
+use super::output::fanout::FanOut;
 use super::{MediaError, OutputFormat, make};
 use crate::config::OutputConfig;
 use crate::event::{Event, SessionId, Source, Switched};
@@ -1271,7 +1271,7 @@ impl std::fmt::Debug for Program {
 
 #[cfg(test)]
 mod tests {
-    use super::super::encodes::Encodes;
+    use crate::media::output::encode::Encodes;
     use super::*;
 
     /// The program's tee sees `fps` frames per second (polls up to 5 s).

@@ -28,6 +28,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use crate::media::image::{Image, MAX_IMAGE_SIDE, image_is_sound};
+
 use serde::Serialize;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
@@ -94,20 +96,6 @@ impl Drop for Ticking<'_> {
     fn drop(&mut self) {
         self.0.running.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// The widest or tallest image an overlay plugin may return, pixels (the output is at most
-/// 4K; 8192 leaves room for scaling down).
-pub const MAX_IMAGE_SIDE: u32 = 8192;
-
-/// Whether an overlay plugin's image can be read as it says: sides 1..=[`MAX_IMAGE_SIDE`], a
-/// stride of at least 4 bytes a pixel and `stride * height` bytes. In u64: `width * 4` in u32
-/// wrapped for a width over 2^30 and let a malformed image through.
-pub fn image_is_sound(img: &Image) -> bool {
-    (1..=MAX_IMAGE_SIDE).contains(&img.width)
-        && (1..=MAX_IMAGE_SIDE).contains(&img.height)
-        && u64::from(img.stride) >= u64::from(img.width) * 4
-        && img.pixels.len() as u64 >= u64::from(img.stride) * u64::from(img.height)
 }
 
 /// The variables the `env` grant passes: locale and time zone, nothing that can hold a secret.
@@ -258,15 +246,6 @@ pub struct PluginInfo {
     pub loaded_at: Option<f64>,
     /// The last load or call error. Cleared by a successful load.
     pub last_error: Option<String>,
-}
-
-/// An image a plugin drew: RGBA8, not premultiplied, `stride` bytes per row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Image {
-    pub width: u32,
-    pub height: u32,
-    pub stride: u32,
-    pub pixels: Vec<u8>,
 }
 
 struct Limiter {

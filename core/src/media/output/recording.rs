@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
 
-use super::{MediaError, make};
+use crate::media::{MediaError, make};
 use crate::config::DestinationConfig;
 
 /// Minutes per file when a recording does not say.
@@ -211,7 +211,7 @@ impl Recording {
             MediaError::Build(format!("recording folder {}: {e}", pattern.dir.display()))
         })?;
         let pipeline = gst::Pipeline::with_name(&format!("recording-{}", d.name));
-        let src = super::flv_appsrc(caps)?;
+        let src = crate::media::flv_appsrc(caps)?;
         let demux = make("flvdemux", "demux")?;
         let vparse = make("h264parse", "vparse")?;
         let aparse = make("aacparse", "aparse")?;

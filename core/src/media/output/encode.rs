@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::fanout::FanOut;
-use super::program::Program;
+use crate::media::program::Program;
 use crate::config::Profiles;
 
 #[derive(Default)]

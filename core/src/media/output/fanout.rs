@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use tokio::sync::mpsc;
 
-use super::flv;
+use crate::media::flv;
 
 /// Per-consumer queue length, in FLV tags. At 30 fps plus AAC (about 77 tags/s) this is ~6 s.
 pub const QUEUE_TAGS: usize = 512;

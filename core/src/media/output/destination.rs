@@ -11,10 +11,10 @@ use futures_util::StreamExt;
 use gst::prelude::*;
 use serde::Serialize;
 
-use super::encodes::Encodes;
+use super::encode::Encodes;
 use super::fanout::FanOut;
-use super::program::EventSink;
-use super::{MediaError, make};
+use crate::media::program::EventSink;
+use crate::media::{MediaError, make};
 use crate::config::DestinationConfig;
 use crate::event::{DestinationDown, DestinationRetry, DestinationUp, Event};
 
@@ -467,7 +467,7 @@ struct Connection {
 impl Connection {
     fn build(name: &str, url: &str, caps: Option<&gst::Caps>) -> Result<Self, MediaError> {
         let pipeline = gst::Pipeline::with_name(&format!("destination-{name}"));
-        let src = super::flv_appsrc(caps)?;
+        let src = crate::media::flv_appsrc(caps)?;
         let sink = make("rtmp2sink", "rtmp")?;
         sink.set_property("location", url);
         // 4 KiB chunks, as OBS and ffmpeg send: fewer chunk headers than RTMP's default 128 B.

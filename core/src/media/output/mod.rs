@@ -1,0 +1,16 @@
+//! What leaves a channel: its encodes, fanned out to its destinations and recordings.
+//!
+//! - [`encode`]: the encode path, one H.264/AAC encode per profile, started and stopped with the
+//!   destinations that use it
+//! - [`fanout`]: one encoded FLV stream to every consumer, each behind its own leaky queue
+//! - [`destination`]: each destination's connection (RTMP/RTMPS or a file), its own pipeline,
+//!   reconnecting with backoff and never re-opened for a switch
+//! - [`recording`]: a file destination's segments
+//!
+//! A second path, copy (the publisher's own packets forwarded, a matched fallback spliced in on
+//! keyframes), will sit beside `encode` and feed the same fan-out.
+
+pub mod destination;
+pub mod encode;
+pub mod fanout;
+pub mod recording;
