@@ -14,8 +14,8 @@ use tokio::sync::{broadcast, mpsc};
 use crate::action::Action;
 use crate::channel::{ChannelView, Channels};
 use crate::event::{Event, Source};
-use crate::media::output::destination::DestinationStatus;
 use crate::media::ingest::{Ingest, PublishRequest, SessionStatus};
+use crate::media::output::destination::DestinationStatus;
 use crate::policy::Policy;
 
 /// Process-wide counters for `/api/status` (each channel also counts its own).
@@ -58,15 +58,7 @@ pub struct Core {
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
-/// A change the control room shows that no policy event reports (a channel started, a
-/// destination added, a script reloaded, media uploaded): sent on `GET /api/events` as
-/// `changed`, so pages refetch what changed instead of polling.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Changed {
-    /// `channels`, `destinations`, `media`, `scripts` or `plugins`.
-    pub what: &'static str,
-    pub channel: Option<String>,
-}
+pub use crate::event::Changed;
 
 /// `GET /api/status`: the process, every channel, and (at the top level, as before channels
 /// existed) one channel's state: the primary channel's, or the one asked for.
@@ -125,6 +117,63 @@ impl Core {
     /// The status with `channel`'s state at the top level. `None` when no such channel exists.
     pub fn status_of(&self, channel: &str) -> Option<Status> {
         Some(self.status_focused(Some(self.channels.get(channel)?)))
+    }
+
+    /// What `GET /metrics` reads at scrape time ([`crate::metrics::Metrics::render`]).
+    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        use crate::metrics::{ChannelSnapshot, DestinationSnapshot, LoadedSnapshot, Snapshot};
+        let channels = self
+            .channels
+            .all()
+            .iter()
+            .map(|c| {
+                let v = c.view();
+                ChannelSnapshot {
+                    on_air: v.on_air,
+                    on_air_for_s: v.on_air_for_s,
+                    sessions: v.sessions.len(),
+                    ingest_kbps: v.sessions.iter().map(|s| s.kbps).sum(),
+                    destinations: v
+                        .destinations
+                        .iter()
+                        .map(|d| DestinationSnapshot {
+                            name: d.name.clone(),
+                            up: d.state == "up",
+                            bytes_sent_total: d.bytes_sent_total,
+                        })
+                        .collect(),
+                    encode_latency: c.encode_latency(),
+                    dropped_buffers: c.dropped_buffers(),
+                    id: v.id,
+                }
+            })
+            .collect();
+        Snapshot {
+            channels,
+            ingest_bytes: self.ingest.bytes_by_channel(),
+            late_decisions: self.policy.late_decisions(),
+            routes_refused: self.policy.routes_refused(),
+            scripts: self
+                .policy
+                .scripts()
+                .into_iter()
+                .map(|s| LoadedSnapshot {
+                    name: s.name,
+                    loaded: s.loaded,
+                    time_limit_trips: s.time_limit_trips,
+                })
+                .collect(),
+            plugins: self
+                .plugins
+                .info()
+                .into_iter()
+                .map(|p| LoadedSnapshot {
+                    name: p.name,
+                    loaded: p.loaded,
+                    time_limit_trips: 0,
+                })
+                .collect(),
+        }
     }
 
     /// The status with the primary channel's state at the top level.

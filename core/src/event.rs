@@ -260,6 +260,16 @@ pub struct DestinationRetry {
     pub delay_ms: u64,
 }
 
+/// A change the control room shows that no policy event reports (a channel started, a
+/// destination added, a script reloaded, media uploaded): sent on `GET /api/events` as
+/// `changed`, so pages refetch what changed instead of polling.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Changed {
+    /// `channels`, `destinations`, `media`, `scripts` or `plugins`.
+    pub what: &'static str,
+    pub channel: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

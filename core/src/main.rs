@@ -127,7 +127,7 @@ fn resolve_secrets(
         if !spec.keys.is_empty() || cfg.ingest.allow_any_key {
             continue;
         }
-        let file = if spec.id == onair::destinations::DEFAULT_CHANNEL {
+        let file = if spec.id == onair::channel::destinations::DEFAULT_CHANNEL {
             STREAM_KEY_FILE.to_string()
         } else {
             format!("{STREAM_KEY_FILE}-{}", spec.id)

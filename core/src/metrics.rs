@@ -19,7 +19,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::engine::Core;
 use crate::event::{Event, Source};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -431,10 +430,10 @@ impl Metrics {
         }
     }
 
-    /// The metrics in the OpenMetrics text format, with the state-derived ones read now.
-    pub fn render(&self, core: &Core) -> String {
-        for c in core.channels.all() {
-            let v = c.view();
+    /// The metrics in the OpenMetrics text format, with the state-derived ones taken from
+    /// `now` (read by the caller, [`crate::engine::Core::metrics_snapshot`]).
+    pub fn render(&self, now: &Snapshot) -> String {
+        for v in &now.channels {
             let label = ChannelLabel {
                 channel: v.id.clone(),
             };
@@ -462,58 +461,57 @@ impl Metrics {
                                 .unwrap_or_else(Instant::now),
                         )
                     });
-                    // the source the events said: the view may be older than a switch
+                    // the source the events said: the snapshot may be older than a switch
                     entry.0
                 };
                 self.clock(&v.id, showing, None);
             } else {
                 lock(&self.clocks).remove(&v.id); // stopped: no source is on air
             }
-            self.sessions
-                .get_or_create(&label)
-                .set(v.sessions.len() as i64);
-            let kbps: u64 = v.sessions.iter().map(|s| s.kbps).sum();
+            self.sessions.get_or_create(&label).set(v.sessions as i64);
             self.ingest_bps
                 .get_or_create(&label)
-                .set((kbps * 1000) as i64);
+                .set((v.ingest_kbps * 1000) as i64);
             for d in &v.destinations {
                 let dl = DestinationLabels {
                     channel: v.id.clone(),
                     destination: d.name.clone(),
                 };
-                self.destination_up
-                    .get_or_create(&dl)
-                    .set(i64::from(d.state == "up"));
+                self.destination_up.get_or_create(&dl).set(i64::from(d.up));
                 raise(&self.output_bytes.get_or_create(&dl), d.bytes_sent_total);
             }
-            for (profile, seconds) in c.encode_latency() {
+            for (profile, seconds) in &v.encode_latency {
                 self.encode_latency
                     .get_or_create(&ProfileLabels {
                         channel: v.id.clone(),
-                        profile,
+                        profile: profile.clone(),
                     })
-                    .set(seconds);
+                    .set(*seconds);
             }
-            for (destination, n) in c.dropped_buffers() {
+            for (destination, n) in &v.dropped_buffers {
                 raise(
                     &self.dropped.get_or_create(&DestinationLabels {
                         channel: v.id.clone(),
-                        destination,
+                        destination: destination.clone(),
                     }),
-                    n,
+                    *n,
                 );
             }
         }
-        for (channel, bytes) in core.ingest.bytes_by_channel() {
+        for (channel, bytes) in &now.ingest_bytes {
             raise(
-                &self.ingest_bytes.get_or_create(&ChannelLabel { channel }),
-                bytes,
+                &self.ingest_bytes.get_or_create(&ChannelLabel {
+                    channel: channel.clone(),
+                }),
+                *bytes,
             );
         }
-        raise(&self.late_decisions, core.policy.late_decisions());
-        raise(&self.routes_refused, core.policy.routes_refused());
-        for s in core.policy.scripts() {
-            let l = NameLabel { name: s.name };
+        raise(&self.late_decisions, now.late_decisions);
+        raise(&self.routes_refused, now.routes_refused);
+        for s in &now.scripts {
+            let l = NameLabel {
+                name: s.name.clone(),
+            };
             self.script_loaded
                 .get_or_create(&l)
                 .set(i64::from(s.loaded));
@@ -521,9 +519,11 @@ impl Metrics {
                 .get_or_create(&l)
                 .set(s.time_limit_trips as i64);
         }
-        for p in core.plugins.info() {
+        for p in &now.plugins {
             self.plugin_loaded
-                .get_or_create(&NameLabel { name: p.name })
+                .get_or_create(&NameLabel {
+                    name: p.name.clone(),
+                })
                 .set(i64::from(p.loaded));
         }
         let (cpu, rss) = process_usage();
@@ -535,6 +535,56 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The state the state-derived metrics are read from, taken by the caller at scrape time: plain
+/// values, so the metrics know nothing of the channels, the ingest or the policy host.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub channels: Vec<ChannelSnapshot>,
+    /// Bytes received by publishers since start, by channel id.
+    pub ingest_bytes: HashMap<String, u64>,
+    /// Policy decisions that came after their deadline, since start.
+    pub late_decisions: u64,
+    /// Script route requests refused (over the limits), since start.
+    pub routes_refused: u64,
+    pub scripts: Vec<LoadedSnapshot>,
+    pub plugins: Vec<LoadedSnapshot>,
+}
+
+/// One channel at scrape time.
+#[derive(Debug, Default)]
+pub struct ChannelSnapshot {
+    pub id: String,
+    /// `None` while the channel is stopped.
+    pub on_air: Option<Source>,
+    /// Seconds since the last switch.
+    pub on_air_for_s: Option<f64>,
+    /// Publish sessions now.
+    pub sessions: usize,
+    /// Their summed incoming bitrate, kbit/s.
+    pub ingest_kbps: u64,
+    pub destinations: Vec<DestinationSnapshot>,
+    /// Mean seconds a frame spends in each running encode's video encoder, by profile key.
+    pub encode_latency: Vec<(String, f64)>,
+    /// Buffers lost to a full queue since start, by destination or viewer name.
+    pub dropped_buffers: HashMap<String, u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct DestinationSnapshot {
+    pub name: String,
+    pub up: bool,
+    pub bytes_sent_total: u64,
+}
+
+/// A script or plugin at scrape time.
+#[derive(Debug, Default)]
+pub struct LoadedSnapshot {
+    pub name: String,
+    pub loaded: bool,
+    /// Scripts only: handler calls ended by the time limit since start.
+    pub time_limit_trips: u64,
 }
 
 /// CPU seconds (user + system) and resident bytes of this process, from `/proc/self`.

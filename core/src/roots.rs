@@ -287,13 +287,12 @@ impl Confinement {
         if !url.starts_with("file://") {
             return Ok(());
         }
-        let pattern = crate::media::output::recording::Pattern::new(url, channel, destination).map_err(
-            |message| RootError::Unresolvable {
+        let pattern = crate::media::output::recording::Pattern::new(url, channel, destination)
+            .map_err(|message| RootError::Unresolvable {
                 path: url.into(),
                 message,
                 key: self.recordings.key,
-            },
-        )?;
+            })?;
         self.recordings.check(&pattern.dir)
     }
 

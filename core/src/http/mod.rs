@@ -14,20 +14,23 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use serde::Deserialize;
 use warp::Filter;
 use warp::http::{StatusCode, header};
 
 use crate::action::Action;
+use crate::auth::constant_time_eq;
 use crate::channel::{Channel, ChannelError};
 use crate::config::{DestinationConfig, HttpConfig};
 use crate::engine::Core;
 use crate::event::Source;
 use crate::media::output::fanout::FanOut;
 use crate::policy::{Policy, RouteRequest};
+use bodies::{CreateDestination, FallbackBody, PatchDestination, SwitchBody};
 
-mod gate;
+mod bodies;
 mod gallery;
+mod gate;
+pub mod openapi;
 pub mod serve;
 mod streamers;
 mod ui;
@@ -46,58 +49,6 @@ fn json_response(status: StatusCode, v: &serde_json::Value) -> warp::reply::Resp
 
 fn error(status: StatusCode, msg: &str) -> warp::reply::Response {
     json_response(status, &serde_json::json!({ "error": msg }))
-}
-
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// `POST /api/channels/:id/destinations`.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateDestination {
-    /// 1 to 64 letters, digits, '-' or '_' (not "preview").
-    name: String,
-    /// `rtmp://` or `rtmps://`, with the stream key, as the platform shows it.
-    url: String,
-    /// Default true.
-    #[serde(default = "yes")]
-    enabled: bool,
-    /// The encoding profile it receives (`GET /api/profiles`). Default: the channel's `[output]`.
-    #[serde(default)]
-    profile: Option<String>,
-    /// Recordings (`file://` URLs): minutes per file. Default 60.
-    #[serde(default)]
-    segment_minutes: Option<u32>,
-    /// Recordings: GiB its files may take before the oldest are deleted. Default: no limit.
-    #[serde(default)]
-    max_total_gib: Option<f64>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// `PATCH /api/channels/:id/destinations/:name`.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PatchDestination {
-    url: Option<String>,
-    enabled: Option<bool>,
-    /// A profile name, or `""` for the channel's `[output]`.
-    profile: Option<String>,
-    /// Recordings: minutes per file (1..=1440).
-    segment_minutes: Option<u32>,
-    /// Recordings: GiB its files may take before the oldest are deleted; `null` removes the
-    /// limit (absent: unchanged).
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<f64>)]
-    max_total_gib: Option<Option<f64>>,
-}
-
-/// A field that may be absent (outer `None`) or `null` (`Some(None)`).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
-    Option::<f64>::deserialize(d).map(Some)
 }
 
 /// An API error answer: `{"error"}`, plus `field` and `message` for a 400 that names the field.
@@ -145,7 +96,7 @@ macro_rules! store_error {
     };
 }
 store_error!(ChannelError);
-store_error!(crate::destinations::DestinationError);
+store_error!(crate::channel::destinations::DestinationError);
 
 /// The API answer for a channel or destination store error.
 fn store_error(e: &impl StoreError) -> warp::reply::Response {
@@ -229,7 +180,7 @@ fn destination_routes(
             match tokio::task::block_in_place(|| {
                 c.destinations.update(
                     &name,
-                    crate::destinations::Change {
+                    crate::channel::destinations::Change {
                         url: req.url.as_deref(),
                         profile: req.profile.as_deref(),
                         enabled: req.enabled,
@@ -268,8 +219,10 @@ fn destination_routes(
                 _ => return error(StatusCode::NOT_FOUND, "not found: use /enable or /disable"),
             };
             match tokio::task::block_in_place(|| {
-                c.destinations
-                    .update(&name, crate::destinations::Change::enabled(enabled))
+                c.destinations.update(
+                    &name,
+                    crate::channel::destinations::Change::enabled(enabled),
+                )
             })
             .and_then(|()| c.destinations.get(&name))
             {
@@ -472,14 +425,6 @@ fn media_path(c: &Core, media: &str) -> std::path::PathBuf {
     media.into()
 }
 
-/// `POST /api/channels/:id/fallback` `{"media": NAME | PATH | null}`.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FallbackBody {
-    /// A media gallery name or a file path; null: the slate.
-    media: Option<String>,
-}
-
 fn fallback_reply(c: &Core, ch: &Channel, body: &[u8]) -> warp::reply::Response {
     let req: FallbackBody = match parse_body(body) {
         Ok(r) => r,
@@ -555,18 +500,6 @@ fn switch_reply(c: &Core, channel: &str, body: &[u8], reason: &str) -> warp::rep
     json_response(StatusCode::ACCEPTED, &serde_json::json!({ "source": to }))
 }
 
-/// `POST /api/switch` and `POST /api/channels/:id/switch`.
-#[derive(Deserialize, utoipa::ToSchema)]
-pub(crate) struct SwitchBody {
-    /// `live` or `fallback`.
-    source: String,
-    /// Replace the fallback media first: an image or video path.
-    media: Option<String>,
-    /// With `live`: the publish session to put on air (see `sessions` in the status); default
-    /// the newest healthy one.
-    session: Option<u64>,
-}
-
 /// All routes.
 pub fn routes(
     core: Arc<Core>,
@@ -633,7 +566,7 @@ pub fn routes(
         .and(metrics_reader.or(admin.clone()).unify())
         .and(with_core.clone())
         .map(|(), c: Arc<Core>| {
-            let mut r = warp::reply::Response::new(c.metrics.render(&c).into());
+            let mut r = warp::reply::Response::new(c.metrics.render(&c.metrics_snapshot()).into());
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static(
@@ -645,7 +578,7 @@ pub fn routes(
 
     let openapi = warp::path!("api" / "openapi.json")
         .and(warp::get())
-        .map(|| json_response(StatusCode::OK, &crate::openapi::document()));
+        .map(|| json_response(StatusCode::OK, &openapi::document()));
 
     let scripts = warp::path!("api" / "scripts")
         .and(warp::get())

@@ -23,4 +23,3 @@ pub fn image_is_sound(img: &Image) -> bool {
         && u64::from(img.stride) >= u64::from(img.width) * 4
         && img.pixels.len() as u64 >= u64::from(img.stride) * u64::from(img.height)
 }
-

@@ -7,7 +7,8 @@
 //! - [`flv`]: the FLV tag facts the ingest, the decoder and the outputs share
 //! - [`decode`]: one decode pipeline per publish session, rebased onto the program's running time
 //! - [`fallback`]: the fallback media (image, looping video, slate) fed into the switch
-//! - [`switch`]: the video switch element (`onairvideoswitch`), cutting on keyframes
+//! - [`switch`]: the video switch element (`onairvideoswitch`); [`cut`]: when it cuts (the
+//!   state machine: to the fallback after the last live frame, to live on a keyframe)
 //! - [`overlay`] (with [`image`]): layers composited over the program
 //! - [`program`]: switch → overlay → encode → mux, the channel's long-lived pipeline
 //! - [`output`]: what leaves the channel. Today one path, the encode path
@@ -16,6 +17,7 @@
 //!   `output/copy`. Both feed [`output::destination`] (each platform connection, reconnecting
 //!   with backoff) and [`output::recording`] (segmented files).
 
+pub mod cut;
 pub mod decode;
 pub mod fallback;
 pub mod flv;

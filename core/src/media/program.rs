@@ -34,7 +34,7 @@
 //! cuts right after the last live frame. A silent source keeps the mixer's timeline full, so a
 //! publisher without audio gets silence.
 //!
-//! Locks: `ProgramState`, whose GStreamer calls (control points, `push_buffer`) take no lock of
+//! Locks: the cut state ([`super::cut::CutState`]: what is on air, what is armed), whose GStreamer calls (control points, `push_buffer`) take no lock of
 //! ours; `changes`, held while a branch is added, taken out of the map or its removal finishes
 //! (the rate lowered, its AAC encode let go), or the switch's rate changes (which waits up to 2 s
 //! for the new rate, typically 50–100 ms), taken after [`super::output::encode::Encodes`]' own, never on
@@ -49,6 +49,7 @@ use std::time::Instant;
 use gst::prelude::*;
 use gst_controller::prelude::*;
 
+use super::cut::{Cut, CutState, Video};
 use super::output::fanout::FanOut;
 use super::{MediaError, OutputFormat, make};
 use crate::config::OutputConfig;
@@ -68,23 +69,6 @@ pub const MUX_LATENCY_MS: u64 = 100;
 
 /// Receives the events the media layer emits.
 pub type EventSink = tokio::sync::mpsc::UnboundedSender<Event>;
-
-/// What is on air and what is pending. Guarded by `Program::state`.
-struct ProgramState {
-    on_air: Source,
-    /// The session whose frames feed the live input (on air when `on_air` is live).
-    program: Option<SessionId>,
-    /// A switch to live waiting for this session's next keyframe, with its reason. Until the cut,
-    /// `program` keeps feeding the live input: a newcomer that never delivers cannot black out
-    /// the session on air.
-    pending_live: Option<(SessionId, String)>,
-    /// End (PTS + duration) of the last live video and audio buffers pushed.
-    last_video_end: Option<gst::ClockTime>,
-    last_audio_end: Option<gst::ClockTime>,
-    since: Instant,
-    /// Why the last switch happened (`start` before the first).
-    reason: String,
-}
 
 /// One controlled property: a step control source bound to a pad property.
 struct Control {
@@ -111,14 +95,14 @@ impl Control {
 }
 
 /// The four controlled properties that make the cut, set together.
-struct Cut {
+struct CutControls {
     live_alpha: Control,
     fallback_alpha: Control,
     live_volume: Control,
     fallback_volume: Control,
 }
 
-impl Cut {
+impl CutControls {
     fn to(&self, to: Source, at: gst::ClockTime) {
         let live = if to == Source::Live { 1.0 } else { 0.0 };
         let fallback = 1.0 - live;
@@ -493,8 +477,8 @@ pub struct Program {
     live_audio: gst_app::AppSrc,
     fallback_video: gst_app::AppSrc,
     fallback_audio: gst_app::AppSrc,
-    cut: Cut,
-    state: Mutex<ProgramState>,
+    cut: CutControls,
+    state: Mutex<CutState>,
     events: EventSink,
     /// The channel's id, stamped on its events.
     channel: String,
@@ -877,7 +861,7 @@ impl Program {
         overlay.attach(&video.out);
 
         // Off air at start: the fallback shows.
-        let cut = Cut {
+        let cut = CutControls {
             live_alpha: Control::bind(&video.live_pad, "alpha", 0.0)?,
             fallback_alpha: Control::bind(&video.fallback_pad, "alpha", 1.0)?,
             live_volume: Control::bind(&audio.live_pad, "volume", 0.0)?,
@@ -907,15 +891,7 @@ impl Program {
             fallback_video,
             fallback_audio,
             cut,
-            state: Mutex::new(ProgramState {
-                on_air: Source::Fallback,
-                program: None,
-                pending_live: None,
-                last_video_end: None,
-                last_audio_end: None,
-                since: Instant::now(),
-                reason: "start".into(),
-            }),
+            state: Mutex::new(CutState::new(Instant::now())),
             events,
             channel: channel.to_string(),
             overlay,
@@ -1124,88 +1100,65 @@ impl Program {
         self.pipeline.current_running_time()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ProgramState> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CutState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// (source on air, live session on air, seconds since the last cut)
     pub fn on_air(&self) -> (Source, Option<SessionId>, f64) {
-        let st = self.lock();
-        let session = if st.on_air == Source::Live {
-            st.program
-        } else {
-            None
-        };
-        (st.on_air, session, st.since.elapsed().as_secs_f64())
+        let (source, session, since) = self.lock().on_air(Instant::now());
+        (source, session, since.as_secs_f64())
     }
 
     /// Why the last switch happened, as its `switched` event said (`start` before any).
     pub fn on_air_reason(&self) -> String {
-        self.lock().reason.clone()
+        self.lock().reason().to_string()
     }
 
     /// Whether `session` feeds the live input (on air, or held for a return after a stall).
     /// A session waiting for its first cut is not.
     pub fn is_program(&self, session: SessionId) -> bool {
-        self.lock().program == Some(session)
+        self.lock().is_program(session)
     }
 
-    fn cut(&self, st: &mut ProgramState, to: Source, at: gst::ClockTime, reason: String) {
-        self.cut.to(to, at);
-        self.live.store(to == Source::Live, Ordering::Relaxed);
-        let from = st.on_air;
-        st.on_air = to;
-        st.since = Instant::now();
-        st.reason.clone_from(&reason);
-        let session = if to == Source::Live { st.program } else { None };
+    /// Makes `cut` ([`super::cut`] decided it): the controlled properties step at its running
+    /// time, and `switched` is emitted. Called under the state lock, so cuts are made in order.
+    fn make(&self, cut: Cut) {
+        self.cut.to(cut.to, cut.at);
+        self.live.store(cut.to == Source::Live, Ordering::Relaxed);
         let _ = self.events.send(Event::Switched(Switched {
             channel: self.channel.clone(),
-            from,
-            to,
-            reason,
-            session,
+            from: cut.from,
+            to: cut.to,
+            reason: cut.reason,
+            session: cut.session,
         }));
     }
 
     /// Whether `session`'s frames are wanted: it feeds the live input or is armed to go on air.
     /// Other sessions are not decoded (see [`super::decode::SessionFeed`]).
     pub fn wants(&self, session: SessionId) -> bool {
-        let st = self.lock();
-        st.program == Some(session) || st.pending_live.as_ref().is_some_and(|(s, _)| *s == session)
+        self.lock().wants(session)
     }
 
     /// Puts `session` on air from its next keyframe. A no-op when it already is.
     pub fn arm_live(&self, session: SessionId, reason: String) {
-        let mut st = self.lock();
-        if st.on_air == Source::Live && st.program == Some(session) {
-            st.pending_live = None;
-            return;
-        }
-        st.pending_live = Some((session, reason));
+        self.lock().arm_live(session, reason);
     }
 
     /// Cuts to the fallback right after the last live frame (or now, when nothing live was
     /// pushed). A no-op when the fallback is already on air; cancels a pending switch to live.
     pub fn cut_to_fallback(&self, reason: String) {
-        let mut st = self.lock();
-        st.pending_live = None;
-        if st.on_air == Source::Fallback {
-            return;
-        }
         let now = self.running_time().unwrap_or(gst::ClockTime::ZERO);
-        let at = st.last_video_end.map_or(now, |end| end.min(now));
-        self.cut(&mut st, Source::Fallback, at, reason);
+        let mut st = self.lock();
+        if let Some(cut) = st.cut_to_fallback(reason, now, Instant::now()) {
+            self.make(cut);
+        }
     }
 
     /// A session ended: it no longer feeds the live input. Switching is the policy's business.
     pub fn session_ended(&self, session: SessionId) {
-        let mut st = self.lock();
-        if st.program == Some(session) {
-            st.program = None;
-        }
-        if st.pending_live.as_ref().is_some_and(|(s, _)| *s == session) {
-            st.pending_live = None;
-        }
+        self.lock().session_ended(session);
     }
 
     /// A decoded live video frame of `session`, PTS already on the program's running time.
@@ -1213,29 +1166,22 @@ impl Program {
     /// do not feed the live input, and frames that would go backwards, are dropped.
     pub fn push_live_video(&self, session: SessionId, buffer: gst::Buffer) {
         let Some(pts) = buffer.pts() else { return };
+        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         let frame = self.format().frame_duration();
-        let end = pts + buffer.duration().unwrap_or(frame);
         {
             let mut st = self.lock();
-            let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-            let cuts_here =
-                keyframe && st.pending_live.as_ref().is_some_and(|(s, _)| *s == session);
-            if cuts_here {
-                if st.program != Some(session) {
-                    st.program = Some(session);
-                    st.last_video_end = None;
-                    st.last_audio_end = None;
-                }
-                if let Some((_, reason)) = st.pending_live.take() {
-                    self.cut(&mut st, Source::Live, pts, reason);
-                }
-            } else if st.program != Some(session) {
-                return;
+            match st.live_video(
+                session,
+                pts,
+                buffer.duration(),
+                keyframe,
+                frame,
+                Instant::now(),
+            ) {
+                Video::Drop => return,
+                Video::Push(Some(cut)) => self.make(cut),
+                Video::Push(None) => {}
             }
-            if st.last_video_end.is_some_and(|last| pts + frame <= last) {
-                return;
-            }
-            st.last_video_end = Some(end);
         }
         let _ = self.live_video.push_buffer(buffer);
     }
@@ -1243,19 +1189,8 @@ impl Program {
     /// A decoded live audio buffer of `session`, on the program's running time.
     pub fn push_live_audio(&self, session: SessionId, buffer: gst::Buffer) {
         let Some(pts) = buffer.pts() else { return };
-        {
-            let mut st = self.lock();
-            if st.program != Some(session) {
-                return;
-            }
-            // a few ms of overlap are rounding, not a step back
-            if st
-                .last_audio_end
-                .is_some_and(|last| pts + gst::ClockTime::from_mseconds(5) < last)
-            {
-                return;
-            }
-            st.last_audio_end = Some(pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO));
+        if !self.lock().live_audio(session, pts, buffer.duration()) {
+            return;
         }
         let _ = self.live_audio.push_buffer(buffer);
     }
@@ -1271,8 +1206,8 @@ impl std::fmt::Debug for Program {
 
 #[cfg(test)]
 mod tests {
-    use crate::media::output::encode::Encodes;
     use super::*;
+    use crate::media::output::encode::Encodes;
 
     /// The program's tee sees `fps` frames per second (polls up to 5 s).
     fn tee_at(program: &Program, fps: i32) -> bool {

@@ -13,10 +13,10 @@ use serde::Serialize;
 
 use super::encode::Encodes;
 use super::fanout::FanOut;
-use crate::media::program::EventSink;
-use crate::media::{MediaError, make};
 use crate::config::DestinationConfig;
 use crate::event::{DestinationDown, DestinationRetry, DestinationUp, Event};
+use crate::media::program::EventSink;
+use crate::media::{MediaError, make};
 
 /// First and largest reconnect delays.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);

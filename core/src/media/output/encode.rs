@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::fanout::FanOut;
-use crate::media::program::Program;
 use crate::config::Profiles;
+use crate::media::program::Program;
 
 #[derive(Default)]
 struct Inner {

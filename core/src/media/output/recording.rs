@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
 
-use crate::media::{MediaError, make};
 use crate::config::DestinationConfig;
+use crate::media::{MediaError, make};
 
 /// Minutes per file when a recording does not say.
 pub const DEFAULT_SEGMENT_MINUTES: u32 = 60;

@@ -1,8 +1,8 @@
 //! The OpenAPI 3 document of onair's built-in HTTP API, served at `GET /api/openapi.json`.
 //! Schemas are derived from the Rust types the routes read and answer (`utoipa::ToSchema`);
-//! each route of `http.rs` has its entry below (a function that only carries the attribute).
+//! each route of `http/` has its entry below (a function that only carries the attribute).
 //! `tests/channels.rs` calls every documented operation and checks the status it answers is
-//! documented, and that every `warp::path!` in `http.rs` is documented.
+//! documented, and that every `warp::path!` in `http/` is documented.
 //!
 //! To add a route: its `#[utoipa::path]` entry here and its name in [`ApiDoc`]'s `paths(…)`.
 
@@ -11,11 +11,11 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use super::bodies::{CreateDestination, FallbackBody, PatchDestination, SwitchBody};
+use crate::channel::destinations::DestinationView;
 use crate::channel::{ChannelPatch, ChannelView, NewChannel};
-use crate::destinations::DestinationView;
 use crate::engine::Status;
 use crate::gallery::MediaItem;
-use crate::http::{CreateDestination, FallbackBody, PatchDestination, SwitchBody};
 use crate::policy::host::ScriptInfo;
 use crate::wasm::PluginInfo;
 
