@@ -201,3 +201,174 @@ impl Channel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::Fixture;
+    use super::*;
+
+    fn fallback_row(f: &Fixture) -> Option<String> {
+        f.shared
+            .db
+            .conn()
+            .query_row(
+                "SELECT fallback_media FROM channels WHERE id = 'default'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("row")
+    }
+
+    #[test]
+    fn a_fallback_chosen_while_stopped_is_kept_for_the_next_start() {
+        let f = Fixture::new();
+        let c = f.channels.get("default").expect("default");
+        let media = f.cfg.data_dir.join("media/card.png");
+        std::fs::write(&media, b"png").expect("file");
+        c.execute(
+            Action::SetFallback {
+                media: Some(media.clone()),
+            },
+            None,
+        );
+        assert_eq!(c.spec().fallback.media.as_deref(), Some(media.as_path()));
+        assert_eq!(fallback_row(&f), Some(media.display().to_string()));
+        assert_eq!(
+            f.reload()
+                .get("default")
+                .expect("default")
+                .spec()
+                .fallback
+                .media,
+            Some(media.clone()),
+            "a restart forgot the choice"
+        );
+        // back to the slate: '' in the database
+        c.execute(Action::SetFallback { media: None }, None);
+        assert_eq!(fallback_row(&f).as_deref(), Some(""));
+        assert_eq!(c.spec().fallback.media, None);
+    }
+
+    #[test]
+    fn a_fallback_outside_the_media_roots_changes_nothing() {
+        let f = Fixture::new();
+        let c = f.channels.get("default").expect("default");
+        let outside = f.dir.path().join("elsewhere.png");
+        std::fs::write(&outside, b"png").expect("file");
+        for path in [outside, PathBuf::from("/etc/passwd")] {
+            c.execute(Action::SetFallback { media: Some(path) }, None);
+            assert_eq!(c.spec().fallback.media, None);
+            assert_eq!(
+                fallback_row(&f),
+                None,
+                "a refused path reached the database"
+            );
+        }
+    }
+
+    #[test]
+    fn actions_that_need_the_program_are_ignored_while_stopped() {
+        let f = Fixture::new();
+        let c = f.channels.get("default").expect("default");
+        let media = f.cfg.data_dir.join("media/card.png");
+        std::fs::write(&media, b"png").expect("file");
+        c.execute(
+            Action::Switch {
+                to: Source::Fallback,
+                media: Some(media),
+                reason: "operator".into(),
+                session: None,
+            },
+            None,
+        );
+        c.execute(
+            Action::Switch {
+                to: Source::Live,
+                media: None,
+                reason: "operator".into(),
+                session: Some(7),
+            },
+            None,
+        );
+        c.execute(
+            Action::Kick {
+                session: 7,
+                reason: "test".into(),
+            },
+            None,
+        );
+        assert!(!c.is_started());
+        assert_eq!(
+            c.spec().fallback.media,
+            None,
+            "a switch's media was kept while stopped"
+        );
+        let v = c.view();
+        assert_eq!((v.state, v.on_air), ("stopped", None));
+    }
+
+    #[test]
+    fn destinations_are_added_disabled_and_removed_and_a_bad_one_is_not_added() {
+        let f = Fixture::new();
+        let c = f.channels.get("default").expect("default");
+        let add = |name: &str, url: &str| Action::DestinationAdd {
+            name: name.into(),
+            url: url.into(),
+            profile: None,
+            segment_minutes: None,
+            max_total_gib: None,
+        };
+        c.execute(add("yt", "rtmp://127.0.0.1:1/live2/key"), None);
+        c.execute(add("bad", "ftp://127.0.0.1/x"), None);
+        c.execute(add("yt", "rtmp://127.0.0.1:1/live2/other"), None); // taken name
+        let list = c.destinations.list();
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert!(list[0].enabled);
+        c.execute(Action::DestinationDisable { name: "yt".into() }, None);
+        assert!(!c.destinations.get("yt").expect("yt").enabled);
+        assert!(
+            !f.reload()
+                .get("default")
+                .expect("default")
+                .destinations
+                .get("yt")
+                .expect("kept")
+                .enabled,
+            "disabled, but not in the database"
+        );
+        c.execute(Action::DestinationRemove { name: "yt".into() }, None);
+        assert!(c.destinations.list().is_empty());
+        assert_eq!(f.rows("destinations", "default"), 0);
+    }
+
+    #[test]
+    fn hiding_a_layer_while_stopped_forgets_it_for_the_next_start() {
+        let f = Fixture::new();
+        let c = f.channels.get("default").expect("default");
+        let layer = Layer {
+            name: "score".into(),
+            source: LayerSource::Text {
+                text: "1-0".into(),
+                size_px: 32,
+                color: 0xffff_ffff,
+                font: None,
+            },
+            x: 0,
+            y: 0,
+            width: 0,
+            height: 0,
+            z: 0,
+            live_only: false,
+        };
+        c.keep_layer("score", Some(&layer));
+        assert_eq!(c.layers_to_restore().len(), 1);
+        c.execute(
+            Action::OverlayHide {
+                name: "score".into(),
+            },
+            None,
+        );
+        assert!(c.layers_to_restore().is_empty());
+        assert_eq!(f.rows("overlay_layers", "default"), 0);
+    }
+}

@@ -32,6 +32,8 @@ mod execute;
 mod persist;
 pub mod registry;
 mod route;
+#[cfg(test)]
+mod testing;
 pub mod view;
 
 use std::path::PathBuf;

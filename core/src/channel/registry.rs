@@ -478,3 +478,202 @@ fn check_name(name: &str) -> Result<(), ChannelError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::Fixture;
+    use super::*;
+
+    fn new_channel(id: &str, key: &str) -> NewChannel {
+        NewChannel {
+            id: id.into(),
+            keys: vec![key.into()],
+            destinations: vec![DestinationConfig::new("twitch", "rtmp://127.0.0.1:1/app/k")],
+            start: Some(false),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_runtime_channel_is_kept_and_comes_back_after_a_restart() {
+        let f = Fixture::new();
+        let (c, keys) = f
+            .channels
+            .create(new_channel("second", "live_second_key"))
+            .expect("created");
+        assert_eq!(
+            keys,
+            ["live_second_key"],
+            "the keys are answered in full once"
+        );
+        assert_eq!(c.owner, Owner::Database);
+        assert!(!c.is_started(), "start: false");
+        let again = f.reload();
+        let c = again.get("second").expect("loaded again");
+        assert_eq!(c.owner, Owner::Database);
+        assert_eq!(c.spec().keys, ["live_second_key"]);
+        let dests: Vec<String> = c.destinations.list().into_iter().map(|d| d.name).collect();
+        assert_eq!(dests, ["twitch"]);
+        assert_eq!(again.get("default").map(|c| c.owner), Some(Owner::File));
+    }
+
+    #[test]
+    fn a_generated_key_is_answered_once_and_a_key_publishes_to_one_channel() {
+        let f = Fixture::new();
+        let (_, keys) = f
+            .channels
+            .create(NewChannel {
+                id: "gen".into(),
+                start: Some(false),
+                ..Default::default()
+            })
+            .expect("created");
+        assert!(keys.len() == 1 && keys[0].starts_with("live_"), "{keys:?}");
+        // the config channel's key, and the new channel's, are taken
+        for key in ["live_default_key", keys[0].as_str()] {
+            match f.channels.create(new_channel("other", key)) {
+                Err(ChannelError::Invalid { field: "keys", .. }) => {}
+                r => panic!("a taken key was accepted: {:?}", r.map(|_| ())),
+            }
+        }
+        assert_eq!(
+            f.rows("channels", "other"),
+            0,
+            "nothing kept of a refused create"
+        );
+        assert!(matches!(
+            f.channels.create(new_channel("gen", "live_fresh_key")),
+            Err(ChannelError::Exists(_))
+        ));
+        assert!(matches!(
+            f.channels
+                .create(new_channel("Not An Id", "live_fresh_key")),
+            Err(ChannelError::Invalid { field: "id", .. })
+        ));
+    }
+
+    #[test]
+    fn a_bad_destination_refuses_the_whole_create() {
+        let f = Fixture::new();
+        let mut req = new_channel("third", "live_third_key");
+        req.destinations.push(DestinationConfig::new(
+            "twitch",
+            "rtmp://127.0.0.1:1/app/k2",
+        ));
+        assert!(matches!(
+            f.channels.create(req),
+            Err(ChannelError::Invalid {
+                field: "destinations",
+                ..
+            })
+        ));
+        let mut req = new_channel("third", "live_third_key");
+        req.destinations[0].url = "http://example.com/not-rtmp".into();
+        assert!(matches!(
+            f.channels.create(req),
+            Err(ChannelError::Invalid {
+                field: "destinations",
+                ..
+            })
+        ));
+        assert!(f.channels.get("third").is_none());
+        assert_eq!(
+            f.rows("channels", "third") + f.rows("destinations", "third"),
+            0
+        );
+    }
+
+    #[test]
+    fn the_files_channel_can_be_neither_edited_nor_deleted_here() {
+        let f = Fixture::new();
+        let patch = ChannelPatch {
+            name: Some("renamed".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            f.channels.update("default", patch),
+            Err(ChannelError::OwnedByFile { .. })
+        ));
+        assert!(matches!(
+            f.channels.delete("default"),
+            Err(ChannelError::OwnedByFile { .. })
+        ));
+        assert!(matches!(
+            f.channels.delete("nope"),
+            Err(ChannelError::NotFound(_))
+        ));
+        assert!(f.channels.get("default").is_some());
+    }
+
+    #[test]
+    fn an_update_is_checked_whole_before_any_of_it_applies() {
+        let f = Fixture::new();
+        f.channels
+            .create(new_channel("edit", "live_edit_key"))
+            .expect("created");
+        let patch = ChannelPatch {
+            name: Some("New name".into()),
+            keys: Some(vec![]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            f.channels.update("edit", patch),
+            Err(ChannelError::Invalid { field: "keys", .. })
+        ));
+        let c = f.channels.get("edit").expect("there");
+        assert_eq!(
+            c.spec().name,
+            "edit",
+            "the name changed with a refused patch"
+        );
+        let patch = ChannelPatch {
+            name: Some("New name".into()),
+            keys: Some(vec!["live_edit_key2".into()]),
+            ..Default::default()
+        };
+        f.channels.update("edit", patch).expect("updated");
+        let spec = f.reload().get("edit").expect("reloaded").spec();
+        assert_eq!(
+            (spec.name.as_str(), spec.keys.as_slice()),
+            ("New name", &["live_edit_key2".to_string()][..])
+        );
+        assert_eq!(
+            spec.fallback.channel_name, "New name",
+            "the slate shows the new name"
+        );
+    }
+
+    #[test]
+    fn a_delete_leaves_no_row_behind_for_a_channel_with_its_id() {
+        let f = Fixture::new();
+        let (c, _) = f
+            .channels
+            .create(new_channel("gone", "live_gone_key"))
+            .expect("created");
+        f.shared
+            .db
+            .conn()
+            .execute(
+                "INSERT INTO overlay_layers (channel, name, layer) VALUES ('gone', 'score', '{}')",
+                [],
+            )
+            .expect("layer row");
+        f.channels.delete("gone").expect("deleted");
+        assert!(f.channels.get("gone").is_none());
+        for table in ["channels", "destinations", "overlay_layers"] {
+            assert_eq!(f.rows(table, "gone"), 0, "{table} kept a row");
+        }
+        // the deleted channel's handle writes nothing any more
+        c.choose_fallback(None);
+        assert_eq!(
+            f.rows("channels", "gone"),
+            0,
+            "a deleted channel wrote its row back"
+        );
+        // its key is free again, and the new channel starts with no destinations
+        let mut req = new_channel("gone", "live_gone_key");
+        req.destinations.clear();
+        let (c, _) = f.channels.create(req).expect("created again");
+        assert!(c.destinations.list().is_empty());
+    }
+}

@@ -63,3 +63,22 @@ impl Router for Channels {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::Fixture;
+    use crate::media::ingest::Router;
+
+    #[test]
+    fn an_unknown_key_and_a_stopped_channel_are_refused_in_words() {
+        let f = Fixture::new();
+        let why = f.channels.route("live_nobody").err().expect("refused");
+        assert!(
+            why.contains("unknown stream key") && why.contains("OBS"),
+            "{why}"
+        );
+        assert!(!why.contains("live_nobody"), "the key is redacted: {why}");
+        let why = f.channels.route("live_default_key").err().expect("refused");
+        assert!(why.contains("\"default\" is stopped"), "{why}");
+    }
+}
