@@ -19,13 +19,7 @@ use crate::media::output::destination::DestinationStatus;
 use crate::policy::Policy;
 
 /// Process-wide counters for `/api/status` (each channel also counts its own).
-#[derive(Default)]
-pub struct Counters {
-    pub switches: AtomicU64,
-    pub stalls: AtomicU64,
-    pub publishes: AtomicU64,
-    pub rejected_by_policy: AtomicU64,
-}
+pub type Counters = crate::telemetry::Tally;
 
 /// Everything the HTTP API reads.
 pub struct Core {
@@ -255,20 +249,23 @@ impl Engine {
         }
     }
 
-    /// The one place an event is logged, counted (process-wide and on its channel) and
-    /// broadcast to observers (SSE, tests).
+    /// The one place an event is logged and counted ([`crate::telemetry::emit`]) and broadcast
+    /// to observers (SSE, tests).
     fn emit(&self, ev: &Event) {
-        ev.log();
-        self.core.metrics.observe(ev);
-        let c = &self.core.counters;
-        match ev {
-            Event::Switched(_) => c.switches.fetch_add(1, Ordering::Relaxed),
-            Event::Stall(_) => c.stalls.fetch_add(1, Ordering::Relaxed),
-            Event::Publish(_) => c.publishes.fetch_add(1, Ordering::Relaxed),
-            _ => 0,
-        };
-        crate::channel::observe(&self.core.channels, ev);
+        let channel = self.core.channels.get(ev.channel());
+        crate::telemetry::emit(ev, &self.sinks(channel.as_deref()));
         let _ = self.core.events.send(ev.clone());
+    }
+
+    fn sinks<'a>(
+        &'a self,
+        channel: Option<&'a crate::channel::Channel>,
+    ) -> crate::telemetry::Sinks<'a> {
+        crate::telemetry::Sinks {
+            metrics: &self.core.metrics,
+            process: &self.core.counters,
+            channel: channel.map(|c| &c.counters),
+        }
     }
 
     async fn on_event(&self, ev: Event) {
@@ -293,16 +290,8 @@ impl Engine {
             _ => None,
         });
         if let Some(reason) = rejection {
-            self.core
-                .counters
-                .rejected_by_policy
-                .fetch_add(1, Ordering::Relaxed);
-            if let Some(c) = self.core.channels.get(&req.event.channel) {
-                c.counters
-                    .rejected_by_policy
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            tracing::warn!(session, %reason, "publish rejected by policy; its other actions are dropped");
+            let channel = self.core.channels.get(&req.event.channel);
+            crate::telemetry::publish_rejected(session, &reason, &self.sinks(channel.as_deref()));
             if req.reply.send(Err(reason.clone())).is_err() && self.core.ingest.kick(session) {
                 // the verdict came after the ingest's timeout had accepted it by default
                 tracing::info!(session, %reason, "kicking publisher: late rejection");

@@ -100,41 +100,6 @@ impl Event {
         }
     }
 
-    /// Writes the event's one log line (`event = name`, the channel and the payload's fields).
-    /// Called once per event, by the engine, where it is also counted and broadcast.
-    pub fn log(&self) {
-        let event = self.name();
-        match self {
-            Event::Publish(e) => {
-                tracing::debug!(channel = %e.channel, session = e.session, key = %e.key, client = %e.addr, event, "publish requested")
-            }
-            Event::Unpublish(e) => {
-                tracing::info!(channel = %e.channel, session = e.session, key = %e.key, reason = %e.reason, on_air = e.on_air, event, "unpublish")
-            }
-            Event::Stall(e) => {
-                tracing::warn!(channel = %e.channel, session = e.session, key = %e.key, silent_ms = e.silent_ms, on_air = e.on_air, event, "publisher stalled")
-            }
-            Event::Resume(e) => {
-                tracing::info!(channel = %e.channel, session = e.session, key = %e.key, stalled_ms = e.stalled_ms, on_air = e.on_air, event, "publisher resumed")
-            }
-            Event::IngestStats(e) => {
-                tracing::trace!(channel = %e.channel, session = e.session, kbps = e.kbps, silent_ms = e.silent_ms, event, "ingest stats")
-            }
-            Event::Switched(e) => {
-                tracing::info!(channel = %e.channel, from = e.from.as_str(), to = e.to.as_str(), session = e.session, reason = %e.reason, event, "switched")
-            }
-            Event::DestinationUp(e) => {
-                tracing::info!(channel = %e.channel, destination = %e.name, attempt = e.attempt, url = %e.url, event, "destination up")
-            }
-            Event::DestinationDown(e) => {
-                tracing::warn!(channel = %e.channel, destination = %e.name, error = %e.error, event, "destination down")
-            }
-            Event::DestinationRetry(e) => {
-                tracing::info!(channel = %e.channel, destination = %e.name, attempt = e.attempt, delay_ms = e.delay_ms, event, "retrying")
-            }
-        }
-    }
-
     /// The publisher session this event is about, if any.
     pub fn session(&self) -> Option<SessionId> {
         match self {

@@ -19,5 +19,6 @@ pub mod redact;
 pub mod roots;
 pub mod secrets;
 pub mod streamers;
+pub mod telemetry;
 pub mod wasm;
 pub mod watch;

@@ -19,7 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::event::{Event, Source};
+use crate::event::Source;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChannelLabel {
@@ -109,6 +109,19 @@ fn raise_f(c: &FloatCounter, total: f64) {
     let now = c.get();
     if total > now {
         c.inc_by(total - now);
+    }
+}
+
+fn label(channel: &str) -> ChannelLabel {
+    ChannelLabel {
+        channel: channel.to_string(),
+    }
+}
+
+fn destination_label(channel: &str, name: &str) -> DestinationLabels {
+    DestinationLabels {
+        channel: channel.to_string(),
+        destination: name.to_string(),
     }
 }
 
@@ -316,49 +329,46 @@ impl Metrics {
         m
     }
 
-    /// Counts what `ev` says. Called once per event, from the engine's `emit`.
-    pub fn observe(&self, ev: &Event) {
-        let channel = ChannelLabel {
-            channel: ev.channel().to_string(),
-        };
-        match ev {
-            Event::Publish(_) => {
-                self.publishes.get_or_create(&channel).inc();
-            }
-            Event::Unpublish(_) => {
-                self.unpublishes.get_or_create(&channel).inc();
-            }
-            Event::Stall(_) => {
-                self.stalls.get_or_create(&channel).inc();
-            }
-            Event::Switched(s) => {
-                self.switches
-                    .get_or_create(&SwitchLabels {
-                        channel: channel.channel.clone(),
-                        to: s.to.as_str().into(),
-                        reason: reason_class(&s.reason).into(),
-                    })
-                    .inc();
-                self.clock(&channel.channel, s.from, Some(s.to));
-            }
-            Event::DestinationDown(d) => {
-                self.destination_down
-                    .get_or_create(&DestinationLabels {
-                        channel: channel.channel,
-                        destination: d.name.clone(),
-                    })
-                    .inc();
-            }
-            Event::DestinationRetry(d) => {
-                self.reconnects
-                    .get_or_create(&DestinationLabels {
-                        channel: channel.channel,
-                        destination: d.name.clone(),
-                    })
-                    .inc();
-            }
-            Event::Resume(_) | Event::IngestStats(_) | Event::DestinationUp(_) => {}
-        }
+    /// A publish was requested on `channel` (counted before the policy's verdict).
+    pub fn publish(&self, channel: &str) {
+        self.publishes.get_or_create(&label(channel)).inc();
+    }
+
+    /// A publish session on `channel` ended.
+    pub fn unpublish(&self, channel: &str) {
+        self.unpublishes.get_or_create(&label(channel)).inc();
+    }
+
+    /// A publisher on `channel` stalled.
+    pub fn stall(&self, channel: &str) {
+        self.stalls.get_or_create(&label(channel)).inc();
+    }
+
+    /// `channel` cut from `from` to `to` for `reason` (counted under its [`reason_class`]), and
+    /// its on-air clock moves to `to`.
+    pub fn switched(&self, channel: &str, from: Source, to: Source, reason: &str) {
+        self.switches
+            .get_or_create(&SwitchLabels {
+                channel: channel.to_string(),
+                to: to.as_str().into(),
+                reason: reason_class(reason).into(),
+            })
+            .inc();
+        self.clock(channel, from, Some(to));
+    }
+
+    /// Destination `name` of `channel` went down.
+    pub fn destination_down(&self, channel: &str, name: &str) {
+        self.destination_down
+            .get_or_create(&destination_label(channel, name))
+            .inc();
+    }
+
+    /// Destination `name` of `channel` is reconnecting.
+    pub fn destination_retry(&self, channel: &str, name: &str) {
+        self.reconnects
+            .get_or_create(&destination_label(channel, name))
+            .inc();
     }
 
     /// One policy decision took `d`.

@@ -37,7 +37,7 @@ mod testing;
 pub mod view;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
@@ -46,7 +46,7 @@ use gst::prelude::*;
 use crate::action::Action;
 use crate::config::{ChannelSpec, DestinationConfig};
 use crate::db::Db;
-use crate::event::{Event, SessionId};
+use crate::event::SessionId;
 use crate::media::fallback::Fallback;
 use crate::media::ingest::Ingest;
 use crate::media::output::destination::Connections;
@@ -83,13 +83,7 @@ pub enum ChannelError {
 }
 
 /// A channel's counters, for the API.
-#[derive(Default)]
-pub struct Counters {
-    pub switches: AtomicU64,
-    pub stalls: AtomicU64,
-    pub publishes: AtomicU64,
-    pub rejected_by_policy: AtomicU64,
-}
+pub type Counters = crate::telemetry::Tally;
 
 /// `onair.toml` or the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -477,18 +471,4 @@ fn stop_bus_watch(pipeline: &gst::Pipeline) {
             BUS_STOP,
         )));
     }
-}
-
-/// Counts `ev` on its channel.
-pub fn observe(channels: &Channels, ev: &Event) {
-    let Some(c) = channels.get(ev.channel()) else {
-        return;
-    };
-    let n = &c.counters;
-    match ev {
-        Event::Switched(_) => n.switches.fetch_add(1, Ordering::Relaxed),
-        Event::Stall(_) => n.stalls.fetch_add(1, Ordering::Relaxed),
-        Event::Publish(_) => n.publishes.fetch_add(1, Ordering::Relaxed),
-        _ => 0,
-    };
 }
