@@ -9,8 +9,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
 
-use super::script::{CALLBACKS, Ctx, HANDLERS, ROUTES, RouteDecl, Services, TIMERS, Timer, lock};
-use super::{HttpResponse, Job, RouteRequest, RouteResponse};
+use super::ctx::{
+    CALLBACKS, CoreApi, Ctx, HANDLERS, HttpResponse, Job, ROUTES, Reply, RouteDecl, RouteRequest,
+    RouteResponse, Services, TIMERS, Timer, lock,
+};
 use crate::action::{Action, Layer, LayerSource};
 use crate::event::{Event, Source};
 
@@ -189,7 +191,7 @@ fn register_actions(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> 
 }
 
 /// The core, for `what` (an `onair.*` name in the error while onair starts).
-fn core_api<'a>(services: &'a Services, what: &str) -> mlua::Result<&'a Arc<dyn super::CoreApi>> {
+fn core_api<'a>(services: &'a Services, what: &str) -> mlua::Result<&'a Arc<dyn CoreApi>> {
     services
         .core
         .get()
@@ -602,7 +604,7 @@ fn register_http(
                 script,
                 generation,
                 id,
-                result: super::Reply::Http(result),
+                result: Reply::Http(result),
             });
         });
         Ok(id)
@@ -644,7 +646,7 @@ impl mlua::UserData for ObsHandle {
                                 script,
                                 generation,
                                 id,
-                                result: super::Reply::Obs(result),
+                                result: Reply::Obs(result),
                             });
                         })
                     }
@@ -1067,7 +1069,7 @@ fn register_require(lua: &Lua, services: &Arc<Services>) -> mlua::Result<()> {
                 dir.display()
             )));
         }
-        let src = super::script::read_source(&path)
+        let src = super::ctx::read_source(&path)
             .map_err(|e| rt_err(format!("require: module {name:?}: {e}")))?;
         let v: Value = lua
             .load(src)

@@ -18,12 +18,16 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use super::ctx::{Reply, RouteRequest, RouteResponse, Services};
 use super::routes::{Route, RouteTable};
-use super::script::{Script, ScriptError, Services};
-use super::{FAILOVER_SCRIPT, Reply, RouteRequest, RouteResponse, api, builtin};
+use super::script::{Script, ScriptError};
+use super::{api, builtin};
 use crate::action::Action;
 use crate::event::Event;
 use crate::watch::content_hash;
+
+/// The script that holds the switching policy, inside `scripts.dir`.
+pub const FAILOVER_SCRIPT: &str = "failover.lua";
 
 /// One script's state, for `GET /api/scripts`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -498,7 +502,7 @@ impl Host {
 }
 
 fn read_source(path: &Path) -> Result<String, ScriptError> {
-    super::script::read_source(path).map_err(|message| ScriptError::Read {
+    super::ctx::read_source(path).map_err(|message| ScriptError::Read {
         path: path.display().to_string(),
         message,
     })

@@ -17,13 +17,13 @@
 
 pub mod api;
 pub mod builtin;
+pub mod ctx;
 pub mod host;
 pub mod obs;
 pub mod routes;
 pub mod script;
 pub mod store;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -36,84 +36,13 @@ use tokio::sync::oneshot;
 
 use crate::action::Action;
 use crate::event::Event;
+use ctx::Services;
+pub use ctx::{
+    CoreApi, CoreCell, HttpResponse, HttpResult, Job, Reply, RouteRequest, RouteResponse,
+};
+pub use host::FAILOVER_SCRIPT;
 use host::{Host, ScriptInfo};
 use routes::RouteTable;
-use script::Services;
-
-/// The script that holds the switching policy, inside `scripts.dir`.
-pub const FAILOVER_SCRIPT: &str = "failover.lua";
-
-/// What scripts read from the core, and the channel creation they may ask for directly (it
-/// answers at once with the new channel or the error).
-pub trait CoreApi: Send + Sync {
-    /// `GET /api/status` as JSON, with `channel`'s state at the top level (the primary
-    /// channel's with `None`); `None` when no such channel exists.
-    fn status(&self, channel: Option<&str>) -> Option<serde_json::Value>;
-    /// Whether channel `id` exists.
-    fn has_channel(&self, id: &str) -> bool {
-        self.status(Some(id)).is_some()
-    }
-    /// Creates a run-time channel from a `POST /api/channels` body. Returns the channel as
-    /// `GET /api/channels/ID` shows it plus `stream_keys`, or the error in words.
-    fn create_channel(&self, body: serde_json::Value) -> Result<serde_json::Value, String>;
-}
-
-/// Set once the core exists (the policy starts before it).
-pub type CoreCell = Arc<OnceLock<Arc<dyn CoreApi>>>;
-
-/// An HTTP response for `onair.http.request`, or the error that replaced it.
-pub type HttpResult = Result<HttpResponse, String>;
-
-/// What arrives for a script's callback: an `onair.http.request` response or an `onair.obs`
-/// request's.
-#[derive(Debug)]
-pub enum Reply {
-    Http(HttpResult),
-    Obs(obs::ObsResult),
-}
-
-#[derive(Debug, Clone)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-    pub json: Option<serde_json::Value>,
-}
-
-/// A request for a script route, as the HTTP server parsed it.
-#[derive(Debug, Clone, Default)]
-pub struct RouteRequest {
-    pub method: String,
-    pub path: String,
-    pub params: HashMap<String, String>,
-    pub query: HashMap<String, String>,
-    /// Lower-case names.
-    pub headers: HashMap<String, String>,
-    pub body: Vec<u8>,
-}
-
-/// A route handler's answer.
-#[derive(Debug, Clone)]
-pub struct RouteResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub content_type: String,
-    pub body: Vec<u8>,
-}
-
-impl RouteResponse {
-    /// A JSON error answer, `{"error": message}`, with no stack trace.
-    pub fn error(status: u16, message: &str) -> RouteResponse {
-        RouteResponse {
-            status,
-            headers: Vec::new(),
-            content_type: "application/json".into(),
-            body: serde_json::json!({ "error": message })
-                .to_string()
-                .into_bytes(),
-        }
-    }
-}
 
 /// Script route requests that may wait for the policy thread; more are answered 503 at once.
 pub const ROUTE_QUEUE: usize = 64;
@@ -122,24 +51,6 @@ pub const ROUTE_QUEUE: usize = 64;
 pub const ROUTE_WAIT: Duration = Duration::from_secs(5);
 /// What the deadline adds to the script time limit: the hop to the policy thread and back.
 pub const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
-
-/// Work for the policy thread's control lane (events first, always).
-pub enum Job {
-    Event {
-        event: Event,
-        reply: oneshot::Sender<Vec<Action>>,
-        /// After this, the core has applied the built-in default: skip it.
-        due: Instant,
-    },
-    Changed(Vec<PathBuf>),
-    /// A callback's result (`onair.http.request`, `onair.obs` requests).
-    Callback {
-        script: String,
-        generation: u64,
-        id: u64,
-        result: Reply,
-    },
-}
 
 /// A script route request, in its own bounded lane.
 pub struct RouteJob {

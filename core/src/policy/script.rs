@@ -21,8 +21,10 @@ use std::time::{Duration, Instant, SystemTime};
 use mlua::{Function, HookTriggers, Lua, LuaOptions, LuaSerdeExt, StdLib, Table, Value, VmState};
 
 use super::api;
-use super::store::Store;
-use super::{Job, Reply, RouteRequest, RouteResponse};
+use super::ctx::{
+    CALLBACKS, Ctx, HANDLERS, ROUTES, Reply, RouteDecl, RouteRequest, RouteResponse, Services,
+    TIMERS, Timer, lock, read_source,
+};
 use crate::action::Action;
 use crate::event::{Event, SessionId};
 
@@ -33,12 +35,6 @@ pub const TIME_LIMIT: Duration = Duration::from_millis(100);
 /// Instructions between two deadline checks.
 const HOOK_EVERY: u32 = 1000;
 
-/// Registry tables that hold a script's Lua functions; Rust keeps only their keys.
-pub(crate) const HANDLERS: &str = "onair.handlers";
-pub(crate) const TIMERS: &str = "onair.timers";
-pub(crate) const ROUTES: &str = "onair.routes";
-pub(crate) const CALLBACKS: &str = "onair.callbacks";
-
 /// A script that failed to load, or a call into it that failed. Messages carry `file:line`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ScriptError {
@@ -46,77 +42,6 @@ pub enum ScriptError {
     Read { path: String, message: String },
     #[error("{0}")]
     Lua(String),
-}
-
-/// What every script shares: owned by the host, handed to each script's API functions.
-pub struct Services {
-    /// `scripts.dir`: where scripts and `require`d modules live.
-    pub dir: PathBuf,
-    pub store: Mutex<Option<Store>>,
-    pub core: super::CoreCell,
-    /// The policy thread's queue, for HTTP responses arriving later.
-    pub jobs: crossbeam_channel::Sender<Job>,
-    /// Where `onair.http.request` runs (none in unit tests without a runtime).
-    pub runtime: Option<tokio::runtime::Handle>,
-    pub http: reqwest::Client,
-    pub memory_limit: usize,
-    pub time_limit: Duration,
-}
-
-/// The text of a script or module file. `Err` says why not: unreadable, precompiled Lua
-/// bytecode (loaded as text only: Lua does not verify bytecode, and crafted bytecode escapes
-/// the sandbox), or not UTF-8.
-pub(crate) fn read_source(path: &Path) -> Result<String, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    if bytes.starts_with(b"\x1bLua") {
-        return Err(
-            "precompiled Lua bytecode is refused: scripts and modules load as source text only"
-                .into(),
-        );
-    }
-    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))
-}
-
-/// A pending timer of this script.
-#[derive(Debug, Clone)]
-pub(crate) struct Timer {
-    pub id: u64,
-    pub due: Instant,
-    pub every: Option<Duration>,
-}
-
-/// A route this script declared at load.
-#[derive(Debug, Clone)]
-pub struct RouteDecl {
-    pub method: String,
-    pub path: String,
-    pub auth: bool,
-    pub index: usize,
-}
-
-/// State shared between a script and its API functions.
-pub(crate) struct Ctx {
-    pub script: String,
-    pub generation: u64,
-    /// Actions asked for by the call in progress.
-    pub actions: Vec<Action>,
-    /// The session of the `publish` event being handled, for `onair.reject`.
-    pub publishing: Option<SessionId>,
-    /// The channel of the event being handled: what `onair.status()` describes.
-    pub event_channel: Option<String>,
-    /// Set while a channel handle's method runs (`onair.channel(id):switch(…)`): its actions
-    /// go to that channel.
-    pub target: Option<String>,
-    /// What is being run, for messages: an event name, `timer`, `route`, `load`…
-    pub running: String,
-    pub timers: Vec<Timer>,
-    pub routes: Vec<RouteDecl>,
-    pub next_id: u64,
-    pub loading: bool,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One line: the Lua message with its `file:line`, without the traceback.
