@@ -14,6 +14,7 @@
 //! when media comes back, and `unpublish` when it ends.
 
 pub mod rtmp;
+pub mod stall;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,8 +32,6 @@ use crate::event::{Event, IngestStats, Publish, Resume, SessionId, Stall, Unpubl
 /// How long a client may take to complete the RTMP handshake (at most; within
 /// `ingest.connect_timeout_ms`, which bounds the time from accept to publish).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// A stalled publisher silent this long is disconnected (OBS reconnects by itself).
-pub const STALLED_DISCONNECT: Duration = Duration::from_secs(30);
 /// How long a publish waits for the policy's verdict. Past it the publish is accepted (the
 /// default verdict: the key already passed the mechanical checks); a rejection that comes later
 /// kicks the session.

@@ -18,6 +18,7 @@ use rml_rtmp::sessions::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::stall::{Check, StallTimer};
 use super::*;
 use crate::media::flv;
 
@@ -155,8 +156,7 @@ struct Active {
     key: String,
     raw_key: String,
     feed: SessionFeed,
-    last_media: Instant,
-    stalled_since: Option<Instant>,
+    stall: StallTimer,
     checked_video: bool,
     checked_audio: bool,
     bytes_window: (Instant, u64),
@@ -329,26 +329,29 @@ impl Conn {
                 session: s.id,
                 key: s.key.clone(),
                 kbps,
-                silent_ms: s.last_media.elapsed().as_millis() as u64,
-                stalled: s.stalled_since.is_some(),
+                silent_ms: s.stall.silent(Instant::now()).as_millis() as u64,
+                stalled: s.stall.is_stalled(),
                 on_air: s.route.program.is_program(s.id),
             }));
         }
-        let silent = s.last_media.elapsed();
-        if s.stalled_since.is_none() && silent >= s.route.stall_timeout {
-            s.stalled_since = Some(Instant::now());
-            if let Some(st) = ingest.lock().get_mut(&s.id) {
-                st.stalled = true;
+        let now = Instant::now();
+        match s.stall.check(now) {
+            Check::Quiet => None,
+            Check::Disconnect => Some(End::Closed("timeout")),
+            Check::Stalled(silent) => {
+                if let Some(st) = ingest.lock().get_mut(&s.id) {
+                    st.stalled = true;
+                }
+                let _ = s.route.events.send(Event::Stall(Stall {
+                    channel: s.route.channel.clone(),
+                    session: s.id,
+                    key: s.key.clone(),
+                    silent_ms: silent.as_millis() as u64,
+                    on_air: s.route.program.is_program(s.id),
+                }));
+                None
             }
-            let _ = s.route.events.send(Event::Stall(Stall {
-                channel: s.route.channel.clone(),
-                session: s.id,
-                key: s.key.clone(),
-                silent_ms: silent.as_millis() as u64,
-                on_air: s.route.program.is_program(s.id),
-            }));
         }
-        (silent > STALLED_DISCONNECT).then_some(End::Closed("timeout"))
     }
 
     fn media(&mut self, tag_type: u8, ts: u32, data: &[u8]) -> Result<(), End> {
@@ -366,16 +369,15 @@ impl Conn {
             Ok(())
         };
         check.map_err(|e| End::Refused(e.to_string()))?;
-        s.last_media = Instant::now();
+        let resumed = s.stall.media(Instant::now());
         if tag_type == flv::TAG_VIDEO {
             match &mut s.video_clock {
                 Some((_, _, last)) => *last = ts,
                 None => s.video_clock = Some((Instant::now(), ts, ts)),
             }
         }
-        if let Some(since) = s.stalled_since.take() {
-            let stalled_ms =
-                since.elapsed().as_millis() as u64 + s.route.stall_timeout.as_millis() as u64;
+        if let Some(silent) = resumed {
+            let stalled_ms = silent.as_millis() as u64;
             if let Some(st) = ingest.lock().get_mut(&s.id) {
                 st.stalled = false;
             }
@@ -596,14 +598,14 @@ impl Conn {
         let feed = SessionFeed::new(id, route.program.clone());
         ingest.accepted.fetch_add(1, Ordering::Relaxed);
         tracing::info!(channel = %route.channel, session = id, key = %key, account = route.account.as_deref().unwrap_or("-"), client = %self.addr, "publish accepted");
+        let stall_timeout = route.stall_timeout;
         Ok(Active {
             id,
             route,
             key,
             raw_key: stream_key.to_string(),
             feed,
-            last_media: Instant::now(),
-            stalled_since: None,
+            stall: StallTimer::new(stall_timeout, Instant::now()),
             checked_video: false,
             checked_audio: false,
             bytes_window: (Instant::now(), 0),
