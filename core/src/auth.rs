@@ -18,9 +18,10 @@
 //! successful login must not count: an attempt is reserved up front (so parallel attempts
 //! cannot all pass before a failure is recorded) and given back on success.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -221,7 +222,7 @@ impl Auth {
         if self.has_users() {
             return Ok(None);
         }
-        let mut setup = self.setup.lock().unwrap_or_else(|p| p.into_inner());
+        let mut setup = self.setup.lock();
         if setup.is_none() {
             *setup = Some(random_hex(16)?);
         }
@@ -238,7 +239,7 @@ impl Auth {
         password: &str,
     ) -> Result<(), SetupError> {
         // held across the check and the insert: two requests with the token make one user
-        let mut setup = self.setup.lock().unwrap_or_else(|p| p.into_inner());
+        let mut setup = self.setup.lock();
         if self.has_users() {
             return Err(SetupError::Done);
         }
@@ -384,10 +385,7 @@ impl Auth {
         }
         self.forget_attempt(from, attempt);
         {
-            let mut known = self
-                .known_networks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut known = self.known_networks.lock();
             let nets = known.entry(name.to_string()).or_default();
             // a handful per account, the newest kept
             if !nets.contains(&client_net(from)) {
@@ -400,7 +398,6 @@ impl Auth {
         if let Some(at) = account {
             self.account_failures
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
                 .give_back(&name.to_string(), at);
         }
         let s = self.open_session(name)?;
@@ -498,7 +495,6 @@ impl Auth {
     fn reserve_attempt(&self, from: IpAddr) -> Result<Instant, LoginError> {
         self.failures
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .reserve(client_net(from))
             .map_err(|retry_in_s| LoginError::Throttled { retry_in_s })
     }
@@ -515,7 +511,6 @@ impl Auth {
         if self
             .known_networks
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .get(name)
             .is_some_and(|nets| nets.contains(&client_net(from)))
         {
@@ -523,7 +518,6 @@ impl Auth {
         }
         self.account_failures
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .reserve(name.to_string())
             .map(Some)
             .map_err(|retry_in_s| LoginError::AccountThrottled { retry_in_s })
@@ -531,10 +525,7 @@ impl Auth {
 
     /// Takes back a successful attempt.
     fn forget_attempt(&self, from: IpAddr, at: Instant) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .give_back(&client_net(from), at);
+        self.failures.lock().give_back(&client_net(from), at);
     }
 }
 

@@ -9,8 +9,8 @@
 //! - One connection behind a mutex. Writes are small and rare (API edits, `onair.store.set`), so
 //!   nothing waits long; nothing holds it across I/O other than SQLite's own.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
@@ -138,7 +138,7 @@ impl Db {
 
     /// The connection, for one short operation.
     pub fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.conn.lock()
     }
 
     /// Wraps a rusqlite error with this database's path.

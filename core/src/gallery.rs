@@ -11,10 +11,10 @@
 //!   thumbnail (first frame); files copied in by hand get both on first listing.
 //! - A kept upload is fsynced before it is answered: an acknowledged upload survives a crash.
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -138,8 +138,8 @@ impl Gallery {
     }
 
     /// Hold while checking whether a file is in use and acting on it.
-    pub fn hold(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.in_use.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn hold(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.in_use.lock()
     }
 
     pub fn dir(&self) -> &Path {
@@ -173,7 +173,7 @@ impl Gallery {
         if self.dir.join(&n).exists() {
             return Err(GalleryError::Exists(n));
         }
-        let mut up = self.uploading.lock().unwrap_or_else(|p| p.into_inner());
+        let mut up = self.uploading.lock();
         if !up.insert(n.clone()) {
             return Err(GalleryError::Exists(n));
         }
@@ -416,11 +416,7 @@ impl Drop for UploadClaim<'_> {
     fn drop(&mut self) {
         self.file.take();
         let _ = std::fs::remove_file(&self.part);
-        self.gallery
-            .uploading
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.name);
+        self.gallery.uploading.lock().remove(&self.name);
     }
 }
 

@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use super::Channel;
 use super::destinations::{Change, DestinationError};
-use super::{Channel, lock};
 use crate::action::{Action, Layer, LayerSource};
 use crate::config::DestinationConfig;
 use crate::event::{SessionId, Source};
@@ -63,7 +63,7 @@ impl Channel {
 
     /// The running fallback, or `None` while stopped.
     fn running_fallback(&self) -> Option<std::sync::Arc<Fallback>> {
-        lock(&self.running).as_ref().map(|r| r.fallback.clone())
+        self.running.lock().as_ref().map(|r| r.fallback.clone())
     }
 
     fn stopped(&self, what: &str) {

@@ -36,9 +36,10 @@ mod route;
 mod testing;
 pub mod view;
 
+use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use gst::prelude::*;
@@ -165,10 +166,6 @@ pub struct Channel {
     confine: Arc<Confinement>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Channel {
     /// Makes a stopped channel and its worker thread. `dests` are its destinations as loaded.
     fn new(
@@ -224,16 +221,16 @@ impl Channel {
     }
 
     pub fn spec(&self) -> ChannelSpec {
-        lock(&self.spec).clone()
+        self.spec.lock().clone()
     }
 
     /// The running program, or `None` while stopped.
     pub fn program(&self) -> Option<Arc<Program>> {
-        lock(&self.running).as_ref().map(|r| r.program.clone())
+        self.running.lock().as_ref().map(|r| r.program.clone())
     }
 
     pub fn is_started(&self) -> bool {
-        lock(&self.running).is_some()
+        self.running.lock().is_some()
     }
 
     /// The channel's encoded stream (for the preview), or `None` while stopped.
@@ -276,7 +273,7 @@ impl Channel {
             tracing::error!(channel = %self.id, error = %e, "fallback media refused, the fallback is unchanged");
             return;
         }
-        let running = lock(&self.running).as_ref().map(|r| r.fallback.clone());
+        let running = self.running.lock().as_ref().map(|r| r.fallback.clone());
         match running {
             Some(f) => self.set_fallback(&f, media),
             None => self.keep_fallback(media),
@@ -297,7 +294,7 @@ impl Channel {
     /// Builds and starts the program, the fallback and the destination connections. A no-op
     /// when running.
     fn start(&self) -> Result<(), crate::media::MediaError> {
-        let mut running = lock(&self.running);
+        let mut running = self.running.lock();
         // `delete` sets `deleted` before its stop: a start queued before it must not run after
         if running.is_some() || self.deleted.load(Ordering::SeqCst) {
             return Ok(());
@@ -361,7 +358,7 @@ impl Channel {
 
     /// Closes the destination connections, disconnects the publishers and frees the pipelines.
     fn stop(&self) {
-        let Some(r) = lock(&self.running).take() else {
+        let Some(r) = self.running.lock().take() else {
             return;
         };
         self.destinations.connections().suspend();

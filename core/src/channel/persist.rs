@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use super::{Channel, Owner, lock};
+use super::{Channel, Owner};
 
 impl Channel {
     /// Keeps started/stopped in the database.
@@ -30,7 +30,7 @@ impl Channel {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default(); // '' is the slate; NULL is "as configured"
-        lock(&self.spec).fallback.media = media;
+        self.spec.lock().fallback.media = media;
         if self.deleted.load(Ordering::SeqCst) {
             return; // its rows are gone, or belong to a new channel with this id
         }
@@ -55,7 +55,7 @@ impl Channel {
         let json = layer.map(serde_json::to_string);
         {
             // a scoreboard re-sends the same layer every poll: write only changes
-            let mut kept = lock(&self.kept_layers);
+            let mut kept = self.kept_layers.lock();
             let now = json.as_ref().and_then(|j| j.as_ref().ok()).cloned();
             if kept.get(name) == Some(&now) {
                 return;

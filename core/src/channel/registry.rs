@@ -3,15 +3,16 @@
 //!
 //! Lock order: [`Channels`]' map before a channel's `running`, before its `spec`.
 
+use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 
 use super::destinations::{DEFAULT_CHANNEL, Destinations};
-use super::{Channel, ChannelError, Owner, Shared, lock};
+use super::{Channel, ChannelError, Owner, Shared};
 use crate::config::{ChannelSpec, DestinationConfig, FallbackConfig, OutputConfig};
 use crate::roots::Confinement;
 
@@ -159,8 +160,8 @@ impl Channels {
         }))
     }
 
-    pub(super) fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Channel>>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner())
+    pub(super) fn read(&self) -> parking_lot::RwLockReadGuard<'_, BTreeMap<String, Arc<Channel>>> {
+        self.map.read()
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Channel>> {
@@ -267,7 +268,7 @@ impl Channels {
             destinations: Vec::new(),
         };
         let start = req.start.unwrap_or(true);
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.map.write();
         if map.contains_key(&req.id) {
             return Err(ChannelError::Exists(req.id));
         }
@@ -331,7 +332,7 @@ impl Channels {
 
     /// Changes a run-time channel's name, keys or encode (the encode at its next start).
     pub fn update(&self, id: &str, patch: ChannelPatch) -> Result<Arc<Channel>, ChannelError> {
-        let map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let map = self.map.write();
         let c = self.runtime_channel(&map, id)?;
         // validate everything first
         if let Some(name) = &patch.name {
@@ -356,7 +357,7 @@ impl Channels {
         }
         // then apply under the spec's lock: a fallback chosen meanwhile on the worker is kept
         {
-            let mut spec = lock(&c.spec);
+            let mut spec = c.spec.lock();
             let mut next = spec.clone();
             if let Some(name) = patch.name {
                 next.fallback.channel_name = name.clone();
@@ -390,7 +391,7 @@ impl Channels {
 
     /// Stops and deletes a run-time channel with its destinations.
     pub fn delete(&self, id: &str) -> Result<(), ChannelError> {
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.map.write();
         let c = self.runtime_channel(&map, id)?;
         {
             let mut conn = self.shared.db.conn();
@@ -453,7 +454,7 @@ impl Channels {
             }
             if let Some(other) = map
                 .values()
-                .find(|c| c.id != id && lock(&c.spec).keys.iter().any(|x| x == k))
+                .find(|c| c.id != id && c.spec.lock().keys.iter().any(|x| x == k))
             {
                 return Err(ChannelError::Invalid {
                     field: "keys",

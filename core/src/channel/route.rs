@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use super::Channels;
 use super::destinations::DEFAULT_CHANNEL;
-use super::{Channels, lock};
 use crate::media::ingest::{Route, Router};
 
 impl Router for Channels {
@@ -18,7 +18,7 @@ impl Router for Channels {
         let by_config = self
             .read()
             .values()
-            .find(|c| lock(&c.spec).keys.iter().any(|k| k == key))
+            .find(|c| c.spec.lock().keys.iter().any(|k| k == key))
             .cloned();
         let channel = match by_config {
             Some(c) => Some(c),
@@ -58,7 +58,7 @@ impl Router for Channels {
             channel: channel.id.clone(),
             program,
             events: channel.events.clone(),
-            stall_timeout: Duration::from_millis(lock(&channel.spec).fallback.stall_timeout_ms),
+            stall_timeout: Duration::from_millis(channel.spec.lock().fallback.stall_timeout_ms),
             account,
         })
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
-use super::{Channel, lock};
+use super::Channel;
 use crate::event::{SessionId, Source};
 use crate::media::ingest::SessionStatus;
 use crate::media::output::destination::DestinationStatus;
@@ -64,7 +64,7 @@ pub struct ChannelCounters {
 impl Channel {
     pub fn view(&self) -> ChannelView {
         let spec = self.spec();
-        let running = lock(&self.running);
+        let running = self.running.lock();
         let (on_air, on_air_session, on_air_for_s, on_air_reason) = match running.as_ref() {
             Some(r) => {
                 let (s, session, for_s) = r.program.on_air();

@@ -951,7 +951,7 @@ where
     B: warp::Buf,
 {
     let found = {
-        let table = policy.routes.read().unwrap_or_else(|p| p.into_inner());
+        let table = policy.routes.read();
         table
             .find(method.as_str(), path)
             .map(|(r, params)| (r.clone(), params))

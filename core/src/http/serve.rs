@@ -26,12 +26,13 @@
 //! `warp::addr::remote()` only sees connections warp's own server accepted: the routes read the
 //! client's address with [`remote`].
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -160,7 +161,7 @@ where
         };
         let permit = match slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            Err(_) if lock(&open).close_oldest_idle() => {
+            Err(_) if open.lock().close_oldest_idle() => {
                 if let Some(n) = closed_log.count() {
                     tracing::warn!(
                         "http connections at the cap ({}): closed {n} since the last line, the oldest with no request in progress, to let new ones in",
@@ -229,7 +230,7 @@ impl NetSlot {
         net: std::net::IpAddr,
         max: usize,
     ) -> Option<NetSlot> {
-        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = counts.lock();
         let n = c.entry(net).or_default();
         if *n >= max {
             return None;
@@ -244,7 +245,7 @@ impl NetSlot {
 
 impl Drop for NetSlot {
     fn drop(&mut self) {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.counts.lock();
         if let Some(n) = c.get_mut(&self.net) {
             *n -= 1;
             if *n == 0 {
@@ -261,10 +262,6 @@ fn is_connection_error(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionAborted | ConnectionRefused | ConnectionReset
     )
-}
-
-fn lock(open: &Mutex<Open>) -> MutexGuard<'_, Open> {
-    open.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The connections open now, oldest first (ids count up).
@@ -296,7 +293,7 @@ struct Slot {
 impl Open {
     fn add(open: &Arc<Mutex<Open>>, permit: OwnedSemaphorePermit) -> Slot {
         let conn = Arc::new(Conn::default());
-        let mut o = lock(open);
+        let mut o = open.lock();
         let id = o.next_id;
         o.next_id += 1;
         o.conns.insert(id, conn.clone());
@@ -322,7 +319,7 @@ impl Open {
 impl Drop for Slot {
     fn drop(&mut self) {
         // before the permit (a field) goes back: a closed connection is never picked again
-        lock(&self.open).conns.remove(&self.id);
+        self.open.lock().conns.remove(&self.id);
     }
 }
 
@@ -401,7 +398,7 @@ mod tests {
         let slot = || Open::add(&open, slots.clone().try_acquire_owned().expect("permit"));
         let (busy, idle, newer) = (slot(), slot(), slot());
         let _request = InProgress::new(&busy.conn);
-        assert!(lock(&open).close_oldest_idle());
+        assert!(open.lock().close_oldest_idle());
         // `idle` was told (a stored permit: its next `notified()` is ready), not `busy`
         assert!(
             futures_util::FutureExt::now_or_never(idle.conn.close.notified()).is_some(),
@@ -410,9 +407,9 @@ mod tests {
         assert!(futures_util::FutureExt::now_or_never(busy.conn.close.notified()).is_none());
         drop(idle);
         assert_eq!(slots.available_permits(), 1);
-        assert_eq!(lock(&open).conns.len(), 2);
+        assert_eq!(open.lock().conns.len(), 2);
         let _more = InProgress::new(&newer.conn);
-        assert!(!lock(&open).close_oldest_idle(), "every one is busy");
+        assert!(!open.lock().close_oldest_idle(), "every one is busy");
     }
 
     #[test]

@@ -13,9 +13,10 @@
 //! and a publisher without audio still reaches PLAYING. Nothing here ever reaches the program as
 //! EOS: when the session ends its pipeline is set to NULL.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
 
@@ -159,7 +160,7 @@ impl LiveDecoder {
         if tag_type == flv::TAG_VIDEO
             && let Some(cts) = flv::avc_keyframe_cts(body)
         {
-            let mut kf = self.keyframes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut kf = self.keyframes.lock();
             if kf.len() == KEYFRAMES_KEPT {
                 kf.pop_front();
             }
@@ -404,7 +405,7 @@ fn link_branch(
                     let b = buffer.make_mut();
                     if let Kind::Video = kind {
                         let ms = rt.mseconds() as i64;
-                        let mut kf = keyframes.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut kf = keyframes.lock();
                         while kf.front().is_some_and(|k| *k < ms) {
                             kf.pop_front(); // not decoded (dropped) or already passed
                         }

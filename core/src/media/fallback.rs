@@ -14,9 +14,10 @@
 //! loops. Frames that are already late are skipped, so a busy machine catches up instead of
 //! drifting.
 
+use parking_lot::{Condvar, Mutex};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -198,7 +199,7 @@ impl Fallback {
                 (s, w, Some(e))
             }
         };
-        *lock(&self.shared.current) = (Arc::new(source), what.clone());
+        *self.shared.current.lock() = (Arc::new(source), what.clone());
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
         self.shared.changed.notify_all();
         match error {
@@ -209,7 +210,7 @@ impl Fallback {
 
     /// What plays now, for status: `slate`, `image PATH` or `video PATH`.
     pub fn describe(&self) -> String {
-        lock(&self.shared.current).1.clone()
+        self.shared.current.lock().1.clone()
     }
 }
 
@@ -217,15 +218,11 @@ impl Drop for Fallback {
     fn drop(&mut self) {
         {
             // under the lock the audio feeder checks `stop` with: its wait cannot miss this
-            let _current = lock(&self.shared.current);
+            let _current = self.shared.current.lock();
             self.shared.stop.store(true, Ordering::Relaxed);
         }
         self.shared.changed.notify_all();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn load_or_slate(
@@ -582,7 +579,7 @@ fn feed_video(shared: &Shared) {
     while !shared.stop.load(Ordering::Relaxed) {
         // the switch's rate now: it follows the encodes (raised for a 60 fps destination)
         let frame_ns = shared.program.format().frame_duration().nseconds();
-        let source = lock(&shared.current).0.clone();
+        let source = shared.current.lock().0.clone();
         let now = now_ns(shared);
         match &*source {
             Source::Still { frame } => {
@@ -619,17 +616,14 @@ fn feed_video(shared: &Shared) {
 /// Waits (without waking) while the current source has no audio, until it changes or the
 /// feeders stop; returns the source then.
 fn audio_source(shared: &Shared) -> Arc<Source> {
-    let mut current = lock(&shared.current);
+    let mut current = shared.current.lock();
     loop {
         let has_audio = matches!(&*current.0, Source::Clip(Clip { audio: Some(_), .. }));
         if has_audio || shared.stop.load(Ordering::Relaxed) {
             return current.0.clone();
         }
         // stills have no audio: the program's silence fills in
-        current = shared
-            .changed
-            .wait(current)
-            .unwrap_or_else(|p| p.into_inner());
+        shared.changed.wait(&mut current);
     }
 }
 

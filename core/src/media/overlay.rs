@@ -9,10 +9,11 @@
 //! measured +30 % CPU on an idle 720p channel (bench/overlay-cpu.sh). Layers marked live-only are
 //! skipped while the fallback is on air.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
 use gst_video::prelude::*;
@@ -73,10 +74,6 @@ pub struct Overlay {
     bt709: AtomicBool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Overlay {
     /// `height` is the output height: HD (≥ 720 lines) frames use BT.709, others BT.601.
     pub fn new(live: Arc<AtomicBool>, height: u32) -> Arc<Overlay> {
@@ -93,11 +90,11 @@ impl Overlay {
         let me = self.clone();
         let info: Mutex<Option<gst_video::VideoInfo>> = Mutex::default();
         pad.add_probe(gst::PadProbeType::BUFFER, move |pad, probe| {
-            let layers = lock(&me.prepared).clone();
+            let layers = me.prepared.lock().clone();
             if layers.is_empty() {
                 return gst::PadProbeReturn::Ok;
             }
-            let mut vi = lock(&info);
+            let mut vi = info.lock();
             if vi.is_none() {
                 *vi = pad
                     .current_caps()
@@ -126,7 +123,7 @@ impl Overlay {
 
     /// Whether layer `name` already shows this source at this size (nothing to render).
     pub fn unchanged_source(&self, layer: &Layer) -> bool {
-        lock(&self.layers).get(&layer.name).is_some_and(|e| {
+        self.layers.lock().get(&layer.name).is_some_and(|e| {
             e.layer.source == layer.source
                 && e.layer.width == layer.width
                 && e.layer.height == layer.height
@@ -135,7 +132,7 @@ impl Overlay {
 
     /// Moves or re-orders an existing layer without re-rendering. False if there is none.
     pub fn reposition(&self, layer: &Layer) -> bool {
-        let mut layers = lock(&self.layers);
+        let mut layers = self.layers.lock();
         let Some(e) = layers.get_mut(&layer.name) else {
             return false;
         };
@@ -147,7 +144,7 @@ impl Overlay {
     /// Sets layer `layer.name` to `image` (scaled to the layer's width/height when given).
     pub fn set(&self, layer: &Layer, image: &Image) -> Result<(), String> {
         let image = scaled(image, layer.width, layer.height)?;
-        let mut layers = lock(&self.layers);
+        let mut layers = self.layers.lock();
         layers.insert(
             layer.name.clone(),
             Entry {
@@ -161,14 +158,15 @@ impl Overlay {
 
     /// Removes a layer. False if there was none.
     pub fn hide(&self, name: &str) -> bool {
-        let mut layers = lock(&self.layers);
+        let mut layers = self.layers.lock();
         let had = layers.remove(name).is_some();
         self.rebuild(&layers);
         had
     }
 
     pub fn status(&self) -> Vec<LayerStatus> {
-        lock(&self.layers)
+        self.layers
+            .lock()
             .values()
             .map(|e| LayerStatus {
                 name: e.layer.name.clone(),
@@ -189,7 +187,7 @@ impl Overlay {
             .map(|e| prepare(&e.layer, &e.image, bt709))
             .collect();
         v.sort_by_key(|p| p.z);
-        *lock(&self.prepared) = Arc::new(v);
+        *self.prepared.lock() = Arc::new(v);
     }
 }
 

@@ -42,8 +42,9 @@
 //! look-up, an insert, a removal or a walk over them, so readers (`/metrics`) never wait for a
 //! change.
 
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use gst::prelude::*;
@@ -257,7 +258,7 @@ fn link_tee(tee: &gst::Element, sink: &gst::Pad, what: &str) -> Result<gst::Pad,
 /// program's `changes` lock held.
 fn release_aac(aacs: &AacEncodes, kbps: u32, audio_tee: &gst::Element, pipeline: &gst::Pipeline) {
     let gone = {
-        let mut aacs = lock(aacs);
+        let mut aacs = aacs.lock();
         match aacs.get_mut(&kbps) {
             Some(a) if a.users > 1 => {
                 a.users -= 1;
@@ -336,7 +337,7 @@ impl SwitchRate {
     /// waits until the lower rate reaches the tee: called with the program's `changes` lock
     /// held, so a raise that follows cannot mistake the old rate, still on the tee, for its own.
     fn lower_to(&self, branches: &Branches) {
-        let highest = lock(branches).values().map(|b| b.fps).max();
+        let highest = branches.lock().values().map(|b| b.fps).max();
         let Some(want) = highest else {
             return;
         };
@@ -376,7 +377,7 @@ impl EncodeLatency {
         if let Some(pad) = encoder.static_pad("sink") {
             pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
                 if let Some(pts) = running_time(pad, info) {
-                    let mut q = lock(&inp.pending);
+                    let mut q = inp.pending.lock();
                     if q.len() >= 256 {
                         q.pop_front(); // an encoder that drops frames must not grow this
                     }
@@ -396,7 +397,7 @@ impl EncodeLatency {
     }
 
     fn done(&self, pts: gst::ClockTime) {
-        let mut q = lock(&self.pending);
+        let mut q = self.pending.lock();
         while let Some(&(p, at)) = q.front() {
             if p > pts {
                 break;
@@ -447,7 +448,7 @@ impl Removal {
         let _ = self.bin.set_state(gst::State::Null);
         let _ = self.pipeline.remove(&self.bin);
         tracing::info!(encode = %self.name, "encode removed");
-        let _changes = lock(&self.changes);
+        let _changes = self.changes.lock();
         // unlinked now: nothing at the old rate is left to starve
         self.rate.lower_to(&self.branches);
         release_aac(&self.aacs, self.aac_kbps, &self.audio_tee, &self.pipeline);
@@ -456,10 +457,6 @@ impl Removal {
 
 /// Encode branches by profile key.
 type Branches = Mutex<std::collections::HashMap<String, Branch>>;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 pub struct Program {
     pipeline: gst::Pipeline,
@@ -913,8 +910,8 @@ impl Program {
         out: &OutputConfig,
         fanout: Arc<FanOut>,
     ) -> Result<(), MediaError> {
-        let _changes = lock(&self.changes);
-        if lock(&self.branches).contains_key(key) {
+        let _changes = self.changes.lock();
+        if self.branches.lock().contains_key(key) {
             return Ok(());
         }
         let from = self.rate.fps();
@@ -928,7 +925,7 @@ impl Program {
         })();
         match branch {
             Ok(b) => {
-                lock(&self.branches).insert(key.to_string(), b);
+                self.branches.lock().insert(key.to_string(), b);
                 Ok(())
             }
             Err(e) => {
@@ -1013,7 +1010,7 @@ impl Program {
     /// One more use of the AAC encode at `kbps` (started now if there is none); returns its
     /// tee. Called with the `changes` lock held.
     fn use_aac(&self, kbps: u32) -> Result<gst::Element, MediaError> {
-        let mut aacs = lock(&self.aacs);
+        let mut aacs = self.aacs.lock();
         let aac = match aacs.entry(kbps) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -1031,8 +1028,8 @@ impl Program {
     /// encode at the switch's frame rate, the switch then drops to the highest rate left.
     pub fn remove_encode(&self, key: &str) {
         // after an add of the same key that is under way, not before it (it would be left behind)
-        let _changes = lock(&self.changes);
-        let Some(b) = lock(&self.branches).remove(key) else {
+        let _changes = self.changes.lock();
+        let Some(b) = self.branches.lock().remove(key) else {
             return;
         };
         let removal = Arc::new(Removal {
@@ -1067,7 +1064,8 @@ impl Program {
 
     /// Each encode's mean video encoder latency in seconds, by profile key.
     pub fn encode_latency(&self) -> Vec<(String, f64)> {
-        lock(&self.branches)
+        self.branches
+            .lock()
             .iter()
             .map(|(k, b)| (k.clone(), b.latency.seconds()))
             .collect()
@@ -1100,8 +1098,8 @@ impl Program {
         self.pipeline.current_running_time()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, CutState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, CutState> {
+        self.state.lock()
     }
 
     /// (source on air, live session on air, seconds since the last cut)
@@ -1279,7 +1277,7 @@ mod tests {
         program.remove_encode("other");
         let gone = (0..500).any(|_| {
             std::thread::sleep(std::time::Duration::from_millis(10));
-            aac_encoders(&program) == 1 && lock(&program.aacs).len() == 1
+            aac_encoders(&program) == 1 && program.aacs.lock().len() == 1
         });
         assert!(
             gone,
@@ -1287,7 +1285,7 @@ mod tests {
             aac_encoders(&program)
         );
         assert_eq!(
-            lock(&program.aacs)[&160].users,
+            program.aacs.lock()[&160].users,
             1,
             "the channel's own encode still uses it"
         );

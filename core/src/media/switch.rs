@@ -16,7 +16,8 @@
 //!
 //! Caps: I420 only (the program's raw format), every input at the output's size.
 
-use std::sync::{Mutex, OnceLock};
+use parking_lot::Mutex;
+use std::sync::OnceLock;
 
 use gst::glib;
 use gst::prelude::*;
@@ -67,7 +68,7 @@ mod imp {
 
     impl SwitchPad {
         pub fn visible(&self) -> bool {
-            *self.alpha.lock().unwrap_or_else(|p| p.into_inner()) > 0.0
+            *self.alpha.lock() > 0.0
         }
     }
 
@@ -99,13 +100,13 @@ mod imp {
         fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
             if pspec.name() == "alpha" {
                 let v = value.get::<f64>().unwrap_or(1.0);
-                *self.alpha.lock().unwrap_or_else(|p| p.into_inner()) = v;
+                *self.alpha.lock() = v;
             }
         }
 
         fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
             match pspec.name() {
-                "alpha" => (*self.alpha.lock().unwrap_or_else(|p| p.into_inner())).to_value(),
+                "alpha" => (*self.alpha.lock()).to_value(),
                 _ => glib::Value::from_type(pspec.value_type()),
             }
         }
@@ -128,7 +129,7 @@ mod imp {
                 .obj()
                 .video_info()
                 .ok_or(gst::FlowError::NotNegotiated)?;
-            let mut black = self.black.lock().unwrap_or_else(|p| p.into_inner());
+            let mut black = self.black.lock();
             if let Some((i, b)) = black.as_ref()
                 && *i == info
             {

@@ -3,15 +3,16 @@
 //! state or schedule work. `docs/lua-api.md` documents each entry; `scripts/types/onair.lua`
 //! annotates them for editors.
 
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
 
 use super::ctx::{
     CALLBACKS, CoreApi, Ctx, HANDLERS, HttpResponse, Job, ROUTES, Reply, RouteDecl, RouteRequest,
-    RouteResponse, Services, TIMERS, Timer, lock,
+    RouteResponse, Services, TIMERS, Timer,
 };
 use crate::action::{Action, Layer, LayerSource};
 use crate::event::{Event, Source};
@@ -103,7 +104,7 @@ fn register_events(lua: &Lua, onair: &Table) -> mlua::Result<()> {
 /// Queues an action of the call in progress. Inside a channel handle's method it is addressed
 /// to that channel (a reject stays with the publish it answers).
 fn push(ctx: &Shared, a: Action) {
-    let mut c = lock(ctx);
+    let mut c = ctx.lock();
     let a = match (&c.target, a) {
         (Some(channel), a) if !matches!(a, Action::RejectPublish { .. }) => Action::OnChannel {
             channel: channel.clone(),
@@ -138,7 +139,7 @@ fn register_actions(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> 
             ));
         }
         let reason = reason.unwrap_or_else(|| {
-            let c = lock(&c);
+            let c = c.lock();
             format!("{} ({})", c.running, c.script)
         });
         push(
@@ -156,7 +157,7 @@ fn register_actions(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> 
 
     let c = ctx.clone();
     let reject = lua.create_function(move |_, reason: String| {
-        let session = lock(&c).publishing.ok_or_else(|| {
+        let session = c.lock().publishing.ok_or_else(|| {
             rt_err("onair.reject: only a publish handler can reject a publish".into())
         })?;
         push(&c, Action::RejectPublish { session, reason });
@@ -203,7 +204,7 @@ fn core_api<'a>(services: &'a Services, what: &str) -> mlua::Result<&'a Arc<dyn 
 fn status_value(services: &Services, ctx: &Shared) -> mlua::Result<serde_json::Value> {
     let core = core_api(services, "onair.status")?;
     let channel = {
-        let c = lock(ctx);
+        let c = ctx.lock();
         c.target.clone().or_else(|| c.event_channel.clone())
     };
     match channel {
@@ -365,7 +366,7 @@ fn channel_handle(lua: &Lua, onair: &Table, ctx: &Shared, id: String) -> mlua::R
         h.set(
             name,
             lua.create_function(move |_, _: mlua::MultiValue| {
-                lock(&c).actions.push(Action::OnChannel {
+                c.lock().actions.push(Action::OnChannel {
                     channel: id.clone(),
                     action: Box::new(action.clone()),
                 });
@@ -390,9 +391,9 @@ fn scoped(lua: &Lua, v: Value, handle: &Table, ctx: &Shared, id: &str) -> mlua::
                 {
                     args.pop_front();
                 }
-                let previous = lock(&c).target.replace(id.clone());
+                let previous = c.lock().target.replace(id.clone());
                 let r = f.call::<mlua::MultiValue>(args);
-                lock(&c).target = previous;
+                c.lock().target = previous;
                 r
             })?;
             Ok(Value::Function(wrapped))
@@ -425,7 +426,7 @@ fn add_timer(
     }
     let d = Duration::from_secs_f64(ms / 1000.0);
     let id = {
-        let mut c = lock(ctx);
+        let mut c = ctx.lock();
         let id = c.next_id;
         c.next_id += 1;
         c.timers.push(Timer {
@@ -459,7 +460,7 @@ fn register_time(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> {
     onair.set(
         "cancel",
         lua.create_function(move |lua, id: u64| {
-            let mut ctx = lock(&c);
+            let mut ctx = c.lock();
             let before = ctx.timers.len();
             ctx.timers.retain(|t| t.id != id);
             let found = ctx.timers.len() != before;
@@ -545,7 +546,7 @@ fn register_http(
             .clone()
             .ok_or_else(|| rt_err("onair.http.request: no network in this context".into()))?;
         let (script, generation, id) = {
-            let mut ctx = lock(&c);
+            let mut ctx = c.lock();
             let id = ctx.next_id;
             ctx.next_id += 1;
             (ctx.script.clone(), ctx.generation, id)
@@ -632,7 +633,7 @@ impl mlua::UserData for ObsHandle {
                     v => Some(lua.from_value::<serde_json::Value>(v)?),
                 };
                 let (script, generation, id) = {
-                    let mut ctx = lock(&this.ctx);
+                    let mut ctx = this.ctx.lock();
                     let id = ctx.next_id;
                     ctx.next_id += 1;
                     (ctx.script.clone(), ctx.generation, id)
@@ -685,7 +686,7 @@ fn register_obs(
             .unwrap_or_else(|| "127.0.0.1".into());
         let port: u16 = opts.get::<Option<u16>>("port")?.unwrap_or(4455);
         let password: Option<String> = opts.get("password")?;
-        let script = lock(&c).script.clone();
+        let script = c.lock().script.clone();
         let target = super::obs::ObsTarget {
             host,
             port,
@@ -741,7 +742,7 @@ fn register_store(lua: &Lua, onair: &Table, services: &Arc<Services>) -> mlua::R
     store.set(
         "get",
         lua.create_function(move |lua, key: String| {
-            let guard = lock(&s.store);
+            let guard = s.store.lock();
             let st = guard.as_ref().ok_or_else(|| {
                 rt_err("onair.store: the store could not be opened (see the log)".into())
             })?;
@@ -762,7 +763,7 @@ fn register_store(lua: &Lua, onair: &Table, services: &Arc<Services>) -> mlua::R
                 }
                 v => Some(lua.from_value(v).map_err(|e| rt_err(format!("onair.store.set: {key:?}: {e}")))?),
             };
-            let mut guard = lock(&s.store);
+            let mut guard = s.store.lock();
             let st = guard.as_mut().ok_or_else(|| rt_err("onair.store: the store could not be opened (see the log)".into()))?;
             st.set(&key, v).map_err(|e| rt_err(format!("onair.store.set: {e}")))
         })?,
@@ -771,7 +772,7 @@ fn register_store(lua: &Lua, onair: &Table, services: &Arc<Services>) -> mlua::R
     store.set(
         "delete",
         lua.create_function(move |_, key: String| {
-            let mut guard = lock(&s.store);
+            let mut guard = s.store.lock();
             let st = guard.as_mut().ok_or_else(|| {
                 rt_err("onair.store: the store could not be opened (see the log)".into())
             })?;
@@ -788,7 +789,7 @@ fn register_log(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> {
     for level in ["info", "warn", "error"] {
         let c = ctx.clone();
         let f = lua.create_function(move |_, msg: String| {
-            let script = lock(&c).script.clone();
+            let script = c.lock().script.clone();
             match level {
                 "info" => tracing::info!(script = %script, "{msg}"),
                 "warn" => tracing::warn!(script = %script, "{msg}"),
@@ -937,7 +938,7 @@ fn register_routes(lua: &Lua, onair: &Table, ctx: &Shared) -> mlua::Result<()> {
                 .transpose()?
                 .flatten()
                 .unwrap_or(true);
-            let mut ctx = lock(&c);
+            let mut ctx = c.lock();
             if !ctx.loading {
                 return Err(rt_err(
                     "onair.route: routes are declared when the script loads, not from handlers"

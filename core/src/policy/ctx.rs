@@ -6,9 +6,10 @@
 //! so `api` (the Lua functions), `script` (one Lua state) and `host` (every script) all build on
 //! it without depending on each other in a circle.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -89,10 +90,6 @@ pub(crate) struct Ctx {
     pub routes: Vec<RouteDecl>,
     pub next_id: u64,
     pub loading: bool,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What scripts read from the core, and the channel creation they may ask for directly (it

@@ -11,9 +11,10 @@
 //! `failover.lua` the built-in default decides) until its file changes. `GET /api/scripts` shows
 //! `quarantined: true`.
 
+use parking_lot::RwLock;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -310,13 +311,12 @@ impl Host {
                 }
             }
         }
-        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = table;
+        *self.routes.write() = table;
         self.publish_info();
     }
 
     fn publish_info(&self) {
-        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) =
-            self.info.values().cloned().collect();
+        *self.snapshot.write() = self.info.values().cloned().collect();
         self.version.send_modify(|v| *v += 1);
     }
 

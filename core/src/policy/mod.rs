@@ -24,9 +24,10 @@ pub mod routes;
 pub mod script;
 pub mod store;
 
+use parking_lot::RwLock;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -154,7 +155,7 @@ impl Policy {
         };
         let services = Arc::new(Services {
             dir: dir.clone(),
-            store: std::sync::Mutex::new(store),
+            store: parking_lot::Mutex::new(store),
             core: opts.core,
             jobs: tx.clone(),
             runtime: opts.runtime,
@@ -323,10 +324,7 @@ impl Policy {
 
     /// Every script's generation, load time and last error.
     pub fn scripts(&self) -> Vec<ScriptInfo> {
-        self.scripts
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.scripts.read().clone()
     }
 
     /// Changes whenever [`Policy::scripts`] does (a load, a reload, an error, an unload).

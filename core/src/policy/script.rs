@@ -12,10 +12,11 @@
 //! returning it, so `while true do pcall(f) end` ends like any runaway. Lua code running outside
 //! a call (a `__gc` finalizer when the state closes) is stopped at its first hook tick.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use mlua::{Function, HookTriggers, Lua, LuaOptions, LuaSerdeExt, StdLib, Table, Value, VmState};
@@ -23,7 +24,7 @@ use mlua::{Function, HookTriggers, Lua, LuaOptions, LuaSerdeExt, StdLib, Table, 
 use super::api;
 use super::ctx::{
     CALLBACKS, Ctx, HANDLERS, ROUTES, Reply, RouteDecl, RouteRequest, RouteResponse, Services,
-    TIMERS, Timer, lock, read_source,
+    TIMERS, Timer, read_source,
 };
 use crate::action::Action;
 use crate::event::{Event, SessionId};
@@ -116,7 +117,7 @@ impl Script {
         let limit_ms = services.time_limit.as_millis();
         lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-            move |_, _| match *lock(&d) {
+            move |_, _| match *d.lock() {
                 Some(t) if Instant::now() > t => {
                     x.store(true, Ordering::Relaxed);
                     Err(mlua::Error::runtime(format!(
@@ -130,9 +131,9 @@ impl Script {
             },
         )
         .map_err(lua_err)?;
-        *lock(&deadline) = Some(Instant::now() + services.time_limit);
+        *deadline.lock() = Some(Instant::now() + services.time_limit);
         let hardened = harden_protected_calls(&lua, expired.clone());
-        *lock(&deadline) = None;
+        *deadline.lock() = None;
         hardened.map_err(lua_err)?;
         bound_patterns(&lua).map_err(lua_err)?;
         for t in [HANDLERS, TIMERS, ROUTES, CALLBACKS] {
@@ -173,7 +174,7 @@ impl Script {
                 .exec()
         })?;
         script.load_actions = actions;
-        lock(&script.ctx).loading = false;
+        script.ctx.lock().loading = false;
         Ok(script)
     }
 
@@ -202,7 +203,7 @@ impl Script {
         f: impl FnOnce(&Lua) -> mlua::Result<T>,
     ) -> Result<(T, Vec<Action>), ScriptError> {
         {
-            let mut c = lock(&self.ctx);
+            let mut c = self.ctx.lock();
             c.actions.clear();
             c.publishing = publishing;
             c.event_channel = channel.map(str::to_string);
@@ -210,10 +211,10 @@ impl Script {
             c.running = running.to_string();
         }
         self.expired.store(false, Ordering::Relaxed);
-        *lock(&self.deadline) = Some(Instant::now() + self.time_limit);
+        *self.deadline.lock() = Some(Instant::now() + self.time_limit);
         let r = f(&self.lua);
-        *lock(&self.deadline) = None;
-        let actions = std::mem::take(&mut lock(&self.ctx).actions);
+        *self.deadline.lock() = None;
+        let actions = std::mem::take(&mut self.ctx.lock().actions);
         r.map(|v| (v, actions)).map_err(lua_err)
     }
 
@@ -255,7 +256,7 @@ impl Script {
     }
 
     pub fn next_due(&self) -> Option<Instant> {
-        lock(&self.ctx).timers.iter().map(|t| t.due).min()
+        self.ctx.lock().timers.iter().map(|t| t.due).min()
     }
 
     /// Fires every timer due at `now`. Returns the actions of those that succeeded and the
@@ -263,7 +264,7 @@ impl Script {
     /// `every` timer keeps running).
     pub fn fire_due(&self, now: Instant) -> (Vec<Action>, Vec<(ScriptError, bool)>) {
         let due: Vec<Timer> = {
-            let mut c = lock(&self.ctx);
+            let mut c = self.ctx.lock();
             let due: Vec<Timer> = c.timers.iter().filter(|t| t.due <= now).cloned().collect();
             c.timers.retain(|t| t.due > now || t.every.is_some());
             for t in c.timers.iter_mut().filter(|t| t.due <= now) {
@@ -332,7 +333,7 @@ impl Script {
 
     /// The routes declared at load.
     pub fn routes(&self) -> Vec<RouteDecl> {
-        lock(&self.ctx).routes.clone()
+        self.ctx.lock().routes.clone()
     }
 }
 

@@ -16,10 +16,11 @@
 pub mod rtmp;
 pub mod stall;
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -147,7 +148,7 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = self.ingest.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.ingest.open.lock();
         open.total = open.total.saturating_sub(1);
         if let Some(n) = open.by_ip.get_mut(&self.ip) {
             *n -= 1;
@@ -193,7 +194,7 @@ impl Ingest {
     /// Takes a connection slot for `addr`, or says which limit refuses it.
     fn take_slot(self: &Arc<Self>, addr: SocketAddr) -> Result<Slot, String> {
         let ip = crate::net::client_net(addr.ip());
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.open.lock();
         let from_ip = open.by_ip.get(&ip).copied().unwrap_or(0);
         if open.total >= self.max_connections {
             return Err(format!(
@@ -215,8 +216,8 @@ impl Ingest {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, SessionStatus>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<SessionId, SessionStatus>> {
+        self.sessions.lock()
     }
 
     /// Channel `channel`'s publishing sessions (every channel's with `None`), oldest first.
@@ -248,11 +249,7 @@ impl Ingest {
 
     /// Bytes received from publishers since onair started, by channel.
     pub fn bytes_by_channel(&self) -> HashMap<String, u64> {
-        let mut totals = self
-            .ended_bytes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let mut totals = self.ended_bytes.lock().clone();
         for s in self.lock().values() {
             *totals.entry(s.channel.clone()).or_default() += s.bytes_in;
         }
@@ -317,7 +314,7 @@ impl Ingest {
     /// [`REFUSAL_LOG_WINDOW`].
     fn refuse(&self, addr: SocketAddr, why: std::fmt::Arguments<'_>) {
         self.refused.fetch_add(1, Ordering::Relaxed);
-        let mut log = self.refusal_log.lock().unwrap_or_else(|p| p.into_inner());
+        let mut log = self.refusal_log.lock();
         if log.since.elapsed() >= REFUSAL_LOG_WINDOW {
             if log.suppressed > 0 {
                 tracing::warn!(

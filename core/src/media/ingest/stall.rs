@@ -139,7 +139,10 @@ mod tests {
         let t0 = Instant::now();
         let mut timer = StallTimer::new(Duration::from_secs(40), t0);
         assert_eq!(timer.check(t0 + Duration::from_secs(30)), Check::Quiet);
-        assert_eq!(timer.check(t0 + Duration::from_millis(30_250)), Check::Disconnect);
+        assert_eq!(
+            timer.check(t0 + Duration::from_millis(30_250)),
+            Check::Disconnect
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! down and rebuilt after a capped exponential backoff: 1 s, 2 s, 4 s … 30 s. A connection that
 //! stayed up for [`STABLE_AFTER`] resets the backoff.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -102,7 +103,7 @@ impl Connections {
     pub fn resume(&self) {
         self.running
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let mut t = lock(&self.tracked);
+        let mut t = self.tracked.lock();
         for d in t.iter_mut().filter(|d| d.cfg.enabled) {
             self.spawn(d);
         }
@@ -112,7 +113,7 @@ impl Connections {
     pub fn suspend(&self) {
         self.running
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        for d in lock(&self.tracked).iter_mut() {
+        for d in self.tracked.lock().iter_mut() {
             if let Some(task) = d.task.take() {
                 task.abort();
             }
@@ -153,7 +154,7 @@ impl Connections {
             return Err(format!("{field}: {e}"));
         }
         {
-            let mut t = lock(&self.tracked);
+            let mut t = self.tracked.lock();
             if t.iter().any(|x| x.cfg.name == d.name) {
                 return Err(format!("a destination named {:?} exists", d.name));
             }
@@ -183,14 +184,14 @@ impl Connections {
     /// Disconnects and forgets a destination.
     pub fn remove(&self, name: &str) -> Result<(), String> {
         self.set_enabled(name, false)?;
-        lock(&self.tracked).retain(|t| t.cfg.name != name);
+        self.tracked.lock().retain(|t| t.cfg.name != name);
         tracing::info!(destination = %name, "destination removed");
         Ok(())
     }
 
     /// Connects (true) or disconnects (false) a destination. Idempotent.
     pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), String> {
-        let mut t = lock(&self.tracked);
+        let mut t = self.tracked.lock();
         let d = t
             .iter_mut()
             .find(|t| t.cfg.name == name)
@@ -211,11 +212,12 @@ impl Connections {
 
     /// Every destination's configuration (name, URL with the key, enabled), in order.
     pub fn configs(&self) -> Vec<DestinationConfig> {
-        lock(&self.tracked).iter().map(|t| t.cfg.clone()).collect()
+        self.tracked.lock().iter().map(|t| t.cfg.clone()).collect()
     }
 
     pub fn status(&self) -> Vec<DestinationStatus> {
-        lock(&self.tracked)
+        self.tracked
+            .lock()
             .iter()
             .map(|t| {
                 let mut s = t.status.clone();
@@ -226,7 +228,7 @@ impl Connections {
     }
 
     fn update(&self, name: &str, f: impl FnOnce(&mut Tracked)) {
-        if let Some(t) = lock(&self.tracked).iter_mut().find(|t| t.cfg.name == name) {
+        if let Some(t) = self.tracked.lock().iter_mut().find(|t| t.cfg.name == name) {
             f(t);
         }
     }
@@ -282,7 +284,9 @@ impl Connections {
                 Ok(()) => "connection closed".to_string(),
                 Err(e) => e,
             };
-            let was_up = lock(&self.tracked)
+            let was_up = self
+                .tracked
+                .lock()
                 .iter()
                 .any(|t| t.cfg.name == d.name && t.up_since.is_some());
             self.update(i, |t| {
@@ -423,10 +427,6 @@ impl Connections {
 
 /// Bytes queued in a destination's appsrc beyond which it counts as stuck (~10 s at 6 Mbit/s).
 const MAX_QUEUED_BYTES: u64 = 8 << 20;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// What a destination writes to: a platform over RTMP, or files.
 enum Output {

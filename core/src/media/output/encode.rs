@@ -7,8 +7,9 @@
 //! while the program raises its frame rate); `inner` is only held for look-ups and counts, so
 //! the preview, `/metrics` and the status never wait for an encode being added.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::fanout::FanOut;
 use crate::config::Profiles;
@@ -52,7 +53,8 @@ impl Encodes {
             changes: Mutex::default(),
             inner: Mutex::default(),
         };
-        lock(&enc.inner)
+        enc.inner
+            .lock()
             .fanouts
             .insert(String::new(), Arc::new(FanOut::new()));
         Arc::new(enc)
@@ -65,7 +67,7 @@ impl Encodes {
 
     /// The channel's own encode's fan-out (the preview's, and destinations' without a profile).
     pub fn main(&self) -> Arc<FanOut> {
-        lock(&self.inner).fanouts[""].clone()
+        self.inner.lock().fanouts[""].clone()
     }
 
     /// Holds the encode of `profile` (`None`: the channel's own) and returns its fan-out; a
@@ -89,12 +91,12 @@ impl Encodes {
             ),
             None => None,
         };
-        let _changes = lock(&self.changes);
+        let _changes = self.changes.lock();
         if !wanted() {
             return Err("no longer wanted".into());
         }
         let (fanout, program) = {
-            let mut inner = lock(&self.inner);
+            let mut inner = self.inner.lock();
             let fanout = inner
                 .fanouts
                 .entry(key.clone())
@@ -107,7 +109,7 @@ impl Encodes {
                 .add_encode(&key, out, fanout.clone())
                 .map_err(|e| format!("profile {key:?}: {e}"))?;
         }
-        *lock(&self.inner).users.entry(key.clone()).or_default() += 1;
+        *self.inner.lock().users.entry(key.clone()).or_default() += 1;
         Ok(EncodeUse {
             encodes: self.clone(),
             key,
@@ -116,9 +118,9 @@ impl Encodes {
     }
 
     fn release(&self, key: &str) {
-        let _changes = lock(&self.changes);
+        let _changes = self.changes.lock();
         let program = {
-            let mut inner = lock(&self.inner);
+            let mut inner = self.inner.lock();
             let n = inner.users.entry(key.to_string()).or_default();
             *n = n.saturating_sub(1);
             if *n > 0 || key.is_empty() {
@@ -140,9 +142,9 @@ impl Encodes {
 
     /// The program started: it gets an encode for every profile held.
     pub fn started(&self, program: Arc<Program>) {
-        let _changes = lock(&self.changes);
+        let _changes = self.changes.lock();
         let held: Vec<(String, Arc<FanOut>)> = {
-            let inner = lock(&self.inner);
+            let inner = self.inner.lock();
             inner
                 .users
                 .iter()
@@ -158,13 +160,13 @@ impl Encodes {
                 tracing::error!(channel = %self.channel, profile = %key, error = %e, "encode not added");
             }
         }
-        lock(&self.inner).program = Some(program);
+        self.inner.lock().program = Some(program);
     }
 
     /// The program stopped: every fan-out forgets its headers and ends its consumers' streams.
     pub fn stopped(&self) {
-        let _changes = lock(&self.changes);
-        let mut inner = lock(&self.inner);
+        let _changes = self.changes.lock();
+        let mut inner = self.inner.lock();
         inner.program = None;
         for f in inner.fanouts.values() {
             f.reset();
@@ -173,7 +175,7 @@ impl Encodes {
 
     /// Buffers lost to full queues, by consumer name, over every encode.
     pub fn dropped(&self) -> HashMap<String, u64> {
-        let inner = lock(&self.inner);
+        let inner = self.inner.lock();
         let mut all = inner.dropped_before.clone();
         for f in inner.fanouts.values() {
             for (name, n) in f.dropped() {
@@ -182,8 +184,4 @@ impl Encodes {
         }
         all
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -4,7 +4,7 @@
 //! only itself. A new consumer starts with the FLV stream headers (FLV header, onMetaData, AVC
 //! and AAC sequence headers) and then data from a video keyframe.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use tokio::sync::mpsc;
 
@@ -57,8 +57,8 @@ impl FanOut {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// Called on the program's streaming thread for every muxed buffer. Never blocks.

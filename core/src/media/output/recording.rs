@@ -18,9 +18,10 @@
 //! channel and destination are counted and deleted. Any other file in the folder, whatever its
 //! name, stays.
 
+use parking_lot::Mutex;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use gst::prelude::*;
 
@@ -271,7 +272,7 @@ impl Recording {
         let book = ledger.clone();
         split.connect("format-location", false, move |_| {
             let path = pattern.next_path(&utc_now());
-            let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = last.lock();
             if let Some(prev) = last.replace(path.clone()) {
                 tracing::info!(channel = %chan, destination = %name, file = %prev.display(), "recording: file complete");
             }
@@ -326,10 +327,7 @@ impl Recording {
 
     /// The file being written, if any.
     pub fn file(&self) -> Option<PathBuf> {
-        self.current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.current.lock().clone()
     }
 }
 
@@ -351,7 +349,7 @@ impl Drop for Recording {
                 )
             });
             let _ = pipeline.set_state(gst::State::Null);
-            let file = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let file = current.lock().clone();
             if let (Some(f), Some(msg)) = (&file, ended)
                 && msg.type_() == gst::MessageType::Eos
             {
@@ -359,7 +357,7 @@ impl Drop for Recording {
             }
             // a file opened on a full disk holds nothing: not left behind (retries would pile
             // them up)
-            if let Some(f) = current.lock().unwrap_or_else(|p| p.into_inner()).take()
+            if let Some(f) = current.lock().take()
                 && std::fs::metadata(&f).is_ok_and(|m| m.len() == 0)
                 && std::fs::remove_file(&f).is_ok()
             {

@@ -178,13 +178,7 @@ impl Drop for Registration {
     fn drop(&mut self) {
         let ended = self.ingest.lock().remove(&self.id);
         if let Some(s) = ended {
-            *self
-                .ingest
-                .ended_bytes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(s.channel)
-                .or_default() += s.bytes_in;
+            *self.ingest.ended_bytes.lock().entry(s.channel).or_default() += s.bytes_in;
         }
     }
 }
