@@ -1,5 +1,5 @@
 //! The WASM plugin host (wasmtime 48, component model, WIT packages `onair:plugin@0.3.0`,
-//! `@0.2.0` and `@0.1.0` side by side: [`bindings`]).
+//! `@0.2.0` and `@0.1.0` side by side, one file each: [`wit`]).
 //!
 //! - One `Store` per plugin instance. Calls run with an epoch deadline (default 100 ms: a ticker
 //!   thread advances the engine's epoch every [`EPOCH_TICK`] while guest code runs, and sleeps
@@ -19,8 +19,7 @@
 //! - Calls come from the policy thread (policy plugins) and the engine (overlay renders), never
 //!   from a GStreamer streaming thread.
 
-pub mod bindings;
-pub mod convert;
+pub mod wit;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,13 +30,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use crate::media::image::{Image, MAX_IMAGE_SIDE, image_is_sound};
 
 use serde::Serialize;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::action::Action;
 use crate::event::Event;
-use bindings::{WIT_VERSION, WIT_VERSIONS};
+use wit::{WIT_VERSION, WIT_VERSIONS};
 
 /// How often the engine's epoch advances: the resolution of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -293,77 +292,13 @@ impl WasiView for PluginState {
     }
 }
 
-fn log(name: &str, level: u8, message: &str) {
-    match level {
-        0 => tracing::debug!(plugin = %name, "{message}"),
-        1 => tracing::info!(plugin = %name, "{message}"),
-        2 => tracing::warn!(plugin = %name, "{message}"),
-        _ => tracing::error!(plugin = %name, "{message}"),
-    }
-}
-
-/// `log` and `types` for one world of one WIT version: every version logs the same way.
-macro_rules! host_interfaces {
-    ($($m:ident)::+) => {
-        impl $($m)::+::onair::plugin::log::Host for PluginState {
-            fn log(&mut self, level: $($m)::+::onair::plugin::log::Level, message: String) {
-                use $($m)::+::onair::plugin::log::Level as L;
-                let l = match level {
-                    L::Debug => 0,
-                    L::Info => 1,
-                    L::Warn => 2,
-                    L::Error => 3,
-                };
-                log(&self.name, l, &message);
-            }
-        }
-        impl $($m)::+::onair::plugin::types::Host for PluginState {}
-    };
-}
-
-/// An overlay world's image, in any WIT version, as the host's [`Image`].
-macro_rules! image_from {
-    ($($m:ident)::+) => {
-        impl From<$($m)::+::onair::plugin::types::Image> for Image {
-            fn from(i: $($m)::+::onair::plugin::types::Image) -> Image {
-                Image {
-                    width: i.width,
-                    height: i.height,
-                    stride: i.stride,
-                    pixels: i.pixels,
-                }
-            }
-        }
-    };
-}
-
-image_from!(bindings::overlay);
-image_from!(bindings::v0_2::overlay);
-image_from!(bindings::v0_1::overlay);
-
-host_interfaces!(bindings::policy);
-host_interfaces!(bindings::overlay);
-host_interfaces!(bindings::v0_2::policy);
-host_interfaces!(bindings::v0_2::overlay);
-host_interfaces!(bindings::v0_1::policy);
-host_interfaces!(bindings::v0_1::overlay);
-
-enum Instance {
-    Policy(bindings::policy::Policy),
-    Overlay(bindings::overlay::Overlay),
-    PolicyV02(bindings::v0_2::policy::Policy),
-    OverlayV02(bindings::v0_2::overlay::Overlay),
-    PolicyV01(bindings::v0_1::policy::Policy),
-    OverlayV01(bindings::v0_1::overlay::Overlay),
-}
-
 struct Plugin {
     world: World,
     /// The WIT package version it was built for.
     version: &'static str,
     component: Component,
     store: Store<PluginState>,
-    instance: Instance,
+    instance: wit::Instance,
 }
 
 /// Limits and grants for the plugins.
@@ -444,20 +379,9 @@ impl PluginHost {
         let ticker = Ticker::start(engine.clone())?;
         let mut policy_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut policy_linker)?;
-        bindings::policy::Policy::add_to_linker::<_, HasSelf<_>>(&mut policy_linker, |s| s)?;
-        bindings::v0_2::policy::Policy::add_to_linker::<_, HasSelf<_>>(&mut policy_linker, |s| s)?;
-        bindings::v0_1::policy::Policy::add_to_linker::<_, HasSelf<_>>(&mut policy_linker, |s| s)?;
         let mut overlay_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut overlay_linker)?;
-        bindings::overlay::Overlay::add_to_linker::<_, HasSelf<_>>(&mut overlay_linker, |s| s)?;
-        bindings::v0_2::overlay::Overlay::add_to_linker::<_, HasSelf<_>>(
-            &mut overlay_linker,
-            |s| s,
-        )?;
-        bindings::v0_1::overlay::Overlay::add_to_linker::<_, HasSelf<_>>(
-            &mut overlay_linker,
-            |s| s,
-        )?;
+        wit::Instance::add_to_linkers(&mut policy_linker, &mut overlay_linker)?;
         Ok(PluginHost {
             engine,
             ticker,
@@ -579,50 +503,18 @@ impl PluginHost {
         world: World,
         versions: &[&'static str],
         component: &Component,
-    ) -> Result<(Store<PluginState>, Instance, &'static str), String> {
+    ) -> Result<(Store<PluginState>, wit::Instance, &'static str), String> {
+        let linker = match world {
+            World::Policy => &self.policy_linker,
+            World::Overlay => &self.overlay_linker,
+        };
         let mut last = String::new();
         for &version in versions {
             let mut store = self.new_store(name);
             let _ticking = self.ticker.ticking();
             store.set_epoch_deadline(self.deadline_ticks());
-            let instance = match (world, version) {
-                (World::Policy, "0.2.0") => bindings::v0_2::policy::Policy::instantiate(
-                    &mut store,
-                    component,
-                    &self.policy_linker,
-                )
-                .map(Instance::PolicyV02),
-                (World::Policy, "0.1.0") => bindings::v0_1::policy::Policy::instantiate(
-                    &mut store,
-                    component,
-                    &self.policy_linker,
-                )
-                .map(Instance::PolicyV01),
-                (World::Policy, _) => bindings::policy::Policy::instantiate(
-                    &mut store,
-                    component,
-                    &self.policy_linker,
-                )
-                .map(Instance::Policy),
-                (World::Overlay, "0.2.0") => bindings::v0_2::overlay::Overlay::instantiate(
-                    &mut store,
-                    component,
-                    &self.overlay_linker,
-                )
-                .map(Instance::OverlayV02),
-                (World::Overlay, "0.1.0") => bindings::v0_1::overlay::Overlay::instantiate(
-                    &mut store,
-                    component,
-                    &self.overlay_linker,
-                )
-                .map(Instance::OverlayV01),
-                (World::Overlay, _) => bindings::overlay::Overlay::instantiate(
-                    &mut store,
-                    component,
-                    &self.overlay_linker,
-                )
-                .map(Instance::Overlay),
-            };
+            let instance =
+                wit::Instance::instantiate(version, world, &mut store, component, linker);
             match instance {
                 Ok(i) => return Ok((store, i, version)),
                 Err(e) => last = format!("cannot instantiate: {e:#}"),
@@ -813,7 +705,7 @@ impl PluginHost {
 
     /// Calls every policy plugin, in name order, and returns their actions.
     pub fn on_event(&self, event: &Event) -> Vec<Action> {
-        let wit_event = convert::event(event);
+        let wit_event = wit::newest::event(event);
         let ticks = self.deadline_ticks();
         let mut actions = Vec::new();
         let list: Vec<(String, Arc<Mutex<Plugin>>)> = read(&self.plugins)
@@ -828,33 +720,9 @@ impl PluginHost {
                 } = &mut *p;
                 let _ticking = self.ticker.ticking();
                 store.set_epoch_deadline(ticks);
-                match instance {
-                    Instance::Policy(policy) => policy.call_on_event(store, &wit_event).map(|l| {
-                        l.into_iter()
-                            .map(convert::channel_action)
-                            .collect::<Vec<_>>()
-                    }),
-                    Instance::PolicyV02(policy) => policy
-                        .call_on_event(store, &convert::v0_2::event(wit_event.clone()))
-                        .map(|l| {
-                            l.into_iter()
-                                .map(|a| convert::channel_action(convert::v0_2::channel_action(a)))
-                                .collect()
-                        }),
-                    Instance::PolicyV01(policy) => policy
-                        .call_on_event(
-                            store,
-                            &convert::v0_1::event(convert::v0_2::event(wit_event.clone())),
-                        )
-                        .map(|l| {
-                            // addressed to the event's channel: the engine's default
-                            l.into_iter()
-                                .map(|a| {
-                                    convert::action(convert::v0_2::action(convert::v0_1::action(a)))
-                                })
-                                .collect()
-                        }),
-                    _ => continue,
+                match instance.on_event(store, &wit_event) {
+                    Some(result) => result,
+                    None => continue,
                 }
             };
             match result {
@@ -893,17 +761,9 @@ impl PluginHost {
             } = &mut *p;
             let _ticking = self.ticker.ticking();
             store.set_epoch_deadline(ticks);
-            match instance {
-                Instance::Overlay(overlay) => overlay
-                    .call_render(store, width, height, data)
-                    .map(|r| r.map(Image::from)),
-                Instance::OverlayV02(overlay) => overlay
-                    .call_render(store, width, height, data)
-                    .map(|r| r.map(Image::from)),
-                Instance::OverlayV01(overlay) => overlay
-                    .call_render(store, width, height, data)
-                    .map(|r| r.map(Image::from)),
-                _ => {
+            match instance.render(store, width, height, data) {
+                Some(result) => result,
+                None => {
                     return Err(format!(
                         "plugin {name:?} is a policy plugin, not an overlay"
                     ));
