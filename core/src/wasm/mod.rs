@@ -24,7 +24,8 @@ pub mod wit;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crate::media::image::{Image, MAX_IMAGE_SIDE, image_is_sound};
@@ -357,17 +358,8 @@ fn name_of(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
-fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|p| p.into_inner())
-}
 
-fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(|p| p.into_inner())
-}
 
 impl PluginHost {
     /// Creates the engine (with epoch interruption and its ticker thread) and the linkers.
@@ -530,11 +522,11 @@ impl PluginHost {
     }
 
     fn load_bytes(&self, path: &Path, bytes: Result<Vec<u8>, String>) -> Result<(), String> {
-        let _loading = lock(&self.loading);
+        let _loading = self.loading.lock();
         let name = name_of(path);
         match &bytes {
-            Ok(b) => lock(&self.hashes).insert(name.clone(), crate::watch::content_hash(b)),
-            Err(_) => lock(&self.hashes).remove(&name),
+            Ok(b) => self.hashes.lock().insert(name.clone(), crate::watch::content_hash(b)),
+            Err(_) => self.hashes.lock().remove(&name),
         };
         // compile and instantiate with no lock that calls or status readers need
         let result = bytes.and_then(|bytes| {
@@ -547,12 +539,12 @@ impl PluginHost {
                     Ok((component, world, version, store, instance))
                 })
         });
-        let previous = read(&self.info).get(&name).map(|i| i.generation);
+        let previous = self.info.read().get(&name).map(|i| i.generation);
         match result {
             Ok((component, world, version, store, instance)) => {
                 let generation = previous.unwrap_or(0) + 1;
                 let loaded_at = SystemTime::now();
-                write(&self.plugins).insert(
+                self.plugins.write().insert(
                     name.clone(),
                     Arc::new(Mutex::new(Plugin {
                         world,
@@ -562,7 +554,7 @@ impl PluginHost {
                         instance,
                     })),
                 );
-                write(&self.info).insert(
+                self.info.write().insert(
                     name.clone(),
                     PluginInfo {
                         name: name.clone(),
@@ -583,7 +575,7 @@ impl PluginHost {
             }
             Err(e) => {
                 let message = format!("{}: {e}", path.display());
-                let running = read(&self.plugins).contains_key(&name);
+                let running = self.plugins.read().contains_key(&name);
                 match previous {
                     Some(g) if running => {
                         tracing::error!(plugin = %name, error = %message, "plugin reload failed: generation {g} stays active")
@@ -591,7 +583,7 @@ impl PluginHost {
                     _ => tracing::error!(plugin = %name, error = %message, "plugin not loaded"),
                 }
                 {
-                    let mut info = write(&self.info);
+                    let mut info = self.info.write();
                     let info = info.entry(name.clone()).or_insert_with(|| PluginInfo {
                         name: name.clone(),
                         world: None,
@@ -610,13 +602,13 @@ impl PluginHost {
     }
 
     pub fn unload(&self, name: &str) {
-        let _loading = lock(&self.loading);
-        if write(&self.plugins).remove(name).is_some() {
+        let _loading = self.loading.lock();
+        if self.plugins.write().remove(name).is_some() {
             tracing::info!(plugin = %name, "plugin unloaded");
         }
-        write(&self.info).remove(name);
+        self.info.write().remove(name);
         self.info_changed();
-        lock(&self.hashes).remove(name);
+        self.hashes.lock().remove(name);
     }
 
     /// Files changed in the plugins folder. A plugin reloads only if its file's content differs
@@ -631,7 +623,7 @@ impl PluginHost {
             match std::fs::read(p) {
                 Ok(bytes) => {
                     let hash = crate::watch::content_hash(&bytes);
-                    if lock(&self.hashes).get(&name_of(p)) == Some(&hash) {
+                    if self.hashes.lock().get(&name_of(p)) == Some(&hash) {
                         tracing::debug!(plugin = %name_of(p), "plugin unchanged: not reloaded");
                         continue;
                     }
@@ -656,12 +648,12 @@ impl PluginHost {
 
     /// Every plugin's state, from a snapshot: never waits for a guest or a compile.
     pub fn info(&self) -> Vec<PluginInfo> {
-        read(&self.info).values().cloned().collect()
+        self.info.read().values().cloned().collect()
     }
 
     /// The plugin named `name`, to lock and call (the map lock is released on return).
     fn get(&self, name: &str) -> Option<Arc<Mutex<Plugin>>> {
-        read(&self.plugins).get(name).cloned()
+        self.plugins.read().get(name).cloned()
     }
 
     /// Turns a failed call into one message, and rebuilds the instance (a trapped instance
@@ -682,7 +674,7 @@ impl PluginHost {
             format!("{e:#}")
         };
         tracing::error!(plugin = %name, error = %message, "plugin call failed");
-        if let Some(i) = write(&self.info).get_mut(name) {
+        if let Some(i) = self.info.write().get_mut(name) {
             i.last_error = Some(message.clone());
         }
         self.info_changed();
@@ -694,7 +686,7 @@ impl PluginHost {
             Err(e) => {
                 tracing::error!(plugin = %name, error = %e, "plugin could not be restarted: unloaded");
                 // only if the map still holds this instance (not a newer load)
-                let mut plugins = write(&self.plugins);
+                let mut plugins = self.plugins.write();
                 if plugins.get(name).is_some_and(|a| Arc::ptr_eq(a, plugin)) {
                     plugins.remove(name);
                 }
@@ -708,12 +700,12 @@ impl PluginHost {
         let wit_event = wit::newest::event(event);
         let ticks = self.deadline_ticks();
         let mut actions = Vec::new();
-        let list: Vec<(String, Arc<Mutex<Plugin>>)> = read(&self.plugins)
+        let list: Vec<(String, Arc<Mutex<Plugin>>)> = self.plugins.read()
             .iter()
             .map(|(n, p)| (n.clone(), p.clone()))
             .collect();
         for (name, plugin) in list {
-            let mut p = lock(&plugin);
+            let mut p = plugin.lock();
             let result = {
                 let Plugin {
                     store, instance, ..
@@ -732,7 +724,7 @@ impl PluginHost {
                         tracing::warn!(plugin = %name, event = event.name(), "{message}");
                     }
                     if let Some(last) = refused.last().cloned() {
-                        if let Some(i) = write(&self.info).get_mut(&name) {
+                        if let Some(i) = self.info.write().get_mut(&name) {
                             i.last_error = Some(last);
                         }
                         self.info_changed();
@@ -754,7 +746,7 @@ impl PluginHost {
         let plugin = self
             .get(name)
             .ok_or_else(|| format!("no overlay plugin named {name:?} is loaded"))?;
-        let mut p = lock(&plugin);
+        let mut p = plugin.lock();
         let result = {
             let Plugin {
                 store, instance, ..
