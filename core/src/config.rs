@@ -903,183 +903,221 @@ impl Config {
 
     /// Checks ranges and cross-field rules. `file` is used in the messages only.
     pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
-        let bad = |key: &str, message: String| {
-            Err(ConfigError::Invalid {
+        match self.first_problem() {
+            Some((key, message)) => Err(ConfigError::Invalid {
                 file: file.into(),
-                key: key.into(),
+                key,
                 message,
-            })
-        };
-        if let Some((key, message)) = fallback_error("fallback", &self.fallback)
-            .or_else(|| output_error("output", &self.output))
-        {
-            return bad(&key, message);
+            }),
+            None => Ok(()),
         }
-        for (name, p) in &self.profiles {
-            if let Some(e) = profile_name_error(name) {
-                return bad(&format!("profile.{name}"), e);
-            }
-            if let Some((key, message)) = output_error(&format!("profile.{name}"), p) {
-                return bad(&key, message);
-            }
-        }
+    }
+
+    /// The first problem found, the checks taken in this order (of several problems, the
+    /// order decides which one is reported).
+    fn first_problem(&self) -> Option<Problem> {
         let profiles = self.profiles();
+        self.program_problem()
+            .or_else(|| self.scripts_problem())
+            .or_else(|| self.http_access_problem())
+            .or_else(|| self.media_problem())
+            .or_else(|| self.preview_key_problem())
+            .or_else(|| self.ingest_limits_problem())
+            .or_else(|| self.http_limits_problem())
+            .or_else(|| self.ingest_keys_problem())
+            .or_else(|| destinations_error("destination", &self.destinations, &profiles))
+            .or_else(|| self.channels_problem(&profiles))
+    }
+
+    /// `[fallback]`, `[output]` and each `[profile.NAME]`.
+    fn program_problem(&self) -> Option<Problem> {
+        fallback_error("fallback", &self.fallback)
+            .or_else(|| output_error("output", &self.output))
+            .or_else(|| {
+                self.profiles.iter().find_map(|(name, p)| {
+                    let key = format!("profile.{name}");
+                    match profile_name_error(name) {
+                        Some(e) => Some((key, e)),
+                        None => output_error(&key, p),
+                    }
+                })
+            })
+    }
+
+    /// `[scripts]`.
+    fn scripts_problem(&self) -> Option<Problem> {
         let sc = &self.scripts;
-        if !(1..=4096).contains(&sc.memory_limit_mib) {
-            return bad(
-                "scripts.memory_limit_mib",
-                format!("{} is outside 1..=4096", sc.memory_limit_mib),
-            );
+        out_of_range(
+            "scripts.memory_limit_mib",
+            sc.memory_limit_mib.into(),
+            1,
+            4096,
+        )
+        .or_else(|| out_of_range("scripts.time_limit_ms", sc.time_limit_ms, 10, 10_000))
+    }
+
+    /// Who gets in over HTTP: the tokens, the open mode, the sessions.
+    fn http_access_problem(&self) -> Option<Problem> {
+        let http = &self.http;
+        for (key, token) in [
+            ("http.admin_token", &http.admin_token),
+            ("http.metrics_token", &http.metrics_token),
+        ] {
+            if token.as_deref().is_some_and(|t| t.len() < 16) {
+                return invalid(key, "must be at least 16 characters");
+            }
         }
-        if !(10..=10_000).contains(&sc.time_limit_ms) {
-            return bad(
-                "scripts.time_limit_ms",
-                format!("{} is outside 10..=10000", sc.time_limit_ms),
-            );
-        }
-        if self
-            .http
-            .admin_token
-            .as_deref()
-            .is_some_and(|t| t.len() < 16)
-        {
-            return bad("http.admin_token", "must be at least 16 characters".into());
-        }
-        if self
-            .http
-            .metrics_token
-            .as_deref()
-            .is_some_and(|t| t.len() < 16)
-        {
-            return bad(
+        if http.metrics_token.is_some() && http.metrics_token == http.admin_token {
+            return invalid(
                 "http.metrics_token",
-                "must be at least 16 characters".into(),
+                "must differ from http.admin_token (it is the read-only one)",
             );
         }
-        if self.http.metrics_token.is_some() && self.http.metrics_token == self.http.admin_token {
-            return bad(
-                "http.metrics_token",
-                "must differ from http.admin_token (it is the read-only one)".into(),
-            );
-        }
-        if self.http.open_local && !self.http.listen.ip().is_loopback() {
-            return bad(
+        if http.open_local && !http.listen.ip().is_loopback() {
+            return invalid(
                 "http.open_local",
                 format!(
                     "only with a loopback http.listen ({} is reachable from other machines)",
-                    self.http.listen
+                    http.listen
                 ),
             );
         }
-        if !(1..=24 * 365).contains(&self.http.session_ttl_hours) {
-            return bad(
-                "http.session_ttl_hours",
-                format!("{} is outside 1..=8760", self.http.session_ttl_hours),
-            );
-        }
-        if !(1..=64 * 1024).contains(&self.media.max_upload_mib) {
-            return bad(
-                "media.max_upload_mib",
-                format!("{} is outside 1..=65536", self.media.max_upload_mib),
-            );
-        }
-        for (key, roots) in [
-            ("media.roots", &self.media.roots),
-            ("recording.roots", &self.recording.roots),
-        ] {
-            if let Some((key, message)) = roots_error(key, roots) {
-                return bad(&key, message);
-            }
-        }
-        if self.http.preview_key.as_deref().is_some_and(|t| {
+        out_of_range(
+            "http.session_ttl_hours",
+            http.session_ttl_hours.into(),
+            1,
+            24 * 365,
+        )
+    }
+
+    /// `[media]` and `[recording]`: the upload limit and the roots.
+    fn media_problem(&self) -> Option<Problem> {
+        out_of_range(
+            "media.max_upload_mib",
+            self.media.max_upload_mib,
+            1,
+            64 * 1024,
+        )
+        .or_else(|| roots_error("media.roots", &self.media.roots))
+        .or_else(|| roots_error("recording.roots", &self.recording.roots))
+    }
+
+    /// `http.preview_key`.
+    fn preview_key_problem(&self) -> Option<Problem> {
+        let weak = |t: &str| {
             t.len() < 16 || t.contains(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-')
-        }) {
-            return bad(
+        };
+        if self.http.preview_key.as_deref().is_some_and(weak) {
+            return invalid(
                 "http.preview_key",
-                "must be at least 16 letters, digits, '_' or '-'".into(),
+                "must be at least 16 letters, digits, '_' or '-'",
             );
         }
-        if self.ingest.allow_any_key && !self.ingest.keys.is_empty() {
-            return bad(
+        None
+    }
+
+    /// `[ingest]`: who may publish, and the RTMP server's limits.
+    fn ingest_limits_problem(&self) -> Option<Problem> {
+        let ingest = &self.ingest;
+        if ingest.allow_any_key && !ingest.keys.is_empty() {
+            return invalid(
                 "ingest.allow_any_key",
-                "contradicts ingest.keys: remove one of them".into(),
+                "contradicts ingest.keys: remove one of them",
             );
         }
-        if self.ingest.allow_any_key && !self.ingest.rtmp_listen.ip().is_loopback() {
-            return bad(
+        if ingest.allow_any_key && !ingest.rtmp_listen.ip().is_loopback() {
+            return invalid(
                 "ingest.allow_any_key",
                 format!(
                     "accepting any stream key on {} (reachable from other machines) is refused: list keys in ingest.keys (or leave it empty for a generated one), or listen on 127.0.0.1",
-                    self.ingest.rtmp_listen
+                    ingest.rtmp_listen
                 ),
             );
         }
-        if !(1000..=120_000).contains(&self.ingest.connect_timeout_ms) {
-            return bad(
-                "ingest.connect_timeout_ms",
-                format!(
-                    "{} is outside 1000..=120000",
-                    self.ingest.connect_timeout_ms
-                ),
-            );
+        if let Some(p) = out_of_range(
+            "ingest.connect_timeout_ms",
+            ingest.connect_timeout_ms,
+            1000,
+            120_000,
+        ) {
+            return Some(p);
         }
-        if self.ingest.max_connections == 0 || self.ingest.max_connections_per_ip == 0 {
-            return bad(
-                if self.ingest.max_connections == 0 {
-                    "ingest.max_connections"
-                } else {
-                    "ingest.max_connections_per_ip"
-                },
-                "must be at least 1".into(),
-            );
-        }
-        if !(64..=16 * 1024).contains(&self.ingest.max_message_kib) {
-            return bad(
-                "ingest.max_message_kib",
-                format!(
-                    "{} is outside 64..=16384 (RTMP's length field stops at 16 MiB)",
-                    self.ingest.max_message_kib
-                ),
-            );
-        }
-        if !(1..=1024 * 1024).contains(&self.http.max_body_kib) {
-            return bad(
-                "http.max_body_kib",
-                format!("{} is outside 1..=1048576", self.http.max_body_kib),
-            );
-        }
-        for (i, p) in self.http.trusted_proxies.iter().enumerate() {
-            if let Err(e) = parse_proxy(p) {
-                return bad(&format!("http.trusted_proxies[{i}]"), e);
+        for (key, n) in [
+            ("ingest.max_connections", ingest.max_connections),
+            (
+                "ingest.max_connections_per_ip",
+                ingest.max_connections_per_ip,
+            ),
+        ] {
+            if n == 0 {
+                return invalid(key, "must be at least 1");
             }
         }
-        if self.ingest.app.is_empty() || self.ingest.app.contains('/') {
-            return bad(
+        out_of_range(
+            "ingest.max_message_kib",
+            ingest.max_message_kib.into(),
+            64,
+            16 * 1024,
+        )
+        .map(|(key, message)| {
+            (
+                key,
+                format!("{message} (RTMP's length field stops at 16 MiB)"),
+            )
+        })
+    }
+
+    /// `http.max_body_kib` and `http.trusted_proxies`.
+    fn http_limits_problem(&self) -> Option<Problem> {
+        out_of_range(
+            "http.max_body_kib",
+            self.http.max_body_kib.into(),
+            1,
+            1024 * 1024,
+        )
+        .or_else(|| {
+            self.http
+                .trusted_proxies
+                .iter()
+                .enumerate()
+                .find_map(|(i, p)| {
+                    parse_proxy(p)
+                        .err()
+                        .map(|e| (format!("http.trusted_proxies[{i}]"), e))
+                })
+        })
+    }
+
+    /// `ingest.app` and `ingest.keys`.
+    fn ingest_keys_problem(&self) -> Option<Problem> {
+        let app = &self.ingest.app;
+        if app.is_empty() || app.contains('/') {
+            return invalid(
                 "ingest.app",
-                format!("{:?} must be one non-empty path segment", self.ingest.app),
+                format!("{app:?} must be one non-empty path segment"),
             );
         }
-        for (i, k) in self.ingest.keys.iter().enumerate() {
-            if let Some(e) = stream_key_error(k) {
-                return bad(&format!("ingest.keys[{i}]"), e);
-            }
-        }
-        if let Some((key, message)) =
-            destinations_error("destination", &self.destinations, &profiles)
-        {
-            return bad(&key, message);
-        }
+        self.ingest
+            .keys
+            .iter()
+            .enumerate()
+            .find_map(|(i, k)| stream_key_error(k).map(|e| (format!("ingest.keys[{i}]"), e)))
+    }
+
+    /// `[[channel]]`: not beside top-level keys or destinations; ids and stream keys used once;
+    /// each channel's own tables.
+    fn channels_problem(&self, profiles: &Profiles) -> Option<Problem> {
         if !self.channels.is_empty() {
             if !self.ingest.keys.is_empty() {
-                return bad(
+                return invalid(
                     "ingest.keys",
-                    "with [[channel]] tables each channel lists its own keys: move them to a channel's keys".into(),
+                    "with [[channel]] tables each channel lists its own keys: move them to a channel's keys",
                 );
             }
             if !self.destinations.is_empty() {
-                return bad(
+                return invalid(
                     "destination",
-                    "with [[channel]] tables each channel lists its own destinations: move them to [[channel.destination]]".into(),
+                    "with [[channel]] tables each channel lists its own destinations: move them to [[channel.destination]]",
                 );
             }
         }
@@ -1088,20 +1126,20 @@ impl Config {
         for (i, c) in self.channels.iter().enumerate() {
             let at = format!("channel[{i}]");
             if let Some(e) = channel_id_error(&c.id) {
-                return bad(&format!("{at}.id"), e);
+                return Some((format!("{at}.id"), e));
             }
             if !ids.insert(c.id.as_str()) {
-                return bad(
+                return invalid(
                     &format!("{at}.id"),
                     format!("{:?} is used by two channels", c.id),
                 );
             }
             for (j, k) in c.keys.iter().enumerate() {
                 if let Some(e) = stream_key_error(k) {
-                    return bad(&format!("{at}.keys[{j}]"), e);
+                    return Some((format!("{at}.keys[{j}]"), e));
                 }
                 if let Some(other) = keys.insert(k.as_str(), c.id.as_str()) {
-                    return bad(
+                    return invalid(
                         &format!("{at}.keys[{j}]"),
                         format!(
                             "this stream key is also channel {other:?}'s: a key publishes to one channel"
@@ -1119,14 +1157,27 @@ impl Config {
                         .and_then(|o| output_error(&format!("{at}.output"), o))
                 })
                 .or_else(|| {
-                    destinations_error(&format!("{at}.destination"), &c.destinations, &profiles)
+                    destinations_error(&format!("{at}.destination"), &c.destinations, profiles)
                 });
-            if let Some((key, message)) = problem {
-                return bad(&key, message);
+            if problem.is_some() {
+                return problem;
             }
         }
-        Ok(())
+        None
     }
+}
+
+/// A key of the config and what is wrong with its value.
+type Problem = (String, String);
+
+fn invalid(key: &str, message: impl Into<String>) -> Option<Problem> {
+    Some((key.into(), message.into()))
+}
+
+/// `value` outside `min..=max`, as "VALUE is outside MIN..=MAX" under `key`.
+fn out_of_range(key: &str, value: u64, min: u64, max: u64) -> Option<Problem> {
+    (!(min..=max).contains(&value))
+        .then(|| (key.into(), format!("{value} is outside {min}..={max}")))
 }
 
 #[cfg(test)]

@@ -185,148 +185,177 @@ impl Metrics {
             rss: Gauge::default(),
             clocks: Mutex::default(),
         };
+        // registered in this order, which is the order of the scrape's text
         let mut top = Registry::default();
         let r = top.sub_registry_with_prefix("onair");
+        m.register_event_counts(r);
+        m.register_policy_timings(r);
+        m.register_channel_state(r);
+        m.register_policy_state(r);
+        // the process metrics keep their conventional names (process_cpu_seconds_total, …)
+        m.register_process(top.sub_registry_with_prefix("process"));
+        m.registry = top;
+        m
+    }
+
+    /// What events count: switches, stalls, publishes, destinations lost and retried.
+    fn register_event_counts(&self, r: &mut Registry) {
         r.register(
             "switches",
             "Cuts of a channel's output to another source, by what caused them",
-            m.switches.clone(),
+            self.switches.clone(),
         );
         r.register(
             "stalls",
             "Publisher stalls: an open connection that sent no media for the stall timeout",
-            m.stalls.clone(),
+            self.stalls.clone(),
         );
-        r.register("publishes", "Publish sessions started", m.publishes.clone());
+        r.register(
+            "publishes",
+            "Publish sessions started",
+            self.publishes.clone(),
+        );
         r.register(
             "unpublishes",
             "Publish sessions ended",
-            m.unpublishes.clone(),
+            self.unpublishes.clone(),
         );
         r.register(
             "destination_down",
             "Destination connections that failed or closed",
-            m.destination_down.clone(),
+            self.destination_down.clone(),
         );
         r.register(
             "destination_reconnects",
             "Destination reconnect attempts scheduled",
-            m.reconnects.clone(),
+            self.reconnects.clone(),
         );
+    }
+
+    /// How long the policy (Lua, WASM) and the overlay take, and the script errors.
+    fn register_policy_timings(&self, r: &mut Registry) {
         r.register(
             "policy_decision_seconds",
             "Time from an event to the policy's actions (Lua scripts and WASM plugins)",
-            m.decision.clone(),
+            self.decision.clone(),
         );
         r.register(
             "lua_call_seconds",
             "Time the Lua scripts' handlers took for one event (all scripts together)",
-            m.lua.clone(),
+            self.lua.clone(),
         );
         r.register(
             "wasm_call_seconds",
             "Time the WASM policy plugins' on-event took for one event (all plugins together)",
-            m.wasm.clone(),
+            self.wasm.clone(),
         );
         r.register(
             "script_errors",
             "Script handler calls that failed (an error, or the time limit)",
-            m.script_errors.clone(),
+            self.script_errors.clone(),
         );
         r.register(
             "overlay_render_seconds",
             "Time to render an overlay layer (text, PNG or an overlay plugin)",
-            m.render.clone(),
+            self.render.clone(),
         );
+    }
+
+    /// The channels' and destinations' state, read at scrape time: on air, sessions, bytes.
+    fn register_channel_state(&self, r: &mut Registry) {
         r.register(
             "on_air",
             "1 for the source a channel's output shows now",
-            m.on_air.clone(),
+            self.on_air.clone(),
         );
         r.register(
             "on_air_seconds",
             "Seconds a channel's output showed each source",
-            m.on_air_seconds.clone(),
+            self.on_air_seconds.clone(),
         );
         r.register(
             "channel_started",
             "1 while a channel runs, 0 while it is stopped",
-            m.started.clone(),
+            self.started.clone(),
         );
         r.register(
             "publish_sessions",
             "Publishers connected to a channel now",
-            m.sessions.clone(),
+            self.sessions.clone(),
         );
         r.register(
             "ingest_bits_per_second",
             "Incoming bitrate of a channel's publishers over the last second",
-            m.ingest_bps.clone(),
+            self.ingest_bps.clone(),
         );
         r.register(
             "ingest_bytes",
             "Bytes received from a channel's publishers",
-            m.ingest_bytes.clone(),
+            self.ingest_bytes.clone(),
         );
         r.register(
             "output_bytes",
             "Bytes handed to a destination's connections",
-            m.output_bytes.clone(),
+            self.output_bytes.clone(),
         );
         r.register(
             "output_dropped_buffers",
             "FLV tags a destination or the preview lost to a full queue (then it waits for a keyframe)",
-            m.dropped.clone(),
+            self.dropped.clone(),
         );
         r.register(
             "encode_latency_seconds",
             "Time a frame spends in the video encoder (x264), averaged over the last frames, per encode (profile \"\": the channel's own)",
-            m.encode_latency.clone(),
+            self.encode_latency.clone(),
         );
         r.register(
             "destination_up",
             "1 while a destination's connection is up",
-            m.destination_up.clone(),
+            self.destination_up.clone(),
         );
+    }
+
+    /// The policy's deadlines and script routes, and which scripts and plugins run.
+    fn register_policy_state(&self, r: &mut Registry) {
         r.register(
             "policy_late_decisions",
             "Policy decisions that missed their deadline and got the built-in default",
-            m.late_decisions.clone(),
+            self.late_decisions.clone(),
         );
         r.register(
             "script_routes_refused",
             "Script route requests answered 503",
-            m.routes_refused.clone(),
+            self.routes_refused.clone(),
         );
         r.register(
             "script_loaded",
             "1 while a generation of the script runs",
-            m.script_loaded.clone(),
+            self.script_loaded.clone(),
         );
         r.register(
             "script_time_limit_trips",
             "Calls of a script's running generation aborted at the time limit",
-            m.script_time_limit_trips.clone(),
+            self.script_time_limit_trips.clone(),
         );
         r.register(
             "plugin_loaded",
             "1 while a generation of the WASM plugin runs",
-            m.plugin_loaded.clone(),
+            self.plugin_loaded.clone(),
         );
-        // the process metrics keep their conventional names (process_cpu_seconds_total, …)
-        let p = top.sub_registry_with_prefix("process");
+    }
+
+    /// The onair process's CPU time and memory.
+    fn register_process(&self, p: &mut Registry) {
         p.register(
             "cpu_seconds",
             "User and system CPU time of the onair process",
-            m.cpu.clone(),
+            self.cpu.clone(),
         );
         p.register(
             "resident_memory_bytes",
             "Resident memory of the onair process",
-            m.rss.clone(),
+            self.rss.clone(),
         );
-        m.registry = top;
-        m
     }
 
     /// A publish was requested on `channel` (counted before the policy's verdict).

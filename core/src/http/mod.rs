@@ -500,7 +500,12 @@ fn switch_reply(c: &Core, channel: &str, body: &[u8], reason: &str) -> warp::rep
     json_response(StatusCode::ACCEPTED, &serde_json::json!({ "source": to }))
 }
 
-/// All routes.
+/// A route's filter, boxed: a long chain of `or` makes a type whose checking time grows far
+/// faster than the chain (minutes per route added), while boxes cost one call per request.
+type Route = warp::filters::BoxedFilter<(warp::reply::Response,)>;
+
+/// All routes, tried in the order listed: where two could answer a request (or reject it), the
+/// first one listed wins.
 pub fn routes(
     core: Arc<Core>,
     cfg: &HttpConfig,
@@ -510,38 +515,99 @@ pub fn routes(
         Some(core.auth.clone()),
         cfg.open_local && cfg.listen.ip().is_loopback(),
     );
-    let preview = cfg.preview;
-    let preview_key: Arc<Option<String>> = Arc::new(cfg.preview_key.clone());
-    let preview_max = u64::from(cfg.preview_max_viewers);
     let with_core = {
         let core = core.clone();
         warp::any().map(move || core.clone())
     };
-    let admin = gate.filter().map(|_: Access| ());
+    let admin = gate.filter().map(|_: Access| ()).untuple_one();
+    // the filters most routes start from, cloned into each
+    let (w, a) = (&with_core, &admin);
+    let [status, rest @ ..] = [
+        admin_json(warp::path!("api" / "status"), w.clone(), a.clone(), |c| {
+            serde_json::to_value(c.status()).unwrap_or_default()
+        }),
+        switch_route(w.clone(), a.clone()),
+        destination_routes(w.clone(), a.clone()).boxed(),
+        channel_routes(w.clone(), a.clone()).boxed(),
+        openapi_route(),
+        metrics_route(cfg, w.clone(), a.clone()),
+        admin_json(warp::path!("api" / "scripts"), w.clone(), a.clone(), |c| {
+            serde_json::json!(c.policy.scripts())
+        }),
+        admin_json(warp::path!("api" / "plugins"), w.clone(), a.clone(), |c| {
+            serde_json::json!(c.plugin_info())
+        }),
+        admin_json(warp::path!("api" / "profiles"), w.clone(), a.clone(), |c| {
+            serde_json::json!(*c.channels.shared().profiles)
+        }),
+        events_route(cfg, w.clone(), a.clone()),
+        preview_route(cfg, gate.clone(), w.clone()),
+        gallery::routes(w.clone(), a.clone()).boxed(),
+        gate::routes(
+            gate.clone(),
+            core.auth.clone(),
+            core.trusted_proxies.clone(),
+        )
+        .boxed(),
+        streamers::routes(w.clone(), a.clone()),
+        script_routes(core.policy.clone(), gate.clone()).boxed(),
+        ui::routes().boxed(),
+    ];
+    let all = rest
+        .into_iter()
+        .fold(status, |all, r| all.or(r).unify().boxed());
+    let max_body = u64::from(cfg.max_body_kib) * 1024;
+    body_cap(max_body, core.gallery.max_upload_bytes())
+        .and(all)
+        .recover(recover)
+        .unify()
+}
 
-    let status = warp::path!("api" / "status")
-        .and(warp::get())
-        .and(admin.clone())
-        .and(with_core.clone())
-        .map(|(), c: Arc<Core>| {
-            json_response(
-                StatusCode::OK,
-                &serde_json::to_value(c.status()).unwrap_or_default(),
-            )
-        });
+/// `GET <path>` for an admin: `what` the core says, as JSON (`/api/status`, `/api/scripts`, …).
+fn admin_json(
+    path: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+    with_core: impl Filter<Extract = (Arc<Core>,), Error = Infallible> + Clone + Send + Sync + 'static,
+    admin: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+    what: fn(&Core) -> serde_json::Value,
+) -> Route {
+    path.and(warp::get())
+        .and(admin)
+        .and(with_core)
+        .map(move |c: Arc<Core>| json_response(StatusCode::OK, &what(&c)))
+        .boxed()
+}
 
-    let switch = warp::path!("api" / "switch")
+/// `POST /api/switch`: switches the primary channel.
+fn switch_route(
+    with_core: impl Filter<Extract = (Arc<Core>,), Error = Infallible> + Clone + Send + Sync + 'static,
+    admin: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+) -> Route {
+    warp::path!("api" / "switch")
         .and(warp::post())
-        .and(admin.clone())
-        .and(with_core.clone())
+        .and(admin)
+        .and(with_core)
         .and(body_up_to(API_BODY_MAX))
-        .map(|(), c: Arc<Core>, body: Bytes| match c.channels.primary() {
+        .map(|c: Arc<Core>, body: Bytes| match c.channels.primary() {
             Some(ch) => switch_reply(&c, &ch.id, &body, "POST /api/switch"),
             None => error(StatusCode::NOT_FOUND, "no channels"),
-        });
+        })
+        .boxed()
+}
 
-    let channels = channel_routes(with_core.clone(), admin.clone().untuple_one());
+/// `GET /api/openapi.json`, open to all.
+fn openapi_route() -> Route {
+    warp::path!("api" / "openapi.json")
+        .and(warp::get())
+        .map(|| json_response(StatusCode::OK, &openapi::document()))
+        .boxed()
+}
 
+/// `GET /metrics`, for an admin or a scraper holding `http.metrics_token`.
+fn metrics_route(
+    cfg: &HttpConfig,
+    with_core: impl Filter<Extract = (Arc<Core>,), Error = Infallible> + Clone + Send + Sync + 'static,
+    admin: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+) -> Route {
     // a scraper may hold `http.metrics_token` instead of the admin token: it opens /metrics only
     let metrics_token: Option<Arc<str>> = cfg.metrics_token.as_deref().map(Into::into);
     let metrics_reader =
@@ -561,11 +627,11 @@ pub fn routes(
                 }
             }
         });
-    let metrics = warp::path!("metrics")
+    warp::path!("metrics")
         .and(warp::get())
-        .and(metrics_reader.or(admin.clone()).unify())
-        .and(with_core.clone())
-        .map(|(), c: Arc<Core>| {
+        .and(metrics_reader.untuple_one().or(admin).unify())
+        .and(with_core)
+        .map(|c: Arc<Core>| {
             let mut r = warp::reply::Response::new(c.metrics.render(&c.metrics_snapshot()).into());
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -574,74 +640,76 @@ pub fn routes(
                 ),
             );
             r
-        });
+        })
+        .boxed()
+}
 
-    let openapi = warp::path!("api" / "openapi.json")
-        .and(warp::get())
-        .map(|| json_response(StatusCode::OK, &openapi::document()));
-
-    let scripts = warp::path!("api" / "scripts")
-        .and(warp::get())
-        .and(admin.clone())
-        .and(with_core.clone())
-        .map(|(), c: Arc<Core>| {
-            json_response(StatusCode::OK, &serde_json::json!(c.policy.scripts()))
-        });
-
-    let plugins = warp::path!("api" / "plugins")
-        .and(warp::get())
-        .and(admin.clone())
-        .and(with_core.clone())
-        .map(|(), c: Arc<Core>| json_response(StatusCode::OK, &serde_json::json!(c.plugin_info())));
-
-    let profiles = warp::path!("api" / "profiles")
-        .and(warp::get())
-        .and(admin.clone())
-        .and(with_core.clone())
-        .map(|(), c: Arc<Core>| {
-            json_response(
-                StatusCode::OK,
-                &serde_json::json!(*c.channels.shared().profiles),
-            )
-        });
-
+/// `GET /api/events`: Server-Sent Events, at most `http.max_sse_clients` at once.
+fn events_route(
+    cfg: &HttpConfig,
+    with_core: impl Filter<Extract = (Arc<Core>,), Error = Infallible> + Clone + Send + Sync + 'static,
+    admin: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+) -> Route {
     let max_sse = u64::from(cfg.max_sse_clients);
-    let events = warp::path!("api" / "events")
+    warp::path!("api" / "events")
         .and(warp::get())
-        .and(admin.clone())
-        .and(with_core.clone())
-        .map(move |(), c: Arc<Core>| {
-            if c.sse_clients.load(Ordering::Relaxed) >= max_sse {
-                tracing::warn!(
-                    limit = max_sse,
-                    "event client refused with 503: http.max_sse_clients reached"
-                );
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("too many event clients: {max_sse} (http.max_sse_clients)"),
-                );
-            }
-            let events = c.events.subscribe();
-            let changes = c.channels.shared().changes.subscribe();
-            c.sse_clients.fetch_add(1, Ordering::Relaxed);
-            let client = Arc::new(SseClient(c.clone()));
-            // policy events by their names; `changed` for what pages must refetch
-            let events = sse_stream(events, client.clone(), |ev| {
-                warp::sse::Event::default()
-                    .event(ev.name())
-                    .data(serde_json::to_string(ev).unwrap_or_default())
-            });
-            let changes = sse_stream(changes, client, |ch| {
-                warp::sse::Event::default()
-                    .event("changed")
-                    .data(serde_json::to_string(ch).unwrap_or_default())
-            });
-            let stream = futures_util::stream::select(events, changes);
-            warp::reply::Reply::into_response(warp::sse::reply(
-                warp::sse::keep_alive().stream(stream),
-            ))
-        });
+        .and(admin)
+        .and(with_core)
+        .map(move |c: Arc<Core>| events_reply(&c, max_sse))
+        .boxed()
+}
 
+fn events_reply(c: &Arc<Core>, max_sse: u64) -> warp::reply::Response {
+    if c.sse_clients.load(Ordering::Relaxed) >= max_sse {
+        tracing::warn!(
+            limit = max_sse,
+            "event client refused with 503: http.max_sse_clients reached"
+        );
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("too many event clients: {max_sse} (http.max_sse_clients)"),
+        );
+    }
+    let events = c.events.subscribe();
+    let changes = c.channels.shared().changes.subscribe();
+    c.sse_clients.fetch_add(1, Ordering::Relaxed);
+    let client = Arc::new(SseClient(c.clone()));
+    // policy events by their names; `changed` for what pages must refetch
+    let events = sse_stream(events, client.clone(), |ev| {
+        warp::sse::Event::default()
+            .event(ev.name())
+            .data(serde_json::to_string(ev).unwrap_or_default())
+    });
+    let changes = sse_stream(changes, client, |ch| {
+        warp::sse::Event::default()
+            .event("changed")
+            .data(serde_json::to_string(ch).unwrap_or_default())
+    });
+    let stream = futures_util::stream::select(events, changes);
+    warp::reply::Reply::into_response(warp::sse::reply(warp::sse::keep_alive().stream(stream)))
+}
+
+/// Who may watch the preview, and how many at once: from `[http]`.
+#[derive(Clone)]
+struct PreviewAccess {
+    on: bool,
+    key: Option<String>,
+    max_viewers: u64,
+    gate: Gate,
+}
+
+/// `GET /preview.flv` (the primary channel's) and `GET /api/channels/:id/preview.flv`.
+fn preview_route(
+    cfg: &HttpConfig,
+    gate: Gate,
+    with_core: impl Filter<Extract = (Arc<Core>,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> Route {
+    let access = PreviewAccess {
+        on: cfg.preview,
+        key: cfg.preview_key.clone(),
+        max_viewers: u64::from(cfg.preview_max_viewers),
+        gate,
+    };
     // `/preview.flv` is the shareable one: its key, or a login or the token (not the open
     // mode); under `/api/` it is part of the API: its key, or whatever lets one in there
     let preview_path = warp::path!("preview.flv")
@@ -649,77 +717,99 @@ pub fn routes(
         .map(|c: Arc<Core>| (c.channels.primary(), c, false))
         .untuple_one()
         .or(warp::path!("api" / "channels" / String / "preview.flv")
-            .and(with_core.clone())
+            .and(with_core)
             .and_then(|id: String, c: Arc<Core>| async move {
                 let ch = find_channel(id, c.clone()).await?;
                 Ok::<_, warp::Rejection>((Some(ch), c, true))
             })
             .untuple_one())
         .unify();
-    let preview_gate = gate.clone();
-    let preview_route = preview_path
+    preview_path
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::method())
         .and(warp::header::headers_cloned())
         .and(serve::remote())
         .and_then(
-            move |channel: Option<Arc<Channel>>, c: Arc<Core>, api: bool, q: HashMap<String, String>, method: warp::http::Method, headers: warp::http::HeaderMap, peer: Option<std::net::SocketAddr>| {
-                let f = channel.as_ref().and_then(|ch| ch.fanout());
-                let key_ok = match (preview_key.as_deref(), q.get("key")) {
-                    (None, _) => true,
-                    (Some(want), Some(given)) => constant_time_eq(given.as_bytes(), want.as_bytes()),
-                    (Some(_), None) => false,
-                };
-                let access_ok = match preview_gate.check(&method, &headers, peer) {
-                    Ok(Access::Open) => api,
-                    Ok(_) => true,
-                    Err(_) => false,
-                };
-                async move {
-                    if !preview {
-                        return Err(warp::reject::not_found());
-                    }
-                    if !key_ok && !access_ok {
-                        return Ok(error(
-                            StatusCode::UNAUTHORIZED,
-                            "preview needs ?key=<http.preview_key> (printed at start, kept in data_dir/preview-key), a control-room login or the admin bearer token",
-                        ));
-                    }
-                    if c.preview_viewers.load(Ordering::Relaxed) >= preview_max {
-                        tracing::warn!(limit = preview_max, "preview viewer refused with 503: http.preview_max_viewers reached");
-                        return Ok(error(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            &format!("preview is full: {preview_max} viewers (http.preview_max_viewers)"),
-                        ));
-                    }
-                    let Some(f) = f else {
-                        return Ok(match channel {
-                            None => error(StatusCode::NOT_FOUND, "no channels"),
-                            Some(_) => error(
-                                StatusCode::CONFLICT,
-                                "the channel is stopped: start it to preview",
-                            ),
-                        });
-                    };
-                    Ok::<_, warp::Rejection>(preview_stream(c, f))
-                }
+            move |channel: Option<Arc<Channel>>,
+                  c: Arc<Core>,
+                  api: bool,
+                  q: HashMap<String, String>,
+                  method: warp::http::Method,
+                  headers: warp::http::HeaderMap,
+                  peer: Option<std::net::SocketAddr>| {
+                let answer = access.answer(channel, c, api, &q, &method, &headers, peer);
+                async move { answer }
             },
-        );
+        )
+        .boxed()
+}
 
-    let script_routes = script_routes(core.policy.clone(), gate.clone());
-    let destinations = destination_routes(with_core.clone(), admin.clone().untuple_one());
-    let media = gallery::routes(with_core.clone(), admin.clone().untuple_one());
-    let session = gate::routes(
-        gate.clone(),
-        core.auth.clone(),
-        core.trusted_proxies.clone(),
-    );
-    let streamers = streamers::routes(with_core.clone(), admin.clone().untuple_one());
-    let max_body = u64::from(cfg.max_body_kib) * 1024;
-    let max_upload = core.gallery.max_upload_bytes();
-    // before authentication, routing or reading: a declared body over the limit is refused
-    let body_cap = warp::header::optional::<u64>("content-length")
+impl PreviewAccess {
+    /// The preview stream, or the answer that refuses it; rejected as not found when
+    /// `http.preview` is off.
+    #[allow(clippy::too_many_arguments)] // the request's parts, as warp's filters extract them
+    fn answer(
+        &self,
+        channel: Option<Arc<Channel>>,
+        c: Arc<Core>,
+        api: bool,
+        q: &HashMap<String, String>,
+        method: &warp::http::Method,
+        headers: &warp::http::HeaderMap,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Result<warp::reply::Response, warp::Rejection> {
+        let f = channel.as_ref().and_then(|ch| ch.fanout());
+        let key_ok = match (self.key.as_deref(), q.get("key")) {
+            (None, _) => true,
+            (Some(want), Some(given)) => constant_time_eq(given.as_bytes(), want.as_bytes()),
+            (Some(_), None) => false,
+        };
+        let access_ok = match self.gate.check(method, headers, peer) {
+            Ok(Access::Open) => api,
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        if !self.on {
+            return Err(warp::reject::not_found());
+        }
+        if !key_ok && !access_ok {
+            return Ok(error(
+                StatusCode::UNAUTHORIZED,
+                "preview needs ?key=<http.preview_key> (printed at start, kept in data_dir/preview-key), a control-room login or the admin bearer token",
+            ));
+        }
+        let max = self.max_viewers;
+        if c.preview_viewers.load(Ordering::Relaxed) >= max {
+            tracing::warn!(
+                limit = max,
+                "preview viewer refused with 503: http.preview_max_viewers reached"
+            );
+            return Ok(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("preview is full: {max} viewers (http.preview_max_viewers)"),
+            ));
+        }
+        let Some(f) = f else {
+            return Ok(match channel {
+                None => error(StatusCode::NOT_FOUND, "no channels"),
+                Some(_) => error(
+                    StatusCode::CONFLICT,
+                    "the channel is stopped: start it to preview",
+                ),
+            });
+        };
+        Ok(preview_stream(c, f))
+    }
+}
+
+/// Before authentication, routing or reading: a request whose declared body is over the limit
+/// (`max_body`; `max_upload` for the media upload, which is streamed to disk) is refused.
+fn body_cap(
+    max_body: u64,
+    max_upload: u64,
+) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
         .and(warp::path::full())
         .and(warp::method())
         .and_then(
@@ -743,30 +833,7 @@ pub fn routes(
                 }
             },
         )
-        .untuple_one();
-
-    // Each group is boxed: a long chain of `or` makes a type whose checking time grows far
-    // faster than the chain (minutes per route added), while boxes cost one call per request.
-    let all = [
-        switch.boxed(),
-        destinations.boxed(),
-        channels.boxed(),
-        openapi.boxed(),
-        metrics.boxed(),
-        scripts.boxed(),
-        plugins.boxed(),
-        profiles.boxed(),
-        events.boxed(),
-        preview_route.boxed(),
-        media.boxed(),
-        session.boxed(),
-        streamers,
-        script_routes.boxed(),
-        ui::routes().boxed(),
-    ]
-    .into_iter()
-    .fold(status.boxed(), |all, r| all.or(r).unify().boxed());
-    body_cap.and(all).recover(recover).unify()
+        .untuple_one()
 }
 
 async fn recover(rej: warp::Rejection) -> Result<warp::reply::Response, Infallible> {

@@ -20,7 +20,7 @@ use warp::http::{HeaderMap, Method, StatusCode, header};
 
 use super::gate::{CSRF_HEADER, changes_state, cookie, login_refused, named_cookie, with_cookie};
 use super::{
-    API_BODY_MAX, api_error, body_up_to, constant_time_eq, error, json_response, parse_body,
+    API_BODY_MAX, Route, api_error, body_up_to, constant_time_eq, error, json_response, parse_body,
 };
 use crate::auth::{AuthError, Session};
 use crate::engine::Core;
@@ -169,10 +169,8 @@ fn kick(c: &Core, name: &str, why: &str) {
     }
 }
 
-type Route = warp::filters::BoxedFilter<(warp::reply::Response,)>;
-
-/// Every route above. Boxed: each is its own type, which keeps the compile time of the whole
-/// route tree down.
+/// Every route above, tried in this order. Boxed: each is its own type, which keeps the compile
+/// time of the whole route tree down.
 pub fn routes(
     with_core: impl Filter<Extract = (Arc<Core>,), Error = std::convert::Infallible>
     + Clone
@@ -181,237 +179,309 @@ pub fn routes(
     + 'static,
     admin: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
 ) -> Route {
+    let [signup, rest @ ..] = streamer_routes(with_core.clone());
+    rest.into_iter()
+        .chain(account_routes(with_core, admin))
+        .fold(signup, |all, r| all.or(r).unify().boxed())
+}
+
+/// The streamer's own routes, under `/api/streamer/`: sign-up, login, logout, me, key.
+fn streamer_routes(
+    with_core: impl Filter<Extract = (Arc<Core>,), Error = std::convert::Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+) -> [Route; 5] {
     let request = warp::method()
         .and(warp::header::headers_cloned())
         .and(super::serve::remote());
-    let signup = warp::path!("api" / "streamer" / "signup")
-        .and(warp::post())
-        .and(with_core.clone())
-        .and(request)
-        .and(body_up_to(API_BODY_MAX))
-        .map(|c: Arc<Core>, _m: Method, h: HeaderMap, addr: Option<SocketAddr>, body: Bytes| {
-            if !c.streamers.signup_open {
-                return error(StatusCode::FORBIDDEN, "sign-up is closed on this onair (accounts.signup = false): ask the operator for an account");
-            }
-            let req: SignUp = match parse_body(&body) {
-                Ok(r) => r,
-                Err(r) => return *r,
-            };
-            let channel = c.streamers.default_channel.clone();
-            if c.channels.get(&channel).is_none() {
-                tracing::error!(%channel, "sign-up refused: accounts.channel names no channel");
-                return error(StatusCode::SERVICE_UNAVAILABLE, &format!("sign-up is not set up: accounts.channel {channel:?} is not a channel of this onair"));
-            }
-            let ip = super::gate::client_ip(addr, &h, &c.trusted_proxies);
-            let made = tokio::task::block_in_place(|| c.streamers.create(Some(ip), &req.name, &req.password, None));
-            match made {
-                Ok(k) => {
-                    let v = with_key_json(&c, &k, host(&h));
-                    match c.streamers.auth().open_session(&k.account.name) {
-                        Ok(s) => logged_in(s, &v, StatusCode::CREATED, &h),
-                        Err(e) => {
-                            tracing::error!(error = %e, "no session after sign-up");
-                            json_response(StatusCode::CREATED, &v)
-                        }
-                    }
-                }
-                Err(e) => login_refused(e, ip, "sign-up"),
-            }
-        })
-        .boxed();
-    let login = warp::path!("api" / "streamer" / "login")
-        .and(warp::post())
-        .and(with_core.clone())
-        .and(request)
-        .and(body_up_to(API_BODY_MAX))
-        .map(
-            |c: Arc<Core>, _m: Method, h: HeaderMap, addr: Option<SocketAddr>, body: Bytes| {
-                let req: SignUp = match parse_body(&body) {
-                    Ok(r) => r,
-                    Err(r) => return *r,
-                };
-                let ip = super::gate::client_ip(addr, &h, &c.trusted_proxies);
-                match tokio::task::block_in_place(|| {
-                    c.streamers.login(ip, &req.name, &req.password)
-                }) {
-                    Ok(s) => match c.streamers.get(&req.name) {
-                        Ok(Some(a)) => {
-                            let v = account_json(&c, &a, host(&h));
-                            logged_in(s, &v, StatusCode::OK, &h)
-                        }
-                        Ok(None) => error(StatusCode::UNAUTHORIZED, "wrong name or password"),
-                        Err(e) => auth_error(&e),
-                    },
-                    Err(e) => login_refused(e, ip, "streamer login"),
-                }
-            },
-        )
-        .boxed();
-    let logout = warp::path!("api" / "streamer" / "logout")
-        .and(warp::post())
-        .and(with_core.clone())
-        .and(request)
-        .map(
-            |c: Arc<Core>, m: Method, h: HeaderMap, _addr: Option<SocketAddr>| {
-                if let (Ok(_), Some(t)) = (streamer(&c, &m, &h), cookie(&h, COOKIE))
-                    && let Err(e) = c.streamers.auth().logout(t)
-                {
-                    tracing::error!(error = %e, "streamer logout not kept in the database");
-                }
-                let mut r = warp::reply::Response::new(Vec::new().into());
-                *r.status_mut() = StatusCode::NO_CONTENT;
-                with_cookie(r, named_cookie(COOKIE, "", 0, &h))
-            },
-        )
-        .boxed();
-    let me = warp::path!("api" / "streamer" / "me")
-        .and(warp::get())
-        .and(with_core.clone())
-        .and(request)
-        .map(
-            |c: Arc<Core>, m: Method, h: HeaderMap, _addr: Option<SocketAddr>| {
-                as_streamer(&c, &m, &h, |s| match c.streamers.get(&s.user) {
-                    Ok(Some(a)) => {
-                        let mut v = account_json(&c, &a, host(&h));
-                        v["csrf"] = serde_json::json!(s.csrf);
-                        json_response(StatusCode::OK, &v)
-                    }
-                    Ok(None) => error(StatusCode::UNAUTHORIZED, "the account no longer exists"),
-                    Err(e) => auth_error(&e),
-                })
-            },
-        )
-        .boxed();
-    let own_key = warp::path!("api" / "streamer" / "key")
-        .and(warp::post())
-        .and(with_core.clone())
-        .and(request)
-        .map(
-            |c: Arc<Core>, m: Method, h: HeaderMap, _addr: Option<SocketAddr>| {
-                as_streamer(&c, &m, &h, |s| match c.streamers.regenerate_key(&s.user) {
-                    Ok(k) => {
-                        kick(&c, &s.user, "the stream key was regenerated");
-                        json_response(StatusCode::OK, &with_key_json(&c, &k, host(&h)))
-                    }
-                    Err(e) => auth_error(&e),
-                })
-            },
-        )
-        .boxed();
+    [
+        warp::path!("api" / "streamer" / "signup")
+            .and(warp::post())
+            .and(with_core.clone())
+            .and(request)
+            .and(body_up_to(API_BODY_MAX))
+            .map(signup)
+            .boxed(),
+        warp::path!("api" / "streamer" / "login")
+            .and(warp::post())
+            .and(with_core.clone())
+            .and(request)
+            .and(body_up_to(API_BODY_MAX))
+            .map(login)
+            .boxed(),
+        warp::path!("api" / "streamer" / "logout")
+            .and(warp::post())
+            .and(with_core.clone())
+            .and(request)
+            .map(logout)
+            .boxed(),
+        warp::path!("api" / "streamer" / "me")
+            .and(warp::get())
+            .and(with_core.clone())
+            .and(request)
+            .map(me)
+            .boxed(),
+        warp::path!("api" / "streamer" / "key")
+            .and(warp::post())
+            .and(with_core)
+            .and(request)
+            .map(own_key)
+            .boxed(),
+    ]
+}
 
-    let list = warp::path!("api" / "streamers")
-        .and(warp::get())
-        .and(admin.clone())
-        .and(with_core.clone())
-        .and(warp::header::headers_cloned())
-        .map(|c: Arc<Core>, h: HeaderMap| match c.streamers.list() {
-            Ok(all) => {
-                let v: Vec<_> = all.iter().map(|a| account_json(&c, a, host(&h))).collect();
-                json_response(StatusCode::OK, &serde_json::json!(v))
-            }
-            Err(e) => auth_error(&e),
-        })
-        .boxed();
-    let create = warp::path!("api" / "streamers")
-        .and(warp::post())
-        .and(admin.clone())
-        .and(with_core.clone())
-        .and(warp::header::headers_cloned())
-        .and(body_up_to(API_BODY_MAX))
-        .map(|c: Arc<Core>, h: HeaderMap, body: Bytes| {
-            let req: Create = match parse_body(&body) {
-                Ok(r) => r,
-                Err(r) => return *r,
-            };
-            let channel = req
-                .channel
-                .unwrap_or_else(|| c.streamers.default_channel.clone());
-            if c.channels.get(&channel).is_none() {
-                return no_channel(&channel);
-            }
-            match tokio::task::block_in_place(|| {
-                c.streamers
-                    .create(None, &req.name, &req.password, Some(&channel))
-            }) {
-                Ok(k) => json_response(StatusCode::CREATED, &with_key_json(&c, &k, host(&h))),
-                Err(e) => login_refused(
-                    e,
-                    std::net::Ipv4Addr::UNSPECIFIED.into(),
-                    "account creation",
-                ),
-            }
-        })
-        .boxed();
+/// The admins' routes, under `/api/streamers`: list, create, update, delete, key.
+fn account_routes(
+    with_core: impl Filter<Extract = (Arc<Core>,), Error = std::convert::Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+    admin: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+) -> [Route; 5] {
     let one = warp::path!("api" / "streamers" / String)
         .and(admin.clone())
         .and(with_core.clone());
-    let update = one
-        .clone()
-        .and(warp::patch())
-        .and(warp::header::headers_cloned())
-        .and(body_up_to(API_BODY_MAX))
-        .map(|name: String, c: Arc<Core>, h: HeaderMap, body: Bytes| {
-            let req: Update = match parse_body(&body) {
-                Ok(r) => r,
-                Err(r) => return *r,
-            };
-            if let Some(ch) = &req.channel
-                && c.channels.get(ch).is_none()
-            {
-                return no_channel(ch);
-            }
-            let before = c.streamers.get(&name).ok().flatten();
-            match c
-                .streamers
-                .update(&name, req.enabled, req.channel.as_deref())
-            {
-                Ok(a) => {
-                    if req.enabled == Some(false) {
-                        tracing::info!(streamer = %name, "streamer account disabled");
-                        kick(&c, &name, "the account was disabled");
-                    } else if before.is_some_and(|b| b.channel != a.channel) {
-                        kick(&c, &name, "the account moved to another channel");
-                    }
-                    json_response(StatusCode::OK, &account_json(&c, &a, host(&h)))
-                }
-                Err(e) => auth_error(&e),
-            }
-        })
-        .boxed();
-    let delete = one
-        .clone()
-        .and(warp::delete())
-        .map(
-            |name: String, c: Arc<Core>| match c.streamers.delete(&name) {
-                Ok(()) => {
-                    tracing::info!(streamer = %name, "streamer account deleted");
-                    kick(&c, &name, "the account was deleted");
-                    let mut r = warp::reply::Response::new(Vec::new().into());
-                    *r.status_mut() = StatusCode::NO_CONTENT;
-                    r
-                }
-                Err(e) => auth_error(&e),
-            },
-        )
-        .boxed();
-    let rekey = warp::path!("api" / "streamers" / String / "key")
-        .and(warp::post())
-        .and(admin)
-        .and(with_core)
-        .and(warp::header::headers_cloned())
-        .map(
-            |name: String, c: Arc<Core>, h: HeaderMap| match c.streamers.regenerate_key(&name) {
-                Ok(k) => {
-                    kick(&c, &name, "the stream key was regenerated");
-                    json_response(StatusCode::OK, &with_key_json(&c, &k, host(&h)))
-                }
-                Err(e) => auth_error(&e),
-            },
-        )
-        .boxed();
     [
-        login, logout, me, own_key, list, create, update, delete, rekey,
+        warp::path!("api" / "streamers")
+            .and(warp::get())
+            .and(admin.clone())
+            .and(with_core.clone())
+            .and(warp::header::headers_cloned())
+            .map(list)
+            .boxed(),
+        warp::path!("api" / "streamers")
+            .and(warp::post())
+            .and(admin.clone())
+            .and(with_core.clone())
+            .and(warp::header::headers_cloned())
+            .and(body_up_to(API_BODY_MAX))
+            .map(create)
+            .boxed(),
+        one.clone()
+            .and(warp::patch())
+            .and(warp::header::headers_cloned())
+            .and(body_up_to(API_BODY_MAX))
+            .map(update)
+            .boxed(),
+        one.and(warp::delete()).map(delete).boxed(),
+        warp::path!("api" / "streamers" / String / "key")
+            .and(warp::post())
+            .and(admin)
+            .and(with_core)
+            .and(warp::header::headers_cloned())
+            .map(rekey)
+            .boxed(),
     ]
-    .into_iter()
-    .fold(signup, |all, r| all.or(r).unify().boxed())
+}
+
+/// `POST /api/streamer/signup`: a new account on `accounts.channel`, logged in.
+fn signup(
+    c: Arc<Core>,
+    _m: Method,
+    h: HeaderMap,
+    addr: Option<SocketAddr>,
+    body: Bytes,
+) -> warp::reply::Response {
+    if !c.streamers.signup_open {
+        return error(
+            StatusCode::FORBIDDEN,
+            "sign-up is closed on this onair (accounts.signup = false): ask the operator for an account",
+        );
+    }
+    let req: SignUp = match parse_body(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let channel = c.streamers.default_channel.clone();
+    if c.channels.get(&channel).is_none() {
+        tracing::error!(%channel, "sign-up refused: accounts.channel names no channel");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "sign-up is not set up: accounts.channel {channel:?} is not a channel of this onair"
+            ),
+        );
+    }
+    let ip = super::gate::client_ip(addr, &h, &c.trusted_proxies);
+    let made = tokio::task::block_in_place(|| {
+        c.streamers.create(Some(ip), &req.name, &req.password, None)
+    });
+    match made {
+        Ok(k) => {
+            let v = with_key_json(&c, &k, host(&h));
+            match c.streamers.auth().open_session(&k.account.name) {
+                Ok(s) => logged_in(s, &v, StatusCode::CREATED, &h),
+                Err(e) => {
+                    tracing::error!(error = %e, "no session after sign-up");
+                    json_response(StatusCode::CREATED, &v)
+                }
+            }
+        }
+        Err(e) => login_refused(e, ip, "sign-up"),
+    }
+}
+
+/// `POST /api/streamer/login`.
+fn login(
+    c: Arc<Core>,
+    _m: Method,
+    h: HeaderMap,
+    addr: Option<SocketAddr>,
+    body: Bytes,
+) -> warp::reply::Response {
+    let req: SignUp = match parse_body(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let ip = super::gate::client_ip(addr, &h, &c.trusted_proxies);
+    match tokio::task::block_in_place(|| c.streamers.login(ip, &req.name, &req.password)) {
+        Ok(s) => match c.streamers.get(&req.name) {
+            Ok(Some(a)) => {
+                let v = account_json(&c, &a, host(&h));
+                logged_in(s, &v, StatusCode::OK, &h)
+            }
+            Ok(None) => error(StatusCode::UNAUTHORIZED, "wrong name or password"),
+            Err(e) => auth_error(&e),
+        },
+        Err(e) => login_refused(e, ip, "streamer login"),
+    }
+}
+
+/// `POST /api/streamer/logout`: ends the session, if any, and clears the cookie.
+fn logout(
+    c: Arc<Core>,
+    m: Method,
+    h: HeaderMap,
+    _addr: Option<SocketAddr>,
+) -> warp::reply::Response {
+    if let (Ok(_), Some(t)) = (streamer(&c, &m, &h), cookie(&h, COOKIE))
+        && let Err(e) = c.streamers.auth().logout(t)
+    {
+        tracing::error!(error = %e, "streamer logout not kept in the database");
+    }
+    let mut r = warp::reply::Response::new(Vec::new().into());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    with_cookie(r, named_cookie(COOKIE, "", 0, &h))
+}
+
+/// `GET /api/streamer/me`.
+fn me(c: Arc<Core>, m: Method, h: HeaderMap, _addr: Option<SocketAddr>) -> warp::reply::Response {
+    as_streamer(&c, &m, &h, |s| match c.streamers.get(&s.user) {
+        Ok(Some(a)) => {
+            let mut v = account_json(&c, &a, host(&h));
+            v["csrf"] = serde_json::json!(s.csrf);
+            json_response(StatusCode::OK, &v)
+        }
+        Ok(None) => error(StatusCode::UNAUTHORIZED, "the account no longer exists"),
+        Err(e) => auth_error(&e),
+    })
+}
+
+/// `POST /api/streamer/key`: a new key for the streamer's own account.
+fn own_key(
+    c: Arc<Core>,
+    m: Method,
+    h: HeaderMap,
+    _addr: Option<SocketAddr>,
+) -> warp::reply::Response {
+    as_streamer(&c, &m, &h, |s| match c.streamers.regenerate_key(&s.user) {
+        Ok(k) => {
+            kick(&c, &s.user, "the stream key was regenerated");
+            json_response(StatusCode::OK, &with_key_json(&c, &k, host(&h)))
+        }
+        Err(e) => auth_error(&e),
+    })
+}
+
+/// `GET /api/streamers`.
+fn list(c: Arc<Core>, h: HeaderMap) -> warp::reply::Response {
+    match c.streamers.list() {
+        Ok(all) => {
+            let v: Vec<_> = all.iter().map(|a| account_json(&c, a, host(&h))).collect();
+            json_response(StatusCode::OK, &serde_json::json!(v))
+        }
+        Err(e) => auth_error(&e),
+    }
+}
+
+/// `POST /api/streamers`.
+fn create(c: Arc<Core>, h: HeaderMap, body: Bytes) -> warp::reply::Response {
+    let req: Create = match parse_body(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let channel = req
+        .channel
+        .unwrap_or_else(|| c.streamers.default_channel.clone());
+    if c.channels.get(&channel).is_none() {
+        return no_channel(&channel);
+    }
+    match tokio::task::block_in_place(|| {
+        c.streamers
+            .create(None, &req.name, &req.password, Some(&channel))
+    }) {
+        Ok(k) => json_response(StatusCode::CREATED, &with_key_json(&c, &k, host(&h))),
+        Err(e) => login_refused(
+            e,
+            std::net::Ipv4Addr::UNSPECIFIED.into(),
+            "account creation",
+        ),
+    }
+}
+
+/// `PATCH /api/streamers/{name}`: disabling or moving the account ends its publish.
+fn update(name: String, c: Arc<Core>, h: HeaderMap, body: Bytes) -> warp::reply::Response {
+    let req: Update = match parse_body(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    if let Some(ch) = &req.channel
+        && c.channels.get(ch).is_none()
+    {
+        return no_channel(ch);
+    }
+    let before = c.streamers.get(&name).ok().flatten();
+    match c
+        .streamers
+        .update(&name, req.enabled, req.channel.as_deref())
+    {
+        Ok(a) => {
+            if req.enabled == Some(false) {
+                tracing::info!(streamer = %name, "streamer account disabled");
+                kick(&c, &name, "the account was disabled");
+            } else if before.is_some_and(|b| b.channel != a.channel) {
+                kick(&c, &name, "the account moved to another channel");
+            }
+            json_response(StatusCode::OK, &account_json(&c, &a, host(&h)))
+        }
+        Err(e) => auth_error(&e),
+    }
+}
+
+/// `DELETE /api/streamers/{name}`: ends its publish.
+fn delete(name: String, c: Arc<Core>) -> warp::reply::Response {
+    match c.streamers.delete(&name) {
+        Ok(()) => {
+            tracing::info!(streamer = %name, "streamer account deleted");
+            kick(&c, &name, "the account was deleted");
+            let mut r = warp::reply::Response::new(Vec::new().into());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Err(e) => auth_error(&e),
+    }
+}
+
+/// `POST /api/streamers/{name}/key`: a new key; the old one's publish is ended.
+fn rekey(name: String, c: Arc<Core>, h: HeaderMap) -> warp::reply::Response {
+    match c.streamers.regenerate_key(&name) {
+        Ok(k) => {
+            kick(&c, &name, "the stream key was regenerated");
+            json_response(StatusCode::OK, &with_key_json(&c, &k, host(&h)))
+        }
+        Err(e) => auth_error(&e),
+    }
 }
