@@ -8,7 +8,7 @@
 //! [`Metrics::render`].
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
@@ -138,9 +138,6 @@ fn reason_class(reason: &str) -> &'static str {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -432,7 +429,7 @@ impl Metrics {
     /// Adds the seconds since the last count to `channel`'s `showing` source; from now on it
     /// shows `next` (the same when `None`).
     fn clock(&self, channel: &str, showing: Source, next: Option<Source>) {
-        let mut clocks = lock(&self.clocks);
+        let mut clocks = self.clocks.lock();
         let now = Instant::now();
         let (source, since) = clocks.entry(channel.to_string()).or_insert((showing, now));
         let elapsed = now.duration_since(*since).as_secs_f64();
@@ -448,13 +445,13 @@ impl Metrics {
 
     /// A channel stopped: no source is on air until it starts again.
     pub fn channel_stopped(&self, channel: &str) {
-        lock(&self.clocks).remove(channel);
+        self.clocks.lock().remove(channel);
     }
 
     /// Drops a deleted channel's state-derived series and its clock, so a channel created later
     /// with the same id starts from nothing (its counters keep counting).
     pub fn forget_channel(&self, channel: &str) {
-        lock(&self.clocks).remove(channel);
+        self.clocks.lock().remove(channel);
         let label = ChannelLabel {
             channel: channel.to_string(),
         };
@@ -490,7 +487,7 @@ impl Metrics {
             if let Some(s) = v.on_air {
                 // first sight: the source has been on air since the last switch
                 let showing = {
-                    let mut clocks = lock(&self.clocks);
+                    let mut clocks = self.clocks.lock();
                     let entry = clocks.entry(v.id.clone()).or_insert_with(|| {
                         let since = Duration::from_secs_f64(v.on_air_for_s.unwrap_or(0.0));
                         (
@@ -505,7 +502,7 @@ impl Metrics {
                 };
                 self.clock(&v.id, showing, None);
             } else {
-                lock(&self.clocks).remove(&v.id); // stopped: no source is on air
+                self.clocks.lock().remove(&v.id); // stopped: no source is on air
             }
             self.sessions.get_or_create(&label).set(v.sessions as i64);
             self.ingest_bps
