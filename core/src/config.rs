@@ -304,7 +304,7 @@ fn destinations_error(
                 format!("{:?} is used by two destinations", d.name),
             ));
         }
-        if let Some(e) = destination_url_error(&d.url) {
+        if let Err(e) = DestinationUrl::parse(&d.url) {
             return Some((format!("{key}.url"), e));
         }
         if let Some((field, e)) = d.options_error(profiles) {
@@ -791,6 +791,54 @@ impl DestinationConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// A destination URL that passed [`destination_url_error`] and the length limit. Made once where
+/// a URL enters onair (the config file, an API body, Lua, a plugin's action, a database row);
+/// the outputs take only this type and never check again. Shown redacted (`{}` and `{:?}`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DestinationUrl(String);
+
+impl DestinationUrl {
+    /// The longest URL a destination may have, in bytes.
+    pub const MAX_LEN: usize = 2048;
+
+    /// Checks `url`. The error says why, with the stream key redacted.
+    pub fn parse(url: &str) -> Result<DestinationUrl, String> {
+        if let Some(e) = destination_url_error(url) {
+            return Err(e);
+        }
+        if url.len() > Self::MAX_LEN {
+            return Err(format!(
+                "{} bytes is over the {}-byte limit",
+                url.len(),
+                Self::MAX_LEN
+            ));
+        }
+        Ok(DestinationUrl(url.to_string()))
+    }
+
+    /// The URL in full, with its stream key: only for connecting.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A `file://` recording rather than a platform.
+    pub fn is_recording(&self) -> bool {
+        self.0.starts_with("file://")
+    }
+}
+
+impl std::fmt::Display for DestinationUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::redact::url(&self.0))
+    }
+}
+
+impl std::fmt::Debug for DestinationUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DestinationUrl({self})")
+    }
 }
 
 /// Why `url` cannot be a destination, with its stream key redacted; `None` when it can. The one

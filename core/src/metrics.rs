@@ -7,8 +7,8 @@
 //! sessions, destinations up, bytes in and out, process CPU and RSS) is read at scrape time in
 //! [`Metrics::render`].
 
-use std::collections::HashMap;
 use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
@@ -137,7 +137,6 @@ fn reason_class(reason: &str) -> &'static str {
         _ => "policy",
     }
 }
-
 
 impl Default for Metrics {
     fn default() -> Self {

@@ -74,7 +74,12 @@ mod tests {
         let rec = dir.path().join("rec");
         std::fs::create_dir_all(&rec).expect("mkdir");
         let url = format!("file://{}/{{channel}}-{{utc}}.mp4", rec.display());
-        let p = Pattern::new(&url, "main", "archive").expect("pattern");
+        let p = Pattern::new(
+            &crate::config::DestinationUrl::parse(&url).expect("url"),
+            "main",
+            "archive",
+        )
+        .expect("pattern");
         // someone's own video, named like a recording and older than all of them
         let foreign = rec.join("main-2001-01-01T00-00-00Z.mp4");
         std::fs::write(&foreign, vec![0u8; 4096]).expect("write");

@@ -283,13 +283,18 @@ impl Confinement {
 
     /// Refuses a recording (`file://` URL) of channel `channel`'s destination `destination`
     /// whose folder is outside the recording roots; any other URL passes.
-    pub fn recording(&self, url: &str, channel: &str, destination: &str) -> Result<(), RootError> {
-        if !url.starts_with("file://") {
+    pub fn recording(
+        &self,
+        url: &crate::config::DestinationUrl,
+        channel: &str,
+        destination: &str,
+    ) -> Result<(), RootError> {
+        if !url.is_recording() {
             return Ok(());
         }
         let pattern = crate::media::output::recording::Pattern::new(url, channel, destination)
             .map_err(|message| RootError::Unresolvable {
-                path: url.into(),
+                path: url.as_str().into(),
                 message,
                 key: self.recordings.key,
             })?;
@@ -495,13 +500,22 @@ mod tests {
                 resolved("extra")
             ]
         );
-        let url = |dir: &str| format!("file://{}/{{channel}}-{{utc}}.mp4", p(dir).display());
+        let checked = |u: &str| crate::config::DestinationUrl::parse(u).expect("url");
+        let url = |dir: &str| {
+            checked(&format!(
+                "file://{}/{{channel}}-{{utc}}.mp4",
+                p(dir).display()
+            ))
+        };
         assert_eq!(c.recording(&url("rec/main"), "main", "r"), Ok(()));
         assert_eq!(c.recording(&url("data/recordings"), "main", "r"), Ok(()));
-        assert_eq!(c.recording("rtmp://anywhere/app/key", "main", "r"), Ok(()));
+        assert_eq!(
+            c.recording(&checked("rtmp://anywhere/app/key"), "main", "r"),
+            Ok(())
+        );
         assert_eq!(recording_folder("file:///{channel}/{utc}.mp4"), None);
         let e = c
-            .recording("file:///etc/cron.d/{utc}.mp4", "main", "r")
+            .recording(&checked("file:///etc/cron.d/{utc}.mp4"), "main", "r")
             .expect_err("outside");
         assert!(e.to_string().contains("recording.roots"), "{e}");
         assert!(c.fonts.check(Path::new("/usr/share/fonts/x.ttf")).is_ok());

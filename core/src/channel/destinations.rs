@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::DestinationConfig;
+use crate::config::{DestinationConfig, DestinationUrl};
 use crate::db::Db;
 use crate::media::output::destination::Connections;
 use crate::roots::Confinement;
@@ -76,8 +76,9 @@ pub struct Destinations {
     confine: Arc<Confinement>,
 }
 
-/// Checks a destination's name and URL; the error names the field.
-pub fn validate(name: &str, url: &str) -> Result<(), DestinationError> {
+/// Checks a destination's name and URL; the error names the field. The URL comes back checked,
+/// for the outputs (which take nothing else).
+pub fn validate(name: &str, url: &str) -> Result<DestinationUrl, DestinationError> {
     if name.is_empty()
         || name == "preview"
         || name.len() > 64
@@ -92,19 +93,10 @@ pub fn validate(name: &str, url: &str) -> Result<(), DestinationError> {
             ),
         });
     }
-    if let Some(message) = crate::config::destination_url_error(url) {
-        return Err(DestinationError::Invalid {
-            field: "url",
-            message,
-        });
-    }
-    if url.len() > 2048 {
-        return Err(DestinationError::Invalid {
-            field: "url",
-            message: format!("{} bytes is over the 2048-byte limit", url.len()),
-        });
-    }
-    Ok(())
+    DestinationUrl::parse(url).map_err(|message| DestinationError::Invalid {
+        field: "url",
+        message,
+    })
 }
 
 impl Destinations {
@@ -152,7 +144,13 @@ impl Destinations {
                 (_, None) => {
                     let mut row = row;
                     if row.enabled
-                        && let Err(e) = confine.recording(&row.url, channel, &row.name)
+                        && let Err(e) = DestinationUrl::parse(&row.url)
+                            .map_err(|message| crate::roots::RootError::Unresolvable {
+                                path: crate::redact::url(&row.url),
+                                message,
+                                key: "destinations.url",
+                            })
+                            .and_then(|url| confine.recording(&url, channel, &row.name))
                     {
                         tracing::error!(channel, destination = %row.name, error = %e,
                             "recording kept in the database refused: loaded disabled");
@@ -197,9 +195,9 @@ impl Destinations {
     }
 
     /// Adds it to the running connections (connecting it when enabled).
-    fn start(&self, d: DestinationConfig) -> Result<(), DestinationError> {
+    fn start(&self, d: DestinationConfig, url: DestinationUrl) -> Result<(), DestinationError> {
         self.connections
-            .add(d)
+            .add(d, url)
             .map_err(|message| DestinationError::Invalid {
                 field: "url",
                 message,
@@ -216,12 +214,16 @@ impl Destinations {
 
     /// Refuses a run-time recording whose folder is outside the recording roots (`url`, naming
     /// `recording.roots`); the config file's are the operator's own.
-    fn check_roots(&self, d: &DestinationConfig) -> Result<(), DestinationError> {
+    fn check_roots(
+        &self,
+        d: &DestinationConfig,
+        url: &DestinationUrl,
+    ) -> Result<(), DestinationError> {
         if self.from_file.contains(&d.name) {
             return Ok(());
         }
         self.confine
-            .recording(&d.url, &self.channel, &d.name)
+            .recording(url, &self.channel, &d.name)
             .map_err(|e| DestinationError::Invalid {
                 field: "url",
                 message: e.to_string(),
@@ -268,9 +270,9 @@ impl Destinations {
     /// Creates a destination owned by the database and starts it (when enabled).
     pub fn create(&self, d: DestinationConfig) -> Result<(), DestinationError> {
         let (name, url, enabled) = (d.name.as_str(), d.url.as_str(), d.enabled);
-        validate(name, url)?;
+        let checked = validate(name, url)?;
         self.check_options(&d)?;
-        self.check_roots(&d)?;
+        self.check_roots(&d, &checked)?;
         if self.current(name).is_some() {
             return Err(DestinationError::Exists(name.into()));
         }
@@ -289,8 +291,8 @@ impl Destinations {
                 }
                 e => Self::db_err(e),
             })?;
-        tracing::info!(destination = %name, url = %crate::redact::url(url), enabled, profile = ?d.profile, "destination created");
-        self.start(d)?;
+        tracing::info!(destination = %name, url = %checked, enabled, profile = ?d.profile, "destination created");
+        self.start(d, checked)?;
         Ok(())
     }
 
@@ -320,7 +322,7 @@ impl Destinations {
             });
         }
         let url = url.unwrap_or(&current.url);
-        validate(name, url)?;
+        let checked = validate(name, url)?;
         let next = DestinationConfig {
             url: url.to_string(),
             enabled: enabled.unwrap_or(current.enabled),
@@ -335,7 +337,7 @@ impl Destinations {
         };
         self.check_options(&next)?;
         if next.enabled {
-            self.check_roots(&next)?;
+            self.check_roots(&next, &checked)?;
         }
         let enabled = next.enabled;
         let owner = if self.from_file.contains(name) {
@@ -369,7 +371,7 @@ impl Destinations {
             || next.max_total_gib != current.max_total_gib
         {
             let _ = self.connections.remove(name);
-            self.start(next)?;
+            self.start(next, checked)?;
         } else if enabled != current.enabled {
             self.connections
                 .set_enabled(name, enabled)

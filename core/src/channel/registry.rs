@@ -230,19 +230,19 @@ impl Channels {
         }
         let mut names = std::collections::HashSet::new();
         for d in &req.destinations {
-            if let Err(e) = crate::channel::destinations::validate(&d.name, &d.url) {
-                return Err(ChannelError::Invalid {
+            let url = super::destinations::validate(&d.name, &d.url).map_err(|e| {
+                ChannelError::Invalid {
                     field: "destinations",
                     message: e.to_string(),
-                });
-            }
+                }
+            })?;
             if let Some((field, e)) = d.options_error(&self.shared.profiles) {
                 return Err(ChannelError::Invalid {
                     field: "destinations",
                     message: format!("{:?}: {field}: {e}", d.name),
                 });
             }
-            if let Err(e) = self.confine.recording(&d.url, &req.id, &d.name) {
+            if let Err(e) = self.confine.recording(&url, &req.id, &d.name) {
                 return Err(ChannelError::Invalid {
                     field: "destinations",
                     message: format!("{:?}: url: {e}", d.name),

@@ -237,7 +237,7 @@ fn register_destinations(
         "add",
         lua.create_function(
             move |_, (name, url, opts): (String, String, Option<Table>)| {
-                if let Some(e) = crate::config::destination_url_error(&url) {
+                if let Err(e) = crate::config::DestinationUrl::parse(&url) {
                     return Err(rt_err(format!("onair.destinations.add: {e}")));
                 }
                 let (profile, segment_minutes, max_total_gib) = match &opts {

@@ -21,11 +21,11 @@
 
 pub mod wit;
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use parking_lot::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crate::media::image::{Image, MAX_IMAGE_SIDE, image_is_sound};
@@ -358,9 +358,6 @@ fn name_of(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-
-
-
 impl PluginHost {
     /// Creates the engine (with epoch interruption and its ticker thread) and the linkers.
     pub fn new(dir: &Path, limits: PluginLimits) -> anyhow::Result<PluginHost> {
@@ -525,7 +522,10 @@ impl PluginHost {
         let _loading = self.loading.lock();
         let name = name_of(path);
         match &bytes {
-            Ok(b) => self.hashes.lock().insert(name.clone(), crate::watch::content_hash(b)),
+            Ok(b) => self
+                .hashes
+                .lock()
+                .insert(name.clone(), crate::watch::content_hash(b)),
             Err(_) => self.hashes.lock().remove(&name),
         };
         // compile and instantiate with no lock that calls or status readers need
@@ -700,7 +700,9 @@ impl PluginHost {
         let wit_event = wit::newest::event(event);
         let ticks = self.deadline_ticks();
         let mut actions = Vec::new();
-        let list: Vec<(String, Arc<Mutex<Plugin>>)> = self.plugins.read()
+        let list: Vec<(String, Arc<Mutex<Plugin>>)> = self
+            .plugins
+            .read()
             .iter()
             .map(|(n, p)| (n.clone(), p.clone()))
             .collect();

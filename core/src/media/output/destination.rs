@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::encode::Encodes;
 use super::fanout::FanOut;
-use crate::config::DestinationConfig;
+use crate::config::{DestinationConfig, DestinationUrl};
 use crate::event::{DestinationDown, DestinationRetry, DestinationUp, Event};
 use crate::media::program::EventSink;
 use crate::media::{MediaError, make};
@@ -54,6 +54,8 @@ pub struct DestinationStatus {
 
 struct Tracked {
     cfg: DestinationConfig,
+    /// `cfg.url`, checked where it entered onair.
+    url: DestinationUrl,
     status: DestinationStatus,
     up_since: Option<Instant>,
     task: Option<tokio::task::AbortHandle>,
@@ -91,8 +93,10 @@ impl Connections {
             running: Arc::default(),
             ledger,
         };
+        // the config's were checked at load, the database's when they were created
         for d in dests {
-            if let Err(e) = outputs.add(d.clone()) {
+            let added = DestinationUrl::parse(&d.url).and_then(|url| outputs.add(d.clone(), url));
+            if let Err(e) = added {
                 tracing::error!(channel = %channel, destination = %d.name, error = %e, "destination not added");
             }
         }
@@ -134,21 +138,18 @@ impl Connections {
         }
         d.status.state = "connecting";
         let o = self.clone();
-        let cfg = d.cfg.clone();
-        d.task = Some(tokio::spawn(async move { o.run(cfg).await }).abort_handle());
+        let (cfg, url) = (d.cfg.clone(), d.url.clone());
+        d.task = Some(tokio::spawn(async move { o.run(cfg, url).await }).abort_handle());
     }
 
-    /// Adds a destination and connects it if enabled. Errors: the name is taken or empty, or the
-    /// URL is not `rtmp://`/`rtmps://`.
-    pub fn add(&self, d: DestinationConfig) -> Result<(), String> {
+    /// Adds a destination, its URL checked where it entered onair (`url`, from `d.url`), and
+    /// connects it if enabled. Errors: the name is taken or empty, or the options are wrong.
+    pub fn add(&self, d: DestinationConfig, url: DestinationUrl) -> Result<(), String> {
         if d.name.is_empty() || d.name == "preview" {
             return Err(format!(
                 "destination name {:?} is empty or reserved",
                 d.name
             ));
-        }
-        if let Some(e) = crate::config::destination_url_error(&d.url) {
-            return Err(e);
         }
         if let Some((field, e)) = d.options_error(self.encodes.profiles()) {
             return Err(format!("{field}: {e}"));
@@ -161,7 +162,7 @@ impl Connections {
             t.push(Tracked {
                 status: DestinationStatus {
                     name: d.name.clone(),
-                    url: crate::redact::url(&d.url),
+                    url: url.to_string(),
                     profile: d.profile.clone(),
                     state: "disabled",
                     uptime_s: None,
@@ -171,6 +172,7 @@ impl Connections {
                     bytes_sent_total: 0,
                 },
                 cfg: d.clone(),
+                url,
                 up_since: None,
                 task: None,
             });
@@ -238,7 +240,7 @@ impl Connections {
         &self.encodes
     }
 
-    async fn run(&self, d: DestinationConfig) {
+    async fn run(&self, d: DestinationConfig, url: DestinationUrl) {
         let events = self.events.clone();
         let i = d.name.as_str();
         // held for the task's life: an abort (disable, remove, channel stop) lets go
@@ -269,7 +271,7 @@ impl Connections {
             }
         };
         let fanout = encode.fanout.clone();
-        let url = crate::redact::url(&d.url);
+        let shown = url.to_string();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -278,9 +280,12 @@ impl Connections {
                 t.status.state = "connecting";
                 t.status.bytes_sent = 0;
             });
-            tracing::info!(channel = %self.channel, destination = %d.name, url = %url, attempt, "connecting");
+            tracing::info!(channel = %self.channel, destination = %d.name, url = %shown, attempt, "connecting");
             let started = Instant::now();
-            let error = match self.connection(i, &d, &fanout, &events, attempt).await {
+            let error = match self
+                .connection(i, &d, &url, &fanout, &events, attempt)
+                .await
+            {
                 Ok(()) => "connection closed".to_string(),
                 Err(e) => e,
             };
@@ -318,6 +323,7 @@ impl Connections {
         &self,
         i: &str,
         d: &DestinationConfig,
+        url: &DestinationUrl,
         fanout: &FanOut,
         events: &EventSink,
         attempt: u32,
@@ -335,7 +341,7 @@ impl Connections {
         }
         let sub = fanout.subscribe(&d.name);
         let sub_id = sub.id;
-        let result = self.stream(i, d, sub, events, attempt).await;
+        let result = self.stream(i, d, url, sub, events, attempt).await;
         fanout.unsubscribe(sub_id);
         result
     }
@@ -344,15 +350,17 @@ impl Connections {
         &self,
         i: &str,
         d: &DestinationConfig,
+        url: &DestinationUrl,
         mut sub: super::fanout::Subscription,
         events: &EventSink,
         attempt: u32,
     ) -> Result<(), String> {
-        let conn = if d.is_recording() {
+        let conn = if url.is_recording() {
             Output::File(
                 super::recording::Recording::build(
                     &self.channel,
                     d,
+                    url,
                     sub.caps.as_ref(),
                     self.ledger.clone(),
                 )
@@ -360,7 +368,8 @@ impl Connections {
             )
         } else {
             Output::Rtmp(
-                Connection::build(&d.name, &d.url, sub.caps.as_ref()).map_err(|e| e.to_string())?,
+                Connection::build(&d.name, url.as_str(), sub.caps.as_ref())
+                    .map_err(|e| e.to_string())?,
             )
         };
         let mut bus = conn

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use gst::prelude::*;
 
-use crate::config::DestinationConfig;
+use crate::config::{DestinationConfig, DestinationUrl};
 use crate::media::{MediaError, make};
 
 /// Minutes per file when a recording does not say.
@@ -56,13 +56,12 @@ pub struct Pattern {
 }
 
 impl Pattern {
-    /// From a `file://` URL, `{channel}` and `{destination}` filled in. Errors: not a valid
-    /// recording URL (see [`crate::config::destination_url_error`]).
-    pub fn new(url: &str, channel: &str, destination: &str) -> Result<Pattern, String> {
-        if let Some(e) = crate::config::destination_url_error(url) {
-            return Err(e);
-        }
-        let path = url.strip_prefix("file://").unwrap_or(url);
+    /// From a `file://` URL (checked where it entered onair), `{channel}` and `{destination}`
+    /// filled in. Errors: the URL is a platform's, not a recording's.
+    pub fn new(url: &DestinationUrl, channel: &str, destination: &str) -> Result<Pattern, String> {
+        let Some(path) = url.as_str().strip_prefix("file://") else {
+            return Err(format!("{url} is not a recording (file://) URL"));
+        };
         let path = path
             .replace("{channel}", channel)
             .replace("{destination}", destination);
@@ -204,10 +203,11 @@ impl Recording {
     pub fn build(
         channel: &str,
         d: &DestinationConfig,
+        url: &DestinationUrl,
         caps: Option<&gst::Caps>,
         ledger: Arc<dyn Ledger>,
     ) -> Result<Recording, MediaError> {
-        let pattern = Pattern::new(&d.url, channel, &d.name).map_err(MediaError::Build)?;
+        let pattern = Pattern::new(url, channel, &d.name).map_err(MediaError::Build)?;
         std::fs::create_dir_all(&pattern.dir).map_err(|e| {
             MediaError::Build(format!("recording folder {}: {e}", pattern.dir.display()))
         })?;
@@ -401,7 +401,12 @@ mod tests {
             "file://{}/{{channel}}-{{destination}}-{{utc}}.mp4",
             dir.path().display()
         );
-        let p = Pattern::new(&url, "main", "rec").expect("pattern");
+        let p = Pattern::new(
+            &crate::config::DestinationUrl::parse(&url).expect("url"),
+            "main",
+            "rec",
+        )
+        .expect("pattern");
         let first = p.next_path("2026-11-23T19-30-00Z");
         assert_eq!(first, dir.path().join("main-rec-2026-11-23T19-30-00Z.mp4"));
         std::fs::write(&first, vec![0u8; 600]).expect("write");
@@ -431,8 +436,13 @@ mod tests {
         assert!(written.exists());
         assert!(p.enforce(1000, &written, &owned).is_empty());
         assert!(
-            Pattern::new("file:///x/a.mp4", "c", "d").is_err(),
+            crate::config::DestinationUrl::parse("file:///x/a.mp4").is_err(),
             "no {{utc}}"
+        );
+        let platform = crate::config::DestinationUrl::parse("rtmp://h/app/k").expect("url");
+        assert!(
+            Pattern::new(&platform, "c", "d").is_err(),
+            "not a recording"
         );
     }
 
@@ -440,7 +450,12 @@ mod tests {
     fn retention_deletes_only_files_the_recording_wrote() {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("file://{}/{{channel}}-{{utc}}.mp4", dir.path().display());
-        let p = Pattern::new(&url, "main", "rec").expect("pattern");
+        let p = Pattern::new(
+            &crate::config::DestinationUrl::parse(&url).expect("url"),
+            "main",
+            "rec",
+        )
+        .expect("pattern");
         let book = Book::default();
         let file = |name: &str, bytes: usize| {
             let path = dir.path().join(name);
