@@ -14,3 +14,4 @@ pub mod destination;
 pub mod encode;
 pub mod fanout;
 pub mod recording;
+pub mod splice;
