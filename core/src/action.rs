@@ -1,6 +1,6 @@
 //! Every action a policy can ask of the core: the one closed list that Lua functions and WASM
 //! imports translate into. The engine routes each to its channel (`Engine::route`); the channel
-//! executes it (`Channel::execute` in `channel.rs`).
+//! executes it (`Channel::execute` in `channel/execute.rs`, one function per action).
 //!
 //! To add an action: add a variant here, execute it in `Channel::execute`, and expose it to Lua
 //! in `policy/api.rs` (one function in the register list).

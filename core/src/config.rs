@@ -793,29 +793,19 @@ fn yes() -> bool {
     true
 }
 
-/// A destination URL that passed [`destination_url_error`] and the length limit. Made once where
-/// a URL enters onair (the config file, an API body, Lua, a plugin's action, a database row);
-/// the outputs take only this type and never check again. Shown redacted (`{}` and `{:?}`).
+/// A destination URL that passed [`destination_url_error`]. Made once where a URL enters onair
+/// (the config file, an API body, Lua, a plugin's action, a database row); the outputs take only
+/// this type and never check again. Shown redacted (`{}` and `{:?}`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct DestinationUrl(String);
 
 impl DestinationUrl {
-    /// The longest URL a destination may have, in bytes.
-    pub const MAX_LEN: usize = 2048;
-
     /// Checks `url`. The error says why, with the stream key redacted.
     pub fn parse(url: &str) -> Result<DestinationUrl, String> {
-        if let Some(e) = destination_url_error(url) {
-            return Err(e);
+        match destination_url_error(url) {
+            Some(e) => Err(e),
+            None => Ok(DestinationUrl(url.to_string())),
         }
-        if url.len() > Self::MAX_LEN {
-            return Err(format!(
-                "{} bytes is over the {}-byte limit",
-                url.len(),
-                Self::MAX_LEN
-            ));
-        }
-        Ok(DestinationUrl(url.to_string()))
     }
 
     /// The URL in full, with its stream key: only for connecting.
@@ -842,7 +832,7 @@ impl std::fmt::Debug for DestinationUrl {
 }
 
 /// Why `url` cannot be a destination, with its stream key redacted; `None` when it can. The one
-/// check the config, the API, Lua and the outputs share. A destination is `rtmp://` or
+/// check the config, the API, Lua and plugins share ([`DestinationUrl::parse`] makes it). A destination is `rtmp://` or
 /// `rtmps://`, or a recording: `file:///absolute/path/NAME.mp4` whose file name contains
 /// `{utc}` (each file's start, `2026-11-23T19-30-00Z`) and may contain `{channel}` and
 /// `{destination}`.

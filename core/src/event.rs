@@ -3,8 +3,9 @@
 //! Lua receives the same fields as a plain table.
 //!
 //! To add an event: add a variant and its payload struct here, give it a name in [`Event::name`]
-//! and [`Event::NAMES`] and its log line in [`Event::log`], and add its line to `docs/events.md`.
-//! Emitters only send events; the engine's `emit` logs, counts and broadcasts each in one place.
+//! and [`Event::NAMES`], its arm in [`crate::telemetry::emit`] (its log line, metric and status
+//! counts), and its line in `docs/events.md`. Emitters only send events; the engine's `emit`
+//! logs, counts (through `telemetry`) and broadcasts each in one place.
 
 use serde::Serialize;
 

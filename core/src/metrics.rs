@@ -2,10 +2,11 @@
 //! follow Prometheus conventions: an `onair_` prefix, base units (seconds, bytes, bits per
 //! second), `_total` for counters. `docs/metrics.md` lists every one.
 //!
-//! Two sources, each in one place: what events say is counted in [`Metrics::observe`], called
-//! by the engine's `emit` for every event; what the core's state says (the source on air,
-//! sessions, destinations up, bytes in and out, process CPU and RSS) is read at scrape time in
-//! [`Metrics::render`].
+//! Two sources, each in one place: what events say is counted by one method per happening
+//! ([`Metrics::publish`], [`Metrics::switched`], …), called from the event's arm in
+//! [`crate::telemetry::emit`]; what the core's state says (the source on air, sessions,
+//! destinations up, bytes in and out, process CPU and RSS) is read at scrape time in
+//! [`Metrics::render`], from a plain [`Snapshot`] the caller takes.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;

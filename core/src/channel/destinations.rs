@@ -93,11 +93,21 @@ pub fn validate(name: &str, url: &str) -> Result<DestinationUrl, DestinationErro
             ),
         });
     }
-    DestinationUrl::parse(url).map_err(|message| DestinationError::Invalid {
+    let checked = DestinationUrl::parse(url).map_err(|message| DestinationError::Invalid {
         field: "url",
         message,
-    })
+    })?;
+    if url.len() > MAX_URL_BYTES {
+        return Err(DestinationError::Invalid {
+            field: "url",
+            message: format!("{} bytes is over the {MAX_URL_BYTES}-byte limit", url.len()),
+        });
+    }
+    Ok(checked)
 }
+
+/// The longest URL a destination created at run time may have, bytes (the API, Lua, plugins).
+pub const MAX_URL_BYTES: usize = 2048;
 
 impl Destinations {
     /// The config's destinations (with the enabled flags kept in the database) and the ones
@@ -143,14 +153,10 @@ impl Destinations {
                 }
                 (_, None) => {
                     let mut row = row;
+                    // a URL that does not parse is refused by the outputs ("destination not added")
                     if row.enabled
-                        && let Err(e) = DestinationUrl::parse(&row.url)
-                            .map_err(|message| crate::roots::RootError::Unresolvable {
-                                path: crate::redact::url(&row.url),
-                                message,
-                                key: "destinations.url",
-                            })
-                            .and_then(|url| confine.recording(&url, channel, &row.name))
+                        && let Ok(url) = DestinationUrl::parse(&row.url)
+                        && let Err(e) = confine.recording(&url, channel, &row.name)
                     {
                         tracing::error!(channel, destination = %row.name, error = %e,
                             "recording kept in the database refused: loaded disabled");

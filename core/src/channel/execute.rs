@@ -270,6 +270,7 @@ mod tests {
     fn actions_that_need_the_program_are_ignored_while_stopped() {
         let f = Fixture::new();
         let c = f.channels.get("default").expect("default");
+        let mut changes = f.shared.changes.subscribe();
         let media = f.cfg.data_dir.join("media/card.png");
         std::fs::write(&media, b"png").expect("file");
         c.execute(
@@ -305,10 +306,16 @@ mod tests {
         );
         let v = c.view();
         assert_eq!((v.state, v.on_air), ("stopped", None));
+        // nothing was kept or announced: the switches and the kick did nothing at all
+        assert_eq!(fallback_row(&f), None);
+        assert!(
+            changes.try_recv().is_err(),
+            "a stopped channel announced a change"
+        );
     }
 
     #[test]
-    fn destinations_are_added_disabled_and_removed_and_a_bad_one_is_not_added() {
+    fn destinations_are_added_then_disabled_then_removed_and_a_bad_one_is_not_added() {
         let f = Fixture::new();
         let c = f.channels.get("default").expect("default");
         let add = |name: &str, url: &str| Action::DestinationAdd {

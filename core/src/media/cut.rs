@@ -39,8 +39,10 @@ pub struct Cut {
 /// What to do with one live video buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Video {
-    /// Not pushed: its session does not feed the live input, or it goes back in time.
-    Drop,
+    /// Not pushed: its session does not feed the live input, or it goes back in time. A
+    /// keyframe that goes back in time still makes the cut it armed (`Some`): the next frames
+    /// go on air.
+    Drop(Option<Cut>),
     /// Pushed to the live input, after making `cut` if there is one.
     Push(Option<Cut>),
 }
@@ -177,10 +179,10 @@ impl CutState {
                 cut = Some(self.cut(Source::Live, pts, reason, now));
             }
         } else if self.program != Some(session) {
-            return Video::Drop;
+            return Video::Drop(None);
         }
         if self.last_video_end.is_some_and(|last| pts + frame <= last) {
-            return Video::Drop;
+            return Video::Drop(cut);
         }
         self.last_video_end = Some(pts + duration.unwrap_or(frame));
         Video::Push(cut)
@@ -266,11 +268,14 @@ mod tests {
         assert_eq!(st.reason(), "start");
         // a publisher's frames before any arm are not wanted
         assert!(!st.wants(1));
-        assert_eq!(video(&mut st, 1, 0, true, c.t(0)), Video::Drop);
+        assert_eq!(video(&mut st, 1, 0, true, c.t(0)), Video::Drop(None));
         st.arm_live(1, "publish".into());
         assert!(st.wants(1) && !st.is_program(1));
         // mid-GOP: delta frames are dropped, nothing cuts
-        assert_eq!(video(&mut st, 1, 1_000, false, c.t(1_000)), Video::Drop);
+        assert_eq!(
+            video(&mut st, 1, 1_000, false, c.t(1_000)),
+            Video::Drop(None)
+        );
         assert_eq!(st.on_air(c.t(1_000)).0, Source::Fallback);
         // the next IDR, 2 s later, cuts at its own PTS
         assert_eq!(
@@ -351,7 +356,7 @@ mod tests {
         st.arm_live(1, "publish".into());
         assert_eq!(st.cut_to_fallback("operator".into(), ms(50), c.t(50)), None);
         assert!(!st.wants(1));
-        assert_eq!(video(&mut st, 1, 100, true, c.t(100)), Video::Drop);
+        assert_eq!(video(&mut st, 1, 100, true, c.t(100)), Video::Drop(None));
         assert_eq!(st.on_air(c.t(100)).0, Source::Fallback);
     }
 
@@ -363,7 +368,7 @@ mod tests {
         st.arm_live(2, "operator".into());
         // session 1 stays on air through session 2's GOP
         assert_eq!(video(&mut st, 1, 33, false, c.t(33)), Video::Push(None));
-        assert_eq!(video(&mut st, 2, 40, false, c.t(40)), Video::Drop);
+        assert_eq!(video(&mut st, 2, 40, false, c.t(40)), Video::Drop(None));
         assert!(st.live_audio(1, ms(33), Some(ms(21))));
         assert!(!st.live_audio(2, ms(40), Some(ms(21))));
         assert_eq!(
@@ -377,7 +382,10 @@ mod tests {
             }))
         );
         // now session 1 is dropped
-        assert_eq!(video(&mut st, 1, 2_033, false, c.t(2_033)), Video::Drop);
+        assert_eq!(
+            video(&mut st, 1, 2_033, false, c.t(2_033)),
+            Video::Drop(None)
+        );
         assert!(!st.live_audio(1, ms(2_033), Some(ms(21))));
     }
 
@@ -388,7 +396,10 @@ mod tests {
         video(&mut st, 1, 0, true, c.t(0));
         st.arm_live(2, "operator".into());
         for i in 1..300 {
-            assert_eq!(video(&mut st, 2, i * 33, false, c.t(i * 33)), Video::Drop);
+            assert_eq!(
+                video(&mut st, 2, i * 33, false, c.t(i * 33)),
+                Video::Drop(None)
+            );
             assert_eq!(
                 video(&mut st, 1, i * 33, false, c.t(i * 33)),
                 Video::Push(None)
@@ -437,13 +448,31 @@ mod tests {
     }
 
     #[test]
+    fn a_resume_keyframe_stamped_back_in_time_still_makes_the_cut() {
+        // (found by review: the cut was decided, the frame dropped, and the cut never made)
+        let (mut st, c) = start();
+        st.arm_live(1, "publish".into());
+        video(&mut st, 1, 0, true, c.t(0));
+        video(&mut st, 1, 33, false, c.t(33));
+        st.cut_to_fallback("stall".into(), ms(3_000), c.t(3_000));
+        st.arm_live(1, "resume".into());
+        // the publisher's first keyframe after the stall repeats an old timestamp
+        let Video::Drop(Some(cut)) = video(&mut st, 1, 0, true, c.t(6_000)) else {
+            panic!("the cut to live was lost")
+        };
+        assert_eq!((cut.to, cut.reason.as_str()), (Source::Live, "resume"));
+        assert_eq!(st.on_air(c.t(6_000)).0, Source::Live);
+        assert_eq!(video(&mut st, 1, 66, false, c.t(6_033)), Video::Push(None));
+    }
+
+    #[test]
     fn frames_going_back_in_time_are_dropped() {
         let (mut st, c) = start();
         st.arm_live(1, "publish".into());
         video(&mut st, 1, 1_000, true, c.t(0));
         video(&mut st, 1, 1_033, false, c.t(33));
         // a whole frame back: dropped; a re-stamped duplicate a few ms off: kept
-        assert_eq!(video(&mut st, 1, 1_000, false, c.t(66)), Video::Drop);
+        assert_eq!(video(&mut st, 1, 1_000, false, c.t(66)), Video::Drop(None));
         assert_eq!(video(&mut st, 1, 1_040, false, c.t(66)), Video::Push(None));
         assert!(st.live_audio(1, ms(1_000), Some(ms(21))));
         // 3 ms of overlap is rounding; 10 ms is a step back
@@ -458,7 +487,7 @@ mod tests {
         video(&mut st, 1, 60_000, true, c.t(0));
         st.session_ended(1);
         assert!(!st.is_program(1));
-        assert_eq!(video(&mut st, 1, 60_033, false, c.t(33)), Video::Drop);
+        assert_eq!(video(&mut st, 1, 60_033, false, c.t(33)), Video::Drop(None));
         // a new session whose clock starts lower is not "back in time": its first IDR resets
         st.arm_live(2, "publish".into());
         assert_eq!(

@@ -1147,8 +1147,9 @@ impl Program {
     /// Cuts to the fallback right after the last live frame (or now, when nothing live was
     /// pushed). A no-op when the fallback is already on air; cancels a pending switch to live.
     pub fn cut_to_fallback(&self, reason: String) {
-        let now = self.running_time().unwrap_or(gst::ClockTime::ZERO);
         let mut st = self.lock();
+        // read under the lock: a cut to live made meanwhile cannot land after this one
+        let now = self.running_time().unwrap_or(gst::ClockTime::ZERO);
         if let Some(cut) = st.cut_to_fallback(reason, now, Instant::now()) {
             self.make(cut);
         }
@@ -1176,7 +1177,13 @@ impl Program {
                 frame,
                 Instant::now(),
             ) {
-                Video::Drop => return,
+                Video::Drop(cut) => {
+                    // a keyframe that came back in time still makes the cut it armed
+                    if let Some(cut) = cut {
+                        self.make(cut);
+                    }
+                    return;
+                }
                 Video::Push(Some(cut)) => self.make(cut),
                 Video::Push(None) => {}
             }

@@ -56,7 +56,7 @@ impl StallTimer {
         self.stalled_since.is_some()
     }
 
-    /// Checks the timer at `now` (the ingest does every 250 ms or so). A stall is reported once.
+    /// Checks the timer at `now` (the RTMP session does every 50 ms). A stall is reported once.
     pub fn check(&mut self, now: Instant) -> Check {
         let silent = self.silent(now);
         if self.stalled_since.is_none() && silent >= self.timeout {
@@ -74,7 +74,8 @@ impl StallTimer {
 mod tests {
     use super::*;
 
-    /// A publisher on a channel with a 3 s stall timeout, checked every 250 ms.
+    /// A publisher on a channel with a 3 s stall timeout, checked every 250 ms (the
+    /// ingest checks more often; the outcomes are the same to within a check).
     fn timeline(events: &[(u64, &str)]) -> Vec<(u64, Check, Option<Duration>)> {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
