@@ -8,7 +8,8 @@
 //! - [`recording`]: a file destination's segments
 //!
 //! A second path, copy (the publisher's own packets forwarded, a matched fallback spliced in on
-//! keyframes), will sit beside `encode` and feed the same fan-out.
+//! keyframes), will sit beside `encode` and feed the same fan-out. Its rules are in [`splice`]
+//! (tested against a real decoder); the path itself is not built yet.
 
 pub mod destination;
 pub mod encode;
