@@ -9,10 +9,12 @@
 //!
 //! A second path, copy (the publisher's own packets forwarded, a matched fallback spliced in on
 //! keyframes), will sit beside `encode` and feed the same fan-out. Its rules are in [`splice`]
-//! (tested against a real decoder); the path itself is not built yet.
+//! (tested against a real decoder) and its fallback for a still in [`still_gop`]; the path
+//! itself is not built yet.
 
 pub mod destination;
 pub mod encode;
 pub mod fanout;
 pub mod recording;
 pub mod splice;
+pub mod still_gop;

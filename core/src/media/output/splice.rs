@@ -18,6 +18,8 @@
 //! - **Cuts on video keyframes only.** To live on the armed session's next video IDR (never an
 //!   audio "keyframe"), to the fallback on the fallback's next IDR; the source's audio before
 //!   that IDR is dropped, so A/V stay in step.
+//! - **No end of sequence.** An AVC end-of-sequence packet (a muxer's at EOS, a looped clip's)
+//!   is never forwarded: it would make a viewer's decoder flush mid-stream.
 //! - **Continuous timestamps.** Each segment is re-stamped to follow the last tag out by one
 //!   frame (`out = out_base + (ts - segment_start)`), so they never jump or run backwards, and
 //!   do not inflate on every reconnect. Composition offsets (PTS − DTS) are kept as they are.
@@ -254,6 +256,15 @@ pub fn aac_config(audio: &[u8]) -> Result<&[u8], HeaderError> {
     Ok(&audio[2..])
 }
 
+/// What two AudioSpecificConfigs must share to carry each other's frames: the audio object
+/// type, the sampling frequency index and the channel configuration (ISO/IEC 14496-3
+/// §1.6.2.1; the first 13 bits). Extensions after them (an explicit "no SBR" signal, as
+/// ffmpeg writes) do not change how AAC-LC frames decode.
+fn aac_essentials(asc: &[u8]) -> Option<(u8, u8, u8)> {
+    let (b0, b1) = (*asc.first()?, *asc.get(1)?);
+    Some((b0 >> 3, ((b0 & 7) << 1) | (b1 >> 7), (b1 >> 3) & 0x0f))
+}
+
 /// Whether an FLV video tag body is an H.264 keyframe with coded data (an IDR packet).
 fn is_idr(video: &[u8]) -> bool {
     video.len() > 5 && video[0] == 0x17 && video[1] == 1
@@ -376,6 +387,11 @@ impl Splicer {
         if self.header(from, tag_type, body) {
             return Vec::new();
         }
+        // an AVC end of sequence (packet type 2, a muxer's EOS, a looped clip's end) would make
+        // a viewer's decoder flush mid-stream: never forwarded
+        if tag_type == TAG_VIDEO && body.len() >= 2 && body[0] & 0x0f == 7 && body[1] == 2 {
+            return Vec::new();
+        }
         let video = tag_type == TAG_VIDEO;
         if video && is_idr(body) && self.wanted == from && self.on_air != Some(from) {
             if from == Feed::Live && !matches!(self.live_fit(), Fit::Fits) {
@@ -435,10 +451,15 @@ impl Splicer {
             ));
         }
         match (&self.live.audio, &conn.audio) {
-            (Some(a), Some(b)) if aac_config(a).ok() != aac_config(b).ok() => Fit::Misfit(
-                "the publisher's AudioSpecificConfig (AAC profile, rate or channels) differs"
-                    .into(),
-            ),
+            (Some(a), Some(b))
+                if aac_config(a).ok().and_then(aac_essentials)
+                    != aac_config(b).ok().and_then(aac_essentials) =>
+            {
+                Fit::Misfit(
+                    "the publisher's AudioSpecificConfig (AAC profile, rate or channels) differs"
+                        .into(),
+                )
+            }
             _ => Fit::Fits,
         }
     }
@@ -696,7 +717,8 @@ mod tests {
         s.push(Feed::Live, TAG_VIDEO, 50_066, &hex(V360));
         s.push(Feed::Live, TAG_AUDIO, 50_066, &hex(A48));
         assert!(matches!(s.live_fit(), Fit::Misfit(w) if w.contains("AudioSpecificConfig")));
-        s.push(Feed::Live, TAG_AUDIO, 50_066, &hex(A441));
+        // the same AAC-LC 44.1 kHz stereo without ffmpeg's explicit no-SBR extension fits
+        s.push(Feed::Live, TAG_AUDIO, 50_066, &hex("af001210"));
         assert_eq!(s.live_fit(), Fit::Fits);
         assert_eq!(s.push(Feed::Live, TAG_VIDEO, 50_100, &idr(3)).len(), 1);
     }
@@ -726,86 +748,46 @@ mod tests {
     }
 }
 
-/// The splice rules against a real decoder: two x264/AAC streams from ffmpeg (a blue fallback
-/// with `sps-id=1`, a test-pattern publisher with SPS id 0), spliced back and forth, written as
-/// one FLV, must decode whole with zero errors (`ffmpeg -xerror`).
+/// The splice rules against a real decoder: a test-pattern publisher from ffmpeg (x264 with SPS
+/// id 0, B-frames, AAC) spliced back and forth with a fallback (another x264 stream with
+/// `sps-id=1`, or onair's own still GOP), written as one FLV, must decode whole with zero errors
+/// (`ffmpeg -xerror`).
 #[cfg(test)]
 mod decode_tests {
     use std::process::Command;
 
     use super::*;
+    use crate::media::output::still_gop::{GopFormat, encode_still, flv_tags};
 
-    fn ffmpeg(args: &[&str]) {
+    type Tags = Vec<(u8, u32, Vec<u8>)>;
+
+    /// 640x360 at 30 fps with a 440 Hz tone at 44.1 kHz stereo, `secs` long, from ffmpeg.
+    fn ffmpeg_stream(src: &str, x264: &str, secs: &str) -> Tags {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("s.flv");
         let st = Command::new("ffmpeg")
-            .args(["-v", "error", "-y"])
-            .args(args)
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("{src}size=640x360:rate=30"))
+            .args(["-f", "lavfi", "-i", "sine=r=44100:f=440", "-t", secs])
+            .args([
+                "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-bf", "2",
+            ])
+            .args(["-x264-params", x264, "-pix_fmt", "yuv420p"])
+            .args(["-c:a", "aac", "-ac", "2", "-f", "flv"])
+            .arg(&path)
             .status()
             .expect("ffmpeg (tools/setup-debian.sh installs it)");
-        assert!(st.success(), "ffmpeg {args:?}");
+        assert!(st.success(), "ffmpeg {src} {x264}");
+        let bytes = std::fs::read(&path).expect("flv");
+        flv_tags(&bytes)
+            .into_iter()
+            .map(|t| (t.tag_type, t.ts, t.body))
+            .collect()
     }
 
-    /// The tags of an FLV file: (type, timestamp ms, body).
-    fn tags(path: &std::path::Path) -> Vec<(u8, u32, Vec<u8>)> {
-        let d = std::fs::read(path).expect("flv");
-        let (mut at, mut out) = (13, Vec::new());
-        while at + 11 <= d.len() {
-            let len =
-                usize::from(d[at + 1]) << 16 | usize::from(d[at + 2]) << 8 | usize::from(d[at + 3]);
-            let ts = u32::from_be_bytes([d[at + 7], d[at + 4], d[at + 5], d[at + 6]]);
-            if let Some(body) = d.get(at + 11..at + 11 + len)
-                && matches!(d[at], TAG_AUDIO | TAG_VIDEO)
-            {
-                out.push((d[at], ts, body.to_vec()));
-            }
-            at += 11 + len + 4;
-        }
-        out
-    }
-
-    #[test]
-    fn a_stream_spliced_back_and_forth_decodes_with_zero_errors() {
-        let dir = tempfile::tempdir().expect("dir");
-        let (fb, live, out) = (
-            dir.path().join("fallback.flv"),
-            dir.path().join("live.flv"),
-            dir.path().join("spliced.flv"),
-        );
-        let enc = |src: &str, x264: &str, path: &std::path::Path, secs: &str| {
-            ffmpeg(&[
-                "-f",
-                "lavfi",
-                "-i",
-                &format!("{src}size=640x360:rate=30"),
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=r=44100:f=440",
-                "-t",
-                secs,
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-g",
-                "30",
-                "-bf",
-                "2",
-                "-x264-params",
-                x264,
-                "-pix_fmt",
-                "yuv420p",
-                "-c:a",
-                "aac",
-                "-ac",
-                "2",
-                "-f",
-                "flv",
-                path.to_str().expect("path"),
-            ]);
-        };
-        enc("color=c=blue:", "sps-id=1", &fb, "1");
-        enc("testsrc2=", "sps-id=0", &live, "3");
-        let (fb, live) = (tags(&fb), tags(&live));
+    /// Three rounds of (fallback 2 loops, live) then the fallback once more, through one
+    /// splicer; decoded by ffmpeg. Returns the frames ffprobe counted.
+    fn splice_and_decode(fb: &Tags, live: &Tags) -> u32 {
         let mut s = Splicer::new(30);
         let mut sent = Vec::new();
         // the fallback loop, re-stamped to run on (as the copy path's fallback feeder does):
@@ -821,7 +803,7 @@ mod decode_tests {
         let mut loops = 0u32;
         let mut fallback = |s: &mut Splicer, sent: &mut Vec<Tag>, n: u32| {
             for _ in 0..n {
-                for (t, ts, b) in &fb {
+                for (t, ts, b) in fb {
                     sent.extend(s.push(Feed::Fallback, *t, ts + loops * period, b));
                 }
                 loops += 1;
@@ -832,7 +814,7 @@ mod decode_tests {
             s.live_restarted();
             s.arm_live();
             // each publisher session's clock starts elsewhere
-            for (t, ts, b) in &live {
+            for (t, ts, b) in live {
                 sent.extend(s.push(Feed::Live, *t, ts + round * 100_000, b));
             }
             assert_eq!(s.live_fit(), Fit::Fits);
@@ -844,6 +826,8 @@ mod decode_tests {
         for t in &sent {
             flv.extend(crate::media::flv::tag(t.tag_type, t.ts, &t.body));
         }
+        let dir = tempfile::tempdir().expect("dir");
+        let out = dir.path().join("spliced.flv");
         std::fs::write(&out, flv).expect("write");
         let headers = sent
             .iter()
@@ -861,7 +845,6 @@ mod decode_tests {
             r.status.success() && errors.trim().is_empty(),
             "decode errors: {errors}"
         );
-        // every video frame sent decoded: 7 s of fallback and 9 s of live at 30 fps
         let frames = Command::new("ffprobe")
             .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
             .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
@@ -876,7 +859,58 @@ mod decode_tests {
             .iter()
             .filter(|t| t.tag_type == TAG_VIDEO && t.body[1] == 1)
             .count() as u32;
-        assert_eq!(n, sent_video);
+        assert_eq!(n, sent_video, "every video frame sent decodes");
+        n
+    }
+
+    #[test]
+    fn a_stream_spliced_back_and_forth_decodes_with_zero_errors() {
+        let fb = ffmpeg_stream("color=c=blue:", "sps-id=1", "1");
+        let live = ffmpeg_stream("testsrc2=", "sps-id=0", "3");
+        // 7 loops of the 1 s fallback and 3 × 3 s of live at 30 fps
+        let n = splice_and_decode(&fb, &live);
+        assert!(n >= 16 * 30 - 10, "{n} frames");
+    }
+
+    #[test]
+    fn onairs_still_gop_is_a_fallback_a_decoder_takes_between_publisher_segments() {
+        crate::media::init().expect("gstreamer");
+        let format = GopFormat {
+            video: crate::media::OutputFormat {
+                width: 640,
+                height: 360,
+                fps: 30,
+            },
+            audio_rate: 44_100,
+            audio_channels: 2,
+            video_kbps: 300,
+        };
+        // a mid-grey I420 frame
+        let size = 640 * 360 * 3 / 2;
+        let frame = gst::Buffer::from_mut_slice(vec![128u8; size]);
+        let encoding = std::time::Instant::now();
+        let gop = encode_still(&frame, &format, 1).expect("encoded");
+        eprintln!(
+            "still GOP, 640x360 at 30 fps, 1 s: {} tags in {:?}",
+            gop.len(),
+            encoding.elapsed()
+        );
+        let video: Vec<_> = gop.iter().filter(|t| t.tag_type == TAG_VIDEO).collect();
+        let cfg = AvcConfig::parse(&video[0].body).expect("sequence header first");
+        assert_eq!((cfg.width, cfg.height, cfg.sps_id), (640, 360, 1));
+        assert_eq!(
+            video.iter().filter(|t| is_idr(&t.body)).count(),
+            1,
+            "one GOP"
+        );
+        let frames = video.iter().filter(|t| t.body[1] == 1).count();
+        assert_eq!(frames, 30, "one second of frames");
+        let fb: Tags = gop
+            .into_iter()
+            .map(|t| (t.tag_type, t.ts, t.body))
+            .collect();
+        let live = ffmpeg_stream("testsrc2=", "sps-id=0", "3");
+        let n = splice_and_decode(&fb, &live);
         assert!(n >= 16 * 30 - 10, "{n} frames");
     }
 }

@@ -1,0 +1,158 @@
+//! The copy path's fallback for a still (the slate or an image): one GOP encoded once, at the
+//! live track's size and frame rate, with its own SPS id (x264's `sps-id`, so the viewer's
+//! decoder keeps the publisher's parameter sets beside it, see [`super::splice`]), and silent AAC
+//! at the live track's rate and channels. The result is a list of FLV tags the copy path loops,
+//! re-stamped, for as long as the fallback is on air: an idle channel encodes nothing.
+//! (Issue 27, second part: not yet wired to a channel.)
+
+use gst::prelude::*;
+
+use super::splice::Tag;
+use crate::media::flv::{TAG_AUDIO, TAG_VIDEO};
+use crate::media::{MediaError, OutputFormat, make};
+
+/// The SPS and PPS id the copy path's fallback uses: publishers (x264, NVENC, OBS) use 0.
+pub const FALLBACK_SPS_ID: u32 = 1;
+
+/// What the fallback GOP must match: the live track's picture and sound.
+#[derive(Debug, Clone, Copy)]
+pub struct GopFormat {
+    pub video: OutputFormat,
+    /// Hz, e.g. 44 100 or 48 000.
+    pub audio_rate: u32,
+    pub audio_channels: u32,
+    /// kbit/s of the still's video (a still needs little: 500 is plenty at 1080p).
+    pub video_kbps: u32,
+}
+
+/// Encodes `frame` (raw I420 at `format.video`'s size) as one GOP of `seconds` (at least 1 s,
+/// whole frames) with silence of the same length. Returns its FLV tags in file order: the AVC and
+/// AAC sequence headers first, timestamps from 0 ms. Errors: an element is missing, the
+/// pipeline fails, or it does not finish within 20 s.
+pub fn encode_still(
+    frame: &gst::Buffer,
+    format: &GopFormat,
+    seconds: u32,
+) -> Result<Vec<Tag>, MediaError> {
+    let fps = format.video.fps.max(1);
+    let frames = fps * seconds.max(1);
+    let pipeline = gst::Pipeline::with_name("still-gop");
+    let build = |e: gst::glib::BoolError| MediaError::Build(e.to_string());
+    let src = gst::prelude::Cast::downcast::<gst_app::AppSrc>(make("appsrc", "still")?)
+        .map_err(|_| MediaError::Build("appsrc is not an AppSrc".into()))?;
+    src.set_caps(Some(&format.video.video_caps()));
+    src.set_format(gst::Format::Time);
+    let x264 = make("x264enc", "x264")?;
+    x264.set_property("bitrate", format.video_kbps);
+    x264.set_property_from_str("speed-preset", "veryfast");
+    x264.set_property("key-int-max", frames);
+    x264.set_property("bframes", 0u32);
+    x264.set_property(
+        "option-string",
+        format!("sps-id={FALLBACK_SPS_ID}:scenecut=0:min-keyint={frames}:force-cfr=1"),
+    );
+    let h264 = make("capsfilter", "h264")?;
+    h264.set_property(
+        "caps",
+        gst::Caps::builder("video/x-h264")
+            .field("stream-format", "avc")
+            .field("alignment", "au")
+            .build(),
+    );
+    let silence = make("audiotestsrc", "silence")?;
+    silence.set_property_from_str("wave", "silence");
+    silence.set_property("samplesperbuffer", 1024i32);
+    let samples = u64::from(format.audio_rate) * u64::from(frames) / u64::from(fps);
+    silence.set_property("num-buffers", samples.div_ceil(1024) as i32);
+    let raw_audio = make("capsfilter", "raw_audio")?;
+    raw_audio.set_property(
+        "caps",
+        gst::Caps::builder("audio/x-raw")
+            .field("rate", format.audio_rate as i32)
+            .field("channels", format.audio_channels as i32)
+            .build(),
+    );
+    let convert = make("audioconvert", "convert")?;
+    let aac = make("avenc_aac", "aac")?;
+    let mux = make("flvmux", "mux")?;
+    mux.set_property("streamable", true);
+    let sink = gst::prelude::Cast::downcast::<gst_app::AppSink>(make("appsink", "out")?)
+        .map_err(|_| MediaError::Build("appsink is not an AppSink".into()))?;
+    sink.set_property("sync", false);
+    let src_el = src.upcast_ref::<gst::Element>();
+    let sink_el = sink.upcast_ref::<gst::Element>();
+    pipeline
+        .add_many([
+            src_el, &x264, &h264, &silence, &convert, &raw_audio, &aac, &mux, sink_el,
+        ])
+        .map_err(build)?;
+    gst::Element::link_many([src_el, &x264, &h264, &mux, sink_el]).map_err(build)?;
+    gst::Element::link_many([&silence, &convert, &raw_audio, &aac, &mux]).map_err(build)?;
+
+    let collected = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<u8>::new()));
+    let into = collected.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if let Some(map) = sample.buffer().and_then(|b| b.map_readable().ok()) {
+                    into.lock().extend_from_slice(map.as_slice());
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let start = |what: &str, e: &dyn std::fmt::Display| MediaError::Start {
+        what: format!("the fallback GOP's {what}"),
+        message: e.to_string(),
+    };
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| start("pipeline", &e))?;
+    let step = format.video.frame_duration();
+    for i in 0..u64::from(frames) {
+        let mut b = frame.copy();
+        if let Some(b) = b.get_mut() {
+            b.set_pts(step * i);
+            b.set_duration(step);
+        }
+        src.push_buffer(b).map_err(|e| start("input", &e))?;
+    }
+    let _ = src.end_of_stream();
+    let bus = pipeline.bus().ok_or_else(|| start("bus", &"none"))?;
+    let ended = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(20),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    let _ = pipeline.set_state(gst::State::Null);
+    match ended.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => {}
+        Some(gst::MessageView::Error(e)) => return Err(start("encode", &e.error())),
+        _ => return Err(start("encode", &"not finished within 20 s")),
+    }
+    let bytes = collected.lock();
+    Ok(flv_tags(&bytes))
+}
+
+/// The audio and video tags of an FLV byte stream (header skipped, anything else dropped).
+pub fn flv_tags(d: &[u8]) -> Vec<Tag> {
+    let mut at = if d.starts_with(b"FLV") { 13 } else { 0 };
+    let mut out = Vec::new();
+    while at + 11 <= d.len() {
+        let len =
+            usize::from(d[at + 1]) << 16 | usize::from(d[at + 2]) << 8 | usize::from(d[at + 3]);
+        let ts = u32::from_be_bytes([d[at + 7], d[at + 4], d[at + 5], d[at + 6]]);
+        let Some(body) = d.get(at + 11..at + 11 + len) else {
+            break;
+        };
+        if matches!(d[at], TAG_AUDIO | TAG_VIDEO) && !body.is_empty() {
+            out.push(Tag {
+                tag_type: d[at],
+                ts,
+                body: body.to_vec(),
+            });
+        }
+        at += 11 + len + 4;
+    }
+    out
+}
