@@ -134,6 +134,70 @@ pub fn encode_still(
     Ok(flv_tags(&bytes))
 }
 
+/// A fallback clip (a still GOP, or a looping video's tags) played round and round on a clock
+/// that never goes back: each lap starts where the last one ended, its longer track's last
+/// frame included (an AAC frame is 1024 samples, a video frame one frame), so neither track
+/// overlaps itself at the seam. Sequence headers are given once, at the first lap.
+#[derive(Debug, Clone)]
+pub struct FallbackLoop {
+    tags: Vec<Tag>,
+    /// One lap, ms.
+    period: u32,
+    lap: u32,
+    at: usize,
+}
+
+impl FallbackLoop {
+    /// `tags` as [`encode_still`] gives them (timestamps from 0), at `fps` frames per second
+    /// and `audio_rate` Hz. `None` when there is no coded video (nothing to loop on).
+    pub fn new(tags: Vec<Tag>, fps: u32, audio_rate: u32) -> Option<FallbackLoop> {
+        let coded = |t: &Tag| t.body.len() > 1 && t.body[1] == 1;
+        let end = |track: u8, dur: u32| {
+            tags.iter()
+                .filter(|t| t.tag_type == track && coded(t))
+                .map(|t| t.ts + dur)
+                .max()
+        };
+        let frame_ms = 1000u32.div_ceil(fps.max(1));
+        let aac_ms = (1024 * 1000u32).div_ceil(audio_rate.max(1));
+        let video = end(TAG_VIDEO, frame_ms)?;
+        let period = video.max(end(TAG_AUDIO, aac_ms).unwrap_or(0));
+        Some(FallbackLoop {
+            tags,
+            period,
+            lap: 0,
+            at: 0,
+        })
+    }
+
+    /// One lap, ms.
+    pub fn period_ms(&self) -> u32 {
+        self.period
+    }
+
+    /// The next tag, stamped on the loop's own clock (lap × period + its time in the clip).
+    /// Sequence headers come only in the first lap.
+    pub fn next_tag(&mut self) -> Tag {
+        loop {
+            if self.at == self.tags.len() {
+                self.at = 0;
+                self.lap += 1;
+            }
+            let t = &self.tags[self.at];
+            self.at += 1;
+            let header = t.body.len() > 1 && t.body[1] == 0;
+            if header && self.lap > 0 {
+                continue;
+            }
+            return Tag {
+                tag_type: t.tag_type,
+                ts: t.ts.wrapping_add(self.lap.wrapping_mul(self.period)),
+                body: t.body.clone(),
+            };
+        }
+    }
+}
+
 /// The audio and video tags of an FLV byte stream (header skipped, anything else dropped).
 pub fn flv_tags(d: &[u8]) -> Vec<Tag> {
     let mut at = if d.starts_with(b"FLV") { 13 } else { 0 };
@@ -155,4 +219,47 @@ pub fn flv_tags(d: &[u8]) -> Vec<Tag> {
         at += 11 + len + 4;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(tag_type: u8, ts: u32, kind: u8) -> Tag {
+        Tag {
+            tag_type,
+            ts,
+            body: vec![if tag_type == TAG_VIDEO { 0x17 } else { 0xaf }, kind, 0],
+        }
+    }
+
+    #[test]
+    fn laps_follow_each_other_without_overlap_and_headers_come_once() {
+        // 1 s at 30 fps: frames at 0..=966 ms; AAC at 48 kHz: 47 frames of 21.3 ms, the last
+        // at 981 ms ending (rounded up) at 1003 ms, after the last video frame's end (1000 ms)
+        let mut clip = vec![tag(TAG_VIDEO, 0, 0), tag(TAG_AUDIO, 0, 0)];
+        for i in 0..30 {
+            clip.push(tag(TAG_VIDEO, i * 1000 / 30, 1));
+        }
+        for i in 0..47 {
+            clip.push(tag(TAG_AUDIO, i * 1024 * 1000 / 48_000, 1));
+        }
+        let n = clip.len();
+        let mut l = FallbackLoop::new(clip, 30, 48_000).expect("video");
+        assert_eq!(l.period_ms(), 981 + 22);
+        let first: Vec<Tag> = (0..n).map(|_| l.next_tag()).collect();
+        let second: Vec<Tag> = (0..n - 2).map(|_| l.next_tag()).collect();
+        assert!(second.iter().all(|t| t.body[1] == 1), "a header came again");
+        for track in [TAG_VIDEO, TAG_AUDIO] {
+            let last = first
+                .iter()
+                .filter(|t| t.tag_type == track)
+                .map(|t| t.ts)
+                .max();
+            let next = second.iter().find(|t| t.tag_type == track).map(|t| t.ts);
+            assert!(next > last, "track {track} went back at the seam");
+        }
+        assert_eq!(second[0].ts, 1003);
+        assert!(FallbackLoop::new(vec![tag(TAG_AUDIO, 0, 1)], 30, 48_000).is_none());
+    }
 }
