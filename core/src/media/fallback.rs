@@ -254,6 +254,24 @@ fn load(path: &Path, format: &OutputFormat) -> Result<(Source, String), MediaErr
     }
 }
 
+/// The one frame a still fallback shows, I420 at `format`'s size: the image at `image`, or the
+/// slate (`slate`: headline and channel name) when `None`. For the copy path, which encodes it
+/// once ([`crate::media::output::still_gop`]). Errors: the image cannot be read or decoded.
+pub fn still_frame(
+    image: Option<&Path>,
+    format: &OutputFormat,
+    slate: &(String, String),
+) -> Result<gst::Buffer, MediaError> {
+    let source = match image {
+        Some(p) => load_image(p, format)?,
+        None => load_slate(format, slate)?,
+    };
+    match source {
+        Source::Still { frame } => Ok(frame),
+        Source::Clip(_) => Err(MediaError::Build("a still gave a clip".into())),
+    }
+}
+
 /// Runs a one-frame pipeline to PAUSED and takes its preroll buffer.
 fn render_still(
     pipeline: &gst::Pipeline,

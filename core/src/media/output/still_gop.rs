@@ -234,6 +234,72 @@ mod tests {
     }
 
     #[test]
+    fn the_slate_encodes_as_one_gop_at_the_live_tracks_parameters_and_decodes_clean() {
+        crate::media::init().expect("gstreamer");
+        let video = OutputFormat {
+            width: 1280,
+            height: 720,
+            fps: 30,
+        };
+        let slate = ("Be right back".to_string(), "main".to_string());
+        let frame = crate::media::fallback::still_frame(None, &video, &slate).expect("slate");
+        let format = GopFormat {
+            video,
+            audio_rate: 48_000,
+            audio_channels: 2,
+            video_kbps: 500,
+        };
+        let gop = encode_still(&frame, &format, 2).expect("encoded");
+        let header = gop
+            .iter()
+            .find(|t| t.tag_type == TAG_VIDEO && t.body.get(1) == Some(&0))
+            .expect("a video sequence header");
+        let cfg = super::super::splice::AvcConfig::parse(&header.body).expect("AVC");
+        assert_eq!(
+            (cfg.width, cfg.height, cfg.sps_id),
+            (1280, 720, FALLBACK_SPS_ID)
+        );
+        let asc = gop
+            .iter()
+            .find(|t| t.tag_type == TAG_AUDIO && t.body.get(1) == Some(&0))
+            .map(|t| {
+                super::super::splice::aac_config(&t.body)
+                    .expect("AAC")
+                    .to_vec()
+            })
+            .expect("an audio sequence header");
+        // AAC-LC (2), 48 kHz (index 3), stereo (2): 00010 0011 0010 …
+        assert_eq!(asc[..2], [0x11, 0x90]);
+        let coded: Vec<&Tag> = gop
+            .iter()
+            .filter(|t| t.tag_type == TAG_VIDEO && t.body.get(1) == Some(&1))
+            .collect();
+        assert_eq!(coded.len(), 60, "2 s at 30 fps");
+        assert_eq!(
+            coded.iter().filter(|t| t.body[0] == 0x17).count(),
+            1,
+            "one GOP"
+        );
+        // the GOP on its own decodes clean
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("gop.flv");
+        let mut flv = crate::media::flv::stream_header().to_vec();
+        for t in &gop {
+            flv.extend(crate::media::flv::tag(t.tag_type, t.ts, &t.body));
+        }
+        std::fs::write(&path, flv).expect("write");
+        let r = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-xerror", "-i"])
+            .arg(&path)
+            .args(["-fps_mode", "passthrough", "-enc_time_base:v", "1:1000"])
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("ffmpeg");
+        let errors = String::from_utf8_lossy(&r.stderr);
+        assert!(r.status.success() && errors.trim().is_empty(), "{errors}");
+    }
+
+    #[test]
     fn laps_follow_each_other_without_overlap_and_headers_come_once() {
         // 1 s at 30 fps: frames at 0..=966 ms; AAC at 48 kHz: 47 frames of 21.3 ms, the last
         // at 981 ms ending (rounded up) at 1003 ms, after the last video frame's end (1000 ms)
