@@ -9,6 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = flv::avc_keyframe_cts(data);
     let _ = flv::check_video_codec(data);
     let _ = flv::check_audio_codec(data);
+    let _ = flv::tags(data);
     let ts = data
         .get(..4)
         .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));

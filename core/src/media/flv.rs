@@ -27,6 +27,38 @@ pub fn tag(tag_type: u8, ts_ms: u32, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// One audio or video tag: its type, timestamp (ms) and body (the RTMP message body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub tag_type: u8,
+    pub ts: u32,
+    pub body: Vec<u8>,
+}
+
+/// The audio and video tags of an FLV byte stream (the header skipped when present, other tag
+/// types and empty bodies dropped, a truncated last tag left out). The reader of [`tag`].
+pub fn tags(d: &[u8]) -> Vec<Tag> {
+    let mut at = if d.starts_with(b"FLV") { 13 } else { 0 };
+    let mut out = Vec::new();
+    while at + 11 <= d.len() {
+        let len =
+            usize::from(d[at + 1]) << 16 | usize::from(d[at + 2]) << 8 | usize::from(d[at + 3]);
+        let ts = u32::from_be_bytes([d[at + 7], d[at + 4], d[at + 5], d[at + 6]]);
+        let Some(body) = d.get(at + 11..at + 11 + len) else {
+            break;
+        };
+        if matches!(d[at], TAG_AUDIO | TAG_VIDEO) && !body.is_empty() {
+            out.push(Tag {
+                tag_type: d[at],
+                ts,
+                body: body.to_vec(),
+            });
+        }
+        at += 11 + len + 4;
+    }
+    out
+}
+
 /// True when `data` is a whole FLV video tag holding a keyframe (frame type 1).
 pub fn is_video_keyframe_tag(data: &[u8]) -> bool {
     data.len() > 11 && data[0] == TAG_VIDEO && data[11] >> 4 == 1
@@ -40,6 +72,20 @@ pub fn is_avc_sequence_header(body: &[u8]) -> bool {
 /// Whether an audio message body is an AAC sequence header (AudioSpecificConfig).
 pub fn is_aac_sequence_header(body: &[u8]) -> bool {
     body.len() >= 2 && body[0] >> 4 == 10 && body[1] == 0
+}
+
+/// Whether a body of tag type `tag_type` is its track's AVC or AAC sequence header.
+pub fn is_sequence_header(tag_type: u8, body: &[u8]) -> bool {
+    match tag_type {
+        TAG_VIDEO => is_avc_sequence_header(body),
+        TAG_AUDIO => is_aac_sequence_header(body),
+        _ => false,
+    }
+}
+
+/// Whether a video message body is an AVC end of sequence (AVCPacketType 2).
+pub fn is_avc_end_of_sequence(body: &[u8]) -> bool {
+    body.len() >= 2 && body[0] & 0x0f == 7 && body[1] == 2
 }
 
 /// For an RTMP video message body holding an H.264 keyframe (frame type 1, AVC NALU packet), the
@@ -116,6 +162,33 @@ mod tests {
         assert!(is_video_keyframe_tag(&t));
         assert!(!is_video_keyframe_tag(&tag(TAG_VIDEO, 0, &[0x27, 1])));
         assert!(!is_video_keyframe_tag(&tag(TAG_AUDIO, 0, &[0xaf, 1])));
+    }
+
+    #[test]
+    fn tags_read_back_what_tag_wrote() {
+        let mut file = stream_header().to_vec();
+        file.extend(tag(TAG_VIDEO, 0x0102_0304, &[0x17, 1, 0, 0, 0, 9]));
+        file.extend(tag(18, 5, b"script data"));
+        file.extend(tag(TAG_AUDIO, 7, &[0xaf, 1, 2]));
+        file.extend(tag(TAG_AUDIO, 8, &[0xaf, 1, 3]));
+        // into the last tag's body (3 bytes, then the 4-byte PreviousTagSize)
+        let cut = file.len() - 6;
+        let read = tags(&file);
+        assert_eq!(read.len(), 3, "script data dropped");
+        assert_eq!(read[2].ts, 8);
+        assert_eq!(
+            (read[0].ts, read[0].body.as_slice()),
+            (0x0102_0304, &[0x17, 1, 0, 0, 0, 9][..])
+        );
+        assert_eq!(read[1].tag_type, TAG_AUDIO);
+        assert_eq!(
+            tags(&file[..cut]).len(),
+            2,
+            "the truncated last tag is left out"
+        );
+        assert!(is_sequence_header(TAG_AUDIO, &[0xaf, 0, 0x11, 0x90]));
+        assert!(!is_sequence_header(TAG_VIDEO, &[0xaf, 0]));
+        assert!(is_avc_end_of_sequence(&[0x17, 2, 0, 0, 0]));
     }
 
     #[test]

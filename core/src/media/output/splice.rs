@@ -24,7 +24,10 @@
 //!   frame (`out = out_base + (ts - segment_start)`), so they never jump or run backwards, and
 //!   do not inflate on every reconnect. Composition offsets (PTS − DTS) are kept as they are.
 
-use crate::media::flv::{TAG_AUDIO, TAG_VIDEO};
+use crate::media::flv::{
+    self, TAG_AUDIO, TAG_VIDEO, Tag, avc_keyframe_cts, is_aac_sequence_header,
+    is_avc_end_of_sequence, is_avc_sequence_header,
+};
 
 /// An AVC sequence header (AVCDecoderConfigurationRecord, ISO/IEC 14496-15 §5.3.3.1) as the
 /// splicer needs it.
@@ -55,7 +58,7 @@ pub enum HeaderError {
 impl AvcConfig {
     /// Reads the sequence header in an FLV video tag body (`0x17 0x00 CTS[3] record`).
     pub fn parse(video: &[u8]) -> Result<AvcConfig, HeaderError> {
-        if video.len() < 5 || video[0] & 0x0f != 7 || video[1] != 0 {
+        if video.len() < 5 || !is_avc_sequence_header(video) {
             return Err(HeaderError::NotAvc);
         }
         let r = &video[5..];
@@ -250,7 +253,7 @@ impl<'a> Bits<'a> {
 
 /// The AudioSpecificConfig in an FLV audio tag body (`0xAF 0x00 ASC…`).
 pub fn aac_config(audio: &[u8]) -> Result<&[u8], HeaderError> {
-    if audio.len() < 4 || audio[0] >> 4 != 10 || audio[1] != 0 {
+    if audio.len() < 4 || !is_aac_sequence_header(audio) {
         return Err(HeaderError::NotAac);
     }
     Ok(&audio[2..])
@@ -267,7 +270,7 @@ fn aac_essentials(asc: &[u8]) -> Option<(u8, u8, u8)> {
 
 /// Whether an FLV video tag body is an H.264 keyframe with coded data (an IDR packet).
 fn is_idr(video: &[u8]) -> bool {
-    video.len() > 5 && video[0] == 0x17 && video[1] == 1
+    video.len() > 5 && avc_keyframe_cts(video).is_some()
 }
 
 /// `video` (an H.264 NALU packet) with `cfg`'s SPS and PPS in front of its first NAL unit, unless
@@ -318,14 +321,6 @@ struct Headers {
 pub enum Feed {
     Fallback,
     Live,
-}
-
-/// One tag to send: FLV tag type, timestamp (ms) and body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tag {
-    pub tag_type: u8,
-    pub ts: u32,
-    pub body: Vec<u8>,
 }
 
 /// The splicer of one platform connection.
@@ -389,7 +384,7 @@ impl Splicer {
         }
         // an AVC end of sequence (packet type 2, a muxer's EOS, a looped clip's end) would make
         // a viewer's decoder flush mid-stream: never forwarded
-        if tag_type == TAG_VIDEO && body.len() >= 2 && body[0] & 0x0f == 7 && body[1] == 2 {
+        if tag_type == TAG_VIDEO && is_avc_end_of_sequence(body) {
             return Vec::new();
         }
         let video = tag_type == TAG_VIDEO;
@@ -470,17 +465,15 @@ impl Splicer {
             Feed::Live => &mut self.live,
             Feed::Fallback => &mut self.fallback,
         };
-        if tag_type == TAG_VIDEO && body.len() >= 2 && body[1] == 0 {
-            if let Ok(cfg) = AvcConfig::parse(body) {
-                slot.video = Some((body.to_vec(), cfg));
-            }
-            return true;
+        if !flv::is_sequence_header(tag_type, body) {
+            return false;
         }
-        if tag_type == TAG_AUDIO && body.len() >= 2 && body[0] >> 4 == 10 && body[1] == 0 {
+        if tag_type == TAG_AUDIO {
             slot.audio = Some(body.to_vec());
-            return true;
+        } else if let Ok(cfg) = AvcConfig::parse(body) {
+            slot.video = Some((body.to_vec(), cfg));
         }
-        false
+        true
     }
 
     fn source(&self, from: Feed) -> &Headers {
@@ -753,16 +746,14 @@ mod tests {
 /// `sps-id=1`, or onair's own still GOP), written as one FLV, must decode whole with zero errors
 /// (`ffmpeg -xerror`).
 #[cfg(test)]
-mod decode_tests {
+pub(crate) mod decode_tests {
     use std::process::Command;
 
     use super::*;
-    use crate::media::output::still_gop::{FallbackLoop, GopFormat, encode_still, flv_tags};
-
-    type Tags = Vec<(u8, u32, Vec<u8>)>;
+    use crate::media::output::still_gop::{FallbackLoop, GopFormat, encode_still};
 
     /// 640x360 at 30 fps with a 440 Hz tone at 44.1 kHz stereo, `secs` long, from ffmpeg.
-    fn ffmpeg_stream(src: &str, x264: &str, secs: &str) -> Tags {
+    fn ffmpeg_stream(src: &str, x264: &str, secs: &str) -> Vec<Tag> {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("s.flv");
         let st = Command::new("ffmpeg")
@@ -778,29 +769,45 @@ mod decode_tests {
             .status()
             .expect("ffmpeg (tools/setup-debian.sh installs it)");
         assert!(st.success(), "ffmpeg {src} {x264}");
-        let bytes = std::fs::read(&path).expect("flv");
-        flv_tags(&bytes)
-            .into_iter()
-            .map(|t| (t.tag_type, t.ts, t.body))
-            .collect()
+        flv::tags(&std::fs::read(&path).expect("flv"))
+    }
+
+    /// Writes `tags` as one FLV file in a temporary folder and decodes all of it with ffmpeg;
+    /// panics with ffmpeg's messages unless it decodes with zero errors. Decoded as stamped
+    /// (`passthrough`, on a 1 ms time base): the null output's default 1/30 s time base puts two
+    /// frames 33 ms apart into one slot when a splice has shifted their millisecond phase, and
+    /// complains; that says nothing of the stream. Returns the folder and the file.
+    pub(crate) fn assert_decodes_clean(tags: &[Tag]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let mut file = flv::stream_header().to_vec();
+        for t in tags {
+            file.extend(flv::tag(t.tag_type, t.ts, &t.body));
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("out.flv");
+        std::fs::write(&path, file).expect("write");
+        let r = Command::new("ffmpeg")
+            .args(["-v", "error", "-xerror", "-i"])
+            .arg(&path)
+            .args(["-fps_mode", "passthrough", "-enc_time_base:v", "1:1000"])
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("ffmpeg (tools/setup-debian.sh installs it)");
+        let errors = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            r.status.success() && errors.trim().is_empty(),
+            "decode errors: {errors}"
+        );
+        (dir, path)
     }
 
     /// Three rounds of (fallback 2 loops, live) then the fallback once more, through one
     /// splicer; decoded by ffmpeg. Returns the frames ffprobe counted.
-    fn splice_and_decode(fb: &Tags, live: &Tags) -> u32 {
+    fn splice_and_decode(fb: &[Tag], live: &[Tag]) -> u32 {
         let mut s = Splicer::new(30);
         let mut sent = Vec::new();
         // the fallback looped on its own clock, as the copy path will feed it
-        let clip: Vec<Tag> = fb
-            .iter()
-            .map(|(t, ts, b)| Tag {
-                tag_type: *t,
-                ts: *ts,
-                body: b.clone(),
-            })
-            .collect();
-        let lap = clip.len();
-        let mut looped = FallbackLoop::new(clip, 30, 44_100).expect("video");
+        let lap = fb.len();
+        let mut looped = FallbackLoop::new(fb.to_vec(), 30, 44_100).expect("video");
         let mut first = true;
         let mut fallback = |s: &mut Splicer, sent: &mut Vec<Tag>, n: usize| {
             // the two sequence headers come in the first lap only
@@ -816,41 +823,20 @@ mod decode_tests {
             s.live_restarted();
             s.arm_live();
             // each publisher session's clock starts elsewhere
-            for (t, ts, b) in live {
-                sent.extend(s.push(Feed::Live, *t, ts + round * 100_000, b));
+            for t in live {
+                sent.extend(s.push(Feed::Live, t.tag_type, t.ts + round * 100_000, &t.body));
             }
             assert_eq!(s.live_fit(), Fit::Fits);
             assert_eq!(s.on_air(), Some(Feed::Live), "round {round}");
             s.cut_to_fallback();
         }
         fallback(&mut s, &mut sent, 1);
-        let mut flv = crate::media::flv::stream_header().to_vec();
-        for t in &sent {
-            flv.extend(crate::media::flv::tag(t.tag_type, t.ts, &t.body));
-        }
-        let dir = tempfile::tempdir().expect("dir");
-        let out = dir.path().join("spliced.flv");
-        std::fs::write(&out, flv).expect("write");
         let headers = sent
             .iter()
-            .filter(|t| t.body.len() > 1 && t.body[1] == 0)
+            .filter(|t| flv::is_sequence_header(t.tag_type, &t.body))
             .count();
         assert_eq!(headers, 2, "one video and one audio sequence header in all");
-        // decode every frame as stamped (`passthrough`, on a 1 ms time base): the null output's
-        // default 1/30 s time base puts two frames 33 ms apart into one slot when a splice has
-        // shifted their millisecond phase, and complains; that says nothing of the stream
-        let r = Command::new("ffmpeg")
-            .args(["-v", "error", "-xerror", "-i"])
-            .arg(&out)
-            .args(["-fps_mode", "passthrough", "-enc_time_base:v", "1:1000"])
-            .args(["-f", "null", "-"])
-            .output()
-            .expect("ffmpeg");
-        let errors = String::from_utf8_lossy(&r.stderr);
-        assert!(
-            r.status.success() && errors.trim().is_empty(),
-            "decode errors: {errors}"
-        );
+        let (_dir, out) = assert_decodes_clean(&sent);
         let frames = Command::new("ffprobe")
             .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
             .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
@@ -911,12 +897,8 @@ mod decode_tests {
         );
         let frames = video.iter().filter(|t| t.body[1] == 1).count();
         assert_eq!(frames, 30, "one second of frames");
-        let fb: Tags = gop
-            .into_iter()
-            .map(|t| (t.tag_type, t.ts, t.body))
-            .collect();
         let live = ffmpeg_stream("testsrc2=", "sps-id=0", "3");
-        let n = splice_and_decode(&fb, &live);
+        let n = splice_and_decode(&gop, &live);
         assert!(n >= 16 * 30 - 10, "{n} frames");
     }
 }
