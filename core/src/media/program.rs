@@ -294,6 +294,13 @@ struct SwitchRate {
     format: OutputFormat,
 }
 
+/// How long a rate change may take to reach the encodes. Normally one frame period plus the
+/// switch's latency (~50–100 ms); under CPU load GStreamer 1.22's videoaggregator has been seen
+/// to put its next frame up to 2.6 s ahead of the running time on a rate change (its timeline
+/// at 4.1 s with the running time at 1.5–2.0 s; 1 full lib test run in 4 on 2 cores) and to
+/// wait for the clock to get there, so 2 s was not enough.
+const RATE_CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl SwitchRate {
     fn fps(&self) -> u32 {
         self.fps.load(Ordering::SeqCst)
@@ -308,7 +315,7 @@ impl SwitchRate {
     /// Sets the switch to `fps`; when `wait` and the pipeline plays, returns once frames at
     /// that rate leave the switch (one frame period plus the switch's latency, ~50–100 ms), so
     /// that an encode linked after it never sees the old rate. Errors: the new rate did not
-    /// show within 2 s.
+    /// show within [`RATE_CHANGE_TIMEOUT`].
     fn set(&self, fps: u32, wait: bool) -> Result<(), MediaError> {
         let format = OutputFormat { fps, ..self.format };
         self.caps.set_property("caps", format.video_caps());
@@ -317,7 +324,7 @@ impl SwitchRate {
             return Ok(());
         }
         let want = gst::Fraction::new(fps as i32, 1);
-        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        let deadline = Instant::now() + RATE_CHANGE_TIMEOUT;
         while Instant::now() < deadline {
             if self.pipeline.current_state() != gst::State::Playing {
                 return Ok(()); // stopping: nothing will flow at either rate
@@ -327,9 +334,24 @@ impl SwitchRate {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        // the switch's own timeline against the pipeline's: GStreamer 1.22's videoaggregator has
+        // been seen here to jump ahead on a rate change made under CPU load (position 4.1 s at
+        // running time 2.0 s), and to wait for the clock to catch up before its next frame
+        let mix = self
+            .caps
+            .static_pad("sink")
+            .and_then(|p| p.peer())
+            .and_then(|p| p.query_position::<gst::ClockTime>());
+        let now = self.pipeline.current_running_time();
         Err(MediaError::Start {
             what: format!("the switch at {fps} fps"),
-            message: "the new frame rate did not reach the encodes within 2 s".into(),
+            message: format!(
+                "the new frame rate did not reach the encodes within {} s (the switch's timeline \
+                 is at {}, the pipeline's running time at {})",
+                RATE_CHANGE_TIMEOUT.as_secs(),
+                mix.map_or("?".into(), |t| t.to_string()),
+                now.map_or("?".into(), |t| t.to_string())
+            ),
         })
     }
 

@@ -3,7 +3,7 @@
 //! while at least one destination holds it ([`Encodes::acquire`] → [`EncodeUse`]), and is removed
 //! when the last one lets go. The channel's own encode always runs (the preview watches it).
 //!
-//! Locks: `changes` serialises acquire, release, start and stop (an acquire may wait up to 2 s
+//! Locks: `changes` serialises acquire, release, start and stop (an acquire may wait up to 5 s
 //! while the program raises its frame rate); `inner` is only held for look-ups and counts, so
 //! the preview, `/metrics` and the status never wait for an encode being added.
 
