@@ -411,6 +411,34 @@ pub struct OutputConfig {
     /// costs ~5 % less CPU than two slice threads and takes ~6 ms per 720p frame here, so it adds
     /// no noticeable latency), x264's own choice for anything heavier.
     pub x264_threads: u32,
+    /// What the destinations without a profile (and the preview) receive: `encode` (default)
+    /// the program encoded here, or `copy` the publisher's own H.264/AAC packets untouched, with a
+    /// still fallback (the slate or an image) encoded once at this size and frame rate and
+    /// spliced in on keyframes. In copy mode the publisher must send this `width`x`height` and
+    /// 48 kHz AAC (OBS: Settings → Video → Output (Scaled) Resolution, Settings → Audio → Sample
+    /// Rate); a publisher that does not is not put on air, and the status says why. Only for
+    /// `[output]` and a channel's `output`, not for a `[profile.NAME]`.
+    pub mode: OutputMode,
+}
+
+/// How a channel's own output is made: see [`OutputConfig::mode`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputMode {
+    /// Decoded, switched, overlaid and encoded here (x264, AAC).
+    #[default]
+    Encode,
+    /// The publisher's own packets forwarded; a matched still fallback spliced in on keyframes.
+    Copy,
+}
+
+impl OutputMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputMode::Encode => "encode",
+            OutputMode::Copy => "copy",
+        }
+    }
 }
 
 /// Pixels per second up to which an encode (at a fast preset) or a decode runs on one thread
@@ -449,6 +477,7 @@ impl Default for OutputConfig {
             x264_preset: "veryfast".into(),
             x264_tune: "zerolatency".into(),
             x264_threads: 0,
+            mode: OutputMode::Encode,
         }
     }
 }
@@ -976,6 +1005,10 @@ impl Config {
                     let key = format!("profile.{name}");
                     match profile_name_error(name) {
                         Some(e) => Some((key, e)),
+                        None if p.mode == OutputMode::Copy => Some((
+                            format!("{key}.mode"),
+                            "a profile is an encode: \"copy\" is for [output] and a channel's output only".into(),
+                        )),
                         None => output_error(&key, p),
                     }
                 })

@@ -300,13 +300,17 @@ impl Channel {
             return Ok(());
         }
         let spec = self.spec();
+        let copy_mode = spec.output.mode == crate::config::OutputMode::Copy;
         let program = Program::build(
             &self.id,
             &spec.output,
             self.mix_fps(&spec.output),
-            self.encodes.main(),
+            (!copy_mode).then(|| self.encodes.main()),
             self.events.clone(),
         )?;
+        if copy_mode {
+            program.set_copy(self.start_copy(&spec)?);
+        }
         let fallback = Fallback::start(program.clone(), &spec.fallback)?;
         program
             .pipeline()
@@ -334,6 +338,36 @@ impl Channel {
             self.submit(Action::OverlaySet { layer }, None);
         }
         Ok(())
+    }
+
+    /// Copy mode's output: the fallback still (the slate, an image, or a video's first frame)
+    /// encoded once at `[output]`'s size and frame rate, 48 kHz stereo, into the channel's own
+    /// fan-out. A fallback file that cannot be read gives the slate (logged).
+    fn start_copy(
+        &self,
+        spec: &ChannelSpec,
+    ) -> Result<Arc<crate::media::output::copy::CopyPath>, crate::media::MediaError> {
+        use crate::media::output::still_gop::GopFormat;
+        let format = GopFormat {
+            video: crate::media::OutputFormat::from(&spec.output),
+            audio_rate: crate::media::AUDIO_RATE,
+            audio_channels: crate::media::AUDIO_CHANNELS,
+            video_kbps: spec.output.video_bitrate_kbps.min(1000),
+        };
+        let slate = (
+            spec.fallback.slate_text.clone(),
+            spec.fallback.channel_name.clone(),
+        );
+        let still = crate::media::fallback::still_frame(
+            spec.fallback.media.as_deref(),
+            &format.video,
+            &slate,
+        )
+        .or_else(|e| {
+            tracing::error!(channel = %self.id, error = %e, "copy mode: the fallback media cannot be read, the slate is used");
+            crate::media::fallback::still_frame(None, &format.video, &slate)
+        })?;
+        crate::media::output::copy::CopyPath::start(&self.id, &still, format, self.encodes.main())
     }
 
     /// The frame rate the switch starts at: the highest of the channel's `[output]` and the
@@ -369,6 +403,9 @@ impl Channel {
             }
         }
         drop(r.fallback);
+        if let Some(copy) = r.program.copy() {
+            copy.stop();
+        }
         // before NULL: going to NULL flushes the bus, which would drop the message
         stop_bus_watch(r.program.pipeline());
         let _ = r.program.pipeline().set_state(gst::State::Null);

@@ -51,6 +51,11 @@ pub struct OutputView {
     pub switch_fps: Option<u32>,
     pub video_bitrate_kbps: u32,
     pub audio_bitrate_kbps: u32,
+    /// `encode` or `copy` ([`crate::config::OutputConfig::mode`]).
+    pub mode: crate::config::OutputMode,
+    /// In copy mode while the channel runs: what the platform receives, and why the last
+    /// publisher was not put on air (its stream did not fit the connection).
+    pub copy: Option<crate::media::output::copy::CopyStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -90,6 +95,10 @@ impl Channel {
             .unwrap_or_default();
         let uptime_s = running.as_ref().map(|r| r.since.elapsed().as_secs_f64());
         let switch_fps = running.as_ref().map(|r| r.program.format().fps);
+        let copy = running
+            .as_ref()
+            .and_then(|r| r.program.copy())
+            .map(|c| c.status());
         drop(running);
         let c = &self.counters;
         ChannelView {
@@ -115,6 +124,8 @@ impl Channel {
                 switch_fps,
                 video_bitrate_kbps: spec.output.video_bitrate_kbps,
                 audio_bitrate_kbps: spec.output.audio_bitrate_kbps,
+                mode: spec.output.mode,
+                copy,
             },
             sessions: self
                 .shared

@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use gst::prelude::*;
 
+use super::output::copy::CopyPath;
+use super::output::splice::Fit;
 use super::program::Program;
 use super::{MediaError, flv, make};
 use crate::event::SessionId;
@@ -239,6 +241,17 @@ impl SessionFeed {
             self.audio_header = Some(body.to_vec());
         }
         let wanted = self.program.wants(self.session);
+        if let Some(copy) = self.program.copy() {
+            if wanted {
+                self.copy(&copy, tag_type, ts_ms, body);
+            }
+            if !self.program.needs_pictures() {
+                if let Some(d) = self.decoder.take() {
+                    self.error = self.error.take().or_else(|| d.take_error());
+                }
+                return Ok(());
+            }
+        }
         if !wanted {
             if let Some(d) = self.decoder.take() {
                 self.error = self.error.take().or_else(|| d.take_error());
@@ -272,6 +285,27 @@ impl SessionFeed {
             d.push(tag_type, ts_ms, body);
         }
         Ok(())
+    }
+
+    /// Copy mode: one message of a wanted session. When nothing decodes it, its video
+    /// messages make the cut to live (an IDR that fits the connection counts as the keyframe);
+    /// once it feeds the live side, the copy path gets every message.
+    fn copy(&self, copy: &CopyPath, tag_type: u8, ts_ms: u32, body: &[u8]) {
+        let video = tag_type == flv::TAG_VIDEO;
+        if video && !flv::is_sequence_header(tag_type, body) {
+            let idr = flv::avc_keyframe_cts(body).is_some();
+            let fits = idr
+                && (self.program.is_program(self.session)
+                    || copy.fit(
+                        self.session,
+                        self.video_header.as_deref(),
+                        self.audio_header.as_deref(),
+                    ) == Fit::Fits);
+            if !self.program.needs_pictures() {
+                self.program.live_video_message(self.session, fits);
+            }
+        }
+        copy.live_tag(self.session, tag_type, ts_ms, body);
     }
 
     /// The first error a decode pipeline of this session reported, if any.

@@ -51,6 +51,7 @@ use gst::prelude::*;
 use gst_controller::prelude::*;
 
 use super::cut::{Cut, CutState, Video};
+use super::output::copy::CopyPath;
 use super::output::fanout::FanOut;
 use super::{MediaError, OutputFormat, make};
 use crate::config::OutputConfig;
@@ -504,6 +505,8 @@ pub struct Program {
     overlay: Arc<super::overlay::Overlay>,
     /// Whether the live source is on air, for live-only overlay layers.
     live: Arc<AtomicBool>,
+    /// The copy path (`output.mode = "copy"`), following every cut.
+    copy: Mutex<Option<Arc<CopyPath>>>,
 }
 
 fn appsrc(name: &str, caps: &gst::Caps, max_buffers: u64) -> Result<gst_app::AppSrc, MediaError> {
@@ -835,7 +838,8 @@ fn branch_name(key: &str) -> String {
 
 impl Program {
     /// Builds channel `channel`'s graph (not started): the switch, encode and mux pieces, each
-    /// a bin, linked in one pipeline. The appsink hands every muxed FLV buffer to `fanout`.
+    /// a bin, linked in one pipeline. The appsink hands every muxed FLV buffer to `fanout`;
+    /// without one (copy mode) the channel's own encode is not built, only the profiles' are.
     /// The switch runs at `out`'s size and at `mix_fps` frames per second (at least `out.fps`:
     /// the highest frame rate of the encodes the channel is known to need, so that a 60 fps
     /// profile gets 60 real frames a second, not 30 repeated); an encode at a lower rate drops
@@ -844,7 +848,7 @@ impl Program {
         channel: &str,
         out: &OutputConfig,
         mix_fps: u32,
-        fanout: Arc<FanOut>,
+        fanout: Option<Arc<FanOut>>,
         events: EventSink,
     ) -> Result<Arc<Program>, MediaError> {
         let format = OutputFormat {
@@ -915,8 +919,11 @@ impl Program {
             channel: channel.to_string(),
             overlay,
             live,
+            copy: Mutex::new(None),
         });
-        program.add_encode("", out, fanout)?;
+        if let Some(fanout) = fanout {
+            program.add_encode("", out, fanout)?;
+        }
         Ok(program)
     }
 
@@ -1146,6 +1153,12 @@ impl Program {
     fn make(&self, cut: Cut) {
         self.cut.to(cut.to, cut.at);
         self.live.store(cut.to == Source::Live, Ordering::Relaxed);
+        if let Some(copy) = self.copy() {
+            match (cut.to, cut.session) {
+                (Source::Live, Some(session)) => copy.arm_live(session),
+                _ => copy.cut_to_fallback(),
+            }
+        }
         let _ = self.events.send(Event::Switched(Switched {
             channel: self.channel.clone(),
             from: cut.from,
@@ -1153,6 +1166,38 @@ impl Program {
             reason: cut.reason,
             session: cut.session,
         }));
+    }
+
+    /// Hands the channel's output to the copy path (copy mode): it follows every cut from now.
+    pub fn set_copy(&self, copy: Arc<CopyPath>) {
+        *self.copy.lock() = Some(copy);
+    }
+
+    /// The copy path, in copy mode.
+    pub fn copy(&self) -> Option<Arc<CopyPath>> {
+        self.copy.lock().clone()
+    }
+
+    /// Whether anything needs decoded pictures of the live session: an encode runs (the
+    /// channel's own in encode mode, a profile's in either mode). In copy mode without profile
+    /// destinations nothing does, and live sessions are not decoded.
+    pub fn needs_pictures(&self) -> bool {
+        !self.branches.lock().is_empty()
+    }
+
+    /// Copy mode without decoding: a video message of `session` (`keyframe`: an IDR the copy
+    /// path can put on air) stands for its frame at the current running time, so the cut to
+    /// live is made on it as on a decoded keyframe.
+    pub fn live_video_message(&self, session: SessionId, keyframe: bool) {
+        let now = self.running_time().unwrap_or(gst::ClockTime::ZERO);
+        let frame = self.format().frame_duration();
+        let mut st = self.lock();
+        let cut = match st.live_video(session, now, None, keyframe, frame, Instant::now()) {
+            Video::Drop(cut) | Video::Push(cut) => cut,
+        };
+        if let Some(cut) = cut {
+            self.make(cut);
+        }
     }
 
     /// Whether `session`'s frames are wanted: it feeds the live input or is armed to go on air.
@@ -1276,7 +1321,7 @@ mod tests {
         let out = small_output();
         let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
         let program =
-            Program::build("t", &out, 30, Arc::new(FanOut::new()), events).expect("build");
+            Program::build("t", &out, 30, Some(Arc::new(FanOut::new())), events).expect("build");
         program
             .pipeline()
             .set_state(gst::State::Playing)
@@ -1348,7 +1393,7 @@ mod tests {
         ]));
         let encodes = Encodes::new("t", profiles);
         let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let program = Program::build("t", &out, 30, encodes.main(), events).expect("build");
+        let program = Program::build("t", &out, 30, Some(encodes.main()), events).expect("build");
         program
             .pipeline()
             .set_state(gst::State::Playing)

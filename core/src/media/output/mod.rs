@@ -7,11 +7,11 @@
 //!   reconnecting with backoff and never re-opened for a switch
 //! - [`recording`]: a file destination's segments
 //!
-//! A second path, copy (the publisher's own packets forwarded, a matched fallback spliced in on
-//! keyframes), will sit beside `encode` and feed the same fan-out. Its rules are in [`splice`]
-//! (tested against a real decoder) and its fallback for a still in [`still_gop`]; the path
-//! itself is not built yet.
+//! - [`copy`]: the copy path (`output.mode = "copy"`): the publisher's own packets forwarded,
+//!   a matched still fallback spliced in on keyframes, into the channel's own fan-out. Its rules
+//!   are in [`splice`] (tested against a real decoder), its fallback in [`still_gop`].
 
+pub mod copy;
 pub mod destination;
 pub mod encode;
 pub mod fanout;

@@ -339,6 +339,9 @@ pub struct Splicer {
     segment: (u32, u32),
     /// The last output timestamp of each track (video, audio), ms.
     last_out: [Option<u32>; 2],
+    /// The latest video presentation time out (DTS + composition offset), ms: with B-frames
+    /// it runs ahead of the last DTS, and the next segment must not show a frame before it.
+    last_pts: Option<u32>,
 }
 
 impl Splicer {
@@ -353,12 +356,18 @@ impl Splicer {
             wanted: Feed::Fallback,
             segment: (0, 0),
             last_out: [None, None],
+            last_pts: None,
         }
     }
 
     /// The source on air (`None` before the first IDR).
     pub fn on_air(&self) -> Option<Feed> {
         self.on_air
+    }
+
+    /// The source wanted on air (it takes over on its next IDR when it is not on air yet).
+    pub fn wanted(&self) -> Feed {
+        self.wanted
     }
 
     /// Cuts to live on the live source's next video IDR.
@@ -372,9 +381,13 @@ impl Splicer {
         self.wanted = Feed::Fallback;
     }
 
-    /// A new live session: its headers are forgotten until it sends its own.
+    /// A new live session: its headers are forgotten until it sends its own, and when live was
+    /// on air, the new session's next IDR starts a new segment (nothing goes out until then).
     pub fn live_restarted(&mut self) {
         self.live = Headers::default();
+        if self.on_air == Some(Feed::Live) {
+            self.on_air = None;
+        }
     }
 
     /// A tag of the fallback (`Feed::Fallback`) or the live source: the tags to send for it.
@@ -422,8 +435,22 @@ impl Splicer {
     /// Whether the live source's headers fit the connection's (before the connection opened:
     /// whether they fit the fallback's).
     pub fn live_fit(&self) -> Fit {
+        self.fit(&self.live)
+    }
+
+    /// Whether a source with these sequence headers (FLV tag bodies) would fit, without
+    /// making it the live source.
+    pub fn fit_headers(&self, video: Option<&[u8]>, audio: Option<&[u8]>) -> Fit {
+        let headers = Headers {
+            video: video.and_then(|v| Some((v.to_vec(), AvcConfig::parse(v).ok()?))),
+            audio: audio.map(<[u8]>::to_vec),
+        };
+        self.fit(&headers)
+    }
+
+    fn fit(&self, candidate: &Headers) -> Fit {
         let conn = self.sent.as_ref().unwrap_or(&self.fallback);
-        let (Some((_, live)), Some((_, ours))) = (&self.live.video, &conn.video) else {
+        let (Some((_, live)), Some((_, ours))) = (&candidate.video, &conn.video) else {
             return Fit::Misfit("no H.264 sequence header yet".into());
         };
         if (live.width, live.height) != (ours.width, ours.height) {
@@ -445,7 +472,7 @@ impl Splicer {
                 live.sps_id
             ));
         }
-        match (&self.live.audio, &conn.audio) {
+        match (&candidate.audio, &conn.audio) {
             (Some(a), Some(b))
                 if aac_config(a).ok().and_then(aac_essentials)
                     != aac_config(b).ok().and_then(aac_essentials) =>
@@ -484,13 +511,15 @@ impl Splicer {
     }
 
     /// A segment of `from` starts with its IDR at source time `ts`, one frame after the last
-    /// tag out.
+    /// tag out (the later of the last audio time and the last video frame's presentation time,
+    /// so that neither track steps back, also when the last live frames were reordered).
     fn start_segment(&mut self, from: Feed, ts: u32) {
-        // the later of the two tracks' last times, on the wrapping 32-bit millisecond clock
-        let last = match self.last_out {
-            [Some(v), Some(a)] => Some(if (a.wrapping_sub(v) as i32) > 0 { a } else { v }),
-            [one, other] => one.or(other),
+        // on the wrapping 32-bit millisecond clock
+        let later = |a: Option<u32>, b: Option<u32>| match (a, b) {
+            (Some(x), Some(y)) => Some(if (y.wrapping_sub(x) as i32) > 0 { y } else { x }),
+            (one, other) => one.or(other),
         };
+        let last = later(later(self.last_out[0], self.last_out[1]), self.last_pts);
         let out = last.map_or(0, |t| t.wrapping_add(self.frame_ms));
         self.segment = (ts, out);
         self.on_air = Some(from);
@@ -504,6 +533,15 @@ impl Splicer {
             _ => ts,
         };
         *track = Some(ts);
+        if tag_type == TAG_VIDEO && body.len() >= 5 && body[1] == 1 {
+            let raw = u32::from_be_bytes([0, body[2], body[3], body[4]]);
+            let cts = ((raw << 8) as i32) >> 8; // 24-bit signed
+            let pts = ts.wrapping_add_signed(cts);
+            self.last_pts = match self.last_pts {
+                Some(p) if (pts.wrapping_sub(p) as i32) <= 0 => Some(p),
+                _ => Some(pts),
+            };
+        }
         Tag { tag_type, ts, body }
     }
 }

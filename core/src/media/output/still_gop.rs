@@ -175,6 +175,16 @@ impl FallbackLoop {
         self.period
     }
 
+    /// Starts the next lap now, from the clip's first tag (its IDR): for a cut to the fallback
+    /// that must not wait for the rest of the lap. The clock still never goes back: the new
+    /// lap's times follow the whole of the current one.
+    pub fn restart(&mut self) {
+        if self.at > 0 {
+            self.at = 0;
+            self.lap += 1;
+        }
+    }
+
     /// The next tag, stamped on the loop's own clock (lap × period + its time in the clip).
     /// Sequence headers come only in the first lap.
     pub fn next_tag(&mut self) -> Tag {
