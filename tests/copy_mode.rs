@@ -231,6 +231,35 @@ fn copy_mode_forwards_the_publishers_packets_and_splices_the_fallback_on_one_con
             "round {round}: fallback sent {} ms after the kill (stall timeout 500 ms)",
             killed.elapsed().as_millis()
         );
+        if round == 0 {
+            // a script or the control room changes the fallback while it is on air: the new
+            // still is encoded once and follows on its own IDR, on the same connection
+            let media = onair.dir.path().join("media");
+            std::fs::create_dir_all(&media).expect("media dir");
+            let image = media.join("red.png");
+            make_media(
+                &image,
+                &[
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "color=c=red:s=320x240",
+                    "-frames:v",
+                    "1",
+                ],
+            );
+            let (code, body) = onair.call(
+                "POST",
+                "/api/channels/default/fallback",
+                &serde_json::json!({ "media": image }).to_string(),
+            );
+            assert_eq!(code, 200, "{body}");
+            assert!(
+                onair.wait_log("the new fallback is encoded", SWITCH),
+                "{}",
+                onair.log_text()
+            );
+        }
         std::thread::sleep(Duration::from_secs(2));
     }
     interrupt(&mut recorder);
@@ -244,8 +273,8 @@ fn copy_mode_forwards_the_publishers_packets_and_splices_the_fallback_on_one_con
     );
 
     // the publisher's packets arrived untouched (IDRs with its SPS/PPS in front): counted in
-    // the recording, and whatever is not the publisher's is the fallback's GOP (60 frames of
-    // video looped, silence), not a publisher packet changed on the way
+    // the recording, and whatever is not the publisher's is a fallback GOP (60 frames of video
+    // looped, silence), not a publisher packet changed on the way
     let sent = flv_tags(&file);
     let got = flv_tags(&capture);
     let payload = |t: &Tag| {

@@ -130,6 +130,21 @@ impl Channel {
                 tracing::error!(channel = %self.id, error = %e, "fallback media unusable: showing the slate instead")
             }
         }
+        if let Some(copy) = self.program().and_then(|p| p.copy()) {
+            let spec = self.spec();
+            let slate = (spec.fallback.slate_text, spec.fallback.channel_name);
+            let format = copy.format().video;
+            let still = crate::media::fallback::still_frame(media.as_deref(), &format, &slate)
+                .or_else(|_| crate::media::fallback::still_frame(None, &format, &slate));
+            match still.and_then(|s| copy.replace_fallback(&s)) {
+                Ok(()) => {
+                    tracing::info!(channel = %self.id, "copy mode: the new fallback is encoded and sent from its next keyframe")
+                }
+                Err(e) => {
+                    tracing::error!(channel = %self.id, error = %e, "copy mode: the new fallback could not be encoded, the old one stays")
+                }
+            }
+        }
         self.keep_fallback(media);
     }
 

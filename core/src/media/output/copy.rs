@@ -129,6 +129,33 @@ impl CopyPath {
         Ok(path)
     }
 
+    /// The connection's format (the fallback is encoded at it).
+    pub fn format(&self) -> GopFormat {
+        self.format
+    }
+
+    /// Replaces the fallback with `still` (a raw I420 frame at [`Self::format`]'s size),
+    /// encoded once. Blocks while it encodes. While the fallback is being sent, the new one
+    /// takes over at once from its IDR (its SPS/PPS, same id, go in-band in front of it).
+    /// Errors: the encode failed; the old fallback stays.
+    pub fn replace_fallback(&self, still: &gst::Buffer) -> Result<(), MediaError> {
+        let tags = super::still_gop::encode_still(still, &self.format, FALLBACK_GOP_S)?;
+        let fallback = FallbackLoop::new(tags, self.format.video.fps, self.format.audio_rate)
+            .ok_or_else(|| MediaError::Build("the fallback GOP has no coded video".into()))?;
+        let mut st = self.state.lock();
+        st.fallback = fallback;
+        st.splicer.fallback_restarted();
+        let next = st.fallback.next_tag();
+        let now = Instant::now();
+        st.origin = now;
+        st.base = next.ts;
+        st.due = now;
+        st.next = next;
+        drop(st);
+        self.send_due_fallback(now);
+        Ok(())
+    }
+
     fn connection(&self) -> String {
         let v = &self.format.video;
         format!(

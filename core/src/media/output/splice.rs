@@ -390,6 +390,15 @@ impl Splicer {
         }
     }
 
+    /// The fallback was replaced (another clip, its times from 0): its headers are learned
+    /// afresh, and when it was on air its next IDR starts a new segment.
+    pub fn fallback_restarted(&mut self) {
+        self.fallback = Headers::default();
+        if self.on_air == Some(Feed::Fallback) {
+            self.on_air = None;
+        }
+    }
+
     /// A tag of the fallback (`Feed::Fallback`) or the live source: the tags to send for it.
     pub fn push(&mut self, from: Feed, tag_type: u8, ts: u32, body: &[u8]) -> Vec<Tag> {
         if self.header(from, tag_type, body) {
