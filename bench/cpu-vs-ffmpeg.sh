@@ -6,6 +6,9 @@
 # nginx. They run alternately, ROUNDS times, SECONDS_EACH each (after a 5 s settle); CPU is the
 # process's user + system time (/proc/PID/stat). Prints cores and the ratio.
 #   CASE=one: a 720p30 clip, one 720p30 2500 kbit/s encode (default)
+#   CASE=copy: a 720p30 clip, onair in copy mode (`output.mode = "copy"`) against an
+#             `ffmpeg -c copy` relay taking the same publish over RTMP; then onair's idle cost in
+#             copy mode (started, nobody publishing: the fallback GOP looped) for SECONDS_EACH
 #   CASE=two: a 1080p30 clip, two encodes: 1080p30 6000 kbit/s and a 720p30 3000 kbit/s profile
 #             (ffmpeg: one process, the decoded picture split and scaled, two x264 + two AAC)
 #   FFMPEG_THREADS=1: ffmpeg's decoder and x264 on one thread each, as onair runs them up to
@@ -58,6 +61,16 @@ profile = \"small\""
       -map "[a]" -map 0:a $(cbr 6000) $aac -f flv "rtmp://127.0.0.1:$ngx_rtmp/app/ffmpeg" \
       -map "[c]" -map 0:a $(cbr 3000) $aac -f flv "rtmp://127.0.0.1:$ngx_rtmp/app/ffmpeg720" \
       > /dev/null 2>&1 &
+  }
+elif [ "$case_" = copy ]; then
+  size=1280x720; width=1280; height=720; kbps=2500; clip_kbps=4000
+  what="720p30 copy mode (the publisher's 4000 kbit/s H.264 + AAC forwarded) against ffmpeg -c copy"
+  profile_toml='mode = "copy"'; second_dest=""
+  FFMPEG_INPUT=rtmp
+  ffmpeg_out() {
+    # shellcheck disable=SC2046
+    ffmpeg -hide_banner -loglevel error $(ffmpeg_in) -c copy -f flv \
+      "rtmp://127.0.0.1:$ngx_rtmp/app/ffmpeg" > /dev/null 2>&1 &
   }
 else
   size=1280x720; width=1280; height=720; kbps=2500; clip_kbps=4000
@@ -126,6 +139,13 @@ for r in $(seq "$rounds"); do
   o+=("$(run_onair)"); f+=("$(run_ffmpeg)")
   echo "round $r: onair ${o[-1]} cores, ffmpeg ${f[-1]} cores"
 done
+if [ "$case_" = copy ]; then
+  # idle: started, nobody publishing
+  "$bin" run -c "$work/onair.toml" > /dev/null 2> "$work/onair.log" & idle_pid=$!
+  for _ in $(seq 100); do grep -q "destination up" "$work/onair.log" && break; sleep 0.1; done
+  echo "idle copy-mode channel (fallback GOP looped to nginx): $(cores_used "$idle_pid" "$secs") cores"
+  kill "$idle_pid" 2>/dev/null || true; wait "$idle_pid" 2>/dev/null || true
+fi
 python3 - "${o[*]}" "${f[*]}" <<'PY'
 import statistics, sys
 o = [float(x) for x in sys.argv[1].split()]

@@ -129,6 +129,12 @@ fn record(url: &str, out: &Path) -> Child {
         .expect("ffmpeg")
 }
 
+fn signal(child: &Child, which: &str) {
+    let _ = Command::new("kill")
+        .args([which, &child.id().to_string()])
+        .status();
+}
+
 fn interrupt(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -190,7 +196,7 @@ fn copy_mode_forwards_the_publishers_packets_and_splices_the_fallback_on_one_con
         nginx.url("app", "out")
     ));
     let work = tempfile::tempdir().expect("tempdir");
-    let file = publisher_file(work.path(), 8, "640x360");
+    let file = publisher_file(work.path(), 12, "640x360");
 
     assert!(
         wait_until(SWITCH, || !nginx.publishers("app").is_empty()),
@@ -209,7 +215,8 @@ fn copy_mode_forwards_the_publishers_packets_and_splices_the_fallback_on_one_con
     let mut recorder = record(&nginx.url("app", "out"), &capture);
     std::thread::sleep(Duration::from_secs(2));
 
-    // live, fallback (the publisher killed), live again: two publishes of the same file
+    // live, fallback (the publisher killed), live again, a stall and back, fallback: two
+    // publishes of the same file
     for round in 0..2 {
         let mut publisher = publish_file(&file, &onair.publish_url("test-key-123"));
         assert!(
@@ -218,7 +225,25 @@ fn copy_mode_forwards_the_publishers_packets_and_splices_the_fallback_on_one_con
             copy_status(&onair),
             onair.log_text()
         );
-        std::thread::sleep(Duration::from_secs(4));
+        std::thread::sleep(Duration::from_secs(3));
+        if round == 1 {
+            // a stall (SIGSTOP: the connection stays open, nothing arrives) falls back; the
+            // same session resuming goes back to live on its next IDR
+            signal(&publisher, "-STOP");
+            assert!(
+                wait_until(SWITCH, || sending(&onair) == "fallback"),
+                "no fallback on a stall: {}",
+                copy_status(&onair)
+            );
+            std::thread::sleep(Duration::from_secs(1));
+            signal(&publisher, "-CONT");
+            assert!(
+                wait_until(SWITCH, || sending(&onair) == "live"),
+                "not back to live after the stall: {}",
+                copy_status(&onair)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
         let _ = publisher.kill();
         let _ = publisher.wait();
         let killed = Instant::now();
@@ -300,7 +325,7 @@ fn copy_mode_forwards_the_publishers_packets_and_splices_the_fallback_on_one_con
         let same = arrived.iter().filter(|b| published.contains(*b)).count();
         let others: std::collections::HashSet<&Vec<u8>> =
             arrived.iter().filter(|b| !published.contains(*b)).collect();
-        // two live stretches of ~4 s each at 30 fps and ~47 AAC frames a second
+        // live stretches of ~4 s and ~5 s at 30 fps and ~47 AAC frames a second
         assert!(
             same >= at_least,
             "{what}: {same} of the publisher's packets arrived byte for byte (at least {at_least} expected; {} recorded)",

@@ -180,6 +180,15 @@ export function mount(el) {
     el.textContent = `for ${duration(v.on_air_for_s + (performance.now() - c.at) / 1000)}`;
   }
 
+  // `encode WxH@FPS`, or copy mode's connection and, when a publisher did not fit, why
+  function outputText(o) {
+    if (!o) return '';
+    if (o.mode !== 'copy') return `encode ${o.width}x${o.height}@${o.fps}`;
+    const c = o.copy;
+    if (!c) return `copy ${o.width}x${o.height}@${o.fps}`;
+    return `copy ${c.connection}, sending ${c.sending}${c.refused ? ` (publisher refused: ${c.refused})` : ''}`;
+  }
+
   function statusHtml(v) {
     const s = (v.sessions || []).find((x) => x.on_air) || (v.sessions || [])[0];
     const pub = s
@@ -198,6 +207,7 @@ export function mount(el) {
     return html`
       <div class="publisher" data-testid="publisher-${v.id}"><span class="label">Publisher</span> ${raw(pub)}</div>
       <div class="fallback-now" data-testid="fallback-${v.id}"><span class="label">Fallback</span> <span class="mono" title="${v.fallback || 'slate'}">${fallbackName(v.fallback)}</span></div>
+      <div class="output-mode" data-testid="output-${v.id}"><span class="label">Output</span> ${outputText(v.output)}</div>
       ${raw(dests.length ? html`<div class="table-wrap"><table class="dests stack">
         <thead><tr><th>Destination</th><th>State</th><th>Up for</th><th>Attempts</th><th>Last error</th></tr></thead>
         <tbody>${dests}</tbody></table></div>` : '<p class="muted">No destinations.</p>')}`;
