@@ -739,6 +739,28 @@ mod tests {
         assert_eq!(out[0].ts, before + 33);
     }
 
+    /// With B-frames the last live frame shown is not the last one sent: a frame sent at DTS
+    /// 100 with a composition offset of 66 ms shows at 166. The fallback's first frame must
+    /// show after it (found by the copy e2e test: the platform's decoder got PTS going back).
+    #[test]
+    fn the_fallback_starts_after_the_last_live_frame_shown_not_sent() {
+        let mut s = on_fallback_then_live();
+        s.arm_live();
+        s.push(Feed::Live, TAG_VIDEO, 50_000, &idr(7));
+        // a P frame shown two frames later (composition offset 66 ms), then the B frame before it
+        let mut p = delta(7);
+        p[4] = 66;
+        let sent = s.push(Feed::Live, TAG_VIDEO, 50_033, &p)[0].ts;
+        s.push(Feed::Live, TAG_VIDEO, 50_066, &delta(8));
+        s.cut_to_fallback();
+        let out = s.push(Feed::Fallback, TAG_VIDEO, 0, &idr(1));
+        assert_eq!(
+            out[0].ts,
+            sent + 66 + 33,
+            "one frame after the P frame's presentation time"
+        );
+    }
+
     #[test]
     fn a_publisher_that_does_not_fit_stays_off_air_with_the_reason() {
         let mut s = on_fallback_then_live();
