@@ -51,7 +51,8 @@ restart_nginx() {
 
 # start_onair: onair with key bench-key-0001, 640x360, stall_timeout_ms 500, the repo's scripts,
 # one destination on the nginx; sets $onair_pid and waits for the destination.
-# FALLBACK_TOML: more keys for its [fallback] table (e.g. media = "/path/slate.png")
+# FALLBACK_TOML: more keys for its [fallback] table (e.g. media = "/path/slate.png");
+# OUTPUT_TOML: more keys for its [output] table (e.g. mode = "copy")
 start_onair() {
   cat > "$work/onair.toml" <<CONF
 data_dir = "$work/data"
@@ -65,6 +66,7 @@ ${FALLBACK_TOML:-}
 width = 640
 height = 360
 video_bitrate_kbps = 1000
+${OUTPUT_TOML:-}
 [http]
 listen = "127.0.0.1:$http"
 admin_token = "$token"

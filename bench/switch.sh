@@ -10,6 +10,7 @@
 #   PROFILE=release bench/switch.sh
 #   CYCLES=100 LIVE_S=2 OFF_S=2 bench/switch.sh     # the cycle soak (about 25 minutes)
 #   FAULTS=stall CYCLES=100 LIVE_S=2 OFF_S=2 bench/switch.sh
+#   OUTPUT_TOML='mode = "copy"' bench/switch.sh                # copy mode
 set -euo pipefail
 cd "$(dirname "$0")/.."
 meter=${SWITCHMETER:-$(pwd)/../shared/tools/switchmeter}

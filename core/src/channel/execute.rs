@@ -133,12 +133,12 @@ impl Channel {
         if let Some(copy) = self.program().and_then(|p| p.copy()) {
             let spec = self.spec();
             let slate = (spec.fallback.slate_text, spec.fallback.channel_name);
-            let format = copy.format().video;
-            let still = crate::media::fallback::still_frame(media.as_deref(), &format, &slate)
-                .or_else(|_| crate::media::fallback::still_frame(None, &format, &slate));
-            match still.and_then(|s| copy.replace_fallback(&s)) {
-                Ok(()) => {
-                    tracing::info!(channel = %self.id, "copy mode: the new fallback is encoded and sent from its next keyframe")
+            let format = copy.format();
+            let tags = crate::media::output::copy::fallback_tags(media.as_deref(), &slate, &format)
+                .or_else(|_| crate::media::output::copy::fallback_tags(None, &slate, &format));
+            match tags.and_then(|(tags, what)| copy.replace_fallback(tags).map(|()| what)) {
+                Ok(what) => {
+                    tracing::info!(channel = %self.id, fallback = %what, "copy mode: the new fallback is encoded and sent from its next keyframe")
                 }
                 Err(e) => {
                     tracing::error!(channel = %self.id, error = %e, "copy mode: the new fallback could not be encoded, the old one stays")

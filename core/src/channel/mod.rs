@@ -340,9 +340,9 @@ impl Channel {
         Ok(())
     }
 
-    /// Copy mode's output: the fallback still (the slate, an image, or a video's first frame)
-    /// encoded once at `[output]`'s size and frame rate, 48 kHz stereo, into the channel's own
-    /// fan-out. A fallback file that cannot be read gives the slate (logged).
+    /// Copy mode's output: the fallback (the slate, an image, or a video looped) encoded once
+    /// at `[output]`'s size and frame rate, 48 kHz stereo, into the channel's own fan-out. A
+    /// fallback file that cannot be used gives the slate (logged).
     fn start_copy(
         &self,
         spec: &ChannelSpec,
@@ -358,16 +358,14 @@ impl Channel {
             spec.fallback.slate_text.clone(),
             spec.fallback.channel_name.clone(),
         );
-        let still = crate::media::fallback::still_frame(
-            spec.fallback.media.as_deref(),
-            &format.video,
-            &slate,
-        )
-        .or_else(|e| {
-            tracing::error!(channel = %self.id, error = %e, "copy mode: the fallback media cannot be read, the slate is used");
-            crate::media::fallback::still_frame(None, &format.video, &slate)
-        })?;
-        crate::media::output::copy::CopyPath::start(&self.id, &still, format, self.encodes.main())
+        let media = spec.fallback.media.as_deref();
+        let (tags, what) = crate::media::output::copy::fallback_tags(media, &slate, &format)
+            .or_else(|e| {
+                tracing::error!(channel = %self.id, error = %e, "copy mode: the fallback media cannot be used, the slate is used");
+                crate::media::output::copy::fallback_tags(None, &slate, &format)
+            })?;
+        tracing::info!(channel = %self.id, fallback = %what, "copy mode: fallback encoded");
+        crate::media::output::copy::CopyPath::start(&self.id, tags, format, self.encodes.main())
     }
 
     /// The frame rate the switch starts at: the highest of the channel's `[output]` and the

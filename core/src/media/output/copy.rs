@@ -12,8 +12,8 @@
 //! put on air ([`CopyPath::fit`]): the channel stays on its fallback, and the status and one
 //! log line say why.
 //!
-//! Not done yet (issue 27): a looping-video fallback (a video fallback shows the slate), a
-//! misfit publisher re-encoded instead of refused, and `mode = "auto"`.
+//! Not done yet (issue 27): a misfit publisher re-encoded instead of refused, and
+//! `mode = "auto"`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,16 +78,14 @@ pub struct CopyPath {
 }
 
 impl CopyPath {
-    /// Encodes the fallback `still` (a raw I420 frame at `format`'s size) as one GOP and starts
-    /// sending it to `fanout`, paced on the monotonic clock. Blocks while it encodes (~0.3 s for
-    /// 720p in a release build). Errors: the encode failed.
+    /// Starts sending the fallback `tags` ([`fallback_tags`]) to `fanout`, looped and paced on
+    /// the monotonic clock. Errors: the tags hold no coded video, or the thread did not start.
     pub fn start(
         channel: &str,
-        still: &gst::Buffer,
+        tags: Vec<Tag>,
         format: GopFormat,
         fanout: Arc<FanOut>,
     ) -> Result<Arc<CopyPath>, MediaError> {
-        let tags = super::still_gop::encode_still(still, &format, FALLBACK_GOP_S)?;
         let mut fallback = FallbackLoop::new(tags, format.video.fps, format.audio_rate)
             .ok_or_else(|| MediaError::Build("the fallback GOP has no coded video".into()))?;
         let next = fallback.next_tag();
@@ -134,12 +132,10 @@ impl CopyPath {
         self.format
     }
 
-    /// Replaces the fallback with `still` (a raw I420 frame at [`Self::format`]'s size),
-    /// encoded once. Blocks while it encodes. While the fallback is being sent, the new one
-    /// takes over at once from its IDR (its SPS/PPS, same id, go in-band in front of it).
-    /// Errors: the encode failed; the old fallback stays.
-    pub fn replace_fallback(&self, still: &gst::Buffer) -> Result<(), MediaError> {
-        let tags = super::still_gop::encode_still(still, &self.format, FALLBACK_GOP_S)?;
+    /// Replaces the fallback with `tags` ([`fallback_tags`] at [`Self::format`]). While the
+    /// fallback is being sent, the new one takes over at once from its IDR (its SPS/PPS, same
+    /// id, go in-band in front of it). Errors: no coded video in `tags`; the old one stays.
+    pub fn replace_fallback(&self, tags: Vec<Tag>) -> Result<(), MediaError> {
         let fallback = FallbackLoop::new(tags, self.format.video.fps, self.format.audio_rate)
             .ok_or_else(|| MediaError::Build("the fallback GOP has no coded video".into()))?;
         let mut st = self.state.lock();
@@ -319,6 +315,44 @@ impl Drop for CopyPath {
     }
 }
 
+/// The fallback at `format`, encoded once, as FLV tags: the slate (`slate`: headline and
+/// channel name) for `None`, an image as a 2 s GOP of its one frame, a video as its first
+/// [`super::still_gop::MAX_CLIP_S`] seconds with its sound. Blocks while it encodes. Returns the
+/// tags and what they show (`slate`, `image PATH`, `video PATH`). Errors: the file cannot be
+/// read or decoded, or the encode failed.
+pub fn fallback_tags(
+    media: Option<&std::path::Path>,
+    slate: &(String, String),
+    format: &GopFormat,
+) -> Result<(Vec<Tag>, String), MediaError> {
+    use crate::media::fallback::{MediaKind, probe, still_frame};
+    let Some(path) = media else {
+        let still = still_frame(None, &format.video, slate)?;
+        let tags = super::still_gop::encode_still(&still, format, FALLBACK_GOP_S)?;
+        return Ok((tags, "slate".into()));
+    };
+    match probe(path)? {
+        MediaKind::Image => {
+            let still = still_frame(Some(path), &format.video, slate)?;
+            let tags = super::still_gop::encode_still(&still, format, FALLBACK_GOP_S)?;
+            Ok((tags, format!("image {}", path.display())))
+        }
+        MediaKind::Video {
+            has_audio,
+            duration_ms,
+        } => {
+            let tags = super::still_gop::encode_clip(
+                path,
+                has_audio,
+                duration_ms,
+                format,
+                FALLBACK_GOP_S,
+            )?;
+            Ok((tags, format!("video {}", path.display())))
+        }
+    }
+}
+
 /// `video/x-flv` caps with `headers` as their `streamheader`, as `flvmux streamable=true`
 /// gives them.
 fn stream_caps(headers: &[gst::Buffer]) -> gst::Caps {
@@ -367,7 +401,9 @@ mod tests {
         .expect("slate");
         let fanout = Arc::new(FanOut::new());
         let mut sub = fanout.subscribe("t");
-        let path = CopyPath::start("t", &still, f, fanout.clone()).expect("start");
+        let tags =
+            super::super::still_gop::encode_still(&still, &f, FALLBACK_GOP_S).expect("encode");
+        let path = CopyPath::start("t", tags, f, fanout.clone()).expect("start");
         std::thread::sleep(Duration::from_millis(1000));
         let got: Vec<gst::Buffer> = std::iter::from_fn(|| sub.rx.try_recv().ok()).collect();
         let tags: Vec<Tag> = got

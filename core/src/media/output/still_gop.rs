@@ -26,9 +26,9 @@ pub struct GopFormat {
 
 /// Encodes `frame` (raw I420 at `format.video`'s size) as one GOP of `seconds` (at least 1 s,
 /// whole frames) with silence of the same length. Blocks while it encodes (about a quarter of
-/// a second for 1 s of 360p): call it off the async runtime and off streaming threads. Returns its FLV tags in file order: the AVC and
-/// AAC sequence headers first, timestamps from 0 ms. Errors: an element is missing, the
-/// pipeline fails, or it does not finish within 20 s.
+/// a second for 1 s of 360p): call it off the async runtime and off streaming threads. Returns
+/// its FLV tags in file order: the AVC and AAC sequence headers first, timestamps from 0 ms.
+/// Errors: an element is missing, the pipeline fails, or it does not finish within 20 s.
 pub fn encode_still(
     frame: &gst::Buffer,
     format: &GopFormat,
@@ -42,96 +42,269 @@ pub fn encode_still(
         .map_err(|_| MediaError::Build("appsrc is not an AppSrc".into()))?;
     src.set_caps(Some(&format.video.video_caps()));
     src.set_format(gst::Format::Time);
-    let x264 = make("x264enc", "x264")?;
-    x264.set_property("bitrate", format.video_kbps);
-    x264.set_property_from_str("speed-preset", "veryfast");
-    x264.set_property("key-int-max", frames);
-    x264.set_property("bframes", 0u32);
-    x264.set_property(
-        "option-string",
-        format!("sps-id={FALLBACK_SPS_ID}:scenecut=0:min-keyint={frames}:force-cfr=1"),
-    );
-    let h264 = make("capsfilter", "h264")?;
-    h264.set_property(
-        "caps",
-        gst::Caps::builder("video/x-h264")
-            .field("stream-format", "avc")
-            .field("alignment", "au")
-            .build(),
-    );
+    let tail = Tail::build(&pipeline, format, frames)?;
+    let silence = silence(format, u64::from(frames) * 1000 / u64::from(fps))?;
+    pipeline
+        .add_many([src.upcast_ref::<gst::Element>(), &silence])
+        .map_err(build)?;
+    src.link(&tail.video_in).map_err(build)?;
+    silence.link(&tail.audio_in).map_err(build)?;
+    let step = format.video.frame_duration();
+    tail.run(&pipeline, "still", || {
+        for i in 0..u64::from(frames) {
+            let mut b = frame.copy();
+            if let Some(b) = b.get_mut() {
+                b.set_pts(step * i);
+                b.set_duration(step);
+            }
+            src.push_buffer(b).map_err(|e| e.to_string())?;
+        }
+        let _ = src.end_of_stream();
+        Ok(())
+    })
+}
+
+/// The longest part of a video that [`encode_clip`] encodes (the fallback loops that part).
+pub const MAX_CLIP_S: u64 = 60;
+
+/// Encodes the video file at `path` (its first [`MAX_CLIP_S`] seconds at most; `duration_ms`
+/// as [`crate::media::fallback::probe`] gave it) at `format`: scaled into its size
+/// (letterboxed), at its frame rate, an IDR every `gop_s` seconds and at the start, with the
+/// file's sound (or silence when it has none) as AAC at its rate and channels. Blocks while it
+/// encodes (faster than real time: about 0.1 s per second of 360p here). Returns its FLV tags,
+/// sequence headers first. Errors: the file cannot be decoded, an element is missing, or it
+/// does not finish within 120 s.
+pub fn encode_clip(
+    path: &std::path::Path,
+    has_audio: bool,
+    duration_ms: u64,
+    format: &GopFormat,
+    gop_s: u32,
+) -> Result<Vec<Tag>, MediaError> {
+    let fps = format.video.fps.max(1);
+    let pipeline = gst::Pipeline::with_name("clip-gop");
+    let build = |e: gst::glib::BoolError| MediaError::Build(e.to_string());
+    let tail = Tail::build(&pipeline, format, fps * gop_s.max(1))?;
+    let dec = make("uridecodebin", "dec")?;
+    let abs = std::fs::canonicalize(path).map_err(|e| MediaError::FallbackMedia {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let uri = gst::glib::filename_to_uri(&abs, None).map_err(|e| MediaError::FallbackMedia {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    dec.set_property("uri", uri.as_str());
+    let convert = make("videoconvert", "v_convert")?;
+    let scale = make("videoscale", "v_scale")?;
+    scale.set_property("add-borders", true);
+    let rate = make("videorate", "v_rate")?;
+    let raw = make("capsfilter", "v_raw")?;
+    raw.set_property("caps", format.video.video_caps());
+    pipeline
+        .add_many([&dec, &convert, &scale, &rate, &raw])
+        .map_err(build)?;
+    gst::Element::link_many([&convert, &scale, &rate, &raw]).map_err(build)?;
+    raw.link(&tail.video_in).map_err(build)?;
+    let audio_head = if has_audio {
+        let resample = make("audioresample", "a_resample")?;
+        pipeline.add(&resample).map_err(build)?;
+        resample.link(&tail.audio_in).map_err(build)?;
+        Some(resample)
+    } else {
+        let silence = silence(format, duration_ms.min(MAX_CLIP_S * 1000))?;
+        pipeline.add(&silence).map_err(build)?;
+        silence.link(&tail.audio_in).map_err(build)?;
+        None
+    };
+    let (video_head, weak) = (convert.clone(), pipeline.downgrade());
+    dec.connect_pad_added(move |_, pad| {
+        let Some(_pipeline) = weak.upgrade() else {
+            return;
+        };
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let name = caps
+            .structure(0)
+            .map(|s| s.name().to_string())
+            .unwrap_or_default();
+        let head = if name.starts_with("video/") {
+            Some(&video_head)
+        } else if name.starts_with("audio/") {
+            audio_head.as_ref()
+        } else {
+            None
+        };
+        if let Some(sink) = head.and_then(|h| h.static_pad("sink"))
+            && !sink.is_linked()
+        {
+            let _ = pad.link(&sink);
+        }
+    });
+    // the first MAX_CLIP_S seconds: a seek with a stop position once prerolled
+    pipeline
+        .set_state(gst::State::Paused)
+        .map_err(|e| MediaError::FallbackMedia {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    let (res, _, _) = pipeline.state(gst::ClockTime::from_seconds(20));
+    res.map_err(|e| MediaError::FallbackMedia {
+        path: path.display().to_string(),
+        message: format!("preroll: {e}"),
+    })?;
+    if duration_ms > MAX_CLIP_S * 1000 {
+        let _ = pipeline.seek(
+            1.0,
+            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+            gst::SeekType::Set,
+            gst::ClockTime::ZERO,
+            gst::SeekType::Set,
+            gst::ClockTime::from_seconds(MAX_CLIP_S),
+        );
+    }
+    tail.run(&pipeline, "clip", || Ok(()))
+}
+
+/// `tags` without the coded frames whose timestamp does not move past their track's last one:
+/// the AAC encoder's last (flushed) frame of a resampled clip came out on the same millisecond
+/// as the one before it, which a viewer's decoder takes as time going back once looped.
+fn increasing(tags: Vec<Tag>) -> Vec<Tag> {
+    let mut last: [Option<u32>; 2] = [None, None];
+    tags.into_iter()
+        .filter(|t| {
+            if flv::is_sequence_header(t.tag_type, &t.body) {
+                return true;
+            }
+            let track = &mut last[usize::from(t.tag_type == TAG_AUDIO)];
+            if track.is_some_and(|l| t.ts <= l) {
+                return false;
+            }
+            *track = Some(t.ts);
+            true
+        })
+        .collect()
+}
+
+/// `audiotestsrc` silence lasting `ms`, in 1024-sample buffers at `format`'s rate.
+fn silence(format: &GopFormat, ms: u64) -> Result<gst::Element, MediaError> {
     let silence = make("audiotestsrc", "silence")?;
     silence.set_property_from_str("wave", "silence");
     silence.set_property("samplesperbuffer", 1024i32);
-    let samples = u64::from(format.audio_rate) * u64::from(frames) / u64::from(fps);
-    silence.set_property("num-buffers", samples.div_ceil(1024) as i32);
-    let raw_audio = make("capsfilter", "raw_audio")?;
-    raw_audio.set_property(
-        "caps",
-        gst::Caps::builder("audio/x-raw")
-            .field("rate", format.audio_rate as i32)
-            .field("channels", format.audio_channels as i32)
-            .build(),
-    );
-    let convert = make("audioconvert", "convert")?;
-    let aac = make("avenc_aac", "aac")?;
-    let mux = make("flvmux", "mux")?;
-    mux.set_property("streamable", true);
-    let sink = gst::prelude::Cast::downcast::<gst_app::AppSink>(make("appsink", "out")?)
-        .map_err(|_| MediaError::Build("appsink is not an AppSink".into()))?;
-    sink.set_property("sync", false);
-    let src_el = src.upcast_ref::<gst::Element>();
-    let sink_el = sink.upcast_ref::<gst::Element>();
-    pipeline
-        .add_many([
-            src_el, &x264, &h264, &silence, &convert, &raw_audio, &aac, &mux, sink_el,
-        ])
-        .map_err(build)?;
-    gst::Element::link_many([src_el, &x264, &h264, &mux, sink_el]).map_err(build)?;
-    gst::Element::link_many([&silence, &convert, &raw_audio, &aac, &mux]).map_err(build)?;
+    let samples = u64::from(format.audio_rate) * ms / 1000;
+    silence.set_property("num-buffers", samples.div_ceil(1024).max(1) as i32);
+    Ok(silence)
+}
 
-    let collected = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<u8>::new()));
-    let into = collected.clone();
-    sink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |s| {
-                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                if let Some(map) = sample.buffer().and_then(|b| b.map_readable().ok()) {
-                    into.lock().extend_from_slice(map.as_slice());
-                }
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
-    let start = |what: &str, e: &dyn std::fmt::Display| MediaError::Start {
-        what: format!("the fallback GOP's {what}"),
-        message: e.to_string(),
-    };
-    pipeline
-        .set_state(gst::State::Playing)
-        .map_err(|e| start("pipeline", &e))?;
-    let step = format.video.frame_duration();
-    for i in 0..u64::from(frames) {
-        let mut b = frame.copy();
-        if let Some(b) = b.get_mut() {
-            b.set_pts(step * i);
-            b.set_duration(step);
+/// The encoders and the muxer every fallback GOP goes through: raw video into `video_in`
+/// (x264 with the fallback's SPS id, no B-frames, an IDR every `gop_frames`), raw audio into
+/// `audio_in` (converted to `format`'s rate and channels, AAC-LC), FLV collected in memory.
+struct Tail {
+    video_in: gst::Element,
+    audio_in: gst::Element,
+    collected: std::sync::Arc<parking_lot::Mutex<Vec<u8>>>,
+}
+
+impl Tail {
+    fn build(
+        pipeline: &gst::Pipeline,
+        format: &GopFormat,
+        gop_frames: u32,
+    ) -> Result<Tail, MediaError> {
+        let build = |e: gst::glib::BoolError| MediaError::Build(e.to_string());
+        let x264 = make("x264enc", "x264")?;
+        x264.set_property("bitrate", format.video_kbps);
+        x264.set_property_from_str("speed-preset", "veryfast");
+        x264.set_property("key-int-max", gop_frames);
+        x264.set_property("bframes", 0u32);
+        x264.set_property(
+            "option-string",
+            format!("sps-id={FALLBACK_SPS_ID}:scenecut=0:min-keyint={gop_frames}:force-cfr=1"),
+        );
+        let h264 = make("capsfilter", "h264")?;
+        h264.set_property(
+            "caps",
+            gst::Caps::builder("video/x-h264")
+                .field("stream-format", "avc")
+                .field("alignment", "au")
+                .build(),
+        );
+        let convert = make("audioconvert", "convert")?;
+        let raw_audio = make("capsfilter", "raw_audio")?;
+        raw_audio.set_property(
+            "caps",
+            gst::Caps::builder("audio/x-raw")
+                .field("rate", format.audio_rate as i32)
+                .field("channels", format.audio_channels as i32)
+                .build(),
+        );
+        let aac = make("avenc_aac", "aac")?;
+        let mux = make("flvmux", "mux")?;
+        mux.set_property("streamable", true);
+        let sink = gst::prelude::Cast::downcast::<gst_app::AppSink>(make("appsink", "out")?)
+            .map_err(|_| MediaError::Build("appsink is not an AppSink".into()))?;
+        sink.set_property("sync", false);
+        let sink_el = sink.upcast_ref::<gst::Element>();
+        pipeline
+            .add_many([&x264, &h264, &convert, &raw_audio, &aac, &mux, sink_el])
+            .map_err(build)?;
+        gst::Element::link_many([&x264, &h264, &mux, sink_el]).map_err(build)?;
+        gst::Element::link_many([&convert, &raw_audio, &aac, &mux]).map_err(build)?;
+        let collected = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<u8>::new()));
+        let into = collected.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |s| {
+                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let Some(map) = sample.buffer().and_then(|b| b.map_readable().ok()) {
+                        into.lock().extend_from_slice(map.as_slice());
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        Ok(Tail {
+            video_in: x264,
+            audio_in: convert,
+            collected,
+        })
+    }
+
+    /// Plays `pipeline`, runs `feed`, waits for the end of stream (at most 120 s) and returns
+    /// the FLV tags. `what` names the source in errors.
+    fn run(
+        self,
+        pipeline: &gst::Pipeline,
+        what: &str,
+        feed: impl FnOnce() -> Result<(), String>,
+    ) -> Result<Vec<Tag>, MediaError> {
+        let start = |step: &str, e: &dyn std::fmt::Display| MediaError::Start {
+            what: format!("the fallback GOP's {step} ({what})"),
+            message: e.to_string(),
+        };
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| start("pipeline", &e))?;
+        let fed = feed();
+        let bus = pipeline.bus().ok_or_else(|| start("bus", &"none"))?;
+        let ended = match fed {
+            Ok(()) => bus.timed_pop_filtered(
+                gst::ClockTime::from_seconds(120),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            ),
+            Err(e) => {
+                let _ = pipeline.set_state(gst::State::Null);
+                return Err(start("input", &e));
+            }
+        };
+        let _ = pipeline.set_state(gst::State::Null);
+        match ended.as_ref().map(|m| m.view()) {
+            Some(gst::MessageView::Eos(_)) => {}
+            Some(gst::MessageView::Error(e)) => return Err(start("encode", &e.error())),
+            _ => return Err(start("encode", &"not finished within 120 s")),
         }
-        src.push_buffer(b).map_err(|e| start("input", &e))?;
+        let bytes = self.collected.lock();
+        Ok(increasing(flv::tags(&bytes)))
     }
-    let _ = src.end_of_stream();
-    let bus = pipeline.bus().ok_or_else(|| start("bus", &"none"))?;
-    let ended = bus.timed_pop_filtered(
-        gst::ClockTime::from_seconds(20),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    let _ = pipeline.set_state(gst::State::Null);
-    match ended.as_ref().map(|m| m.view()) {
-        Some(gst::MessageView::Eos(_)) => {}
-        Some(gst::MessageView::Error(e)) => return Err(start("encode", &e.error())),
-        _ => return Err(start("encode", &"not finished within 20 s")),
-    }
-    let bytes = collected.lock();
-    Ok(flv::tags(&bytes))
 }
 
 /// A fallback clip (a still GOP, or a looping video's tags) played round and round on a clock
@@ -268,6 +441,75 @@ mod tests {
         );
         // the GOP on its own decodes clean
         super::super::splice::decode_tests::assert_decodes_clean(&gop);
+    }
+
+    /// A looping-video fallback: a 3 s 320x240 clip with 44.1 kHz mono sound becomes 320x180
+    /// (letterboxed) at 30 fps with the fallback's SPS id, an IDR every second, AAC at 48 kHz
+    /// stereo; two laps of it, one after the other, decode with zero errors.
+    #[test]
+    fn a_video_encodes_at_the_connections_parameters_and_loops_clean() {
+        crate::media::init().expect("gstreamer");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clip = dir.path().join("clip.mp4");
+        let made = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y"])
+            .args(["-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=3"])
+            .args(["-f", "lavfi", "-i", "sine=f=300:r=44100:d=3"])
+            .args([
+                "-ac", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+            ])
+            .arg(&clip)
+            .status()
+            .expect("ffmpeg");
+        assert!(made.success());
+        let format = GopFormat {
+            video: OutputFormat {
+                width: 320,
+                height: 180,
+                fps: 30,
+            },
+            audio_rate: 48_000,
+            audio_channels: 2,
+            video_kbps: 300,
+        };
+        let tags = encode_clip(&clip, true, 3000, &format, 1).expect("encoded");
+        let header = tags
+            .iter()
+            .find(|t| t.tag_type == TAG_VIDEO && t.body.get(1) == Some(&0))
+            .expect("a video sequence header");
+        let cfg = super::super::splice::AvcConfig::parse(&header.body).expect("AVC");
+        assert_eq!(
+            (cfg.width, cfg.height, cfg.sps_id),
+            (320, 180, FALLBACK_SPS_ID)
+        );
+        let asc = tags
+            .iter()
+            .find(|t| t.tag_type == TAG_AUDIO && t.body.get(1) == Some(&0))
+            .map(|t| {
+                super::super::splice::aac_config(&t.body)
+                    .expect("AAC")
+                    .to_vec()
+            })
+            .expect("an audio sequence header");
+        assert_eq!(asc[..2], [0x11, 0x90], "AAC-LC 48 kHz stereo");
+        let coded: Vec<&Tag> = tags
+            .iter()
+            .filter(|t| t.tag_type == TAG_VIDEO && t.body.get(1) == Some(&1))
+            .collect();
+        assert!(
+            (88..=92).contains(&coded.len()),
+            "3 s at 30 fps: {}",
+            coded.len()
+        );
+        assert_eq!(
+            coded.iter().filter(|t| t.body[0] == 0x17).count(),
+            3,
+            "an IDR a second"
+        );
+        let n = tags.len();
+        let mut looped = FallbackLoop::new(tags, 30, 48_000).expect("video");
+        let two_laps: Vec<Tag> = (0..2 * n - 2).map(|_| looped.next_tag()).collect();
+        super::super::splice::decode_tests::assert_decodes_clean(&two_laps);
     }
 
     #[test]
