@@ -410,3 +410,57 @@ fn a_profile_may_not_be_copy() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("profile.p.mode"), "the key is named: {text}");
 }
+
+/// A recording without a profile records what the platform gets: the fallback, the publisher's
+/// own stream, the fallback again, in one file that decodes whole with zero errors.
+#[test]
+fn a_copy_mode_recording_holds_fallback_and_live_and_decodes_clean() {
+    let _serial = serial();
+    let rec = tempfile::tempdir().expect("tempdir");
+    let onair = Onair::start(&format!(
+        "[output]\nwidth = 640\nheight = 360\nfps = 30\nmode = \"copy\"\n\
+         [fallback]\nstall_timeout_ms = 500\n\
+         [[destination]]\nname = \"rec\"\nurl = \"file://{}/{{utc}}.mp4\"\n",
+        rec.path().display()
+    ));
+    let work = tempfile::tempdir().expect("tempdir");
+    let file = publisher_file(work.path(), 8, "640x360");
+    std::thread::sleep(Duration::from_secs(3));
+    let mut publisher = publish_file(&file, &onair.publish_url("test-key-123"));
+    assert!(
+        wait_until(SWITCH, || sending(&onair) == "live"),
+        "{}",
+        copy_status(&onair)
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    assert!(wait_until(SWITCH, || sending(&onair) == "fallback"));
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, _) = onair.call("POST", "/api/channels/default/destinations/rec/disable", "");
+    assert_eq!(code, 200);
+    assert!(
+        wait_until(SWITCH, || !onair
+            .log_lines(&["recording: file complete"])
+            .is_empty()),
+        "the file is ended on the stop:\n{}",
+        onair.log_text()
+    );
+    let files: Vec<PathBuf> = std::fs::read_dir(rec.path())
+        .expect("read dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "mp4"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}:\n{}", onair.log_text());
+    let (clean, errors) = decode_errors(&files[0]);
+    assert!(clean && errors.trim().is_empty(), "recording: {errors}");
+    let probe = ffprobe_json(
+        files[0].to_str().expect("utf-8"),
+        &["-show_entries", "format=duration"],
+    );
+    let duration: f64 = probe["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
+    assert!(duration >= 8.0, "recorded {duration} s of about 10");
+}

@@ -7,8 +7,7 @@
 //!
 //! Who decides: the program's cut state (the same policy, events and status as the encode
 //! path). A cut to live arms the splicer, which takes the publisher's next video IDR; a cut to
-//! the fallback restarts the fallback loop at its IDR at once (its first tag goes out within
-//! one pacing tick, [`TICK`]). A publisher whose headers do not fit the connection is never
+//! the fallback restarts the fallback loop at its IDR and sends it at once. A publisher whose headers do not fit the connection is never
 //! put on air ([`CopyPath::fit`]): the channel stays on its fallback, and the status and one
 //! log line say why.
 //!
@@ -29,8 +28,13 @@ use crate::event::SessionId;
 use crate::media::MediaError;
 use crate::media::flv::{self, TAG_AUDIO, TAG_VIDEO, Tag};
 
-/// How often the pacing thread sends the fallback tags that are due.
-pub const TICK: Duration = Duration::from_millis(5);
+/// The pacing thread sends the fallback's tags up to this far ahead of their time, so that it
+/// wakes about 25 times a second instead of once per tag (~80/s): a platform buffers seconds,
+/// 40 ms early is nothing to it. Measured idle: 0.037 cores with a 5 ms tick.
+pub const AHEAD: Duration = Duration::from_millis(40);
+
+/// The longest the pacing thread sleeps (while live is on air nothing is due).
+const IDLE_SLEEP: Duration = Duration::from_millis(100);
 
 /// Length of the fallback's GOP, in seconds: one IDR per lap.
 const FALLBACK_GOP_S: u32 = 2;
@@ -75,6 +79,8 @@ pub struct CopyPath {
     format: GopFormat,
     state: Mutex<State>,
     stop: Arc<AtomicBool>,
+    /// Wakes the pacing thread (a cut to the fallback, a new fallback): set, then notified.
+    wake: Arc<(Mutex<bool>, parking_lot::Condvar)>,
 }
 
 impl CopyPath {
@@ -108,17 +114,28 @@ impl CopyPath {
                 pending_headers: Vec::new(),
             }),
             stop: Arc::new(AtomicBool::new(false)),
+            wake: Arc::default(),
         });
         let weak = Arc::downgrade(&path);
         let stop = path.stop.clone();
+        let wake = path.wake.clone();
         std::thread::Builder::new()
             .name(format!("copy-{channel}"))
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let Some(path) = weak.upgrade() else { return };
-                    path.send_due_fallback(Instant::now());
+                    let next = path.send_due_fallback(Instant::now() + AHEAD);
                     drop(path);
-                    std::thread::sleep(TICK);
+                    // until the next tag is due (less the look-ahead), or a cut wakes it
+                    let wait = next
+                        .map(|due| due.saturating_duration_since(Instant::now() + AHEAD))
+                        .unwrap_or(IDLE_SLEEP)
+                        .clamp(Duration::from_millis(1), IDLE_SLEEP);
+                    let mut woken = wake.0.lock();
+                    if !*woken {
+                        wake.1.wait_for(&mut woken, wait);
+                    }
+                    *woken = false;
                 }
             })
             .map_err(|e| MediaError::Build(format!("copy path thread: {e}")))?;
@@ -148,7 +165,8 @@ impl CopyPath {
         st.due = now;
         st.next = next;
         drop(st);
-        self.send_due_fallback(now);
+        self.send_due_fallback(now + AHEAD);
+        self.wake();
         Ok(())
     }
 
@@ -228,7 +246,8 @@ impl CopyPath {
         st.due = now;
         st.next = next;
         drop(st);
-        self.send_due_fallback(now);
+        self.send_due_fallback(now + AHEAD);
+        self.wake();
     }
 
     /// One audio or video message of `session` (its RTMP timestamp and body). Tags of a session
@@ -242,12 +261,13 @@ impl CopyPath {
         self.send(&mut st, out);
     }
 
-    /// Sends the fallback tags due by `now` (none while live is on air and wanted).
-    fn send_due_fallback(&self, now: Instant) {
+    /// Sends the fallback tags due by `now` (none while live is on air and wanted). Returns
+    /// when the next one is due (`None`: paused).
+    fn send_due_fallback(&self, now: Instant) -> Option<Instant> {
         let mut st = self.state.lock();
         if st.splicer.on_air() == Some(Feed::Live) && st.splicer.wanted() == Feed::Live {
             // paused: a cut to the fallback restarts it at its IDR
-            return;
+            return None;
         }
         let mut out = Vec::new();
         while st.due <= now {
@@ -268,6 +288,13 @@ impl CopyPath {
             st.next = next;
         }
         self.send(&mut st, out);
+        Some(st.due)
+    }
+
+    /// Wakes the pacing thread: the fallback's schedule changed.
+    fn wake(&self) {
+        *self.wake.0.lock() = true;
+        self.wake.1.notify_one();
     }
 
     /// Hands the splicer's tags to the fan-out: sequence headers become the stream headers
