@@ -23,11 +23,27 @@ off_s=${OFF_S:-5}
 start_nginx
 start_onair
 
+# switchmeter's publisher sends mono AAC (a lavfi sine); copy mode refuses it on its stereo
+# connection (a misfit, by design: OBS sends stereo), so in copy mode the publisher's ffmpeg is
+# wrapped to encode stereo (`-ac 2` before the output); the viewer's ffmpeg is left alone
+meter_args=()
+if printf '%s' "${OUTPUT_TOML:-}" | grep -q copy; then
+  cat > "$work/ffmpeg-stereo" <<'SH'
+#!/bin/sh
+case " $* " in *" -c:a aac "*) last=$(eval echo \${$#}); n=$(($# - 1)); args=""; i=0
+  for a in "$@"; do i=$((i + 1)); [ $i -le $n ] && args="$args '$a'"; done
+  eval exec ffmpeg $args -ac 2 "'$last'";; esac
+exec ffmpeg "$@"
+SH
+  chmod +x "$work/ffmpeg-stereo"
+  meter_args=(--ffmpeg "$work/ffmpeg-stereo")
+fi
+
 status=0
 for fault in ${FAULTS:-kill stall quit}; do
   out=$("$meter" --publish-url "rtmp://127.0.0.1:$rtmp/live/bench-key-0001" \
         --read-url "rtmp://127.0.0.1:$ngx_rtmp/app/out" --fault "$fault" --cycles "$cycles" \
-        --live-s "$live_s" --off-s "$off_s" --relay-pid "$onair_pid" 2>&1) || status=1
+        --live-s "$live_s" --off-s "$off_s" --relay-pid "$onair_pid" "${meter_args[@]}" 2>&1) || status=1
   cpu=$(printf '%s\n' "$out" | sed -n 's/.*"relay_cpu_cores": \([0-9.]*\).*/\1/p')
   skew=$(printf '%s\n' "$out" | sed -n 's/.*"av_end_skew_ms": \(-*[0-9.]*\).*/\1/p')
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$onair_pid/status" 2>/dev/null)
