@@ -519,19 +519,40 @@ impl Splicer {
         }
     }
 
-    /// A segment of `from` starts with its IDR at source time `ts`, one frame after the last
-    /// tag out (the later of the last audio time and the last video frame's presentation time,
-    /// so that neither track steps back, also when the last live frames were reordered).
+    /// A segment of `from` starts with its IDR at source time `ts`, where the last frame out
+    /// ends: the later of the last video frame's end (its presentation time, with B-frames
+    /// after its DTS, plus one frame) and the last AAC frame's end (1024 samples), so that
+    /// neither track steps back or leaves more of a hole than the other needs.
     fn start_segment(&mut self, from: Feed, ts: u32) {
         // on the wrapping 32-bit millisecond clock
         let later = |a: Option<u32>, b: Option<u32>| match (a, b) {
             (Some(x), Some(y)) => Some(if (y.wrapping_sub(x) as i32) > 0 { y } else { x }),
             (one, other) => one.or(other),
         };
-        let last = later(later(self.last_out[0], self.last_out[1]), self.last_pts);
-        let out = last.map_or(0, |t| t.wrapping_add(self.frame_ms));
+        let video_end =
+            later(self.last_out[0], self.last_pts).map(|t| t.wrapping_add(self.frame_ms));
+        let audio_end = self.last_out[1].map(|t| t.wrapping_add(self.aac_frame_ms()));
+        let out = later(video_end, audio_end).unwrap_or(0);
         self.segment = (ts, out);
         self.on_air = Some(from);
+    }
+
+    /// One AAC frame (1024 samples) at the connection's sampling rate, in whole ms (rounded
+    /// down; 21 at 48 kHz, 23 at 44.1 kHz; 21 when unknown).
+    fn aac_frame_ms(&self) -> u32 {
+        const RATES: [u32; 13] = [
+            96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025,
+            8_000, 7_350,
+        ];
+        let rate = self
+            .sent
+            .as_ref()
+            .and_then(|h| h.audio.as_deref())
+            .and_then(|a| aac_config(a).ok())
+            .and_then(aac_essentials)
+            .and_then(|(_, index, _)| RATES.get(usize::from(index)).copied())
+            .unwrap_or(48_000);
+        1024 * 1000 / rate
     }
 
     fn stamp(&mut self, tag_type: u8, ts: u32, body: Vec<u8>) -> Tag {
