@@ -411,21 +411,37 @@ fn a_profile_may_not_be_copy() {
     assert!(text.contains("profile.p.mode"), "the key is named: {text}");
 }
 
-/// A recording without a profile records what the platform gets: the fallback, the publisher's
-/// own stream, the fallback again, in one file that decodes whole with zero errors.
+/// In copy mode a recording without a profile is refused with a reason (an MP4 cannot switch
+/// between the fallback's and the publisher's parameter sets yet); one with a profile records
+/// the encode of the program, live and fallback, in a file that decodes whole with zero errors.
 #[test]
-fn a_copy_mode_recording_holds_fallback_and_live_and_decodes_clean() {
+fn a_copy_mode_recording_needs_a_profile_and_then_decodes_clean() {
     let _serial = serial();
     let rec = tempfile::tempdir().expect("tempdir");
     let onair = Onair::start(&format!(
         "[output]\nwidth = 640\nheight = 360\nfps = 30\nmode = \"copy\"\n\
          [fallback]\nstall_timeout_ms = 500\n\
-         [[destination]]\nname = \"rec\"\nurl = \"file://{}/{{utc}}.mp4\"\n",
-        rec.path().display()
+         [profile.p360]\nwidth = 640\nheight = 360\nvideo_bitrate_kbps = 800\n\
+         [[destination]]\nname = \"raw\"\nurl = \"file://{dir}/raw-{{utc}}.mp4\"\n\
+         [[destination]]\nname = \"rec\"\nurl = \"file://{dir}/{{utc}}.mp4\"\nprofile = \"p360\"\n",
+        dir = rec.path().display()
     ));
     let work = tempfile::tempdir().expect("tempdir");
     let file = publisher_file(work.path(), 8, "640x360");
-    std::thread::sleep(Duration::from_secs(3));
+    let raw_error = || {
+        onair.get_json("/api/channels/default")["destinations"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["name"] == "raw").cloned())
+            .map(|d| d["last_error"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(SWITCH, || raw_error().contains("needs a profile")),
+        "the raw recording's error: {:?}\n{}",
+        raw_error(),
+        onair.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(2));
     let mut publisher = publish_file(&file, &onair.publish_url("test-key-123"));
     assert!(
         wait_until(SWITCH, || sending(&onair) == "live"),
@@ -453,7 +469,11 @@ fn a_copy_mode_recording_holds_fallback_and_live_and_decodes_clean() {
         .collect();
     assert_eq!(files.len(), 1, "{files:?}:\n{}", onair.log_text());
     let (clean, errors) = decode_errors(&files[0]);
-    assert!(clean && errors.trim().is_empty(), "recording: {errors}");
+    assert!(
+        clean && errors.trim().is_empty(),
+        "recording: {errors}\n{}",
+        onair.log_text()
+    );
     let probe = ffprobe_json(
         files[0].to_str().expect("utf-8"),
         &["-show_entries", "format=duration"],

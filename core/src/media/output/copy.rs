@@ -380,8 +380,12 @@ pub fn fallback_tags(
     }
 }
 
+/// A field of the copy path's caps: its stream carries several sets of SPS/PPS in-band (a
+/// recording refuses it, see `recording.rs`).
+pub const IN_BAND_PARAMETER_SETS: &str = "onair-in-band-parameter-sets";
+
 /// `video/x-flv` caps with `headers` as their `streamheader`, as `flvmux streamable=true`
-/// gives them.
+/// gives them, marked [`IN_BAND_PARAMETER_SETS`].
 fn stream_caps(headers: &[gst::Buffer]) -> gst::Caps {
     use gst::prelude::*;
     let arr = gst::Array::new(headers.iter().map(|h| {
@@ -393,6 +397,7 @@ fn stream_caps(headers: &[gst::Buffer]) -> gst::Caps {
     }));
     gst::Caps::builder("video/x-flv")
         .field("streamheader", arr)
+        .field(IN_BAND_PARAMETER_SETS, true)
         .build()
 }
 

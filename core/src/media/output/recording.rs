@@ -207,6 +207,19 @@ impl Recording {
         caps: Option<&gst::Caps>,
         ledger: Arc<dyn Ledger>,
     ) -> Result<Recording, MediaError> {
+        if caps
+            .and_then(|c| c.structure(0))
+            .is_some_and(|s| s.has_field(super::copy::IN_BAND_PARAMETER_SETS))
+        {
+            // the copy path's stream changes its SPS/PPS mid-stream (the fallback's and the
+            // publisher's); h264parse + mp4mux (1.22) then write a file whose video does not
+            // decode after the first change (tried with avc1, avc3 and config-interval=-1)
+            return Err(MediaError::Build(format!(
+                "a recording in copy mode needs a profile (e.g. profile = \"youtube-720p30\" on destination {:?}): \
+                 the publisher's stream and the fallback have different parameter sets, which an MP4 file cannot switch between yet",
+                d.name
+            )));
+        }
         let pattern = Pattern::new(url, channel, &d.name).map_err(MediaError::Build)?;
         std::fs::create_dir_all(&pattern.dir).map_err(|e| {
             MediaError::Build(format!("recording folder {}: {e}", pattern.dir.display()))
