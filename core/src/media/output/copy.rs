@@ -72,6 +72,18 @@ struct State {
     pending_headers: Vec<gst::Buffer>,
 }
 
+impl State {
+    /// The fallback loop's next tag is due now, and the ones after it on its own clock.
+    fn play_from_now(&mut self) {
+        let next = self.fallback.next_tag();
+        let now = Instant::now();
+        self.origin = now;
+        self.base = next.ts;
+        self.due = now;
+        self.next = next;
+    }
+}
+
 /// One channel's copy path. Dropping it stops its pacing thread.
 pub struct CopyPath {
     channel: String,
@@ -158,14 +170,9 @@ impl CopyPath {
         let mut st = self.state.lock();
         st.fallback = fallback;
         st.splicer.fallback_restarted();
-        let next = st.fallback.next_tag();
-        let now = Instant::now();
-        st.origin = now;
-        st.base = next.ts;
-        st.due = now;
-        st.next = next;
+        st.play_from_now();
         drop(st);
-        self.send_due_fallback(now + AHEAD);
+        self.send_due_fallback(Instant::now() + AHEAD);
         self.wake();
         Ok(())
     }
@@ -239,14 +246,9 @@ impl CopyPath {
         let mut st = self.state.lock();
         st.splicer.cut_to_fallback();
         st.fallback.restart();
-        let next = st.fallback.next_tag();
-        let now = Instant::now();
-        st.origin = now;
-        st.base = next.ts;
-        st.due = now;
-        st.next = next;
+        st.play_from_now();
         drop(st);
-        self.send_due_fallback(now + AHEAD);
+        self.send_due_fallback(Instant::now() + AHEAD);
         self.wake();
     }
 

@@ -392,6 +392,20 @@ mod tests {
         }
     }
 
+    /// The AVC record and the AudioSpecificConfig of a GOP's sequence headers.
+    fn sequence_headers(tags: &[Tag]) -> (super::super::splice::AvcConfig, Vec<u8>) {
+        let header = |kind: u8| {
+            tags.iter()
+                .find(|t| t.tag_type == kind && t.body.get(1) == Some(&0))
+                .expect("a sequence header")
+        };
+        let cfg = super::super::splice::AvcConfig::parse(&header(TAG_VIDEO).body).expect("AVC");
+        let asc = super::super::splice::aac_config(&header(TAG_AUDIO).body)
+            .expect("AAC")
+            .to_vec();
+        (cfg, asc)
+    }
+
     #[test]
     fn the_slate_encodes_as_one_gop_at_the_live_tracks_parameters_and_decodes_clean() {
         crate::media::init().expect("gstreamer");
@@ -409,24 +423,11 @@ mod tests {
             video_kbps: 500,
         };
         let gop = encode_still(&frame, &format, 2).expect("encoded");
-        let header = gop
-            .iter()
-            .find(|t| t.tag_type == TAG_VIDEO && t.body.get(1) == Some(&0))
-            .expect("a video sequence header");
-        let cfg = super::super::splice::AvcConfig::parse(&header.body).expect("AVC");
+        let (cfg, asc) = sequence_headers(&gop);
         assert_eq!(
             (cfg.width, cfg.height, cfg.sps_id),
             (1280, 720, FALLBACK_SPS_ID)
         );
-        let asc = gop
-            .iter()
-            .find(|t| t.tag_type == TAG_AUDIO && t.body.get(1) == Some(&0))
-            .map(|t| {
-                super::super::splice::aac_config(&t.body)
-                    .expect("AAC")
-                    .to_vec()
-            })
-            .expect("an audio sequence header");
         // AAC-LC (2), 48 kHz (index 3), stereo (2): 00010 0011 0010 …
         assert_eq!(asc[..2], [0x11, 0x90]);
         let coded: Vec<&Tag> = gop
@@ -473,24 +474,11 @@ mod tests {
             video_kbps: 300,
         };
         let tags = encode_clip(&clip, true, 3000, &format, 1).expect("encoded");
-        let header = tags
-            .iter()
-            .find(|t| t.tag_type == TAG_VIDEO && t.body.get(1) == Some(&0))
-            .expect("a video sequence header");
-        let cfg = super::super::splice::AvcConfig::parse(&header.body).expect("AVC");
+        let (cfg, asc) = sequence_headers(&tags);
         assert_eq!(
             (cfg.width, cfg.height, cfg.sps_id),
             (320, 180, FALLBACK_SPS_ID)
         );
-        let asc = tags
-            .iter()
-            .find(|t| t.tag_type == TAG_AUDIO && t.body.get(1) == Some(&0))
-            .map(|t| {
-                super::super::splice::aac_config(&t.body)
-                    .expect("AAC")
-                    .to_vec()
-            })
-            .expect("an audio sequence header");
         assert_eq!(asc[..2], [0x11, 0x90], "AAC-LC 48 kHz stereo");
         let coded: Vec<&Tag> = tags
             .iter()
